@@ -1,0 +1,47 @@
+// The key/value cache of one generate() call, allocated once for the longest
+// row (prompt + max_new_tokens) so decoding steps never allocate.
+// Layout per layer: [rows, heads, max_length, head_size], so one head's keys
+// for a row are contiguous and attention streams them.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model_config.h"
+
+namespace fastergpt {
+
+class KVCache {
+ public:
+  void allocate(const ModelConfig& c, int64_t rows, int64_t max_length) {
+    layers_ = c.num_layers;
+    rows_ = rows;
+    heads_ = c.num_heads;
+    head_size_ = c.head_size();
+    max_length_ = max_length;
+    const int64_t per_layer = rows * heads_ * max_length * head_size_;
+    // Grow only: the cache is reused by later calls.
+    if (static_cast<int64_t>(keys_.size()) < layers_ * per_layer) {
+      keys_.resize(layers_ * per_layer);
+      values_.resize(layers_ * per_layer);
+    }
+  }
+
+  int64_t max_length() const { return max_length_; }
+  float* key(int64_t layer, int64_t row, int64_t head, int64_t slot) {
+    return keys_.data() + offset(layer, row, head, slot);
+  }
+  float* value(int64_t layer, int64_t row, int64_t head, int64_t slot) {
+    return values_.data() + offset(layer, row, head, slot);
+  }
+
+ private:
+  int64_t offset(int64_t layer, int64_t row, int64_t head, int64_t slot) const {
+    return (((layer * rows_ + row) * heads_ + head) * max_length_ + slot) * head_size_;
+  }
+
+  int64_t layers_ = 0, rows_ = 0, heads_ = 0, head_size_ = 0, max_length_ = 0;
+  std::vector<float> keys_, values_;
+};
+
+}  // namespace fastergpt

@@ -1,0 +1,99 @@
+#include "logits_processor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "error.h"
+
+namespace fastergpt {
+
+void apply_repetition_penalty(float* logits, const std::vector<int32_t>& seen, float penalty) {
+  if (penalty == 1.0f) return;
+  for (int32_t id : seen) {
+    float& v = logits[id];
+    v = v < 0.0f ? v * penalty : v / penalty;
+  }
+}
+
+TokenChoice choose_greedy(const float* logits, int64_t vocab) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < vocab; ++i)
+    if (logits[i] > logits[best]) best = i;
+  const float top = logits[best];
+  FGPT_CHECK(top > -INFINITY, "every token is masked at this step (is min_length forcing out the only token?)");
+  double total = 0.0;
+  for (int64_t i = 0; i < vocab; ++i) total += std::exp(static_cast<double>(logits[i] - top));
+  return {best, static_cast<float>(-std::log(total))};
+}
+
+TokenChoice choose_sampled(const float* logits, int64_t vocab, int64_t top_k, float top_p,
+                           float temperature, double uniform, SamplerScratch& s) {
+  const int64_t kept_k = (top_k > 0 && top_k < vocab) ? top_k : vocab;
+  // A strict total order (logit, then id) keeps selection deterministic on ties.
+  auto higher = [logits](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
+  s.order.resize(vocab);
+  std::iota(s.order.begin(), s.order.end(), 0);
+  int32_t* order = s.order.data();
+  if (kept_k < vocab) std::nth_element(order, order + kept_k, order + vocab, higher);
+
+  const float top = *std::max_element(logits, logits + vocab);
+  FGPT_CHECK(top > -INFINITY, "every token is masked at this step (is min_length forcing out the only token?)");
+  const double inv_t = 1.0 / temperature;
+  s.weight.resize(vocab);
+  float* weight = s.weight.data();  // weight[i] = exp((logit - top) / T) of order[i]
+  double mass = 0.0;
+  for (int64_t i = 0; i < kept_k; ++i) {
+    weight[i] = static_cast<float>(std::exp((logits[order[i]] - top) * inv_t));
+    mass += weight[i];
+  }
+
+  int64_t n = kept_k;
+  if (top_p < 1.0f) {
+    // Sort only as many candidates as the nucleus needs: grow the sorted
+    // prefix until its mass reaches top_p (usually a few dozen tokens).
+    int64_t sorted = 0;
+    for (int64_t want = std::min<int64_t>(kept_k, 64);; want = std::min(kept_k, want * 4)) {
+      if (want < kept_k) std::nth_element(order + sorted, order + want, order + kept_k, higher);
+      std::sort(order + sorted, order + want, higher);
+      sorted = want;
+      double before = 0.0;
+      n = -1;
+      for (int64_t i = 0; i < sorted; ++i) {
+        const double w = std::exp((logits[order[i]] - top) * inv_t);
+        if (before / mass >= top_p) {
+          n = i;
+          break;
+        }
+        before += w;
+      }
+      if (n >= 0 || sorted == kept_k) {
+        if (n < 0) n = sorted;
+        break;
+      }
+    }
+    for (int64_t i = 0; i < n; ++i)
+      weight[i] = static_cast<float>(std::exp((logits[order[i]] - top) * inv_t));
+  } else if (kept_k < vocab) {
+    std::sort(order, order + kept_k, higher);
+    for (int64_t i = 0; i < kept_k; ++i)
+      weight[i] = static_cast<float>(std::exp((logits[order[i]] - top) * inv_t));
+  }
+
+  double kept_mass = 0.0;
+  for (int64_t i = 0; i < n; ++i) kept_mass += weight[i];
+  const double target = uniform * kept_mass;
+  double acc = 0.0;
+  int64_t pick = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (weight[i] <= 0.0f) continue;
+    pick = i;  // the last positive-weight candidate absorbs rounding at the top end
+    acc += weight[i];
+    if (acc > target) break;
+  }
+  return {order[pick], static_cast<float>(std::log(weight[pick] / kept_mass))};
+}
+
+}  // namespace fastergpt

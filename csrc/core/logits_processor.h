@@ -1,0 +1,36 @@
+// Turns a row's raw next-token logits into a choice: the HF-defined processors
+// (repetition penalty, min length), then greedy argmax or sampling with
+// temperature, top-k and top-p. Pure functions of their inputs, so the same
+// logits and uniform draw always give the same token.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace fastergpt {
+
+struct TokenChoice {
+  int64_t token = 0;
+  float logprob = 0.0f;  // log-probability under the distribution it was chosen from
+};
+
+// For each DISTINCT id in `seen`: logit = logit < 0 ? logit * penalty : logit / penalty.
+void apply_repetition_penalty(float* logits, const std::vector<int32_t>& seen, float penalty);
+
+// Greedy: the highest logit (the lowest id on ties); logprob = log_softmax there.
+TokenChoice choose_greedy(const float* logits, int64_t vocab);
+
+// Scratch reused across steps so sampling allocates nothing in the decode loop.
+struct SamplerScratch {
+  std::vector<int32_t> order;
+  std::vector<float> weight;
+};
+
+// Sampling: logits / temperature, keep the top_k largest (0 = all), then the
+// smallest prefix (by descending logit) whose probability reaches top_p, and
+// draw with `uniform` in [0, 1) by inverse CDF over that prefix in descending
+// order. logprob is the chosen token's renormalised probability.
+TokenChoice choose_sampled(const float* logits, int64_t vocab, int64_t top_k, float top_p,
+                           float temperature, double uniform, SamplerScratch& scratch);
+
+}  // namespace fastergpt

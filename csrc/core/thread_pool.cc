@@ -1,0 +1,108 @@
+#include "thread_pool.h"
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+
+#ifdef __linux__
+#include <sched.h>
+#endif
+
+namespace fastergpt {
+namespace {
+
+// How long an idle worker spins before it sleeps: long enough to bridge the
+// gap between the kernels of one decoding step, short enough not to burn a
+// core after generation ends.
+constexpr auto kSpin = std::chrono::microseconds(2000);
+
+}  // namespace
+
+ThreadPool::ThreadPool(int num_threads) : num_threads_(std::max(1, num_threads)) {
+  for (int i = 1; i < num_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_.store(true);
+  }
+  wake_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::run_share(int index) {
+  const int64_t n = job_n_, grain = job_grain_;
+  const int64_t units = (n + grain - 1) / grain;
+  const int64_t per = units / num_threads_, extra = units % num_threads_;
+  const int64_t first = index * per + std::min<int64_t>(index, extra);
+  const int64_t count = per + (index < extra ? 1 : 0);
+  const int64_t begin = std::min(n, first * grain);
+  const int64_t end = std::min(n, (first + count) * grain);
+  if (begin < end) (*job_)(begin, end);
+}
+
+void ThreadPool::worker_loop(int index) {
+  uint64_t seen = 0;
+  for (;;) {
+    const auto spin_until = std::chrono::steady_clock::now() + kSpin;
+    while (generation_.load(std::memory_order_acquire) == seen && !stop_.load()) {
+      if (std::chrono::steady_clock::now() > spin_until) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return generation_.load() != seen || stop_.load(); });
+        break;
+      }
+    }
+    if (stop_.load()) return;
+    seen = generation_.load(std::memory_order_acquire);
+    run_share(index);
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+void ThreadPool::parallel_for(int64_t n, int64_t grain,
+                              const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(1, grain);
+  if (num_threads_ == 1 || n <= grain) {
+    fn(0, n);
+    return;
+  }
+  job_ = &fn;
+  job_n_ = n;
+  job_grain_ = grain;
+  pending_.store(num_threads_ - 1, std::memory_order_release);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    generation_.fetch_add(1, std::memory_order_acq_rel);
+  }
+  wake_.notify_all();
+  run_share(0);
+  while (pending_.load(std::memory_order_acquire) != 0) {
+  }
+}
+
+int default_num_threads() {
+#ifdef __linux__
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+#endif
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+std::mutex& pool_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+ThreadPool& shared_pool(int num_threads) {
+  static std::unique_ptr<ThreadPool> pool;
+  const int want = num_threads > 0 ? num_threads : default_num_threads();
+  if (!pool || pool->num_threads() != want) {
+    pool.reset();
+    pool = std::make_unique<ThreadPool>(want);
+  }
+  return *pool;
+}
+
+}  // namespace fastergpt

@@ -1,0 +1,60 @@
+// A persistent pool of worker threads for the engine's parallel loops.
+//
+// Generation runs ~5 parallel regions per layer per token, so waking threads
+// must be cheap: workers spin briefly on an atomic generation counter before
+// sleeping on a condition variable. Work is split statically into contiguous
+// ranges, one per thread, and every output element is computed by exactly one
+// thread with a fixed reduction order, so results do not depend on the thread
+// count.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace fastergpt {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int num_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int num_threads() const { return num_threads_; }
+
+  // Calls fn(begin, end) on disjoint ranges covering [0, n), at most one range
+  // per thread, ranges aligned to `grain`. Returns when all ranges are done.
+  void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+ private:
+  void worker_loop(int index);
+  void run_share(int index);
+
+  int num_threads_;
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
+  // The current job, published before generation_ is bumped.
+  const std::function<void(int64_t, int64_t)>* job_ = nullptr;
+  int64_t job_n_ = 0;
+  int64_t job_grain_ = 1;
+};
+
+// Hardware threads available to this process.
+int default_num_threads();
+
+// The process-wide pool with `num_threads` threads (0 = all cores). Re-created
+// when a different count is asked for. Callers hold `pool_mutex()` while using
+// it, so concurrent generate() calls take turns instead of sharing workers.
+ThreadPool& shared_pool(int num_threads);
+std::mutex& pool_mutex();
+
+}  // namespace fastergpt

@@ -1,0 +1,48 @@
+// Picks the widest instruction set this CPU supports, once per process.
+#include <cstring>
+
+#include "simd_kernels.h"
+
+namespace fastergpt {
+namespace cpu {
+namespace {
+
+#define FGPT_KERNELS(ns) SimdKernels{#ns, ns::linear_f32_rows, ns::dot, ns::axpy}
+
+bool cpu_has(const char* name) {
+#if defined(FGPT_X86_ISAS)
+  if (std::strcmp(name, "avx512") == 0) return __builtin_cpu_supports("avx512f");
+  if (std::strcmp(name, "avx2") == 0)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+  return std::strcmp(name, "generic") == 0;
+}
+
+}  // namespace
+
+const SimdKernels* simd_by_name(const char* name) {
+  static const SimdKernels generic_k = FGPT_KERNELS(generic);
+#if defined(FGPT_X86_ISAS)
+  static const SimdKernels avx2_k = FGPT_KERNELS(avx2);
+  static const SimdKernels avx512_k = FGPT_KERNELS(avx512);
+  if (std::strcmp(name, "avx512") == 0 && cpu_has(name)) return &avx512_k;
+  if (std::strcmp(name, "avx2") == 0 && cpu_has(name)) return &avx2_k;
+#endif
+  if (std::strcmp(name, "generic") == 0) return &generic_k;
+  return nullptr;
+}
+
+const SimdKernels& simd() {
+  static const SimdKernels* chosen = [] {
+    for (const char* name : {"avx512", "avx2"})
+      if (const SimdKernels* k = simd_by_name(name)) return k;
+    return simd_by_name("generic");
+  }();
+  return *chosen;
+}
+
+}  // namespace cpu
+
+const char* cpu_isa_name() { return cpu::simd().name; }
+
+}  // namespace fastergpt

@@ -1,0 +1,30 @@
+// layer_norm() on the CPU: one row per task, statistics in double so long
+// rows of large activations do not lose precision.
+#include <cmath>
+
+#include "../core/kernels.h"
+
+namespace fastergpt {
+
+void layer_norm(const float* x, int64_t M, int64_t D, const float* gamma, const float* beta,
+                float eps, float* y, ThreadPool& pool) {
+  pool.parallel_for(M, 1, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      const float* xr = x + m * D;
+      float* yr = y + m * D;
+      double sum = 0.0;
+      for (int64_t i = 0; i < D; ++i) sum += xr[i];
+      const double mean = sum / D;
+      double sq = 0.0;
+      for (int64_t i = 0; i < D; ++i) {
+        const double d = xr[i] - mean;
+        sq += d * d;
+      }
+      const float inv = static_cast<float>(1.0 / std::sqrt(sq / D + eps));
+      const float mu = static_cast<float>(mean);
+      for (int64_t i = 0; i < D; ++i) yr[i] = (xr[i] - mu) * inv * gamma[i] + beta[i];
+    }
+  });
+}
+
+}  // namespace fastergpt

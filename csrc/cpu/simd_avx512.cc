@@ -1,0 +1,4 @@
+// The SIMD inner loops compiled for avx512 (flags set in CMakeLists.txt).
+#define FGPT_ISA avx512
+#define FGPT_VEC_FLOATS 16
+#include "simd_kernels.inc"

@@ -1,0 +1,4 @@
+// The SIMD inner loops compiled for generic (flags set in CMakeLists.txt).
+#define FGPT_ISA generic
+#define FGPT_VEC_FLOATS 4
+#include "simd_kernels.inc"

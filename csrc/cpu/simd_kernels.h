@@ -1,0 +1,49 @@
+// Declarations of the per-instruction-set inner loops (see simd_kernels.inc)
+// and of the scalar activations they share with the reference tests. The
+// activations are `static`: each ISA translation unit keeps its own copy, so
+// the linker can never hand an AVX-512 build of them to a generic caller.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "../core/kernels.h"
+
+namespace fastergpt {
+namespace cpu {
+
+static inline float gelu_tanh(float v) {
+  const float kSqrt2OverPi = 0.7978845608028654f;
+  return 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
+}
+
+static inline float gelu_erf(float v) { return 0.5f * v * (1.0f + std::erf(v * 0.7071067811865476f)); }
+
+#define FGPT_DECLARE_SIMD(ns)                                                                 \
+  namespace ns {                                                                              \
+  void linear_f32_rows(const float* x, int64_t M, const float* W, int64_t K, int64_t N,        \
+                       int64_t n_begin, int64_t n_end, const float* bias, Epilogue ep,         \
+                       float* y);                                                              \
+  float dot(const float* a, const float* b, int64_t n);                                      \
+  void axpy(float a, const float* x, float* y, int64_t n);                                   \
+  }
+FGPT_DECLARE_SIMD(generic)
+FGPT_DECLARE_SIMD(avx2)
+FGPT_DECLARE_SIMD(avx512)
+#undef FGPT_DECLARE_SIMD
+
+// The inner loops of the instruction set chosen for this CPU.
+struct SimdKernels {
+  const char* name;
+  void (*linear_f32_rows)(const float*, int64_t, const float*, int64_t, int64_t, int64_t,
+                          int64_t, const float*, Epilogue, float*);
+  float (*dot)(const float*, const float*, int64_t);
+  void (*axpy)(float, const float*, float*, int64_t);
+};
+
+const SimdKernels& simd();
+// For tests: the kernels of a named ISA if this CPU and build have it, else null.
+const SimdKernels* simd_by_name(const char* name);
+
+}  // namespace cpu
+}  // namespace fastergpt

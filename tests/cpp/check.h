@@ -1,0 +1,42 @@
+// A minimal test harness for the C++ unit tests: CHECK records a failure with
+// its location and keeps going; main returns non-zero if anything failed.
+#pragma once
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+namespace fgpt_test {
+inline int& failures() {
+  static int n = 0;
+  return n;
+}
+}  // namespace fgpt_test
+
+#define CHECK(cond)                                                        \
+  do {                                                                     \
+    if (!(cond)) {                                                         \
+      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+      ++fgpt_test::failures();                                             \
+    }                                                                      \
+  } while (0)
+
+#define CHECK_NEAR(a, b, tol)                                                               \
+  do {                                                                                      \
+    const double a_ = (a), b_ = (b);                                                        \
+    if (!(std::fabs(a_ - b_) <= (tol) * (1.0 + std::fabs(b_)))) {                           \
+      std::fprintf(stderr, "%s:%d: %s = %.8g vs %s = %.8g (tol %g)\n", __FILE__, __LINE__, \
+                   #a, a_, #b, b_, static_cast<double>(tol));                               \
+      ++fgpt_test::failures();                                                              \
+    }                                                                                       \
+  } while (0)
+
+#define TEST_MAIN_END()                                                          \
+  do {                                                                           \
+    if (fgpt_test::failures()) {                                                 \
+      std::fprintf(stderr, "%d check(s) failed\n", fgpt_test::failures());       \
+      return 1;                                                                  \
+    }                                                                            \
+    std::printf("all checks passed\n");                                          \
+    return 0;                                                                    \
+  } while (0)

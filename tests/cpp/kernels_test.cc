@@ -1,0 +1,153 @@
+// Each CPU kernel against a plain scalar reference, over a sweep of shapes
+// (odd sizes, sizes below and above the SIMD width), for every instruction set
+// this CPU has, and at 1 and 2 threads.
+#include <random>
+#include <vector>
+
+#include "../../csrc/core/kernels.h"
+#include "../../csrc/cpu/simd_kernels.h"
+#include "check.h"
+
+using namespace fastergpt;
+
+static std::vector<float> random_vec(size_t n, std::mt19937& rng, float scale = 1.0f) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+static void test_linear(ThreadPool& pool) {
+  std::mt19937 rng(1);
+  const int64_t shapes[][3] = {{1, 1, 1},   {1, 7, 5},    {3, 17, 33},  {4, 64, 16},
+                               {5, 80, 67}, {8, 768, 40}, {37, 96, 130}, {70, 33, 9}};
+  const Epilogue eps[] = {Epilogue::kStore, Epilogue::kGeluTanh, Epilogue::kGeluErf,
+                          Epilogue::kAccumulate};
+  for (const auto& s : shapes) {
+    const int64_t M = s[0], K = s[1], N = s[2];
+    auto x = random_vec(M * K, rng), w = random_vec(N * K, rng), b = random_vec(N, rng);
+    for (Epilogue ep : eps) {
+      auto y = random_vec(M * N, rng);
+      std::vector<float> ref = y;
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+          double acc = b[n];
+          for (int64_t k = 0; k < K; ++k) acc += double(x[m * K + k]) * w[n * K + k];
+          const float v = static_cast<float>(acc);
+          float& r = ref[m * N + n];
+          r = ep == Epilogue::kStore      ? v
+              : ep == Epilogue::kGeluTanh ? cpu::gelu_tanh(v)
+              : ep == Epilogue::kGeluErf  ? cpu::gelu_erf(v)
+                                          : r + v;
+        }
+      Matrix W{WeightFormat::kF32, w.data(), nullptr, N, K};
+      linear(x.data(), M, W, b.data(), ep, y.data(), pool);
+      for (int64_t i = 0; i < M * N; ++i) CHECK_NEAR(y[i], ref[i], 2e-5 * std::sqrt(double(K)));
+    }
+  }
+}
+
+// Every ISA's inner loops agree with the scalar reference.
+static void test_simd_paths() {
+  std::mt19937 rng(2);
+  for (const char* name : {"generic", "avx2", "avx512"}) {
+    const cpu::SimdKernels* k = cpu::simd_by_name(name);
+    if (!k) {
+      std::printf("ISA %s not available here, skipped\n", name);
+      continue;
+    }
+    for (int64_t n : {1, 3, 8, 16, 17, 31, 64, 100}) {
+      auto a = random_vec(n, rng), b = random_vec(n, rng), y = random_vec(n, rng);
+      double ref = 0;
+      for (int64_t i = 0; i < n; ++i) ref += double(a[i]) * b[i];
+      CHECK_NEAR(k->dot(a.data(), b.data(), n), ref, 1e-5);
+      std::vector<float> yr = y;
+      for (int64_t i = 0; i < n; ++i) yr[i] += 0.5f * a[i];
+      k->axpy(0.5f, a.data(), y.data(), n);
+      for (int64_t i = 0; i < n; ++i) CHECK_NEAR(y[i], yr[i], 1e-6);
+      const int64_t M = 3, N = 5;
+      auto x = random_vec(M * n, rng), w = random_vec(N * n, rng);
+      std::vector<float> out(M * N, 0.0f);
+      k->linear_f32_rows(x.data(), M, w.data(), n, N, 0, N, nullptr, Epilogue::kStore, out.data());
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t j = 0; j < N; ++j) {
+          double r = 0;
+          for (int64_t i = 0; i < n; ++i) r += double(x[m * n + i]) * w[j * n + i];
+          CHECK_NEAR(out[m * N + j], r, 1e-5);
+        }
+    }
+  }
+}
+
+// Results must not depend on the number of rows processed together or on threads.
+static void test_linear_deterministic() {
+  std::mt19937 rng(3);
+  const int64_t K = 77, N = 45;
+  auto x = random_vec(9 * K, rng), w = random_vec(N * K, rng);
+  Matrix W{WeightFormat::kF32, w.data(), nullptr, N, K};
+  ThreadPool one(1), two(2);
+  std::vector<float> all(9 * N), single(N);
+  linear(x.data(), 9, W, nullptr, Epilogue::kStore, all.data(), two);
+  for (int64_t m = 0; m < 9; ++m) {
+    linear(x.data() + m * K, 1, W, nullptr, Epilogue::kStore, single.data(), one);
+    for (int64_t n = 0; n < N; ++n) CHECK(single[n] == all[m * N + n]);
+  }
+}
+
+static void test_layer_norm(ThreadPool& pool) {
+  std::mt19937 rng(4);
+  for (int64_t D : {1, 5, 64, 769}) {
+    const int64_t M = 3;
+    auto x = random_vec(M * D, rng, 3.0f), g = random_vec(D, rng), b = random_vec(D, rng);
+    std::vector<float> y(M * D);
+    layer_norm(x.data(), M, D, g.data(), b.data(), 1e-5f, y.data(), pool);
+    for (int64_t m = 0; m < M; ++m) {
+      double mean = 0, var = 0;
+      for (int64_t i = 0; i < D; ++i) mean += x[m * D + i];
+      mean /= D;
+      for (int64_t i = 0; i < D; ++i) var += (x[m * D + i] - mean) * (x[m * D + i] - mean);
+      var /= D;
+      for (int64_t i = 0; i < D; ++i)
+        CHECK_NEAR(y[m * D + i], (x[m * D + i] - mean) / std::sqrt(var + 1e-5) * g[i] + b[i], 1e-5);
+    }
+  }
+}
+
+static void test_attend() {
+  std::mt19937 rng(5);
+  for (int64_t Dh : {1, 16, 33, 80}) {
+    for (int64_t n : {1, 2, 7, 65}) {
+      auto q = random_vec(Dh, rng), K = random_vec(n * Dh, rng), V = random_vec(n * Dh, rng);
+      std::vector<float> out(Dh), scores(n);
+      const float scale = 1.0f / std::sqrt(float(Dh));
+      attend(q.data(), K.data(), V.data(), n, Dh, scale, out.data(), scores.data());
+      std::vector<double> s(n);
+      double mx = -1e300, tot = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        s[j] = 0;
+        for (int64_t i = 0; i < Dh; ++i) s[j] += double(q[i]) * K[j * Dh + i];
+        s[j] *= scale;
+        mx = std::max(mx, s[j]);
+      }
+      for (int64_t j = 0; j < n; ++j) tot += (s[j] = std::exp(s[j] - mx));
+      for (int64_t i = 0; i < Dh; ++i) {
+        double r = 0;
+        for (int64_t j = 0; j < n; ++j) r += s[j] / tot * V[j * Dh + i];
+        CHECK_NEAR(out[i], r, 1e-5);
+      }
+    }
+  }
+}
+
+int main() {
+  std::printf("CPU kernels use %s\n", cpu_isa_name());
+  for (int threads : {1, 2}) {
+    ThreadPool pool(threads);
+    test_linear(pool);
+    test_layer_norm(pool);
+  }
+  test_simd_paths();
+  test_linear_deterministic();
+  test_attend();
+  TEST_MAIN_END();
+}

@@ -1,0 +1,121 @@
+// The RNG and the logits processors against hand-computed references.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "../../csrc/core/logits_processor.h"
+#include "../../csrc/core/philox.h"
+#include "check.h"
+
+using namespace fastergpt;
+
+// Known-answer vectors of Philox-4x32-10 from the Random123 distribution.
+static void test_philox_known_answers() {
+  Philox4x32 r = philox4x32_10(0, 0, 0, 0, 0, 0);
+  CHECK(r.v[0] == 0x6627e8d5u && r.v[1] == 0xe169c58du && r.v[2] == 0xbc57ac4cu &&
+        r.v[3] == 0x9b00dbd8u);
+  r = philox4x32_10(0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu);
+  CHECK(r.v[0] == 0x408f276du && r.v[1] == 0x41c83b0eu && r.v[2] == 0xa20bc7c6u &&
+        r.v[3] == 0x6d5451fdu);
+  // Uniforms stay in [0, 1) and differ across streams and steps.
+  double a = philox_uniform(7, 0, 0), b = philox_uniform(7, 1, 0), c = philox_uniform(7, 0, 1);
+  CHECK(a >= 0 && a < 1 && b >= 0 && b < 1 && c >= 0 && c < 1);
+  CHECK(a != b && a != c);
+  CHECK(philox_uniform(7, 3, 9) == philox_uniform(7, 3, 9));
+}
+
+static void test_greedy() {
+  std::vector<float> l = {0.5f, 2.0f, -1.0f, 2.0f};
+  TokenChoice c = choose_greedy(l.data(), 4);
+  CHECK(c.token == 1);  // lowest id on ties
+  double lse = 0;
+  for (float v : l) lse += std::exp(double(v));
+  CHECK_NEAR(c.logprob, 2.0 - std::log(lse), 1e-6);
+}
+
+static void test_repetition_penalty() {
+  std::vector<float> l = {2.0f, -2.0f, 1.0f};
+  apply_repetition_penalty(l.data(), {0, 1}, 2.0f);
+  CHECK(l[0] == 1.0f && l[1] == -4.0f && l[2] == 1.0f);
+}
+
+// Expected distribution after temperature, top-k then top-p (as documented).
+static std::vector<double> expected(const std::vector<float>& l, int64_t k, float p, float t) {
+  const int64_t V = l.size();
+  std::vector<int> order(V);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return l[a] > l[b]; });
+  const int64_t kk = (k > 0 && k < V) ? k : V;
+  std::vector<double> w(V, 0.0);
+  double tot = 0;
+  for (int64_t i = 0; i < kk; ++i) tot += (w[order[i]] = std::exp((l[order[i]] - l[order[0]]) / t));
+  double before = 0, kept = 0;
+  for (int64_t i = 0; i < kk; ++i) {
+    if (before / tot >= p) {
+      w[order[i]] = 0;
+      continue;
+    }
+    before += w[order[i]];
+    kept += w[order[i]];
+  }
+  for (auto& x : w) x /= kept;
+  return w;
+}
+
+static void test_sampling_distribution() {
+  const std::vector<float> l = {1.0f, 0.2f, 2.5f, -0.3f, 2.5f, 0.9f, -3.0f};
+  struct Case {
+    int64_t k;
+    float p, t;
+  } cases[] = {{0, 1.0f, 1.0f}, {3, 1.0f, 0.7f}, {0, 0.8f, 1.3f}, {4, 0.6f, 1.0f}, {1, 1.0f, 1.0f}};
+  SamplerScratch scratch;
+  for (const Case& cs : cases) {
+    const std::vector<double> want = expected(l, cs.k, cs.p, cs.t);
+    const int n = 40000;
+    std::vector<int> count(l.size(), 0);
+    for (int i = 0; i < n; ++i) {
+      const TokenChoice c = choose_sampled(l.data(), l.size(), cs.k, cs.p, cs.t,
+                                           philox_uniform(11, i, 0), scratch);
+      count[c.token]++;
+      CHECK(want[c.token] > 0);
+      CHECK_NEAR(c.logprob, std::log(want[c.token]), 1e-5);
+    }
+    // Pearson chi-square over the kept tokens; 30 is far above the 99.9% point
+    // for <= 6 degrees of freedom (22.5), so only a wrong distribution fails.
+    double chi2 = 0;
+    for (size_t i = 0; i < l.size(); ++i)
+      if (want[i] > 0) chi2 += std::pow(count[i] - n * want[i], 2) / (n * want[i]);
+    CHECK(chi2 < 30.0);
+  }
+  // top_k = 1 and a tiny top_p are greedy (ties to the lowest id).
+  for (int i = 0; i < 50; ++i) {
+    CHECK(choose_sampled(l.data(), l.size(), 1, 1.0f, 1.0f, philox_uniform(1, i, 0), scratch).token == 2);
+    CHECK(choose_sampled(l.data(), l.size(), 0, 1e-6f, 1.0f, philox_uniform(1, i, 0), scratch).token == 2);
+  }
+}
+
+// top-p on a large vocabulary exercises the growing sorted prefix.
+static void test_top_p_large_vocab() {
+  const int64_t V = 5000;
+  std::vector<float> l(V);
+  for (int64_t i = 0; i < V; ++i) l[i] = std::sin(i * 0.37f) * 3.0f;
+  SamplerScratch scratch;
+  for (float p : {0.1f, 0.5f, 0.95f, 0.999f}) {
+    const std::vector<double> want = expected(l, 0, p, 1.0f);
+    for (int i = 0; i < 200; ++i) {
+      const TokenChoice c = choose_sampled(l.data(), V, 0, p, 1.0f, philox_uniform(5, i, 0), scratch);
+      CHECK(want[c.token] > 0);
+      CHECK_NEAR(c.logprob, std::log(want[c.token]), 1e-4);
+    }
+  }
+}
+
+int main() {
+  test_philox_known_answers();
+  test_greedy();
+  test_repetition_penalty();
+  test_sampling_distribution();
+  test_top_p_large_vocab();
+  TEST_MAIN_END();
+}
