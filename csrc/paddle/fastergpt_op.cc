@@ -27,7 +27,7 @@ namespace {
 using fastergpt::Error;
 
 void check_cpu(const paddle::Tensor& t, const char* name) {
-  if (!t.is_initialized()) fastergpt::fail(name, ": tensor is not initialized");
+  if (!t.initialized()) fastergpt::fail(name, ": tensor is not initialized");
   if (!t.is_cpu()) fastergpt::fail(name, ": must be a CPU tensor (this build has no GPU kernels)");
 }
 

@@ -1,0 +1,53 @@
+"""`Engine`: the fused generation from NumPy through the pybind11 module, no Paddle graph.
+
+Same engine, same packed weights and same results as `FasterGPT`; useful
+where a Paddle program is unwanted (and for measuring the engine alone).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from fastergpt.config import GPTConfig
+from fastergpt.ops import engine_module
+from fastergpt.packing import pack_weights
+
+
+class Engine:
+    """Build from a config and a state dict with HF GPT-2 names (arrays)."""
+
+    def __init__(self, config: GPTConfig, state_dict: dict):
+        self.config = config.validate()
+        arrays = [a for _, a in pack_weights(config, state_dict)]
+        self._engine = engine_module().Engine(
+            config.n_layer, config.n_head, config.layer_norm_epsilon,
+            config.activation_function, config.tie_word_embeddings, arrays)
+
+    @classmethod
+    def from_model(cls, model) -> "Engine":
+        return cls(model.config, model.state_dict_numpy())
+
+    def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 20,
+                 decode_strategy: str = "greedy_search", top_k: int = 0, top_p: float = 1.0,
+                 temperature: float = 1.0, repetition_penalty: float = 1.0, min_length: int = 0,
+                 eos_token_id: Optional[int] = None, pad_token_id: Optional[int] = None,
+                 num_return_sequences: int = 1, seed: Optional[int] = None,
+                 num_threads: int = 0, return_logprobs: bool = False) -> dict:
+        """Arguments as `FasterGPT.generate`; returns {'ids', 'lengths'[, 'logprobs']} arrays."""
+        ids = np.asarray(input_ids)
+        if ids.dtype.kind not in "iu":
+            raise ValueError(f"input_ids: dtype must be an integer type, got {ids.dtype}")
+        if attention_mask is not None:
+            attention_mask = np.asarray(attention_mask).astype(np.int64)
+        eos = self.config.eos_token_id if eos_token_id is None else eos_token_id
+        pad = self.config.pad_token_id if pad_token_id is None else pad_token_id
+        if seed is None:
+            seed = int(np.random.randint(0, 2**62))
+        return self._engine.generate(
+            ids.astype(np.int64), attention_mask, max_new_tokens=max_new_tokens,
+            decode_strategy=decode_strategy, top_k=top_k, top_p=top_p, temperature=temperature,
+            repetition_penalty=repetition_penalty, min_length=min_length,
+            eos_token_id=-1 if eos is None else eos, pad_token_id=-1 if pad is None else pad,
+            num_return_sequences=num_return_sequences, seed=seed, num_threads=num_threads,
+            return_logprobs=return_logprobs)

@@ -1,0 +1,143 @@
+"""`FasterGPT`: a Paddle layer that runs the whole generation in one fused operator.
+
+It packs a GPT-2 model's weights once (at construction) into the engine's
+layout, keeps them as the layer's parameters (so `paddle.jit.save` exports
+them) and calls `fastergpt_generate`. `forward` takes every generation setting
+as a tensor, so a `paddle.jit.to_static` export keeps them as graph inputs;
+`generate` is the friendly Python API with PaddleNLP / HF argument names.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import paddle
+
+from fastergpt.config import GPTConfig
+from fastergpt.ops import SETTING_NAMES, fastergpt_generate
+from fastergpt.packing import pack_weights
+
+DECODE_STRATEGIES = {"greedy_search": 0, "greedy": 0, "sampling": 1}
+
+
+@dataclass
+class GenerationOutput:
+    ids: paddle.Tensor       # int64 [B*R, T]: generated tokens; pad after a row's end token
+    lengths: paddle.Tensor   # int64 [B*R]: tokens each row generated, end token included
+    logprobs: paddle.Tensor  # float32 [B*R, T]: log-probability of each chosen token
+
+    def __iter__(self):  # ids, lengths = model.generate(...)
+        return iter((self.ids, self.lengths))
+
+
+class FasterGPT(paddle.nn.Layer):
+    """GPT-2-family generation in one fused operator.
+
+    Build it from the reference model (``FasterGPT(GPTLMHeadModel)``) or from a
+    config and a state dict with HF GPT-2 names (``FasterGPT(config, state_dict)``).
+    """
+
+    def __init__(self, model_or_config, state_dict: Optional[dict] = None):
+        super().__init__()
+        if isinstance(model_or_config, GPTConfig):
+            if state_dict is None:
+                raise ValueError("FasterGPT(config, state_dict): state_dict is required with a config")
+            config = model_or_config
+        else:
+            config = getattr(model_or_config, "config", None)
+            if not isinstance(config, GPTConfig):
+                raise TypeError("FasterGPT expects a fastergpt GPTLMHeadModel or (GPTConfig, state_dict), "
+                                f"got {type(model_or_config).__name__}")
+            state_dict = model_or_config.state_dict_numpy()
+        self.config = config.validate()
+        self._weight_names = []
+        for i, (name, array) in enumerate(pack_weights(config, state_dict)):
+            # Assign-initialising from a large array is very slow; fill then set.
+            param = self.create_parameter(list(array.shape), dtype="float32",
+                                          default_initializer=paddle.nn.initializer.Constant(0.0))
+            param.set_value(array)
+            param.stop_gradient = True
+            attr = "w%03d_%s" % (i, name.replace(".", "_"))
+            self.add_parameter(attr, param)
+            self._weight_names.append(attr)
+
+    def packed_weights(self) -> list:
+        return [getattr(self, n) for n in self._weight_names]
+
+    def forward(self, input_ids, attention_mask, max_new_tokens, min_length, top_k, top_p,
+                temperature, repetition_penalty, eos_token_id, pad_token_id, seed,
+                decode_strategy, num_return_sequences, num_threads):
+        """Every argument is a tensor (settings: 1-element); returns (ids, lengths, logprobs)."""
+        settings = [max_new_tokens, min_length, top_k, top_p, temperature, repetition_penalty,
+                    eos_token_id, pad_token_id, seed, decode_strategy, num_return_sequences,
+                    num_threads]
+        c = self.config
+        return fastergpt_generate(
+            input_ids, attention_mask, settings, self.packed_weights(), num_layers=c.n_layer,
+            num_heads=c.n_head, layer_norm_epsilon=c.layer_norm_epsilon,
+            activation=c.activation_function, tied_lm_head=c.tie_word_embeddings)
+
+    @paddle.no_grad()
+    def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 20,
+                 decode_strategy: str = "greedy_search", top_k: int = 0, top_p: float = 1.0,
+                 temperature: float = 1.0, repetition_penalty: float = 1.0, min_length: int = 0,
+                 eos_token_id: Optional[int] = None, pad_token_id: Optional[int] = None,
+                 num_return_sequences: int = 1, seed: Optional[int] = None,
+                 num_threads: int = 0) -> GenerationOutput:
+        """Generate continuations of left-padded prompts.
+
+        input_ids: int [B, L] (tensor, array or nested list); attention_mask: [B, L]
+        with 1 for real tokens and 0 for LEFT padding (default: all real).
+        eos_token_id/pad_token_id default to the config's; seed None draws a
+        random seed. Bad arguments raise ValueError naming the argument.
+        """
+        ids = _as_int_tensor(input_ids, "input_ids")
+        mask = (paddle.ones_like(ids) if attention_mask is None
+                else _as_int_tensor(attention_mask, "attention_mask"))
+        if decode_strategy not in DECODE_STRATEGIES:
+            raise ValueError(f"decode_strategy must be one of {sorted(DECODE_STRATEGIES)}, "
+                             f"got {decode_strategy!r}")
+        eos = self.config.eos_token_id if eos_token_id is None else eos_token_id
+        pad = self.config.pad_token_id if pad_token_id is None else pad_token_id
+        if seed is None:
+            seed = int(np.random.randint(0, 2**62))
+        values = {
+            "max_new_tokens": max_new_tokens, "min_length": min_length, "top_k": top_k,
+            "top_p": top_p, "temperature": temperature, "repetition_penalty": repetition_penalty,
+            "eos_token_id": -1 if eos is None else eos, "pad_token_id": -1 if pad is None else pad,
+            "seed": seed, "decode_strategy": DECODE_STRATEGIES[decode_strategy],
+            "num_return_sequences": num_return_sequences, "num_threads": num_threads,
+        }
+        settings = [_scalar(values[name], name, dtype) for name, dtype in SETTING_NAMES]
+        try:
+            out_ids, lengths, logprobs = self.forward(ids, mask, *settings)
+        except OSError as e:  # Paddle surfaces an operator's PD_THROW as OSError
+            msg = str(e)
+            if "fastergpt_generate:" not in msg:
+                raise
+            raise ValueError(msg[msg.index("fastergpt_generate:"):].split("\n")[0]) from None
+        return GenerationOutput(out_ids, lengths, logprobs)
+
+
+def _as_int_tensor(x, name: str) -> paddle.Tensor:
+    if isinstance(x, paddle.Tensor):
+        if x.dtype not in (paddle.int64, paddle.int32, paddle.int16, paddle.int8, paddle.uint8):
+            raise ValueError(f"{name}: dtype must be an integer type, got {x.dtype}")
+        t = x.astype("int64") if x.dtype != paddle.int64 else x
+    else:
+        arr = np.asarray(x)
+        if arr.dtype.kind not in "iub":
+            raise ValueError(f"{name}: dtype must be an integer type, got {arr.dtype}")
+        t = paddle.to_tensor(arr.astype(np.int64))
+    if t.ndim != 2:
+        raise ValueError(f"{name}: must be 2-D [batch, length], got shape {list(t.shape)}")
+    return t
+
+
+def _scalar(value, name: str, dtype: str) -> paddle.Tensor:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    if dtype == "int64" and not (isinstance(value, (int, np.integer)) or float(value).is_integer()):
+        raise ValueError(f"{name}: expected an integer, got {value!r}")
+    return paddle.to_tensor([int(value) if dtype == "int64" else float(value)], dtype=dtype)

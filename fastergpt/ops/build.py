@@ -1,0 +1,156 @@
+"""Builds the native libraries (Paddle op + pybind11 module) with the project's CMake.
+
+Used ahead of time by ``setup.py`` and just in time by :mod:`fastergpt.ops.loader`.
+A JIT build lands in ``<cache>/<key>/`` where the key hashes the sources, the
+compiler, the CMake flags and the Paddle and Python versions (never mtimes), and
+a file lock serialises processes that build at the same time. No network is
+used. A failed build raises :class:`BuildError` quoting the compiler's errors
+and naming the full log: there is no slower fallback to drop to silently.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+BUILD_INFO = "build_info.json"
+OP_LIBRARY = "libfastergpt_ops.so"
+
+
+class BuildError(RuntimeError):
+    """The native build failed; the message quotes the errors and the log path."""
+
+
+def source_root() -> Path | None:
+    """The checkout holding CMakeLists.txt and csrc/, when running from source."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "CMakeLists.txt").is_file() and (root / "csrc").is_dir() else None
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("FASTERGPT_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "fastergpt"
+
+
+def _paddle_dir() -> str:
+    import paddle
+
+    return os.path.dirname(paddle.__file__)
+
+
+def _pybind11_cmake_dir() -> str:
+    import pybind11
+
+    return pybind11.get_cmake_dir()
+
+
+def cmake_args(output_dir: Path) -> list[str]:
+    return [
+        "-DCMAKE_BUILD_TYPE=Release",
+        "-DFASTERGPT_BUILD_TESTS=OFF",
+        "-DFASTERGPT_BUILD_PYTHON=ON",
+        f"-DFASTERGPT_PADDLE_DIR={_paddle_dir()}",
+        f"-DFASTERGPT_PYTHON_INCLUDE={sysconfig.get_paths()['include']}",
+        f"-Dpybind11_DIR={_pybind11_cmake_dir()}",
+        f"-DPython3_EXECUTABLE={sys.executable}",
+        f"-DFASTERGPT_OUTPUT_DIR={output_dir}",
+    ]
+
+
+def _compiler_id() -> str:
+    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or "c++"
+    try:
+        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30)
+        return f"{cxx}\n{out.stdout}"
+    except (OSError, subprocess.SubprocessError) as e:
+        raise BuildError(f"no C++ compiler found ({cxx}: {e}); install g++ to build fastergpt") from e
+
+
+def build_key(src: Path) -> str:
+    """Hash of everything that changes the built libraries."""
+    import paddle
+
+    h = hashlib.sha256()
+    files = [src / "CMakeLists.txt"] + sorted(p for p in (src / "csrc").rglob("*") if p.is_file())
+    for f in files:
+        h.update(str(f.relative_to(src)).encode())
+        h.update(f.read_bytes())
+    h.update(_compiler_id().encode())
+    h.update(" ".join(cmake_args(Path("OUT"))).encode())
+    h.update(f"paddle={paddle.__version__} python={sys.version}".encode())
+    return h.hexdigest()[:16]
+
+
+def _first_errors(log: str, limit: int = 25) -> str:
+    lines = [l for l in log.splitlines() if "error" in l.lower() or "Error" in l]
+    return "\n".join(lines[:limit]) or "\n".join(log.splitlines()[-limit:])
+
+
+def run_cmake(src: Path, build_dir: Path, output_dir: Path, log_path: Path) -> None:
+    """Configure and build into output_dir; raise BuildError on any failure."""
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        raise BuildError("cmake not found on PATH; install it (e.g. `pip install cmake`) to build fastergpt")
+    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+    jobs = str(max(1, os.cpu_count() or 1))
+    steps = [
+        [cmake, "-S", str(src), "-B", str(build_dir), *generator, *cmake_args(output_dir)],
+        [cmake, "--build", str(build_dir), "--target", "fastergpt_ops", "_engine", "-j", jobs],
+    ]
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        for cmd in steps:
+            log.write("$ " + " ".join(cmd) + "\n")
+            log.flush()
+            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+            if proc.returncode != 0:
+                text = log_path.read_text(errors="replace")
+                raise BuildError(
+                    f"building fastergpt's native libraries failed (exit {proc.returncode}).\n"
+                    f"{_first_errors(text)}\nFull log: {log_path}")
+
+
+def jit_build(src: Path, cache_dir: Path | None = None) -> Path:
+    """Build (once) the libraries for the sources in src; return the directory holding them."""
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    key = build_key(src)
+    out = cache_dir / key
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building the same key
+        if (out / BUILD_INFO).is_file():
+            return out
+        tmp = cache_dir / f"{key}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        lib_dir = tmp / "lib"
+        log_path = cache_dir / f"{key}.build.log"
+        run_cmake(src, tmp / "build", lib_dir, log_path)
+        shutil.rmtree(out, ignore_errors=True)
+        lib_dir.rename(out)
+        shutil.copy(log_path, out / "build.log")
+        write_build_info(out, key)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def write_build_info(lib_dir: Path, key: str) -> None:
+    import paddle
+
+    info = {"key": key, "paddle": paddle.__version__, "python": sys.version.split()[0]}
+    (lib_dir / BUILD_INFO).write_text(json.dumps(info, indent=1))
+
+
+def read_build_info(lib_dir: Path) -> dict | None:
+    try:
+        return json.loads((lib_dir / BUILD_INFO).read_text())
+    except (OSError, ValueError):
+        return None

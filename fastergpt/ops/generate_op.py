@@ -1,0 +1,58 @@
+"""The Python call of the `fastergpt_generate` operator, in every Paddle mode.
+
+Dygraph and PIR static graphs (Paddle 3's default for to_static/export) go
+through `_C_ops._run_custom_op`; the legacy ProgramDesc mode appends the op
+with a LayerHelper. The operator's contract is documented in
+csrc/paddle/fastergpt_op.cc.
+"""
+from __future__ import annotations
+
+import paddle
+
+from fastergpt.ops.loader import load_ops
+
+OP_NAME = "fastergpt_generate"
+
+# Runtime settings, in the operator's input order, with their dtypes.
+SETTING_NAMES = (
+    ("max_new_tokens", "int64"), ("min_length", "int64"), ("top_k", "int64"),
+    ("top_p", "float32"), ("temperature", "float32"), ("repetition_penalty", "float32"),
+    ("eos_token_id", "int64"), ("pad_token_id", "int64"), ("seed", "int64"),
+    ("decode_strategy", "int64"), ("num_return_sequences", "int64"), ("num_threads", "int64"),
+)
+
+
+# Plain Python that only appends the op: to_static must not rewrite it.
+@paddle.jit.not_to_static
+def fastergpt_generate(input_ids, attention_mask, settings, weights, *, num_layers: int,
+                       num_heads: int, layer_norm_epsilon: float, activation: str,
+                       tied_lm_head: bool):
+    """Runs the fused generation. `settings` is a list of 1-element tensors in
+    SETTING_NAMES order; returns (output_ids, lengths, logprobs)."""
+    load_ops()
+    from paddle import _C_ops
+    from paddle.framework import in_dynamic_or_pir_mode
+
+    attrs = (int(num_layers), int(num_heads), float(layer_norm_epsilon), str(activation),
+             bool(tied_lm_head))
+    if in_dynamic_or_pir_mode():
+        outs = _C_ops._run_custom_op(OP_NAME, input_ids, attention_mask, *settings, list(weights),
+                                     *attrs)
+        return tuple(outs)
+
+    from paddle.base.layer_helper import LayerHelper
+
+    helper = LayerHelper(OP_NAME, **locals())
+    ins = {"input_ids": input_ids, "attention_mask": attention_mask, "weights@VECTOR": list(weights)}
+    for (name, _), t in zip(SETTING_NAMES, settings):
+        ins[name] = t
+    outs = {
+        "output_ids": helper.create_variable(dtype="int64"),
+        "lengths": helper.create_variable(dtype="int64"),
+        "logprobs": helper.create_variable(dtype="float32"),
+    }
+    helper.append_op(type=OP_NAME, inputs=ins, outputs=outs,
+                     attrs={"num_layers": attrs[0], "num_heads": attrs[1],
+                            "layer_norm_epsilon": attrs[2], "activation": attrs[3],
+                            "tied_lm_head": attrs[4]})
+    return outs["output_ids"], outs["lengths"], outs["logprobs"]

@@ -1,0 +1,80 @@
+"""Finds or builds the native libraries and loads them into this process.
+
+Order: a library built by ``pip install .`` into ``fastergpt/_lib`` (used when
+its Paddle version matches and, in a source checkout, when its key matches the
+sources), else a JIT build in the user cache (see :mod:`fastergpt.ops.build`).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from pathlib import Path
+
+from fastergpt.ops import build
+
+_lock = threading.Lock()
+_lib_dir: Path | None = None
+_registered = False
+_engine_module = None
+
+
+def _prebuilt_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "_lib"
+
+
+def library_dir() -> Path:
+    """Directory holding libfastergpt_ops.so and the _engine module, building if needed."""
+    global _lib_dir
+    with _lock:
+        if _lib_dir is not None:
+            return _lib_dir
+        import paddle
+
+        src = build.source_root()
+        pre = _prebuilt_dir()
+        info = build.read_build_info(pre)
+        if info and info.get("paddle") == paddle.__version__ and (
+                src is None or info.get("key") == build.build_key(src)):
+            _lib_dir = pre
+        elif src is not None:
+            _lib_dir = build.jit_build(src)
+        else:
+            raise build.BuildError(
+                f"no usable prebuilt fastergpt library in {pre} (built for paddle "
+                f"{info.get('paddle') if info else 'none'}, running {paddle.__version__}) and no "
+                "sources to build from; reinstall fastergpt (`pip install .`) against this Paddle")
+        return _lib_dir
+
+
+def op_library_path() -> Path:
+    return library_dir() / build.OP_LIBRARY
+
+
+def load_ops() -> Path:
+    """Registers the `fastergpt_generate` operator with Paddle (once per process)."""
+    global _registered
+    path = op_library_path()
+    with _lock:
+        if not _registered:
+            from paddle.utils.cpp_extension.extension_utils import load_op_meta_info_and_register_op
+
+            load_op_meta_info_and_register_op(str(path))
+            _registered = True
+    return path
+
+
+def engine_module():
+    """The pybind11 module `_engine` (the engine from NumPy)."""
+    global _engine_module
+    lib = library_dir()
+    with _lock:
+        if _engine_module is None:
+            candidates = sorted(p for p in os.listdir(lib) if p.startswith("_engine") and p.endswith(".so"))
+            if not candidates:
+                raise build.BuildError(f"the _engine module is missing from {lib}")
+            spec = importlib.util.spec_from_file_location("fastergpt._engine", lib / candidates[0])
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            _engine_module = module
+    return _engine_module
