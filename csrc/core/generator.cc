@@ -146,7 +146,9 @@ void Generator::forward(const std::vector<TokenSlot>& slots) {
                     Dh * sizeof(float));
       }
     }
-    pool_.parallel_for(M * H, 1, [&](int64_t t0, int64_t t1) {
+    // Enough (token, head) pairs per thread to outweigh the hand-off.
+    const int64_t attn_grain = std::max<int64_t>(1, 16384 / (Dh * (slots[0].slot + 1)));
+    pool_.parallel_for(M * H, attn_grain, [&](int64_t t0, int64_t t1) {
       thread_local std::vector<float> scores;
       if (static_cast<int64_t>(scores.size()) < cache_.max_length()) scores.resize(cache_.max_length());
       for (int64_t t = t0; t < t1; ++t) {
@@ -234,7 +236,8 @@ GenerationResult Generator::run(const GenerationInput& in,
   std::vector<TokenChoice> chosen(rows);
   for (int64_t step = 0; step < o_.max_new_tokens; ++step) {
     const int64_t n_active = static_cast<int64_t>(active.size());
-    pool_.parallel_for(n_active, 1, [&](int64_t i0, int64_t i1) {
+    const int64_t choose_grain = std::max<int64_t>(1, 65536 / V);
+    pool_.parallel_for(n_active, choose_grain, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i)
         chosen[i] = choose(rows_[active[i]], active[i], act_.logits.data() + i * V);
     });

@@ -7,6 +7,9 @@
 #ifdef __linux__
 #include <sched.h>
 #endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 namespace fastergpt {
 namespace {
@@ -15,6 +18,24 @@ namespace {
 // gap between the kernels of one decoding step, short enough not to burn a
 // core after generation ends.
 constexpr auto kSpin = std::chrono::microseconds(2000);
+// Spin iterations before a waiting thread starts yielding its core: when the
+// machine is oversubscribed the thread it waits for may not be running, and
+// spinning on would only keep it off the core.
+constexpr int kSpinBeforeYield = 256;
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#endif
+}
+
+inline void relax_or_yield(int& spins) {
+  if (++spins < kSpinBeforeYield) {
+    cpu_relax();
+  } else {
+    std::this_thread::yield();
+  }
+}
 
 }  // namespace
 
@@ -46,7 +67,9 @@ void ThreadPool::worker_loop(int index) {
   uint64_t seen = 0;
   for (;;) {
     const auto spin_until = std::chrono::steady_clock::now() + kSpin;
+    int spins = 0;
     while (generation_.load(std::memory_order_acquire) == seen && !stop_.load()) {
+      relax_or_yield(spins);
       if (std::chrono::steady_clock::now() > spin_until) {
         std::unique_lock<std::mutex> lock(mutex_);
         wake_.wait(lock, [&] { return generation_.load() != seen || stop_.load(); });
@@ -78,8 +101,8 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   }
   wake_.notify_all();
   run_share(0);
-  while (pending_.load(std::memory_order_acquire) != 0) {
-  }
+  int spins = 0;
+  while (pending_.load(std::memory_order_acquire) != 0) relax_or_yield(spins);
 }
 
 int default_num_threads() {

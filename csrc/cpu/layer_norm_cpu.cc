@@ -1,5 +1,6 @@
 // layer_norm() on the CPU: one row per task, statistics in double so long
 // rows of large activations do not lose precision.
+#include <algorithm>
 #include <cmath>
 
 #include "../core/kernels.h"
@@ -8,7 +9,9 @@ namespace fastergpt {
 
 void layer_norm(const float* x, int64_t M, int64_t D, const float* gamma, const float* beta,
                 float eps, float* y, ThreadPool& pool) {
-  pool.parallel_for(M, 1, [&](int64_t m0, int64_t m1) {
+  // Rows of a few thousand elements are too cheap to hand to another thread.
+  const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, D));
+  pool.parallel_for(M, grain, [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m) {
       const float* xr = x + m * D;
       float* yr = y + m * D;

@@ -1,6 +1,8 @@
 // linear() on the CPU: splits the output features between threads (each
 // thread streams its own rows of W once per chunk of tokens) and runs the SIMD
 // tile kernels of the chosen instruction set.
+#include <algorithm>
+
 #include "../core/error.h"
 #include "../core/kernels.h"
 #include "simd_kernels.h"
@@ -13,9 +15,12 @@ void linear(const float* x, int64_t M, const Matrix& W, const float* bias, Epilo
   const int64_t N = W.rows, K = W.cols;
   const float* w = W.f32();
   const auto& k = cpu::simd();
-  // Grain of 16 output rows keeps each thread's share a multiple of the tile
-  // width and big enough that scheduling costs nothing next to the reads.
-  pool.parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
+  // Each thread's share is a multiple of 16 output rows (the tile width) and
+  // at least kMinMacs of work, so small layers run inline instead of paying
+  // for a thread hand-off that costs more than the arithmetic.
+  constexpr int64_t kMinMacs = 1 << 16;
+  const int64_t grain = std::max<int64_t>(16, (kMinMacs / std::max<int64_t>(1, M * K) + 15) / 16 * 16);
+  pool.parallel_for(N, grain, [&](int64_t n0, int64_t n1) {
     k.linear_f32_rows(x, M, w, K, N, n0, n1, bias, epilogue, y);
   });
 }
