@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
-
 from fastergpt.config import GPTConfig
 from fastergpt.ops import engine_module
 from fastergpt.packing import pack_weights
+from fastergpt.settings import check_int_array, resolve_settings
 
 
 class Engine:
@@ -35,19 +34,15 @@ class Engine:
                  num_return_sequences: int = 1, seed: Optional[int] = None,
                  num_threads: int = 0, return_logprobs: bool = False) -> dict:
         """Arguments as `FasterGPT.generate`; returns {'ids', 'lengths'[, 'logprobs']} arrays."""
-        ids = np.asarray(input_ids)
-        if ids.dtype.kind not in "iu":
-            raise ValueError(f"input_ids: dtype must be an integer type, got {ids.dtype}")
-        if attention_mask is not None:
-            attention_mask = np.asarray(attention_mask).astype(np.int64)
-        eos = self.config.eos_token_id if eos_token_id is None else eos_token_id
-        pad = self.config.pad_token_id if pad_token_id is None else pad_token_id
-        if seed is None:
-            seed = int(np.random.randint(0, 2**62))
-        return self._engine.generate(
-            ids.astype(np.int64), attention_mask, max_new_tokens=max_new_tokens,
-            decode_strategy=decode_strategy, top_k=top_k, top_p=top_p, temperature=temperature,
-            repetition_penalty=repetition_penalty, min_length=min_length,
-            eos_token_id=-1 if eos is None else eos, pad_token_id=-1 if pad is None else pad,
-            num_return_sequences=num_return_sequences, seed=seed, num_threads=num_threads,
-            return_logprobs=return_logprobs)
+        ids = check_int_array(input_ids, "input_ids")
+        mask = None if attention_mask is None else check_int_array(attention_mask, "attention_mask")
+        v = resolve_settings(
+            max_new_tokens=max_new_tokens, decode_strategy=decode_strategy, top_k=top_k,
+            top_p=top_p, temperature=temperature, repetition_penalty=repetition_penalty,
+            min_length=min_length,
+            eos_token_id=self.config.eos_token_id if eos_token_id is None else eos_token_id,
+            pad_token_id=self.config.pad_token_id if pad_token_id is None else pad_token_id,
+            num_return_sequences=num_return_sequences, seed=seed, num_threads=num_threads)
+        strategy = "sampling" if v.pop("decode_strategy") else "greedy_search"
+        return self._engine.generate(ids, mask, decode_strategy=strategy,
+                                     return_logprobs=return_logprobs, **v)

@@ -11,14 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-import numpy as np
 import paddle
 
 from fastergpt.config import GPTConfig
-from fastergpt.ops import SETTING_NAMES, fastergpt_generate
+from fastergpt.ops import fastergpt_generate, op_error_to_value_error
 from fastergpt.packing import pack_weights
-
-DECODE_STRATEGIES = {"greedy_search": 0, "greedy": 0, "sampling": 1}
+from fastergpt.settings import SETTING_NAMES, check_int_array, resolve_settings
 
 
 @dataclass
@@ -38,10 +36,11 @@ class FasterGPT(paddle.nn.Layer):
     config and a state dict with HF GPT-2 names (``FasterGPT(config, state_dict)``).
     """
 
-    def __init__(self, model_or_config, state_dict: Optional[dict] = None):
+    def __init__(self, model_or_config, state_dict: Optional[dict] = None, *,
+                 packed: Optional[list] = None):
         super().__init__()
         if isinstance(model_or_config, GPTConfig):
-            if state_dict is None:
+            if state_dict is None and packed is None:
                 raise ValueError("FasterGPT(config, state_dict): state_dict is required with a config")
             config = model_or_config
         else:
@@ -51,8 +50,10 @@ class FasterGPT(paddle.nn.Layer):
                                 f"got {type(model_or_config).__name__}")
             state_dict = model_or_config.state_dict_numpy()
         self.config = config.validate()
+        if packed is None:
+            packed = pack_weights(config, state_dict)
         self._weight_names = []
-        for i, (name, array) in enumerate(pack_weights(config, state_dict)):
+        for i, (name, array) in enumerate(packed):
             # Assign-initialising from a large array is very slow; fill then set.
             param = self.create_parameter(list(array.shape), dtype="float32",
                                           default_initializer=paddle.nn.initializer.Constant(0.0))
@@ -61,6 +62,17 @@ class FasterGPT(paddle.nn.Layer):
             attr = "w%03d_%s" % (i, name.replace(".", "_"))
             self.add_parameter(attr, param)
             self._weight_names.append(attr)
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path=None, dtype: str = "float32") -> "FasterGPT":
+        """Load from a local HF or PaddleNLP checkpoint directory, an exported inference
+        directory, or the built-in default model (None or "default")."""
+        from fastergpt.pretrained import load_packed
+
+        config, packed = load_packed(model_name_or_path, dtype)
+        model = cls(config, packed=packed)
+        model.eval()
+        return model
 
     def packed_weights(self) -> list:
         return [getattr(self, n) for n in self._weight_names]
@@ -95,49 +107,27 @@ class FasterGPT(paddle.nn.Layer):
         ids = _as_int_tensor(input_ids, "input_ids")
         mask = (paddle.ones_like(ids) if attention_mask is None
                 else _as_int_tensor(attention_mask, "attention_mask"))
-        if decode_strategy not in DECODE_STRATEGIES:
-            raise ValueError(f"decode_strategy must be one of {sorted(DECODE_STRATEGIES)}, "
-                             f"got {decode_strategy!r}")
-        eos = self.config.eos_token_id if eos_token_id is None else eos_token_id
-        pad = self.config.pad_token_id if pad_token_id is None else pad_token_id
-        if seed is None:
-            seed = int(np.random.randint(0, 2**62))
-        values = {
-            "max_new_tokens": max_new_tokens, "min_length": min_length, "top_k": top_k,
-            "top_p": top_p, "temperature": temperature, "repetition_penalty": repetition_penalty,
-            "eos_token_id": -1 if eos is None else eos, "pad_token_id": -1 if pad is None else pad,
-            "seed": seed, "decode_strategy": DECODE_STRATEGIES[decode_strategy],
-            "num_return_sequences": num_return_sequences, "num_threads": num_threads,
-        }
-        settings = [_scalar(values[name], name, dtype) for name, dtype in SETTING_NAMES]
+        values = resolve_settings(
+            max_new_tokens=max_new_tokens, decode_strategy=decode_strategy, top_k=top_k,
+            top_p=top_p, temperature=temperature, repetition_penalty=repetition_penalty,
+            min_length=min_length,
+            eos_token_id=self.config.eos_token_id if eos_token_id is None else eos_token_id,
+            pad_token_id=self.config.pad_token_id if pad_token_id is None else pad_token_id,
+            num_return_sequences=num_return_sequences, seed=seed, num_threads=num_threads)
+        settings = [paddle.to_tensor([values[name]], dtype=dtype) for name, dtype in SETTING_NAMES]
         try:
             out_ids, lengths, logprobs = self.forward(ids, mask, *settings)
-        except OSError as e:  # Paddle surfaces an operator's PD_THROW as OSError
-            msg = str(e)
-            if "fastergpt_generate:" not in msg:
-                raise
-            raise ValueError(msg[msg.index("fastergpt_generate:"):].split("\n")[0]) from None
+        except OSError as e:
+            raise op_error_to_value_error(e) from None
         return GenerationOutput(out_ids, lengths, logprobs)
 
 
 def _as_int_tensor(x, name: str) -> paddle.Tensor:
     if isinstance(x, paddle.Tensor):
-        if x.dtype not in (paddle.int64, paddle.int32, paddle.int16, paddle.int8, paddle.uint8):
+        if x.dtype not in (paddle.int64, paddle.int32, paddle.int16, paddle.int8, paddle.uint8,
+                           paddle.bool):
             raise ValueError(f"{name}: dtype must be an integer type, got {x.dtype}")
-        t = x.astype("int64") if x.dtype != paddle.int64 else x
-    else:
-        arr = np.asarray(x)
-        if arr.dtype.kind not in "iub":
-            raise ValueError(f"{name}: dtype must be an integer type, got {arr.dtype}")
-        t = paddle.to_tensor(arr.astype(np.int64))
-    if t.ndim != 2:
-        raise ValueError(f"{name}: must be 2-D [batch, length], got shape {list(t.shape)}")
-    return t
-
-
-def _scalar(value, name: str, dtype: str) -> paddle.Tensor:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name}: expected a number, got {value!r}")
-    if dtype == "int64" and not (isinstance(value, (int, np.integer)) or float(value).is_integer()):
-        raise ValueError(f"{name}: expected an integer, got {value!r}")
-    return paddle.to_tensor([int(value) if dtype == "int64" else float(value)], dtype=dtype)
+        if x.ndim != 2:
+            raise ValueError(f"{name}: must be 2-D [batch, length], got shape {list(x.shape)}")
+        return x.astype("int64") if x.dtype != paddle.int64 else x
+    return paddle.to_tensor(check_int_array(x, name))

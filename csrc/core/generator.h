@@ -4,7 +4,7 @@
 // finished or max_new_tokens is reached.
 //
 // Batch contract (B prompts, L padded length, R = num_return_sequences):
-//   input_ids       int64 [B, L]  ids in [0, vocab)
+//   input_ids       int64 [B, L]  ids in [0, vocab) (ids under padding are ignored)
 //   attention_mask  int64 [B, L]  1 = real token, 0 = padding; padding on the LEFT,
 //                                 at least one real token per row; null = all real
 // Row b's real tokens take positions 0..n_b-1 (n_b its real length) whatever

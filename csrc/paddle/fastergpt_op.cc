@@ -47,11 +47,15 @@ float scalar_float(const paddle::Tensor& t, const char* name) {
   fastergpt::fail(name, ": expected a float32 tensor");
 }
 
-void check_ids(const paddle::Tensor& t, const char* name) {
-  check_cpu(t, name);
+// Zero-size tensors are never allocated by Paddle, so they are let through
+// here (with no data) for the engine to report as an empty batch or prompt.
+const int64_t* id_data(const paddle::Tensor& t, const char* name) {
   if (t.dtype() != paddle::DataType::INT64) fastergpt::fail(name, ": dtype must be int64");
   if (t.shape().size() != 2)
     fastergpt::fail(name, ": must be 2-D [batch, length], got rank ", t.shape().size());
+  if (t.numel() == 0) return nullptr;
+  check_cpu(t, name);
+  return t.data<int64_t>();
 }
 
 std::vector<paddle::Tensor> generate_kernel(
@@ -64,8 +68,8 @@ std::vector<paddle::Tensor> generate_kernel(
     const paddle::Tensor& num_threads, const std::vector<paddle::Tensor>& weights, int num_layers,
     int num_heads, float layer_norm_epsilon, const std::string& activation, bool tied_lm_head) {
   try {
-    check_ids(input_ids, "input_ids");
-    check_ids(attention_mask, "attention_mask");
+    const int64_t* ids_data = id_data(input_ids, "input_ids");
+    const int64_t* mask_data = id_data(attention_mask, "attention_mask");
     if (attention_mask.shape() != input_ids.shape())
       fastergpt::fail("attention_mask: shape must equal input_ids' shape");
 
@@ -101,8 +105,8 @@ std::vector<paddle::Tensor> generate_kernel(
     o.return_logprobs = true;
 
     fastergpt::GenerationInput in;
-    in.input_ids = input_ids.data<int64_t>();
-    in.attention_mask = attention_mask.data<int64_t>();
+    in.input_ids = ids_data;
+    in.attention_mask = mask_data;
     in.batch = input_ids.shape()[0];
     in.length = input_ids.shape()[1];
     fastergpt::GenerationResult r = fastergpt::generate(config, bound, in, o);

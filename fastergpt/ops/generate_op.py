@@ -10,16 +10,10 @@ from __future__ import annotations
 import paddle
 
 from fastergpt.ops.loader import load_ops
+from fastergpt.settings import SETTING_NAMES
 
 OP_NAME = "fastergpt_generate"
 
-# Runtime settings, in the operator's input order, with their dtypes.
-SETTING_NAMES = (
-    ("max_new_tokens", "int64"), ("min_length", "int64"), ("top_k", "int64"),
-    ("top_p", "float32"), ("temperature", "float32"), ("repetition_penalty", "float32"),
-    ("eos_token_id", "int64"), ("pad_token_id", "int64"), ("seed", "int64"),
-    ("decode_strategy", "int64"), ("num_return_sequences", "int64"), ("num_threads", "int64"),
-)
 
 
 # Plain Python that only appends the op: to_static must not rewrite it.
@@ -56,3 +50,13 @@ def fastergpt_generate(input_ids, attention_mask, settings, weights, *, num_laye
                             "layer_norm_epsilon": attrs[2], "activation": attrs[3],
                             "tied_lm_head": attrs[4]})
     return outs["output_ids"], outs["lengths"], outs["logprobs"]
+
+
+def op_error_to_value_error(err: OSError) -> Exception:
+    """Paddle surfaces the operator's argument errors (PD_THROW) as OSError; give
+    callers the ValueError it really is, with just the operator's message."""
+    msg = str(err)
+    marker = OP_NAME + ":"
+    if marker not in msg:
+        return err
+    return ValueError(msg[msg.index(marker):].split("\n")[0])

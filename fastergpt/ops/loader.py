@@ -15,7 +15,7 @@ from fastergpt.ops import build
 
 _lock = threading.Lock()
 _lib_dir: Path | None = None
-_registered = False
+_registered: Path | None = None  # the op library registered with Paddle in this process
 _engine_module = None
 
 
@@ -51,17 +51,26 @@ def op_library_path() -> Path:
     return library_dir() / build.OP_LIBRARY
 
 
-def load_ops() -> Path:
-    """Registers the `fastergpt_generate` operator with Paddle (once per process)."""
+def register_library(path: Path) -> Path:
+    """Registers the operator from `path` unless one is registered already (Paddle
+    keeps one definition per op name per process); returns the library in use."""
     global _registered
-    path = op_library_path()
     with _lock:
-        if not _registered:
+        if _registered is None:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"operator library {path} is missing")
             from paddle.utils.cpp_extension.extension_utils import load_op_meta_info_and_register_op
 
             load_op_meta_info_and_register_op(str(path))
-            _registered = True
-    return path
+            _registered = Path(path)
+        return _registered
+
+
+def load_ops() -> Path:
+    """Registers the `fastergpt_generate` operator with Paddle (once per process)."""
+    if _registered is not None:
+        return _registered
+    return register_library(op_library_path())
 
 
 def engine_module():
