@@ -6,6 +6,7 @@ import pytest
 
 from fastergpt.config import GPTConfig
 from fastergpt.reference import GPTLMHeadModel, generate, randomize_, sampling_distribution
+from helpers import PROMPTS, hf_model, padded_batch
 
 VOCAB = 53
 
@@ -19,38 +20,6 @@ def make_model(tie=True, act="gelu_new", seed=1):
     paddle.seed(seed)
     # std 0.1 gives peaked, well-separated logits so argmax is not decided by rounding.
     return randomize_(GPTLMHeadModel(make_config(tie, act)), seed, std=0.1)
-
-
-def hf_model(model):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    c = model.config
-    hf_config = transformers.GPT2Config(
-        vocab_size=c.vocab_size, n_positions=c.n_positions, n_embd=c.n_embd, n_layer=c.n_layer,
-        n_head=c.n_head, n_inner=c.n_inner, layer_norm_epsilon=c.layer_norm_epsilon,
-        activation_function=c.activation_function, tie_word_embeddings=c.tie_word_embeddings,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None, eos_token_id=None,
-    )
-    hf = transformers.GPT2LMHeadModel._from_config(hf_config, attn_implementation="eager").eval()
-    ours = model.state_dict_numpy()
-    assert {n for n, _ in hf.named_parameters()} == set(ours)
-    with torch.no_grad():
-        for name, p in hf.named_parameters():
-            p.copy_(torch.from_numpy(ours[name]))
-    if c.tie_word_embeddings:
-        assert hf.lm_head.weight.data_ptr() == hf.transformer.wte.weight.data_ptr()
-    return hf
-
-
-# Left-padded batch; padded slots hold the row's first real token (see test_greedy_matches_hf).
-PROMPTS = [[7, 3, 9, 12, 1, 40], [5, 22, 8], [30]]
-
-
-def padded_batch(prompts, extra_pad=0):
-    width = max(map(len, prompts)) + extra_pad
-    ids = np.array([[p[0]] * (width - len(p)) + p for p in prompts], dtype=np.int64)
-    mask = np.array([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=np.int64)
-    return ids, mask
 
 
 @pytest.mark.parametrize("act", ["gelu_new", "gelu"])

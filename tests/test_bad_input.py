@@ -1,0 +1,125 @@
+"""Bad input: a ValueError naming the problem, from both front ends, and the process carries on."""
+
+import numpy as np
+import paddle
+import pytest
+
+from helpers import front_ends, tiny_model
+
+VOCAB = 53  # tiny_model's default vocabulary; n_positions is 64
+PROMPT = np.array([[1, 2, 3]], dtype=np.int64)
+NAN = float("nan")
+
+# (id, generate kwargs overriding input_ids=PROMPT and max_new_tokens=4, message regex)
+BAD = [
+    ("id-too-large", dict(input_ids=np.array([[1, VOCAB]])),
+     r"input_ids: id 53 at \[0, 1\] is outside the vocabulary \[0, 53\)"),
+    ("id-negative", dict(input_ids=np.array([[4, 5], [1, -1]])),
+     r"input_ids: id -1 at \[1, 1\] is outside the vocabulary \[0, 53\)"),
+    ("beyond-n_positions", dict(max_new_tokens=62),
+     r"input_ids: prompt 0 has 3 tokens; with max_new_tokens=62 it needs 65 positions "
+     r"but the model has 64"),
+    ("top_p-0", dict(top_p=0.0), r"top_p must be in \(0, 1\], got 0"),
+    ("top_p-1.5", dict(top_p=1.5), r"top_p must be in \(0, 1\], got 1.5"),
+    ("top_p-nan", dict(top_p=NAN), r"top_p must be in \(0, 1\], got nan"),
+    ("top_p-0-sampling", dict(decode_strategy="sampling", top_p=0.0), r"top_p must be in"),
+    ("top_k-negative", dict(top_k=-1), r"top_k must be >= 0"),
+    ("temperature-0", dict(decode_strategy="sampling", temperature=0.0),
+     r"temperature must be > 0 for sampling"),
+    ("temperature-negative", dict(decode_strategy="sampling", temperature=-0.5),
+     r"temperature must be > 0 for sampling"),
+    ("temperature-nan", dict(decode_strategy="sampling", temperature=NAN),
+     r"temperature must be > 0 for sampling"),
+    ("ids-float", dict(input_ids=np.array([[1.0, 2.0]])),
+     r"input_ids: dtype must be an integer type"),
+    ("ids-1d", dict(input_ids=np.array([1, 2, 3])), r"input_ids: must be 2-D"),
+    ("ids-3d", dict(input_ids=np.ones((1, 2, 3), np.int64)), r"input_ids: must be 2-D"),
+    ("mask-fewer-columns", dict(attention_mask=np.array([[1, 1]])),
+     r"attention_mask: shape must equal input_ids' shape"),
+    ("mask-more-rows", dict(attention_mask=np.ones((2, 3), np.int64)),
+     r"attention_mask: shape must equal input_ids' shape"),
+    ("mask-right-padded", dict(attention_mask=np.array([[1, 1, 0]])),
+     r"attention_mask: row 0 is not left-padded"),
+    ("mask-hole", dict(input_ids=np.array([[1, 2, 3], [4, 5, 6]]),
+                       attention_mask=np.array([[1, 1, 1], [0, 1, 0]])),
+     r"attention_mask: row 1 is not left-padded"),
+    ("mask-all-zero", dict(attention_mask=np.array([[0, 0, 0]])),
+     r"attention_mask: row 0 has no real token"),
+    ("mask-value-2", dict(attention_mask=np.array([[0, 2, 1]])),
+     r"attention_mask: values must be 0 or 1"),
+    ("mask-value-negative", dict(attention_mask=np.array([[-1, 1, 1]])),
+     r"attention_mask: values must be 0 or 1"),
+    ("mask-value-half", dict(attention_mask=np.array([[0.0, 0.5, 1.0]])), r"attention_mask"),
+    ("empty-batch", dict(input_ids=np.zeros((0, 5), np.int64)),
+     r"input_ids: the batch is empty"),
+    ("empty-prompt", dict(input_ids=np.zeros((2, 0), np.int64)),
+     r"input_ids: prompts must have at least one token"),
+    ("max_new_tokens-0", dict(max_new_tokens=0), r"max_new_tokens must be >= 1, got 0"),
+    ("num_return_sequences-0", dict(num_return_sequences=0),
+     r"num_return_sequences must be >= 1, got 0"),
+    ("repetition_penalty-0", dict(repetition_penalty=0.0), r"repetition_penalty must be > 0"),
+    ("repetition_penalty-negative", dict(repetition_penalty=-1.3),
+     r"repetition_penalty must be > 0"),
+    ("repetition_penalty-inf", dict(repetition_penalty=float("inf")),
+     r"repetition_penalty must be > 0"),
+    ("decode_strategy", dict(decode_strategy="beam_search"), r"decode_strategy.*beam_search"),
+    ("eos-outside-vocab", dict(eos_token_id=VOCAB), r"eos_token_id 53 is outside the vocabulary"),
+    ("pad-outside-vocab", dict(pad_token_id=VOCAB), r"pad_token_id 53 is outside the vocabulary"),
+    ("min_length-negative", dict(min_length=-1), r"min_length must be >= 0"),
+    ("num_threads-negative", dict(num_threads=-1), r"num_threads must be >= 0"),
+]
+
+# Engine bugs found by these tests (see the reasons).
+def _params():
+    for front_end in ("FasterGPT", "Engine"):
+        for case_id, kwargs, match in BAD:
+            yield pytest.param(front_end, kwargs, match, id=f"{front_end}-{case_id}")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(seed=1)
+
+
+@pytest.fixture(scope="module")
+def runs(model):
+    return dict(front_ends(model))
+
+
+@pytest.fixture(scope="module")
+def baseline(runs):
+    return runs["Engine"](PROMPT, max_new_tokens=4)["ids"]
+
+
+@pytest.mark.parametrize("front_end, kwargs, match", list(_params()))
+def test_bad_input_raises_value_error(runs, baseline, front_end, kwargs, match):
+    run = runs[front_end]
+    args = dict(input_ids=PROMPT, max_new_tokens=4)
+    args.update(kwargs)
+    try:
+        with pytest.raises(ValueError, match=match):
+            run(**args)
+    finally:
+        # The process survives and the next valid call is unaffected.
+        np.testing.assert_array_equal(run(PROMPT, max_new_tokens=4)["ids"], baseline)
+
+
+def test_float_paddle_tensor_ids(runs):
+    with pytest.raises(ValueError, match=r"input_ids: dtype must be an integer type"):
+        runs["FasterGPT"](paddle.to_tensor([[1.0, 2.0]]), max_new_tokens=2)
+
+
+@pytest.mark.parametrize("front_end", ["FasterGPT", "Engine"])
+def test_valid_edge_inputs(model, runs, baseline, front_end):
+    run = runs[front_end]
+    # temperature is ignored by greedy search, so 0 is fine there.
+    np.testing.assert_array_equal(run(PROMPT, max_new_tokens=4, temperature=0.0)["ids"], baseline)
+    # Other integer dtypes and nested lists are accepted.
+    np.testing.assert_array_equal(run(PROMPT.astype(np.int32), max_new_tokens=4)["ids"], baseline)
+    np.testing.assert_array_equal(run([[1, 2, 3]], max_new_tokens=4)["ids"], baseline)
+    # Prompt + max_new_tokens == n_positions is allowed; only real tokens count, not padding.
+    ids = np.array([[9, 9, 9, 1, 2, 3]])
+    mask = np.array([[0, 0, 0, 1, 1, 1]])
+    out = run(ids, mask, max_new_tokens=61)
+    assert out["ids"].shape == (1, 61)
+    np.testing.assert_array_equal(out["ids"][:, :4], baseline)
