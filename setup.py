@@ -38,7 +38,15 @@ setup(
     description="GPT text generation in one fused PaddlePaddle operator",
     packages=find_packages(include=["fastergpt", "fastergpt.*"]),
     python_requires=">=3.9",
-    install_requires=["paddlepaddle==3.3.1", "numpy", "pybind11>=2.10"],
+    install_requires=["paddlepaddle==3.3.1", "numpy", "pybind11>=2.10", "tokenizers",
+                      "safetensors"],
+    extras_require={"sentencepiece": ["sentencepiece"]},
+    package_data={"fastergpt": ["default_model/*"]},
+    entry_points={"console_scripts": [
+        "fastergpt-infer=fastergpt.cli.infer:main",
+        "fastergpt-export=fastergpt.cli.export:main",
+        "fastergpt=fastergpt.__main__:main",
+    ]},
     cmdclass={"build_py": BuildWithCMake},
     zip_safe=False,
 )

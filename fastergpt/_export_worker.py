@@ -1,0 +1,31 @@
+"""Subprocess steps of fastergpt.export: `save` (to_static + jit.save, in a process
+whose FLAGS_enable_pir_api picks the format) and `probe` (load the directory with
+the Paddle Inference predictor in a fresh process and print greedy ids as JSON)."""
+import json
+import sys
+
+
+def main(argv):
+    step = argv[0]
+    if step == "save":
+        src, prefix, dtype = argv[1:4]
+        import paddle
+
+        from fastergpt.export import input_spec
+        from fastergpt.faster_gpt import FasterGPT
+
+        model = FasterGPT.from_pretrained(src, dtype=dtype)
+        paddle.jit.save(paddle.jit.to_static(model, input_spec=input_spec(), full_graph=True), prefix)
+    elif step == "probe":
+        directory, prompt, max_new = argv[1], argv[2], int(argv[3])
+        from fastergpt.predictor import Predictor
+
+        out = Predictor(directory).generate([prompt], max_new_tokens=max_new,
+                                            decode_strategy="greedy_search", eos_token_id=-1)
+        print(json.dumps(out.ids.tolist()))
+    else:
+        raise SystemExit(f"unknown step {step!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,261 @@
+"""Reads GPT-2-family checkpoints from local directories into (GPTConfig, state dict).
+
+Two layouts, no hub access:
+- HuggingFace: config.json (model_type "gpt2"), model.safetensors (read with the
+  safetensors NumPy API, no torch) or pytorch_model.bin (only with torch
+  installed, loaded with weights_only=True).
+- PaddleNLP: model_config.json or config.json, model_state.pdparams.
+
+Every layout maps to one naming, HF GPT-2's (what fastergpt.reference and
+fastergpt.packing use). Missing, unexpected and mis-shaped tensors are
+reported by name; nothing is guessed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from fastergpt.config import GPTConfig
+
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+PADDLENLP_WEIGHT_FILE = "model_state.pdparams"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory is missing, malformed or of an unsupported architecture."""
+
+
+def detect_layout(path: Path) -> str:
+    """'hf' or 'paddlenlp', from the files present."""
+    if not path.is_dir():
+        raise CheckpointError(f"model directory {str(path)!r} does not exist")
+    if any((path / f).is_file() for f in HF_WEIGHT_FILES):
+        return "hf"
+    if (path / PADDLENLP_WEIGHT_FILE).is_file():
+        return "paddlenlp"
+    raise CheckpointError(
+        f"{path}: no weights found (expected one of {', '.join(HF_WEIGHT_FILES)} for the "
+        f"HuggingFace layout or {PADDLENLP_WEIGHT_FILE} for the PaddleNLP layout)")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+
+
+# ---- HuggingFace ---------------------------------------------------------------
+
+def _hf_config(path: Path) -> GPTConfig:
+    raw = _read_json(path / "config.json")
+    model_type = raw.get("model_type")
+    if model_type != "gpt2":
+        arch = raw.get("architectures")
+        raise CheckpointError(f"{path / 'config.json'}: unsupported architecture model_type="
+                              f"{model_type!r} architectures={arch!r}; fastergpt runs GPT-2-family "
+                              "models (model_type 'gpt2')")
+    try:
+        return GPTConfig.from_dict(raw).validate()
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path / 'config.json'}: {e}") from None
+
+
+def _hf_tensors(path: Path) -> dict:
+    st = path / "model.safetensors"
+    if st.is_file():
+        from safetensors.numpy import load_file
+
+        try:
+            tensors = load_file(str(st))
+        except Exception as e:  # safetensors raises its own error types for corrupt files
+            raise CheckpointError(f"{st} is corrupt or truncated: {e}") from None
+        return {k: np.asarray(v, dtype=np.float32) for k, v in tensors.items()}
+    binf = path / "pytorch_model.bin"
+    try:
+        import torch
+    except ImportError:
+        raise CheckpointError(f"{binf} needs torch to read; install torch or convert the "
+                              "checkpoint to model.safetensors") from None
+    try:
+        sd = torch.load(str(binf), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{binf} is corrupt or truncated: {e}") from None
+    return {k: v.float().numpy() for k, v in sd.items()}
+
+
+def _hf_names(tensors: dict) -> dict:
+    """HF files of GPT2LMHeadModel hold `transformer.`-prefixed names; GPT2Model files don't."""
+    out = {}
+    for name, value in tensors.items():
+        if name.endswith((".attn.bias", ".attn.masked_bias")):
+            continue  # causal-mask buffers some HF versions save; not weights
+        if not (name.startswith("transformer.") or name.startswith("lm_head.")):
+            name = "transformer." + name
+        out[name] = value
+    return out
+
+
+# ---- PaddleNLP -----------------------------------------------------------------
+
+_PADDLENLP_KEYS = {
+    "vocab_size": "vocab_size", "hidden_size": "n_embd", "num_hidden_layers": "n_layer",
+    "num_attention_heads": "n_head", "intermediate_size": "n_inner",
+    "max_position_embeddings": "n_positions", "layer_norm_epsilon": "layer_norm_epsilon",
+    "eos_token_id": "eos_token_id", "bos_token_id": "bos_token_id", "pad_token_id": "pad_token_id",
+    "tie_word_embeddings": "tie_word_embeddings",
+}
+# PaddleNLP's F.gelu is the exact erf form unless it says otherwise.
+_PADDLENLP_ACT = {"gelu": "gelu", "gelu_new": "gelu_new", "fast_gelu": "gelu_new"}
+
+
+def _paddlenlp_config(path: Path) -> GPTConfig:
+    for name in ("model_config.json", "config.json"):
+        if (path / name).is_file():
+            raw = _read_json(path / name)
+            break
+    else:
+        raise CheckpointError(f"{path}: model_config.json or config.json is missing")
+    if "init_args" in raw:  # PaddleNLP 2.x wrote {"init_args": [{...}], "init_class": ...}
+        args = raw["init_args"][0] if raw["init_args"] else {}
+        raw = dict(args.get("init_args", [args])[0]) if "init_args" in args else dict(args)
+    model_type = raw.get("model_type", "gpt")
+    if model_type not in ("gpt", "gpt2"):
+        raise CheckpointError(f"{path}: unsupported architecture model_type={model_type!r}; "
+                              "fastergpt runs GPT-2-family models")
+    kwargs = {ours: raw[theirs] for theirs, ours in _PADDLENLP_KEYS.items() if theirs in raw}
+    act = raw.get("hidden_act", "gelu")
+    if act not in _PADDLENLP_ACT:
+        raise CheckpointError(f"{path}: unsupported hidden_act {act!r} (expected gelu or gelu_new)")
+    kwargs["activation_function"] = _PADDLENLP_ACT[act]
+    kwargs.setdefault("tie_word_embeddings", True)
+    try:
+        return GPTConfig(**kwargs).validate()
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: {e}") from None
+
+
+_PADDLENLP_LAYER = re.compile(r"(?:gpt\.)?decoder\.layers\.(\d+)\.(.+)")
+_PADDLENLP_LAYER_NAMES = {
+    "norm1.weight": "ln_1.weight", "norm1.bias": "ln_1.bias",
+    "norm2.weight": "ln_2.weight", "norm2.bias": "ln_2.bias",
+    "self_attn.out_proj.weight": "attn.c_proj.weight", "self_attn.out_proj.bias": "attn.c_proj.bias",
+    "linear1.weight": "mlp.c_fc.weight", "linear1.bias": "mlp.c_fc.bias",
+    "linear2.weight": "mlp.c_proj.weight", "linear2.bias": "mlp.c_proj.bias",
+}
+_PADDLENLP_GLOBAL_NAMES = {
+    "embeddings.word_embeddings.weight": "transformer.wte.weight",
+    "embeddings.position_embeddings.weight": "transformer.wpe.weight",
+    "decoder.norm.weight": "transformer.ln_f.weight",
+    "decoder.norm.bias": "transformer.ln_f.bias",
+    "lm_head.decoder.weight": "lm_head.weight",
+    "lm_head.weight": "lm_head.weight",
+}
+
+
+def _paddlenlp_tensors(path: Path) -> dict:
+    import paddle
+
+    f = path / PADDLENLP_WEIGHT_FILE
+    try:
+        raw = paddle.load(str(f), return_numpy=True)
+    except Exception as e:
+        raise CheckpointError(f"{f} is corrupt or truncated: {e}") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{f} does not hold a state dict")
+    out, qkv, unexpected = {}, {}, []
+    for name, value in raw.items():
+        value = np.asarray(value, dtype=np.float32)
+        m = _PADDLENLP_LAYER.fullmatch(name)
+        if m:
+            i, rest = m.group(1), m.group(2)
+            if rest in _PADDLENLP_LAYER_NAMES:
+                out[f"transformer.h.{i}.{_PADDLENLP_LAYER_NAMES[rest]}"] = value
+                continue
+            qm = re.fullmatch(r"self_attn\.([qkv])_proj\.(weight|bias)", rest)
+            if qm:
+                qkv.setdefault((i, qm.group(2)), {})[qm.group(1)] = value
+                continue
+        key = name[4:] if name.startswith("gpt.") else name
+        if key in _PADDLENLP_GLOBAL_NAMES:
+            out[_PADDLENLP_GLOBAL_NAMES[key]] = value
+        else:
+            unexpected.append(name)
+    if unexpected:
+        raise CheckpointError(f"{f}: unexpected tensor(s) {sorted(unexpected)[:8]} (fused qkv_proj "
+                              "and other non-GPT-2 layouts are not supported)")
+    # PaddleNLP keeps q, k and v as separate [in, out] Linears; HF's c_attn is [in, 3*out].
+    for (i, kind), parts in qkv.items():
+        missing = [p for p in "qkv" if p not in parts]
+        if missing:
+            raise CheckpointError(f"{f}: layer {i} lacks self_attn.{missing[0]}_proj.{kind}")
+        axis = 1 if kind == "weight" else 0
+        out[f"transformer.h.{i}.attn.c_attn.{kind}"] = np.concatenate(
+            [parts["q"], parts["k"], parts["v"]], axis=axis)
+    return out
+
+
+# ---- common ----------------------------------------------------------------------
+
+def expected_shapes(c: GPTConfig) -> dict:
+    D, F, V, P = c.n_embd, c.inner_size, c.vocab_size, c.n_positions
+    shapes = {"transformer.wte.weight": (V, D), "transformer.wpe.weight": (P, D),
+              "transformer.ln_f.weight": (D,), "transformer.ln_f.bias": (D,)}
+    for i in range(c.n_layer):
+        p = f"transformer.h.{i}."
+        shapes.update({
+            p + "ln_1.weight": (D,), p + "ln_1.bias": (D,),
+            p + "attn.c_attn.weight": (D, 3 * D), p + "attn.c_attn.bias": (3 * D,),
+            p + "attn.c_proj.weight": (D, D), p + "attn.c_proj.bias": (D,),
+            p + "ln_2.weight": (D,), p + "ln_2.bias": (D,),
+            p + "mlp.c_fc.weight": (D, F), p + "mlp.c_fc.bias": (F,),
+            p + "mlp.c_proj.weight": (F, D), p + "mlp.c_proj.bias": (D,),
+        })
+    if not c.tie_word_embeddings:
+        shapes["lm_head.weight"] = (V, D)
+    return shapes
+
+
+def check_state_dict(config: GPTConfig, state: dict, source: str) -> dict:
+    """Drops a redundant tied lm_head; raises naming every missing/unexpected/mis-shaped tensor."""
+    state = dict(state)
+    if config.tie_word_embeddings and "lm_head.weight" in state:
+        if not np.array_equal(state["lm_head.weight"], state.get("transformer.wte.weight")):
+            raise CheckpointError(f"{source}: config says tie_word_embeddings but lm_head.weight "
+                                  "differs from the token embedding")
+        del state["lm_head.weight"]
+    want = expected_shapes(config)
+    missing = sorted(set(want) - set(state))
+    unexpected = sorted(set(state) - set(want))
+    if missing:
+        raise CheckpointError(f"{source}: missing tensor(s) {missing[:8]}" +
+                              (f" and {len(missing) - 8} more" if len(missing) > 8 else ""))
+    if unexpected:
+        raise CheckpointError(f"{source}: unexpected tensor(s) {unexpected[:8]}")
+    for name, shape in want.items():
+        if tuple(state[name].shape) != shape:
+            raise CheckpointError(f"{source}: tensor {name} has shape {tuple(state[name].shape)}, "
+                                  f"expected {shape}")
+        if not np.isfinite(state[name]).all():
+            raise CheckpointError(f"{source}: tensor {name} holds NaN or Inf values")
+    return state
+
+
+def load_checkpoint(path) -> tuple[GPTConfig, dict]:
+    """(config, state dict with HF GPT-2 names, float32) from a local checkpoint directory."""
+    path = Path(os.fspath(path))
+    layout = detect_layout(path)
+    if layout == "hf":
+        config = _hf_config(path)
+        state = _hf_names(_hf_tensors(path))
+    else:
+        config = _paddlenlp_config(path)
+        state = _paddlenlp_tensors(path)
+    return config, check_state_dict(config, state, str(path))

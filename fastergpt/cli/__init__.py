@@ -1,0 +1,1 @@
+"""Command lines (thin: argument parsing and printing over the package's functions)."""

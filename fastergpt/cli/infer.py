@@ -1,0 +1,193 @@
+"""fastergpt-infer / infer/infer.py: generate text, with timing.
+
+Runs a model in dygraph through FasterGPT (a local HF/PaddleNLP checkpoint, an
+exported directory, or the built-in default model) or an exported directory
+through the Paddle Inference predictor (--inference_model_dir). --benchmark N
+times N runs after a warm-up against the reference Paddle generate().
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+BUILTIN_PROMPTS = [
+    "The function returns",
+    "This module provides",
+    "If the file does not exist,",
+    "Return a new list",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fastergpt-infer", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model_name_or_path", default="default",
+                   help="checkpoint dir (HF or PaddleNLP layout), exported dir, or 'default'")
+    p.add_argument("--inference_model_dir", help="run an exported directory through paddle.inference")
+    p.add_argument("--prompt", action="append", help="a prompt (repeatable)")
+    p.add_argument("--prompt_file", help="a text file with one prompt per line")
+    p.add_argument("--batch_size", type=int, default=None,
+                   help="prompts per call (default: all at once); rows for --start_token")
+    p.add_argument("--decode_strategy", choices=["greedy_search", "sampling"])
+    p.add_argument("--topk", type=int, help="sampling: keep the k most likely tokens (0 = off)")
+    p.add_argument("--topp", type=float, help="sampling: nucleus mass in (0, 1]")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--max_length", type=int, help="new tokens to generate at most")
+    p.add_argument("--min_length", type=int, help="new tokens before the end token is allowed")
+    p.add_argument("--repetition_penalty", type=float)
+    p.add_argument("--num_return_sequences", type=int, default=1)
+    p.add_argument("--seed", type=int, help="RNG seed (default: random)")
+    p.add_argument("--start_token", help="generate unconditionally from this token (e.g. '<|endoftext|>')")
+    p.add_argument("--end_token", help="stop at this token (default: the tokenizer's end token)")
+    p.add_argument("--use_fp16_decoding", action="store_true", help="fp16 weights (dtype float16)")
+    p.add_argument("--threads", type=int, default=0, help="engine threads (0 = all cores)")
+    p.add_argument("--benchmark", type=int, default=0, metavar="N",
+                   help="after a warm-up, time N runs of fastergpt and of the reference generate()")
+    return p
+
+
+def read_prompts(args, tokenizer) -> list:
+    if args.prompt_file:
+        with open(args.prompt_file, encoding="utf-8") as f:
+            prompts = [line.rstrip("\n") for line in f if line.strip()]
+        if not prompts:
+            raise SystemExit(f"error: --prompt_file {args.prompt_file} holds no prompt")
+        return (args.prompt or []) + prompts
+    if args.prompt:
+        return args.prompt
+    if args.start_token:
+        if tokenizer.token_to_id(args.start_token) is None:
+            raise SystemExit(f"error: --start_token {args.start_token!r} is not in the vocabulary")
+        return [args.start_token] * (args.batch_size or 1)
+    return list(BUILTIN_PROMPTS)
+
+
+def settings_from(args, defaults: dict, tokenizer) -> dict:
+    s = dict(defaults)
+    for key, value in (("top_k", args.topk), ("top_p", args.topp), ("temperature", args.temperature),
+                       ("max_new_tokens", args.max_length), ("min_length", args.min_length),
+                       ("repetition_penalty", args.repetition_penalty),
+                       ("decode_strategy", args.decode_strategy)):
+        if value is not None:
+            s[key] = value
+    if args.end_token:
+        eos = tokenizer.token_to_id(args.end_token)
+        if eos is None:
+            raise SystemExit(f"error: --end_token {args.end_token!r} is not in the vocabulary")
+        s["eos_token_id"] = eos
+    s["num_return_sequences"] = args.num_return_sequences
+    s["seed"] = args.seed if args.seed is not None else int(np.random.randint(0, 2**31))
+    return s
+
+
+class Runner:
+    """One generate(ids, mask, settings) -> (ids, lengths) over either backend."""
+
+    def __init__(self, args):
+        from fastergpt.pretrained import generation_defaults, resolve_model_path
+        from fastergpt.tokenizer import Tokenizer
+
+        self.threads = args.threads
+        dtype = "float16" if args.use_fp16_decoding else "float32"
+        if args.inference_model_dir:
+            from fastergpt.predictor import Predictor
+
+            self.predictor = Predictor(args.inference_model_dir, threads=args.threads)
+            self.tokenizer = self.predictor.tokenizer
+            self.defaults = self.predictor.defaults
+            self.source = args.inference_model_dir
+            self.label = f"exported directory {args.inference_model_dir} (Paddle Inference predictor)"
+        else:
+            from fastergpt.faster_gpt import FasterGPT
+
+            self.predictor = None
+            path = resolve_model_path(args.model_name_or_path)
+            self.model = FasterGPT.from_pretrained(path, dtype=dtype)
+            self.tokenizer = Tokenizer.from_dir(path)
+            self.defaults = generation_defaults(path, self.model.config, self.tokenizer)
+            self.source = path
+            name = "built-in default model" if args.model_name_or_path in (None, "", "default") else str(path)
+            self.label = f"{name} (FasterGPT, dygraph)"
+
+    def generate(self, ids, mask, s):
+        if self.predictor is not None:
+            out = self.predictor.generate(input_ids=ids, attention_mask=mask, **s,
+                                          num_threads=self.threads)
+            return out.ids, out.lengths
+        out = self.model.generate(ids, mask, num_threads=self.threads, **s)
+        return out.ids.numpy(), out.lengths.numpy()
+
+
+def run_benchmark(runner, ids, mask, s, n: int) -> None:
+    from fastergpt.pretrained import load_state_dict
+    from fastergpt.reference import GPTLMHeadModel, generate
+
+    def timed(fn):
+        fn()  # warm-up
+        t = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            out = fn()
+            t.append(time.perf_counter() - t0)
+        return float(np.mean(t)), out
+
+    fast_s, (out_ids, lengths) = timed(lambda: runner.generate(ids, mask, s))
+    config, state = load_state_dict(runner.source if runner.predictor is None else runner.predictor.dir)
+    ref = GPTLMHeadModel(config)
+    ref.load_numpy_state_dict(state)
+    ref.eval()
+    ref_s, ref_out = timed(lambda: generate(ref, ids, mask, **s))
+    fast_tokens = int(lengths.sum())
+    ref_tokens = int(ref_out.lengths.sum())
+    print(f"\nbenchmark: {n} runs after a warm-up, batch {ids.shape[0]}, prompt length {ids.shape[1]}")
+    print(f"  fastergpt             {fast_s * 1e3:9.1f} ms/run  {fast_tokens / fast_s:8.1f} tokens/s")
+    print(f"  reference generate()  {ref_s * 1e3:9.1f} ms/run  {ref_tokens / ref_s:8.1f} tokens/s")
+    print(f"  speed-up (tokens/s)   {(fast_tokens / fast_s) / (ref_tokens / ref_s):9.2f}x")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        runner = Runner(args)
+    except (ValueError, OSError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    tok = runner.tokenizer
+    prompts = read_prompts(args, tok)
+    s = settings_from(args, runner.defaults, tok)
+    print(f"model: {runner.label}")
+    print(f"settings: {', '.join(f'{k}={v}' for k, v in s.items())}\n")
+    batch = args.batch_size or len(prompts)
+    if batch < 1:
+        raise SystemExit("error: --batch_size must be >= 1")
+    total_tokens, total_time = 0, 0.0
+    for start in range(0, len(prompts), batch):
+        chunk = prompts[start:start + batch]
+        try:
+            ids, mask = tok.encode_batch(chunk)
+            t0 = time.perf_counter()
+            out_ids, lengths = runner.generate(ids, mask, s)
+            total_time += time.perf_counter() - t0
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        total_tokens += int(lengths.sum())
+        R = args.num_return_sequences
+        for i, row in enumerate(out_ids):
+            prompt = chunk[i // R]
+            text = tok.decode(row[:lengths[i]])
+            shown = "" if prompt == args.start_token else prompt
+            print(f"[{start + i // R}{'.' + str(i % R) if R > 1 else ''}] {shown}\033[1m{text}\033[0m"
+                  if sys.stdout.isatty() else f"[{start + i // R}{'.' + str(i % R) if R > 1 else ''}] {shown}{text}")
+    print(f"\n{total_tokens} tokens in {total_time * 1e3:.1f} ms: {total_tokens / total_time:.1f} tokens/s")
+    if args.benchmark > 0:
+        ids, mask = tok.encode_batch(prompts[:batch])
+        run_benchmark(runner, ids, mask, s, args.benchmark)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""`Predictor`: generation from an exported inference directory through `paddle.inference`.
+
+Registers the directory's operator library itself, feeds the prompts (tokenized
+with the directory's tokenizer) and every generation setting as graph inputs:
+changing top_k, top_p, temperature, seed or max_new_tokens needs no re-export.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from fastergpt.ops import op_error_to_value_error
+from fastergpt.pretrained import read_export_config
+from fastergpt.settings import SETTING_NAMES, check_int_array, resolve_settings
+
+
+class PredictorError(RuntimeError):
+    """The inference directory cannot be used; the message names the file."""
+
+
+@dataclass
+class PredictorOutput:
+    texts: list      # decoded continuations (special tokens skipped), one per row
+    ids: np.ndarray  # int64 [B*R, T]
+    lengths: np.ndarray  # int64 [B*R]
+
+
+class Predictor:
+    def __init__(self, inference_dir, threads: int = 0):
+        import paddle
+
+        from fastergpt.ops import register_library
+        from fastergpt.tokenizer import Tokenizer
+
+        self.dir = Path(os.fspath(inference_dir)).expanduser()
+        if not self.dir.is_dir():
+            raise PredictorError(f"inference directory {str(self.dir)!r} does not exist")
+        self.info = read_export_config(self.dir)
+        files = self.info["files"]
+        for key in ("model", "params", "op_library"):
+            if not (self.dir / files[key]).is_file():
+                what = "operator library" if key == "op_library" else f"{key} file"
+                raise PredictorError(f"{self.dir}: the {what} {files[key]} is missing; re-export "
+                                     "the model with export_model.py")
+        register_library(self.dir / files["op_library"])
+        self.tokenizer = Tokenizer.from_dir(self.dir)
+        self.defaults = dict(self.info["generation"])
+        self.threads = int(threads)
+        config = paddle.inference.Config(str(self.dir / files["model"]), str(self.dir / files["params"]))
+        config.disable_gpu()
+        config.disable_glog_info()
+        if files["model"].endswith(".json"):
+            config.enable_new_ir(True)
+        self._predictor = paddle.inference.create_predictor(config)
+        self._inputs = self._predictor.get_input_names()
+
+    def generate(self, prompts: Optional[Sequence[str]] = None, input_ids=None,
+                 attention_mask=None, **settings) -> PredictorOutput:
+        """Generate from text prompts or from token ids (left-padded, with a mask).
+        Settings default to the directory's config.json `generation` entry."""
+        if (prompts is None) == (input_ids is None):
+            raise ValueError("give exactly one of prompts or input_ids")
+        if prompts is not None:
+            if isinstance(prompts, str):
+                prompts = [prompts]
+            ids, mask = self.tokenizer.encode_batch(prompts)
+        else:
+            ids = check_int_array(input_ids, "input_ids")
+            mask = (np.ones_like(ids) if attention_mask is None
+                    else check_int_array(attention_mask, "attention_mask"))
+        allowed = {name for name, _ in SETTING_NAMES}
+        unknown = set(settings) - allowed
+        if unknown:
+            raise ValueError(f"unknown generation setting(s): {sorted(unknown)}")
+        values = {k: v for k, v in self.defaults.items() if k in allowed}
+        values["num_threads"] = self.threads
+        values.update({k: v for k, v in settings.items() if v is not None})
+        values = resolve_settings(**values)
+        feeds = {"input_ids": ids.astype(np.int64), "attention_mask": mask.astype(np.int64)}
+        feeds.update({name: np.array([values[name]], dtype) for name, dtype in SETTING_NAMES})
+        for name in self._inputs:
+            handle = self._predictor.get_input_handle(name)
+            handle.reshape(feeds[name].shape)
+            handle.copy_from_cpu(feeds[name])
+        try:
+            self._predictor.run()
+        except OSError as e:
+            raise op_error_to_value_error(e) from None
+        names = self._predictor.get_output_names()
+        out_ids = self._predictor.get_output_handle(names[0]).copy_to_cpu()
+        lengths = self._predictor.get_output_handle(names[1]).copy_to_cpu()
+        texts = [self.tokenizer.decode(row[:n]) for row, n in zip(out_ids, lengths)]
+        return PredictorOutput(texts, out_ids, lengths)

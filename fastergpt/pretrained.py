@@ -1,0 +1,136 @@
+"""Where models come from: resolving a model name or path and reading its weights.
+
+Accepted: the built-in default model (None or "default"), a local HuggingFace or
+PaddleNLP checkpoint directory (fastergpt.checkpoint), or a directory written by
+fastergpt.export (its packed parameters are read back as they are).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from fastergpt.checkpoint import CheckpointError, load_checkpoint
+from fastergpt.config import GPTConfig
+from fastergpt.packing import pack_weights, source_of, weight_spec
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+EXPORT_MARKER = "fastergpt_export"
+SUPPORTED_DTYPES = ("float32",)
+GENERATION_DEFAULTS = {"max_new_tokens": 32, "decode_strategy": "sampling", "top_k": 4,
+                       "top_p": 1.0, "temperature": 1.0, "repetition_penalty": 1.0,
+                       "min_length": 0}
+
+
+def resolve_model_path(model_name_or_path: Optional[str]) -> Path:
+    if model_name_or_path in (None, "", "default"):
+        if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+            raise CheckpointError(f"the built-in default model is missing from {DEFAULT_MODEL_DIR}")
+        return DEFAULT_MODEL_DIR
+    path = Path(os.fspath(model_name_or_path)).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"model {str(model_name_or_path)!r} is neither 'default' nor an "
+                              "existing directory (no model hub is used: give a local path)")
+    if not path.is_dir():
+        raise CheckpointError(f"model path {str(path)!r} is a file; give the checkpoint's directory")
+    return path
+
+
+def is_export_dir(path: Path) -> bool:
+    try:
+        return EXPORT_MARKER in json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
+def read_export_config(path: Path) -> dict:
+    try:
+        info = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is not an exported inference directory: config.json is missing") from None
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path / 'config.json'} is unreadable: {e}") from None
+    if EXPORT_MARKER not in info:
+        raise CheckpointError(f"{path} is not a fastergpt inference directory (no "
+                              f"'{EXPORT_MARKER}' entry in config.json); export it with export_model.py")
+    return info
+
+
+def check_dtype(dtype: str) -> str:
+    if dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not supported; this build supports "
+                         f"{', '.join(SUPPORTED_DTYPES)}")
+    return dtype
+
+
+def _packed_from_export(path: Path) -> tuple[GPTConfig, list]:
+    import paddle
+
+    info = read_export_config(path)
+    config = GPTConfig.from_dict(info["model"]).validate()
+    prefix = str(path / info["files"]["prefix"])
+    try:
+        state = paddle.jit.load(prefix).state_dict()
+    except Exception as e:
+        raise CheckpointError(f"{path}: cannot read the exported parameters: {e}") from None
+    by_engine_name = {}
+    for key, value in state.items():
+        # FasterGPT names its parameters w<index>_<engine name with dots as underscores>.
+        index = int(key.split("_", 1)[0][1:]) if key.startswith("w") else None
+        if index is not None:
+            by_engine_name[index] = np.asarray(value.numpy(), dtype=np.float32)
+    packed = []
+    for i, (name, shape) in enumerate(weight_spec(config)):
+        if i not in by_engine_name or tuple(by_engine_name[i].shape) != shape:
+            raise CheckpointError(f"{path}: exported parameter for {name} is missing or mis-shaped")
+        packed.append((name, by_engine_name[i]))
+    return config, packed
+
+
+def load_packed(model_name_or_path, dtype: str = "float32") -> tuple[GPTConfig, list]:
+    """(config, packed engine weights) for any accepted model source."""
+    check_dtype(dtype)
+    path = resolve_model_path(model_name_or_path)
+    if is_export_dir(path):
+        return _packed_from_export(path)
+    config, state = load_checkpoint(path)
+    return config, pack_weights(config, state)
+
+
+def unpack_to_state_dict(config: GPTConfig, packed: list) -> dict:
+    """The inverse of pack_weights: HF-named state dict (for the reference model)."""
+    state = {}
+    for name, array in packed:
+        src, transpose = source_of(name)
+        state[src] = np.ascontiguousarray(array.T if transpose else array)
+    return state
+
+
+def load_state_dict(model_name_or_path) -> tuple[GPTConfig, dict]:
+    """(config, HF-named state dict) for any accepted model source (reference model use)."""
+    path = resolve_model_path(model_name_or_path)
+    if is_export_dir(path):
+        config, packed = _packed_from_export(path)
+        return config, unpack_to_state_dict(config, packed)
+    return load_checkpoint(path)
+
+
+def generation_defaults(model_dir: Path, config, tokenizer) -> dict:
+    """Default settings: the checkpoint's generation_config.json where it has one."""
+    settings = dict(GENERATION_DEFAULTS)
+    gc = model_dir / "generation_config.json"
+    if gc.is_file():
+        raw = json.loads(gc.read_text(encoding="utf-8"))
+        for key in ("max_new_tokens", "top_k", "top_p", "temperature", "repetition_penalty"):
+            if raw.get(key) is not None:
+                settings[key] = raw[key]
+        if "do_sample" in raw:
+            settings["decode_strategy"] = "sampling" if raw["do_sample"] else "greedy_search"
+    eos = config.eos_token_id if config.eos_token_id is not None else tokenizer.eos_token_id
+    pad = config.pad_token_id if config.pad_token_id is not None else tokenizer.pad_token_id
+    settings["eos_token_id"] = eos
+    settings["pad_token_id"] = pad if pad is not None else eos
+    return settings

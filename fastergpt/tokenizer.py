@@ -1,0 +1,164 @@
+"""Tokenizers for the models fastergpt runs, from local files only.
+
+- GPT-2 byte-level BPE: `tokenizer.json`, or `vocab.json` + `merges.txt`, through the
+  `tokenizers` library;
+- SentencePiece: a `*.model` file, through `sentencepiece`.
+Special tokens (such as `<|endoftext|>`) are found by name; batches are LEFT-padded
+with an attention mask, which is what the fused operator expects.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+
+ENDOFTEXT = "<|endoftext|>"
+
+
+class TokenizerError(ValueError):
+    """Tokenizer files are missing or unreadable."""
+
+
+class Tokenizer:
+    """A uniform face over byte-level BPE and SentencePiece tokenizers."""
+
+    def __init__(self, backend, kind: str, files: list[Path], pad_token: Optional[str] = None,
+                 eos_token: Optional[str] = None):
+        self._backend = backend
+        self.kind = kind  # "bpe" or "sentencepiece"
+        self.files = files  # what an exported directory must carry
+        self.eos_token_id = self._id_or_none(eos_token)
+        self.pad_token_id = self._id_or_none(pad_token)
+        if self.pad_token_id is None:
+            self.pad_token_id = self.eos_token_id
+
+    # ---- construction ----
+    @classmethod
+    def from_dir(cls, path) -> "Tokenizer":
+        path = Path(os.fspath(path))
+        if not path.is_dir():
+            raise TokenizerError(f"tokenizer directory {str(path)!r} does not exist")
+        special = _special_tokens(path)
+        if (path / "tokenizer.json").is_file():
+            from tokenizers import Tokenizer as HFTokenizer
+
+            try:
+                backend = HFTokenizer.from_file(str(path / "tokenizer.json"))
+            except Exception as e:
+                raise TokenizerError(f"{path / 'tokenizer.json'} is unreadable: {e}") from None
+            files = [path / "tokenizer.json"]
+            files += [path / f for f in ("vocab.json", "merges.txt", "special_tokens_map.json",
+                                         "tokenizer_config.json") if (path / f).is_file()]
+            return cls(backend, "bpe", files, special.get("pad"), special.get("eos", ENDOFTEXT))
+        if (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
+            backend = _bpe_from_vocab_merges(path / "vocab.json", path / "merges.txt")
+            files = [path / "vocab.json", path / "merges.txt"]
+            files += [path / f for f in ("special_tokens_map.json", "tokenizer_config.json")
+                      if (path / f).is_file()]
+            return cls(backend, "bpe", files, special.get("pad"), special.get("eos", ENDOFTEXT))
+        models = sorted(path.glob("*.model"))
+        if models:
+            try:
+                import sentencepiece as spm
+            except ImportError:
+                raise TokenizerError(f"{models[0]} needs the sentencepiece package "
+                                     "(pip install sentencepiece)") from None
+            sp = spm.SentencePieceProcessor()
+            try:
+                sp.Load(str(models[0]))
+            except Exception as e:
+                raise TokenizerError(f"{models[0]} is unreadable: {e}") from None
+            eos = sp.IdToPiece(sp.eos_id()) if sp.eos_id() >= 0 else None
+            pad = sp.IdToPiece(sp.pad_id()) if sp.pad_id() >= 0 else None
+            return cls(sp, "sentencepiece", [models[0]], special.get("pad", pad),
+                       special.get("eos", eos))
+        raise TokenizerError(f"{path}: no tokenizer found (expected tokenizer.json, "
+                             "vocab.json + merges.txt, or a SentencePiece *.model)")
+
+    # ---- vocabulary ----
+    @property
+    def vocab_size(self) -> int:
+        if self.kind == "bpe":
+            return self._backend.get_vocab_size(with_added_tokens=True)
+        return self._backend.GetPieceSize()
+
+    def token_to_id(self, token: str) -> Optional[int]:
+        if self.kind == "bpe":
+            return self._backend.token_to_id(token)
+        i = self._backend.PieceToId(token)
+        return None if i == self._backend.unk_id() and token != self._backend.IdToPiece(i) else i
+
+    def _id_or_none(self, token: Optional[str]) -> Optional[int]:
+        return None if token is None else self.token_to_id(token)
+
+    # ---- encoding ----
+    def encode(self, text: str) -> list[int]:
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        if self.kind == "bpe":
+            return self._backend.encode(text, add_special_tokens=False).ids
+        return list(self._backend.EncodeAsIds(text))
+
+    def encode_batch(self, texts: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(input_ids int64 [B, L], attention_mask int64 [B, L]), left-padded."""
+        rows = [self.encode(t) for t in texts]
+        if not rows:
+            raise ValueError("prompts: the batch is empty")
+        for i, r in enumerate(rows):
+            if not r:
+                raise ValueError(f"prompts: prompt {i} encodes to no tokens")
+        L = max(len(r) for r in rows)
+        pad = self.pad_token_id if self.pad_token_id is not None else 0
+        ids = np.full((len(rows), L), pad, dtype=np.int64)
+        mask = np.zeros((len(rows), L), dtype=np.int64)
+        for i, r in enumerate(rows):
+            ids[i, L - len(r):] = r
+            mask[i, L - len(r):] = 1
+        return ids, mask
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        ids = [int(i) for i in ids]
+        if self.kind == "bpe":
+            return self._backend.decode(ids, skip_special_tokens=skip_special_tokens)
+        if skip_special_tokens:
+            ids = [i for i in ids if not self._backend.IsControl(i)]
+        return self._backend.DecodeIds(ids)
+
+
+def _special_tokens(path: Path) -> dict:
+    """eos/pad token names from special_tokens_map.json or tokenizer_config.json, if given."""
+    out = {}
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        f = path / name
+        if not f.is_file():
+            continue
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except ValueError as e:
+            raise TokenizerError(f"{f} is not valid JSON: {e}") from None
+        for key, ours in (("eos_token", "eos"), ("pad_token", "pad")):
+            v = data.get(key)
+            if isinstance(v, dict):
+                v = v.get("content")
+            if isinstance(v, str) and ours not in out:
+                out[ours] = v
+    return out
+
+
+def _bpe_from_vocab_merges(vocab: Path, merges: Path):
+    from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, models, pre_tokenizers
+
+    try:
+        backend = HFTokenizer(models.BPE.from_file(str(vocab), str(merges)))
+        vocab_map = json.loads(vocab.read_text(encoding="utf-8"))
+    except Exception as e:
+        raise TokenizerError(f"{vocab} / {merges} are unreadable: {e}") from None
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    # GPT-2 keeps its special tokens in vocab.json; mark them so they match as a whole.
+    specials = [t for t in vocab_map if t.startswith("<|") and t.endswith("|>")]
+    backend.add_special_tokens([AddedToken(t, special=True) for t in specials])
+    return backend
