@@ -1,0 +1,371 @@
+// gpt_infer: GPT text generation from a fastergpt inference directory with the
+// Paddle Inference C++ predictor. Tokenizes prompts itself (GPT-2 byte-level
+// BPE from the directory's vocab.json + merges.txt), loads the directory's
+// operator library, feeds every generation setting as a graph input and
+// prints the continuations; --benchmark N reports latency, QPS and tokens/s.
+//
+// Builds against the official Paddle Inference library (PADDLE_INFERENCE_DIR)
+// or the pip wheel's libpaddle.so (paddle_infer_decls.h); this source is the
+// same either way. Exit codes: 0 ok, 2 bad input (with a message).
+#include <dlfcn.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#ifdef FGPT_OFFICIAL_PADDLE_INFERENCE
+#include "paddle_inference_api.h"
+#else
+#include "paddle_infer_decls.h"
+#endif
+
+#include "../../csrc/core/error.h"
+#include "../../csrc/core/generation_options.h"
+#include "gpt2_tokenizer.h"
+#include "json_lite.h"
+
+using fastergpt_cpp::Gpt2Tokenizer;
+using fastergpt_cpp::JsonValue;
+
+namespace {
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// The exported program's setting inputs and their dtypes; the same table as
+// SETTING_NAMES in fastergpt/settings.py (the operator's input order).
+struct Setting {
+  const char* name;
+  bool is_float;
+};
+const Setting kSettings[] = {
+    {"max_new_tokens", false}, {"min_length", false},   {"top_k", false},
+    {"top_p", true},           {"temperature", true},   {"repetition_penalty", true},
+    {"eos_token_id", false},   {"pad_token_id", false}, {"seed", false},
+    {"decode_strategy", false}, {"num_return_sequences", false}, {"num_threads", false},
+};
+
+struct Options {
+  std::string model_dir;
+  std::vector<std::string> prompts;
+  std::string prompt_file;
+  int batch_size = 0;  // 0: all prompts in one batch
+  std::map<std::string, double> settings;  // flags given on the command line
+  std::string decode_strategy;
+  int benchmark = 0;
+  bool print_json = false;
+};
+
+const char* kUsage =
+    "usage: gpt_infer --model_dir DIR [--prompt TEXT]... [--prompt_file FILE]\n"
+    "                 [--batch_size N] [--decode_strategy greedy_search|sampling]\n"
+    "                 [--topk K] [--topp P] [--temperature T] [--max_length N]\n"
+    "                 [--min_length N] [--repetition_penalty R] [--seed S]\n"
+    "                 [--threads N] [--benchmark N] [--json]\n";
+
+double parse_number(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  const double d = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end != '\0') throw UsageError(flag + ": expected a number, got '" + v + "'");
+  return d;
+}
+
+Options parse_args(int argc, char** argv) {
+  Options o;
+  const std::map<std::string, std::string> numeric = {
+      {"--topk", "top_k"}, {"--topp", "top_p"}, {"--temperature", "temperature"},
+      {"--max_length", "max_new_tokens"}, {"--min_length", "min_length"},
+      {"--repetition_penalty", "repetition_penalty"}, {"--seed", "seed"},
+      {"--threads", "num_threads"}};
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    }
+    if (flag == "--json") {
+      o.print_json = true;
+      continue;
+    }
+    if (i + 1 >= argc) throw UsageError(flag + " needs a value");
+    const std::string v = argv[++i];
+    if (flag == "--model_dir") o.model_dir = v;
+    else if (flag == "--prompt") o.prompts.push_back(v);
+    else if (flag == "--prompt_file") o.prompt_file = v;
+    else if (flag == "--batch_size") o.batch_size = static_cast<int>(parse_number(flag, v));
+    else if (flag == "--benchmark") o.benchmark = static_cast<int>(parse_number(flag, v));
+    else if (flag == "--decode_strategy") o.decode_strategy = v;
+    else if (numeric.count(flag)) o.settings[numeric.at(flag)] = parse_number(flag, v);
+    else throw UsageError("unknown flag " + flag);
+  }
+  if (o.model_dir.empty()) throw UsageError("--model_dir is required");
+  if (o.batch_size < 0) throw UsageError("--batch_size must be >= 1");
+  return o;
+}
+
+bool is_file(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+bool is_dir(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::string require_file(const std::string& dir, const std::string& name, const char* what) {
+  const std::string path = dir + "/" + name;
+  if (!is_file(path)) throw UsageError(std::string(what) + " " + path + " is missing");
+  return path;
+}
+
+std::vector<std::string> read_prompt_file(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw UsageError("--prompt_file " + path + " cannot be opened");
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(f, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") != std::string::npos) lines.push_back(line);
+  }
+  if (lines.empty()) throw UsageError("--prompt_file " + path + " holds no prompt");
+  return lines;
+}
+
+class Runner {
+ public:
+  Runner(const Options& o, const JsonValue& info) {
+    const JsonValue& files = info.at("files");
+    const std::string model = require_file(o.model_dir, files.at("model").string, "model file");
+    const std::string params = require_file(o.model_dir, files.at("params").string, "parameter file");
+    const std::string op_lib =
+        require_file(o.model_dir, files.at("op_library").string, "operator library");
+    // The op must be registered before the predictor parses the program.
+    if (!dlopen(op_lib.c_str(), RTLD_NOW | RTLD_GLOBAL))
+      throw UsageError("cannot load the operator library " + op_lib + ": " + dlerror());
+    paddle_infer::Config config(model, params);
+    config.DisableGpu();
+    config.DisableGlogInfo();
+    if (model.size() > 5 && model.compare(model.size() - 5, 5, ".json") == 0) config.EnableNewIR(true);
+    predictor_ = paddle_infer::CreatePredictor(config);
+    for (const std::string& name : predictor_->GetInputNames())
+      inputs_[name] = predictor_->GetInputHandle(name).release();  // kept for the whole run
+    const auto outs = predictor_->GetOutputNames();
+    ids_out_ = predictor_->GetOutputHandle(outs.at(0)).release();
+    len_out_ = predictor_->GetOutputHandle(outs.at(1)).release();
+  }
+
+  // ids/mask [B, L]; returns ids [B', T] and lengths [B'].
+  void run(const std::vector<int64_t>& ids, const std::vector<int64_t>& mask, int B, int L,
+           const std::map<std::string, double>& settings, std::vector<int64_t>* out_ids,
+           std::vector<int64_t>* lengths, int* T) {
+    feed("input_ids", {B, L}, ids.data());
+    feed("attention_mask", {B, L}, mask.data());
+    for (const Setting& s : kSettings) {
+      const double v = settings.at(s.name);
+      if (s.is_float) {
+        const float f = static_cast<float>(v);
+        feed(s.name, {1}, &f);
+      } else {
+        const int64_t i = static_cast<int64_t>(v);
+        feed(s.name, {1}, &i);
+      }
+    }
+    if (!predictor_->Run()) throw std::runtime_error("the predictor failed to run");
+    // (An operator error inside Run() arrives as a bare std::exception; main()
+    // reports it with a hint, and check_settings() catches bad settings before.)
+    const std::vector<int> shape = ids_out_->shape();
+    *T = shape.at(1);
+    out_ids->resize(static_cast<size_t>(shape[0]) * shape[1]);
+    if (!out_ids->empty()) ids_out_->CopyToCpu(out_ids->data());
+    lengths->resize(len_out_->shape().at(0));
+    len_out_->CopyToCpu(lengths->data());
+  }
+
+ private:
+  template <typename T>
+  void feed(const std::string& name, const std::vector<int>& shape, const T* data) {
+    auto it = inputs_.find(name);
+    if (it == inputs_.end()) throw UsageError("the model has no input '" + name + "' (not a fastergpt export?)");
+    it->second->Reshape(shape);
+    it->second->CopyFromCpu(data);
+  }
+
+  std::shared_ptr<paddle_infer::Predictor> predictor_;
+  std::map<std::string, paddle_infer::Tensor*> inputs_;
+  paddle_infer::Tensor* ids_out_ = nullptr;
+  paddle_infer::Tensor* len_out_ = nullptr;
+};
+
+std::map<std::string, double> resolve_settings(const Options& o, const JsonValue& gen) {
+  std::map<std::string, double> s;
+  for (const Setting& st : kSettings) {
+    if (gen.has(st.name) && gen.at(st.name).kind == JsonValue::Kind::kNumber)
+      s[st.name] = gen.at(st.name).number;
+  }
+  s["num_return_sequences"] = 1;
+  s["num_threads"] = 0;
+  std::string strategy = gen.has("decode_strategy") ? gen.at("decode_strategy").string : "greedy_search";
+  if (!o.decode_strategy.empty()) strategy = o.decode_strategy;
+  if (strategy != "greedy_search" && strategy != "sampling")
+    throw UsageError("--decode_strategy must be greedy_search or sampling, got '" + strategy + "'");
+  s["decode_strategy"] = strategy == "sampling" ? 1 : 0;
+  for (const auto& kv : o.settings) s[kv.first] = kv.second;
+  if (!s.count("seed")) s["seed"] = static_cast<double>(std::random_device{}() & 0x7fffffff);
+  for (const char* key : {"eos_token_id", "pad_token_id"})
+    if (!s.count(key)) s[key] = -1;
+  for (const Setting& st : kSettings)
+    if (!s.count(st.name)) throw UsageError(std::string("no value for setting ") + st.name);
+  return s;
+}
+
+// The engine's own argument checks, run here because the predictor reports an
+// operator's error only as a bare std::exception, without its message.
+void check_settings(const std::map<std::string, double>& s, const JsonValue& model) {
+  fastergpt::GenerationOptions g;
+  g.strategy = s.at("decode_strategy") == 1 ? fastergpt::DecodeStrategy::kSampling
+                                            : fastergpt::DecodeStrategy::kGreedy;
+  g.max_new_tokens = static_cast<int64_t>(s.at("max_new_tokens"));
+  g.min_length = static_cast<int64_t>(s.at("min_length"));
+  g.top_k = static_cast<int64_t>(s.at("top_k"));
+  g.top_p = static_cast<float>(s.at("top_p"));
+  g.temperature = static_cast<float>(s.at("temperature"));
+  g.repetition_penalty = static_cast<float>(s.at("repetition_penalty"));
+  g.eos_token_id = static_cast<int64_t>(s.at("eos_token_id"));
+  g.pad_token_id = static_cast<int64_t>(s.at("pad_token_id"));
+  g.num_return_sequences = static_cast<int64_t>(s.at("num_return_sequences"));
+  g.num_threads = static_cast<int64_t>(s.at("num_threads"));
+  try {
+    g.validate(static_cast<int64_t>(model.at("vocab_size").number));
+  } catch (const fastergpt::Error& e) {
+    throw UsageError(e.what());
+  }
+}
+
+int run_main(int argc, char** argv) {
+  const Options o = parse_args(argc, argv);
+  if (!is_dir(o.model_dir)) throw UsageError("--model_dir " + o.model_dir + " does not exist");
+  const JsonValue info = fastergpt_cpp::read_json_file(require_file(o.model_dir, "config.json", "config"));
+  if (!info.has("fastergpt_export"))
+    throw UsageError(o.model_dir + " is not a fastergpt inference directory (export it with export_model.py)");
+  const Gpt2Tokenizer tok(require_file(o.model_dir, "vocab.json", "tokenizer file"),
+                          require_file(o.model_dir, "merges.txt", "tokenizer file"));
+  std::vector<std::string> prompts = o.prompts;
+  if (!o.prompt_file.empty()) {
+    const auto more = read_prompt_file(o.prompt_file);
+    prompts.insert(prompts.end(), more.begin(), more.end());
+  }
+  if (prompts.empty()) throw UsageError("give at least one --prompt or a --prompt_file");
+  const auto settings = resolve_settings(o, info.at("generation"));
+  check_settings(settings, info.at("model"));
+  const int64_t max_positions = static_cast<int64_t>(info.at("model").at("n_positions").number);
+  const int64_t pad = settings.at("pad_token_id") >= 0 ? static_cast<int64_t>(settings.at("pad_token_id")) : 0;
+
+  Runner runner(o, info);
+  const size_t batch = o.batch_size > 0 ? o.batch_size : prompts.size();
+  std::vector<std::vector<int64_t>> all_ids;
+  std::vector<std::string> texts;
+  double seconds = 0;
+  int64_t tokens = 0;
+  std::vector<int64_t> bench_ids, bench_mask;
+  int bench_B = 0, bench_L = 0;
+  for (size_t start = 0; start < prompts.size(); start += batch) {
+    const size_t end = std::min(prompts.size(), start + batch);
+    std::vector<std::vector<int64_t>> enc;
+    size_t L = 0;
+    for (size_t i = start; i < end; ++i) {
+      enc.push_back(tok.encode(prompts[i]));
+      if (enc.back().empty()) throw UsageError("prompt " + std::to_string(i) + " encodes to no tokens");
+      if (static_cast<int64_t>(enc.back().size() + settings.at("max_new_tokens")) > max_positions)
+        throw UsageError("prompt " + std::to_string(i) + " has " + std::to_string(enc.back().size()) +
+                         " tokens; with --max_length " + std::to_string(int64_t(settings.at("max_new_tokens"))) +
+                         " it exceeds the model's " + std::to_string(max_positions) + " positions");
+      L = std::max(L, enc.back().size());
+    }
+    const int B = static_cast<int>(enc.size());
+    std::vector<int64_t> ids(B * L, pad), mask(B * L, 0);
+    for (int b = 0; b < B; ++b)
+      for (size_t j = 0; j < enc[b].size(); ++j) {
+        ids[b * L + L - enc[b].size() + j] = enc[b][j];
+        mask[b * L + L - enc[b].size() + j] = 1;
+      }
+    if (start == 0) {
+      bench_ids = ids;
+      bench_mask = mask;
+      bench_B = B;
+      bench_L = static_cast<int>(L);
+    }
+    std::vector<int64_t> out, lengths;
+    int T = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    runner.run(ids, mask, B, static_cast<int>(L), settings, &out, &lengths, &T);
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    for (size_t r = 0; r < lengths.size(); ++r) {
+      std::vector<int64_t> row(out.begin() + r * T, out.begin() + r * T + lengths[r]);
+      tokens += lengths[r];
+      texts.push_back(tok.decode(row));
+      all_ids.push_back(std::vector<int64_t>(out.begin() + r * T, out.begin() + (r + 1) * T));
+    }
+  }
+
+  if (o.print_json) {
+    std::string js = "{\"ids\": [";
+    for (size_t r = 0; r < all_ids.size(); ++r) {
+      js += r ? ", [" : "[";
+      for (size_t j = 0; j < all_ids[r].size(); ++j) js += (j ? ", " : "") + std::to_string(all_ids[r][j]);
+      js += "]";
+    }
+    js += "], \"texts\": [";
+    for (size_t r = 0; r < texts.size(); ++r) js += (r ? ", " : "") + fastergpt_cpp::quote_json(texts[r]);
+    std::printf("%s]}\n", js.c_str());
+  } else {
+    for (size_t r = 0; r < texts.size(); ++r)
+      std::printf("[%zu] %s%s\n", r, prompts[r].c_str(), texts[r].c_str());
+    std::printf("\n%lld tokens in %.1f ms: %.1f tokens/s\n", static_cast<long long>(tokens),
+                seconds * 1e3, tokens / seconds);
+  }
+
+  if (o.benchmark > 0) {
+    std::vector<int64_t> out, lengths;
+    int T = 0;
+    runner.run(bench_ids, bench_mask, bench_B, bench_L, settings, &out, &lengths, &T);  // warm-up
+    double total = 0;
+    int64_t generated = 0;
+    for (int i = 0; i < o.benchmark; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      runner.run(bench_ids, bench_mask, bench_B, bench_L, settings, &out, &lengths, &T);
+      total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      for (int64_t n : lengths) generated += n;
+    }
+    std::printf("benchmark: %d runs of batch %d (prompt length %d): %.2f ms/run, %.2f QPS, "
+                "%.1f tokens/s\n", o.benchmark, bench_B, bench_L, total / o.benchmark * 1e3,
+                bench_B * o.benchmark / total, generated / total);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run_main(argc, argv);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "error: %s\n%s", e.what(), kUsage);
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s%s\n", e.what(),
+                 std::string(e.what()) == "std::exception"
+                     ? " (raised inside the Paddle predictor, which drops the message; the same "
+                       "settings through infer/infer.py --inference_model_dir show it)"
+                     : "");
+    return 2;
+  }
+}

@@ -1,0 +1,173 @@
+"""The C++ deployment path (infer/cpp): gpt_infer against the Python Predictor on
+the same exported directory, the C++ GPT-2 tokenizer against the Python one,
+and every bad input exiting non-zero with its message."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import tiny_config, tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CORPUS = [
+    "The function returns a new list of values.",
+    "  leading spaces, trailing spaces   ",
+    "Tabs\tand\nnewlines\r\nmixed  \t up",
+    "don't won't it's we're they've I'm you'll he'd",
+    "Numbers 12345 and 3.14159 and ½ ⅓ ٣",
+    "Accents: café, naïve, über, señor, Ærøskøbing, Łódź",
+    "CJK: 日本語のテキスト、中文文本，한국어 텍스트",
+    "Emoji: 🙂🚀👍🏽 and flags 🇫🇷 and ZWJ 👨‍👩‍👧",
+    "Symbols: <tag> {json: [1, 2]} $100 #hash @user ~tilde",
+    "Special <|endoftext|> token inside text<|endoftext|>",
+]
+
+pytestmark = pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake not installed")
+
+
+@pytest.fixture(scope="module")
+def cpp_build(tmp_path_factory):
+    build = tmp_path_factory.mktemp("cpp_build")
+    gen = ["-G", "Ninja"] if shutil.which("ninja") else []
+    for cmd in (["cmake", "-S", str(ROOT / "infer/cpp"), "-B", str(build), *gen,
+                 f"-DPython3_EXECUTABLE={sys.executable}"],
+                ["cmake", "--build", str(build), "-j", "2"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return build
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny HF-layout model with a byte-level BPE tokenizer trained on CORPUS."""
+    from safetensors.numpy import save_file
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    d = tmp_path_factory.mktemp("tiny_model")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS * 20, trainer)
+    tok.save(str(d / "tokenizer.json"))
+    tok.model.save(str(d))
+    vocab = tok.get_vocab_size()
+    config = tiny_config(vocab_size=vocab, n_positions=96, eos_token_id=0)
+    model = tiny_model(config, seed=5)
+    save_file(model.state_dict_numpy(), str(d / "model.safetensors"))
+    cfg = config.to_dict()
+    cfg["model_type"] = "gpt2"
+    (d / "config.json").write_text(json.dumps(cfg))
+    return d
+
+
+@pytest.fixture(scope="module")
+def exported(model_dir, tmp_path_factory):
+    from fastergpt.export import export_model
+
+    out = tmp_path_factory.mktemp("exported") / "model"
+    export_model(model_dir, out, log=lambda s: None)
+    return out
+
+
+def run_infer(build, *args):
+    return subprocess.run([str(build / "gpt_infer"), *map(str, args)], capture_output=True)
+
+
+PROMPTS = ["The function returns", "café", "日本語のテキスト and more words here"]
+
+
+@pytest.mark.parametrize("settings", [
+    {"decode_strategy": "greedy_search", "max_new_tokens": 12},
+    {"decode_strategy": "sampling", "top_k": 5, "seed": 7, "max_new_tokens": 12},
+    {"decode_strategy": "sampling", "top_p": 0.8, "temperature": 0.7, "seed": 3,
+     "max_new_tokens": 9, "repetition_penalty": 1.2, "min_length": 4},
+])
+def test_gpt_infer_matches_python_predictor(cpp_build, exported, settings):
+    from fastergpt.predictor import Predictor
+
+    flags = {"max_new_tokens": "--max_length", "top_k": "--topk", "top_p": "--topp",
+             "temperature": "--temperature", "seed": "--seed", "decode_strategy": "--decode_strategy",
+             "repetition_penalty": "--repetition_penalty", "min_length": "--min_length"}
+    args = ["--model_dir", exported, "--json"]
+    for p in PROMPTS:
+        args += ["--prompt", p]
+    for k, v in settings.items():
+        args += [flags[k], v]
+    proc = run_infer(cpp_build, *args)
+    assert proc.returncode == 0, proc.stderr.decode()
+    got = json.loads(proc.stdout.decode("utf-8"))
+    want = Predictor(exported).generate(PROMPTS, **settings)
+    assert got["ids"] == want.ids.tolist()
+    assert got["texts"] == want.texts
+
+
+def test_prompt_file_and_batches(cpp_build, exported, tmp_path):
+    f = tmp_path / "prompts.txt"
+    f.write_text("\n".join(PROMPTS) + "\n\n", encoding="utf-8")
+    one = run_infer(cpp_build, "--model_dir", exported, "--prompt_file", f, "--json",
+                    "--decode_strategy", "greedy_search", "--max_length", 6)
+    split = run_infer(cpp_build, "--model_dir", exported, "--prompt_file", f, "--json",
+                      "--decode_strategy", "greedy_search", "--max_length", 6, "--batch_size", 1)
+    assert one.returncode == 0 and split.returncode == 0, one.stderr + split.stderr
+    # A row's output does not depend on the other prompts in its batch.
+    assert json.loads(one.stdout)["texts"] == json.loads(split.stdout)["texts"]
+
+
+def test_benchmark_reports(cpp_build, exported):
+    proc = run_infer(cpp_build, "--model_dir", exported, "--prompt", "hello", "--max_length", 4,
+                     "--benchmark", 2)
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = proc.stdout.decode()
+    assert "ms/run" in out and "QPS" in out and "tokens/s" in out
+
+
+def test_cpp_tokenizer_matches_python(cpp_build, model_dir):
+    from fastergpt.tokenizer import Tokenizer
+
+    tok = Tokenizer.from_dir(model_dir)
+    text = "".join(json.dumps(line) + "\n" for line in CORPUS)
+    proc = subprocess.run([str(cpp_build / "bpe_tokenize"), str(model_dir / "vocab.json"),
+                           str(model_dir / "merges.txt")], input=text.encode("utf-8"),
+                          capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()
+    rows = [json.loads(l) for l in proc.stdout.decode("utf-8").splitlines()]
+    assert len(rows) == len(CORPUS)
+    for line, row in zip(CORPUS, rows):
+        assert row["ids"] == tok.encode(line), line
+        assert row["text"] == tok.decode(row["ids"], skip_special_tokens=False) == line
+
+
+def bad(cpp_build, args, message):
+    proc = run_infer(cpp_build, *args)
+    assert proc.returncode != 0
+    assert message in proc.stderr.decode(), proc.stderr.decode()
+
+
+def test_bad_inputs_exit_nonzero(cpp_build, exported, tmp_path):
+    bad(cpp_build, ["--model_dir", tmp_path / "nope", "--prompt", "x"], "does not exist")
+    bad(cpp_build, ["--prompt", "x"], "--model_dir is required")
+    bad(cpp_build, ["--model_dir", tmp_path, "--prompt", "x"], "config")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    bad(cpp_build, ["--model_dir", exported, "--prompt_file", empty], "holds no prompt")
+    bad(cpp_build, ["--model_dir", exported, "--prompt_file", tmp_path / "missing.txt"],
+        "cannot be opened")
+    bad(cpp_build, ["--model_dir", exported], "at least one --prompt")
+    bad(cpp_build, ["--model_dir", exported, "--prompt", "x", "--topk", "many"], "expected a number")
+    bad(cpp_build, ["--model_dir", exported, "--prompt", "x", "--topp", "1.5"], "top_p")
+    broken = tmp_path / "no_op"
+    shutil.copytree(exported, broken)
+    (broken / "libfastergpt_ops.so").unlink()
+    bad(cpp_build, ["--model_dir", broken, "--prompt", "x"], "operator library")
+    no_vocab = tmp_path / "no_vocab"
+    shutil.copytree(exported, no_vocab)
+    (no_vocab / "vocab.json").unlink()
+    bad(cpp_build, ["--model_dir", no_vocab, "--prompt", "x"], "vocab.json")
