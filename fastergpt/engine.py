@@ -10,22 +10,36 @@ from typing import Optional
 from fastergpt.config import GPTConfig
 from fastergpt.ops import engine_module
 from fastergpt.packing import pack_weights
+from fastergpt.quantize import normalize_dtype
 from fastergpt.settings import check_int_array, resolve_settings
 
 
 class Engine:
-    """Build from a config and a state dict with HF GPT-2 names (arrays)."""
+    """Build from a config and a state dict with HF GPT-2 names (arrays), in a
+    weight format ("float32", "float16" or "int8")."""
 
-    def __init__(self, config: GPTConfig, state_dict: dict):
+    def __init__(self, config: GPTConfig, state_dict: Optional[dict] = None,
+                 dtype: str = "float32", *, packed: Optional[list] = None):
         self.config = config.validate()
-        arrays = [a for _, a in pack_weights(config, state_dict)]
+        self.weight_format = normalize_dtype(dtype)
+        if packed is None:
+            packed = pack_weights(config, state_dict, self.weight_format)
         self._engine = engine_module().Engine(
             config.n_layer, config.n_head, config.layer_norm_epsilon,
-            config.activation_function, config.tie_word_embeddings, arrays)
+            config.activation_function, config.tie_word_embeddings, self.weight_format,
+            [a for _, a in packed])
 
     @classmethod
-    def from_model(cls, model) -> "Engine":
-        return cls(model.config, model.state_dict_numpy())
+    def from_model(cls, model, dtype: str = "float32") -> "Engine":
+        return cls(model.config, model.state_dict_numpy(), dtype)
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path=None, dtype: Optional[str] = None) -> "Engine":
+        """Same sources as FasterGPT.from_pretrained."""
+        from fastergpt.pretrained import load_packed
+
+        config, packed, dtype = load_packed(model_name_or_path, dtype)
+        return cls(config, dtype=dtype, packed=packed)
 
     def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 20,
                  decode_strategy: str = "greedy_search", top_k: int = 0, top_p: float = 1.0,
@@ -46,3 +60,10 @@ class Engine:
         strategy = "sampling" if v.pop("decode_strategy") else "greedy_search"
         return self._engine.generate(ids, mask, decode_strategy=strategy,
                                      return_logprobs=return_logprobs, **v)
+
+    def logits(self, input_ids, attention_mask=None, num_threads: int = 0):
+        """Next-token logits at every position, float32 [B, L, V] (zeros under padding):
+        for scoring text and for comparing weight formats."""
+        ids = check_int_array(input_ids, "input_ids")
+        mask = None if attention_mask is None else check_int_array(attention_mask, "attention_mask")
+        return self._engine.logits(ids, mask, num_threads=num_threads)

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import fastergpt
-from fastergpt.pretrained import EXPORT_MARKER, check_dtype, generation_defaults, resolve_model_path
+from fastergpt.pretrained import EXPORT_MARKER, generation_defaults, resolve_model_path
+from fastergpt.quantize import normalize_dtype
 
 PREFIX = "model"
 FORMATS = {"pir": ".json", "legacy": ".pdmodel"}
@@ -72,7 +73,7 @@ def export_model(model_name_or_path, inference_model_dir, dtype: str = "float32"
     from fastergpt.ops import op_library_path
     from fastergpt.tokenizer import Tokenizer
 
-    check_dtype(dtype)
+    dtype = normalize_dtype(dtype)
     if fmt not in FORMATS:
         raise ExportError(f"format must be one of {sorted(FORMATS)}, got {fmt!r}")
     out = Path(os.fspath(inference_model_dir)).expanduser().resolve()
@@ -101,7 +102,7 @@ def export_model(model_name_or_path, inference_model_dir, dtype: str = "float32"
         info = {
             EXPORT_MARKER: fastergpt.__version__,
             "format": fmt,
-            "dtype": dtype,
+            "dtype": model.weight_format,
             "files": {"prefix": PREFIX, "model": PREFIX + FORMATS[fmt],
                       "params": PREFIX + ".pdiparams", "op_library": lib.name,
                       "tokenizer": [f.name for f in tokenizer.files]},

@@ -16,6 +16,7 @@ import paddle
 from fastergpt.config import GPTConfig
 from fastergpt.ops import fastergpt_generate, op_error_to_value_error
 from fastergpt.packing import pack_weights
+from fastergpt.quantize import normalize_dtype
 from fastergpt.settings import SETTING_NAMES, check_int_array, resolve_settings
 
 
@@ -34,10 +35,12 @@ class FasterGPT(paddle.nn.Layer):
 
     Build it from the reference model (``FasterGPT(GPTLMHeadModel)``) or from a
     config and a state dict with HF GPT-2 names (``FasterGPT(config, state_dict)``).
+    ``dtype`` picks the weight format: "float32", "float16" (half weights, fp32
+    accumulation) or "int8" (weight-only, per-output-row scales).
     """
 
     def __init__(self, model_or_config, state_dict: Optional[dict] = None, *,
-                 packed: Optional[list] = None):
+                 dtype: str = "float32", packed: Optional[list] = None):
         super().__init__()
         if isinstance(model_or_config, GPTConfig):
             if state_dict is None and packed is None:
@@ -50,27 +53,26 @@ class FasterGPT(paddle.nn.Layer):
                                 f"got {type(model_or_config).__name__}")
             state_dict = model_or_config.state_dict_numpy()
         self.config = config.validate()
+        self.weight_format = normalize_dtype(dtype)
         if packed is None:
-            packed = pack_weights(config, state_dict)
+            packed = pack_weights(config, state_dict, self.weight_format)
+        # Persistable buffers, not parameters: int8/float16 weights are not
+        # trainable, and jit.save stores buffers in the .pdiparams all the same.
         self._weight_names = []
         for i, (name, array) in enumerate(packed):
-            # Assign-initialising from a large array is very slow; fill then set.
-            param = self.create_parameter(list(array.shape), dtype="float32",
-                                          default_initializer=paddle.nn.initializer.Constant(0.0))
-            param.set_value(array)
-            param.stop_gradient = True
             attr = "w%03d_%s" % (i, name.replace(".", "_"))
-            self.add_parameter(attr, param)
+            self.register_buffer(attr, paddle.to_tensor(array), persistable=True)
             self._weight_names.append(attr)
 
     @classmethod
-    def from_pretrained(cls, model_name_or_path=None, dtype: str = "float32") -> "FasterGPT":
+    def from_pretrained(cls, model_name_or_path=None, dtype: Optional[str] = None) -> "FasterGPT":
         """Load from a local HF or PaddleNLP checkpoint directory, an exported inference
-        directory, or the built-in default model (None or "default")."""
+        directory, or the built-in default model (None or "default"). dtype: weight
+        format (default float32; an exported directory keeps its own)."""
         from fastergpt.pretrained import load_packed
 
-        config, packed = load_packed(model_name_or_path, dtype)
-        model = cls(config, packed=packed)
+        config, packed, dtype = load_packed(model_name_or_path, dtype)
+        model = cls(config, dtype=dtype, packed=packed)
         model.eval()
         return model
 
@@ -88,7 +90,8 @@ class FasterGPT(paddle.nn.Layer):
         return fastergpt_generate(
             input_ids, attention_mask, settings, self.packed_weights(), num_layers=c.n_layer,
             num_heads=c.n_head, layer_norm_epsilon=c.layer_norm_epsilon,
-            activation=c.activation_function, tied_lm_head=c.tie_word_embeddings)
+            activation=c.activation_function, tied_lm_head=c.tie_word_embeddings,
+            weight_format=self.weight_format)
 
     @paddle.no_grad()
     def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 20,

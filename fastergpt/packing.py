@@ -13,6 +13,7 @@ import re
 import numpy as np
 
 from fastergpt.config import GPTConfig
+from fastergpt.quantize import normalize_dtype, pack_matrix, unpack_matrix
 
 # engine name -> (state-dict name, transpose?); {i} is the layer index.
 _GLOBAL_SOURCES = {
@@ -48,21 +49,25 @@ def source_of(engine_name: str) -> tuple[str, bool]:
     return _GLOBAL_SOURCES[engine_name]
 
 
-def weight_spec(config: GPTConfig) -> list[tuple[str, tuple[int, ...]]]:
-    """The engine's (name, shape) list for this config."""
+def weight_spec(config: GPTConfig, dtype: str = "float32") -> list[tuple[str, tuple, str]]:
+    """The engine's (name, shape, dtype) list for this config and weight format."""
     from fastergpt.ops import engine_module
 
     spec = engine_module().weight_spec(
         config.n_layer, config.n_head, config.n_embd, config.inner_size, config.vocab_size,
-        config.n_positions, config.tie_word_embeddings)
-    return [(name, tuple(shape)) for name, shape in spec]
+        config.n_positions, config.tie_word_embeddings, normalize_dtype(dtype))
+    return [(name, tuple(shape), dt) for name, shape, dt in spec]
 
 
-def pack_weights(config: GPTConfig, state: dict) -> list[tuple[str, np.ndarray]]:
-    """[(engine name, contiguous float32 array)] in engine order; names a missing or
+def pack_weights(config: GPTConfig, state: dict, dtype: str = "float32") -> list[tuple[str, np.ndarray]]:
+    """[(engine name, contiguous array)] in engine order, matrices in the weight
+    format `dtype` (with their row scales for int8); names a missing or
     mis-shaped tensor in a ValueError."""
+    fmt = normalize_dtype(dtype)
     packed = []
-    for name, shape in weight_spec(config):
+    for name, shape, dt in weight_spec(config, fmt):
+        if name.endswith(".scale"):
+            continue  # produced with its matrix, right before it
         src, transpose = source_of(name)
         if src not in state:
             raise ValueError(f"weights: tensor {src!r} (for engine weight {name}) is missing")
@@ -73,5 +78,29 @@ def pack_weights(config: GPTConfig, state: dict) -> list[tuple[str, np.ndarray]]
             want = shape[::-1] if transpose else shape
             raise ValueError(f"weights: tensor {src!r} has shape {tuple(np.shape(state[src]))}, "
                              f"expected {want}")
-        packed.append((name, np.ascontiguousarray(arr)))
+        if dt != "float32":  # a matrix stored in the weight format
+            arrays = pack_matrix(arr, fmt)
+            packed.append((name, arrays[0]))
+            if len(arrays) > 1:
+                packed.append((_scale_name(name), arrays[1]))
+        else:
+            packed.append((name, np.ascontiguousarray(arr)))
     return packed
+
+
+def _scale_name(matrix: str) -> str:
+    return (matrix[: -len(".weight")] if matrix.endswith(".weight") else matrix) + ".scale"
+
+
+def unpack_weights(packed: list) -> dict:
+    """HF-named float32 state dict from packed engine weights (any format)."""
+    arrays = dict(packed)
+    state = {}
+    for name, array in packed:
+        if name.endswith(".scale"):
+            continue
+        if array.dtype != np.float32:
+            array = unpack_matrix(array, arrays.get(_scale_name(name)))
+        src, transpose = source_of(name)
+        state[src] = np.ascontiguousarray(array.T if transpose else array, dtype=np.float32)
+    return state

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -15,11 +16,11 @@ import numpy as np
 
 from fastergpt.checkpoint import CheckpointError, load_checkpoint
 from fastergpt.config import GPTConfig
-from fastergpt.packing import pack_weights, source_of, weight_spec
+from fastergpt.packing import pack_weights, unpack_weights, weight_spec
+from fastergpt.quantize import normalize_dtype
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 EXPORT_MARKER = "fastergpt_export"
-SUPPORTED_DTYPES = ("float32",)
 GENERATION_DEFAULTS = {"max_new_tokens": 32, "decode_strategy": "sampling", "top_k": 4,
                        "top_p": 1.0, "temperature": 1.0, "repetition_penalty": 1.0,
                        "min_length": 0}
@@ -59,62 +60,55 @@ def read_export_config(path: Path) -> dict:
     return info
 
 
-def check_dtype(dtype: str) -> str:
-    if dtype not in SUPPORTED_DTYPES:
-        raise ValueError(f"dtype {dtype!r} is not supported; this build supports "
-                         f"{', '.join(SUPPORTED_DTYPES)}")
-    return dtype
-
-
-def _packed_from_export(path: Path) -> tuple[GPTConfig, list]:
+def _packed_from_export(path: Path) -> tuple[GPTConfig, list, str]:
     import paddle
 
     info = read_export_config(path)
     config = GPTConfig.from_dict(info["model"]).validate()
+    dtype = info["dtype"]
     prefix = str(path / info["files"]["prefix"])
     try:
         state = paddle.jit.load(prefix).state_dict()
     except Exception as e:
         raise CheckpointError(f"{path}: cannot read the exported parameters: {e}") from None
-    by_engine_name = {}
+    by_index = {}
     for key, value in state.items():
-        # FasterGPT names its parameters w<index>_<engine name with dots as underscores>.
-        index = int(key.split("_", 1)[0][1:]) if key.startswith("w") else None
-        if index is not None:
-            by_engine_name[index] = np.asarray(value.numpy(), dtype=np.float32)
+        # FasterGPT names its weights w<index>_<engine name with dots as underscores>.
+        head = key.split("_", 1)[0]
+        if head[:1] == "w" and head[1:].isdigit():
+            by_index[int(head[1:])] = np.asarray(value.numpy())
     packed = []
-    for i, (name, shape) in enumerate(weight_spec(config)):
-        if i not in by_engine_name or tuple(by_engine_name[i].shape) != shape:
-            raise CheckpointError(f"{path}: exported parameter for {name} is missing or mis-shaped")
-        packed.append((name, by_engine_name[i]))
-    return config, packed
+    for i, (name, shape, dt) in enumerate(weight_spec(config, dtype)):
+        arr = by_index.get(i)
+        if arr is None or tuple(arr.shape) != shape or arr.dtype != np.dtype(dt):
+            raise CheckpointError(f"{path}: exported weight {name} is missing or mis-shaped")
+        packed.append((name, arr))
+    return config, packed, dtype
 
 
-def load_packed(model_name_or_path, dtype: str = "float32") -> tuple[GPTConfig, list]:
-    """(config, packed engine weights) for any accepted model source."""
-    check_dtype(dtype)
+def load_packed(model_name_or_path, dtype: Optional[str] = None) -> tuple[GPTConfig, list, str]:
+    """(config, packed engine weights, their format) for any accepted model source.
+    dtype None means float32 for a checkpoint and the stored format for an
+    exported directory (which cannot change format without a new export)."""
+    dtype = None if dtype is None else normalize_dtype(dtype)
     path = resolve_model_path(model_name_or_path)
     if is_export_dir(path):
-        return _packed_from_export(path)
+        config, packed, exported = _packed_from_export(path)
+        if dtype is not None and exported != dtype:
+            raise ValueError(f"{path} was exported with dtype {exported}; load it with "
+                             f"dtype={exported!r} or export the checkpoint again with --dtype {dtype}")
+        return config, packed, exported
     config, state = load_checkpoint(path)
-    return config, pack_weights(config, state)
-
-
-def unpack_to_state_dict(config: GPTConfig, packed: list) -> dict:
-    """The inverse of pack_weights: HF-named state dict (for the reference model)."""
-    state = {}
-    for name, array in packed:
-        src, transpose = source_of(name)
-        state[src] = np.ascontiguousarray(array.T if transpose else array)
-    return state
+    dtype = dtype or "float32"
+    return config, pack_weights(config, state, dtype), dtype
 
 
 def load_state_dict(model_name_or_path) -> tuple[GPTConfig, dict]:
     """(config, HF-named state dict) for any accepted model source (reference model use)."""
     path = resolve_model_path(model_name_or_path)
     if is_export_dir(path):
-        config, packed = _packed_from_export(path)
-        return config, unpack_to_state_dict(config, packed)
+        config, packed, _ = _packed_from_export(path)
+        return config, unpack_weights(packed)
     return load_checkpoint(path)
 
 

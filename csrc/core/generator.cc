@@ -49,8 +49,9 @@ struct TokenSlot {
   int64_t slot;  // position in the row's cache = its position id
 };
 
+// `new_tokens` positions must fit after each prompt (0 when only scoring).
 void check_input(const ModelConfig& c, const GenerationInput& in, const GenerationOptions& o,
-                 std::vector<int64_t>* real_lengths) {
+                 int64_t new_tokens, std::vector<int64_t>* real_lengths) {
   FGPT_CHECK(in.batch >= 1, "input_ids: the batch is empty (shape [", in.batch, ", ",
              in.length, "])");
   FGPT_CHECK(in.length >= 1, "input_ids: prompts must have at least one token (shape [",
@@ -79,9 +80,9 @@ void check_input(const ModelConfig& c, const GenerationInput& in, const Generati
       FGPT_CHECK(id >= 0 && id < c.vocab_size, "input_ids: id ", id, " at [", b, ", ", j,
                  "] is outside the vocabulary [0, ", c.vocab_size, ")");
     }
-    FGPT_CHECK((*real_lengths)[b] + o.max_new_tokens <= c.max_positions, "input_ids: prompt ",
-               b, " has ", (*real_lengths)[b], " tokens; with max_new_tokens=", o.max_new_tokens,
-               " it needs ", (*real_lengths)[b] + o.max_new_tokens,
+    FGPT_CHECK((*real_lengths)[b] + new_tokens <= c.max_positions, "input_ids: prompt ",
+               b, " has ", (*real_lengths)[b], " tokens; with max_new_tokens=", new_tokens,
+               " it needs ", (*real_lengths)[b] + new_tokens,
                " positions but the model has ", c.max_positions);
   }
 }
@@ -100,6 +101,7 @@ class Generator {
       : c_(c), w_(w), o_(o), pool_(pool), cache_(ws.cache), act_(ws.act) {}
 
   GenerationResult run(const GenerationInput& in, const std::vector<int64_t>& real_lengths);
+  std::vector<float> logits(const GenerationInput& in, const std::vector<int64_t>& real_lengths);
 
  private:
   void embed(const std::vector<int64_t>& tokens, const std::vector<TokenSlot>& slots);
@@ -119,10 +121,10 @@ class Generator {
 void Generator::embed(const std::vector<int64_t>& tokens, const std::vector<TokenSlot>& slots) {
   const int64_t D = c_.hidden_size;
   for (size_t m = 0; m < tokens.size(); ++m) {
-    const float* te = w_.token_embedding + tokens[m] * D;
-    const float* pe = w_.position_embedding + slots[m].slot * D;
     float* x = act_.x.data() + m * D;
-    for (int64_t i = 0; i < D; ++i) x[i] = te[i] + pe[i];
+    dequantize_row(w_.token_embedding, tokens[m], x);
+    const float* pe = w_.position_embedding + slots[m].slot * D;
+    for (int64_t i = 0; i < D; ++i) x[i] += pe[i];
   }
 }
 
@@ -287,13 +289,57 @@ GenerationResult Generator::run(const GenerationInput& in,
   return res;
 }
 
+// One context pass with the LM head applied at every real token.
+std::vector<float> Generator::logits(const GenerationInput& in,
+                                     const std::vector<int64_t>& real_lengths) {
+  const int64_t B = in.batch, L = in.length, V = c_.vocab_size;
+  const int64_t max_prompt = *std::max_element(real_lengths.begin(), real_lengths.end());
+  cache_.allocate(c_, B, max_prompt);
+  std::vector<int64_t> tokens, where;  // where: flat [B, L] position of each packed token
+  std::vector<TokenSlot> slots;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t n = real_lengths[b];
+    for (int64_t j = 0; j < n; ++j) {
+      tokens.push_back(in.input_ids[b * L + (L - n) + j]);
+      slots.push_back({b, j});
+      where.push_back(b * L + (L - n) + j);
+    }
+  }
+  const int64_t M = static_cast<int64_t>(tokens.size());
+  act_.reserve(M, c_);
+  embed(tokens, slots);
+  forward(slots);
+  std::vector<int64_t> all(M);
+  for (int64_t i = 0; i < M; ++i) all[i] = i;
+  logits_for(all);
+  std::vector<float> out(B * L * V, 0.0f);
+  for (int64_t i = 0; i < M; ++i)
+    std::copy(act_.logits.begin() + i * V, act_.logits.begin() + (i + 1) * V,
+              out.begin() + where[i] * V);
+  return out;
+}
+
 }  // namespace
+
+std::vector<float> compute_logits(const ModelConfig& config, const ModelWeights& weights,
+                                  const GenerationInput& input, int64_t num_threads) {
+  config.validate();
+  GenerationOptions options;
+  options.num_threads = num_threads;
+  std::vector<int64_t> real_lengths;
+  check_input(config, input, options, 0, &real_lengths);
+  std::lock_guard<std::mutex> lock(pool_mutex());
+  ThreadPool& pool = shared_pool(static_cast<int>(num_threads));
+  static Workspace workspace;  // guarded by pool_mutex()
+  Generator gen(config, weights, options, pool, workspace);
+  return gen.logits(input, real_lengths);
+}
 
 GenerationResult generate(const ModelConfig& config, const ModelWeights& weights,
                           const GenerationInput& input, const GenerationOptions& options) {
   config.validate();
   std::vector<int64_t> real_lengths;
-  check_input(config, input, options, &real_lengths);
+  check_input(config, input, options, options.max_new_tokens, &real_lengths);
   std::lock_guard<std::mutex> lock(pool_mutex());
   ThreadPool& pool = shared_pool(static_cast<int>(options.num_threads));
   static Workspace workspace;  // guarded by pool_mutex()

@@ -44,4 +44,9 @@ struct GenerationResult {
 GenerationResult generate(const ModelConfig& config, const ModelWeights& weights,
                           const GenerationInput& input, const GenerationOptions& options);
 
+// Next-token logits at every position: float32 [B, L, V], zeros under padding.
+// For scoring text (perplexity) and for checking weight formats against fp32.
+std::vector<float> compute_logits(const ModelConfig& config, const ModelWeights& weights,
+                                  const GenerationInput& input, int64_t num_threads = 0);
+
 }  // namespace fastergpt

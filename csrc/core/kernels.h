@@ -24,9 +24,14 @@ inline Epilogue gelu_epilogue(Activation a) {
   return a == Activation::kGeluTanh ? Epilogue::kGeluTanh : Epilogue::kGeluErf;
 }
 
-// y[M, N] (op)= x[M, K] * W[N, K]^T + bias[N]; bias may be null.
+// y[M, N] (op)= x[M, K] * W[N, K]^T + bias[N]; bias may be null. W in any
+// WeightFormat; accumulation is float32 for every format.
 void linear(const float* x, int64_t M, const Matrix& W, const float* bias, Epilogue epilogue,
             float* y, ThreadPool& pool);
+
+// out[K] = row `row` of W as floats (scales applied): embedding lookups from a
+// compressed token table.
+void dequantize_row(const Matrix& W, int64_t row, float* out);
 
 // y[M, D] = layer_norm(x[M, D]) * gamma + beta.
 void layer_norm(const float* x, int64_t M, int64_t D, const float* gamma, const float* beta,

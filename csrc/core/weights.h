@@ -2,10 +2,14 @@
 //
 // Adapters receive the weights as a flat list (a Paddle Vec input, a Python
 // list of arrays) in the order of `weight_spec()`; `bind_weights()` checks
-// every shape against the spec and names the offending tensor on mismatch.
-// The Python packer reads the same spec through the pybind11 module, so this
-// file is the one table of engine weight names.
+// every dtype and shape against the spec and names the offending tensor on a
+// mismatch. The Python packer reads the same spec through the pybind11 module,
+// so this file is the one table of engine weight names.
 //
+// The matrices (token embedding, which is also the tied LM head, and every
+// linear weight) are in the model's weight format; a format with row scales
+// (int8) puts a "<matrix>.scale" [rows] float32 tensor right after each
+// matrix. Everything else (position table, LayerNorms, biases) is float32.
 // Shapes (D hidden, F inner, V vocab, P positions; linear weights are [out, in]):
 #pragma once
 
@@ -34,7 +38,8 @@ struct LayerWeights {
 };
 
 struct ModelWeights {
-  const float* token_embedding = nullptr;     // [V, D]
+  WeightFormat format = WeightFormat::kF32;
+  Matrix token_embedding;                     // [V, D]
   const float* position_embedding = nullptr;  // [P, D]
   std::vector<LayerWeights> layers;           // num_layers
   const float* lnf_gamma = nullptr;           // [D]
@@ -45,25 +50,28 @@ struct ModelWeights {
 struct WeightSpec {
   std::string name;            // e.g. "layers.3.qkv.weight"
   std::vector<int64_t> shape;  // expected shape
+  WeightFormat dtype;          // expected element type
 };
 
 // Every tensor the engine needs, in the order adapters pass them.
-std::vector<WeightSpec> weight_spec(const ModelConfig& config);
+std::vector<WeightSpec> weight_spec(const ModelConfig& config, WeightFormat format);
 
-// One tensor as an adapter hands it over (float32, row-major, contiguous).
+// One tensor as an adapter hands it over (row-major, contiguous).
 struct WeightView {
-  const float* data = nullptr;
+  const void* data = nullptr;
   std::vector<int64_t> shape;
+  WeightFormat dtype = WeightFormat::kF32;
 };
 
 // Binds `views` (in weight_spec order) to named weights; throws Error naming
 // the first missing or mis-shaped tensor. The views must outlive the result.
-ModelWeights bind_weights(const ModelConfig& config, const std::vector<WeightView>& views);
+ModelWeights bind_weights(const ModelConfig& config, WeightFormat format,
+                          const std::vector<WeightView>& views);
 
 // Reads D, F, V and P off the tensors so adapters need only the structural
-// attributes (layers, heads, epsilon, activation, tying); validates the result.
+// attributes (layers, heads, epsilon, activation, tying, format); validates.
 ModelConfig infer_config(int64_t num_layers, int64_t num_heads, float layer_norm_epsilon,
-                         const std::string& activation, bool tied_lm_head,
+                         const std::string& activation, bool tied_lm_head, WeightFormat format,
                          const std::vector<WeightView>& views);
 
 }  // namespace fastergpt

@@ -7,13 +7,19 @@ namespace fastergpt {
 namespace cpu {
 namespace {
 
-#define FGPT_KERNELS(ns) SimdKernels{#ns, ns::linear_f32_rows, ns::dot, ns::axpy}
+#define FGPT_KERNELS(ns)                                                                  \
+  SimdKernels {                                                                           \
+    #ns, {ns::linear_f32_rows, ns::linear_f16_rows, ns::linear_i8_rows},                   \
+        {ns::dequantize_f32_row, ns::dequantize_f16_row, ns::dequantize_i8_row}, ns::dot,  \
+        ns::axpy                                                                          \
+  }
 
 bool cpu_has(const char* name) {
 #if defined(FGPT_X86_ISAS)
   if (std::strcmp(name, "avx512") == 0) return __builtin_cpu_supports("avx512f");
   if (std::strcmp(name, "avx2") == 0)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("f16c");
 #endif
   return std::strcmp(name, "generic") == 0;
 }

@@ -19,13 +19,27 @@ static inline float gelu_tanh(float v) {
 
 static inline float gelu_erf(float v) { return 0.5f * v * (1.0f + std::erf(v * 0.7071067811865476f)); }
 
-#define FGPT_DECLARE_SIMD(ns)                                                                 \
-  namespace ns {                                                                              \
-  void linear_f32_rows(const float* x, int64_t M, const float* W, int64_t K, int64_t N,        \
-                       int64_t n_begin, int64_t n_end, const float* bias, Epilogue ep,         \
-                       float* y);                                                              \
-  float dot(const float* a, const float* b, int64_t n);                                      \
-  void axpy(float a, const float* x, float* y, int64_t n);                                   \
+// y[m, n] (op)= scale[n] * dot(x[m, :], W[n, :]) + bias[n] for n in [n_begin, n_end).
+using LinearRowsFn = void (*)(const float* x, int64_t M, const void* W, const float* scales,
+                              int64_t K, int64_t N, int64_t n_begin, int64_t n_end,
+                              const float* bias, Epilogue ep, float* y);
+// out[K] = scale[row] * W[row, :] as floats.
+using DequantizeRowFn = void (*)(const void* W, const float* scales, int64_t K, int64_t row,
+                                 float* out);
+
+#define FGPT_DECLARE_SIMD(ns)                                                           \
+  namespace ns {                                                                        \
+  void linear_f32_rows(const float*, int64_t, const void*, const float*, int64_t, int64_t, \
+                       int64_t, int64_t, const float*, Epilogue, float*);               \
+  void linear_f16_rows(const float*, int64_t, const void*, const float*, int64_t, int64_t, \
+                       int64_t, int64_t, const float*, Epilogue, float*);               \
+  void linear_i8_rows(const float*, int64_t, const void*, const float*, int64_t, int64_t,  \
+                      int64_t, int64_t, const float*, Epilogue, float*);                \
+  void dequantize_f32_row(const void*, const float*, int64_t, int64_t, float*);         \
+  void dequantize_f16_row(const void*, const float*, int64_t, int64_t, float*);         \
+  void dequantize_i8_row(const void*, const float*, int64_t, int64_t, float*);          \
+  float dot(const float* a, const float* b, int64_t n);                                 \
+  void axpy(float a, const float* x, float* y, int64_t n);                              \
   }
 FGPT_DECLARE_SIMD(generic)
 FGPT_DECLARE_SIMD(avx2)
@@ -33,10 +47,15 @@ FGPT_DECLARE_SIMD(avx512)
 #undef FGPT_DECLARE_SIMD
 
 // The inner loops of the instruction set chosen for this CPU.
+static_assert(static_cast<int>(WeightFormat::kF32) == 0 && static_cast<int>(WeightFormat::kF16) == 1 &&
+                  static_cast<int>(WeightFormat::kI8) == 2,
+              "SimdKernels tables are indexed by WeightFormat");
+
+// Per-format entries are indexed by WeightFormat (the order of kWeightFormats).
 struct SimdKernels {
   const char* name;
-  void (*linear_f32_rows)(const float*, int64_t, const float*, int64_t, int64_t, int64_t,
-                          int64_t, const float*, Epilogue, float*);
+  LinearRowsFn linear_rows[3];
+  DequantizeRowFn dequantize_row[3];
   float (*dot)(const float*, const float*, int64_t);
   void (*axpy)(float, const float*, float*, int64_t);
 };

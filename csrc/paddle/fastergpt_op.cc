@@ -10,8 +10,10 @@
 //                    int64   [1] each
 //   top_p, temperature, repetition_penalty
 //                    float32 [1] each
-//   weights          float32 tensors in weight_spec() order (csrc/core/weights.h)
-// Attributes: num_layers, num_heads, layer_norm_epsilon, activation, tied_lm_head.
+//   weights          tensors in weight_spec() order (csrc/core/weights.h): matrices in
+//                    the weight format (float32 / float16 / int8 + float32 row scales)
+// Attributes: num_layers, num_heads, layer_norm_epsilon, activation, tied_lm_head,
+//             weight_format.
 // Outputs: output_ids int64 [B*R, T], lengths int64 [B*R], logprobs float32 [B*R, T].
 #include <string>
 #include <vector>
@@ -47,6 +49,15 @@ float scalar_float(const paddle::Tensor& t, const char* name) {
   fastergpt::fail(name, ": expected a float32 tensor");
 }
 
+fastergpt::WeightFormat element_format(const paddle::Tensor& t, const std::string& name) {
+  switch (t.dtype()) {
+    case paddle::DataType::FLOAT32: return fastergpt::WeightFormat::kF32;
+    case paddle::DataType::FLOAT16: return fastergpt::WeightFormat::kF16;
+    case paddle::DataType::INT8: return fastergpt::WeightFormat::kI8;
+    default: fastergpt::fail(name, ": dtype must be float32, float16 or int8");
+  }
+}
+
 // Zero-size tensors are never allocated by Paddle, so they are let through
 // here (with no data) for the engine to report as an empty batch or prompt.
 const int64_t* id_data(const paddle::Tensor& t, const char* name) {
@@ -66,24 +77,24 @@ std::vector<paddle::Tensor> generate_kernel(
     const paddle::Tensor& pad_token_id, const paddle::Tensor& seed,
     const paddle::Tensor& decode_strategy, const paddle::Tensor& num_return_sequences,
     const paddle::Tensor& num_threads, const std::vector<paddle::Tensor>& weights, int num_layers,
-    int num_heads, float layer_norm_epsilon, const std::string& activation, bool tied_lm_head) {
+    int num_heads, float layer_norm_epsilon, const std::string& activation, bool tied_lm_head,
+    const std::string& weight_format) {
   try {
     const int64_t* ids_data = id_data(input_ids, "input_ids");
     const int64_t* mask_data = id_data(attention_mask, "attention_mask");
     if (attention_mask.shape() != input_ids.shape())
       fastergpt::fail("attention_mask: shape must equal input_ids' shape");
 
+    const fastergpt::WeightFormat format = fastergpt::parse_weight_format(weight_format);
     std::vector<fastergpt::WeightView> views;
     for (size_t i = 0; i < weights.size(); ++i) {
       const std::string name = "weights[" + std::to_string(i) + "]";
       check_cpu(weights[i], name.c_str());
-      if (weights[i].dtype() != paddle::DataType::FLOAT32)
-        fastergpt::fail(name, ": dtype must be float32");
-      views.push_back({weights[i].data<float>(), weights[i].shape()});
+      views.push_back({weights[i].data(), weights[i].shape(), element_format(weights[i], name)});
     }
     const fastergpt::ModelConfig config = fastergpt::infer_config(
-        num_layers, num_heads, layer_norm_epsilon, activation, tied_lm_head, views);
-    const fastergpt::ModelWeights bound = fastergpt::bind_weights(config, views);
+        num_layers, num_heads, layer_norm_epsilon, activation, tied_lm_head, format, views);
+    const fastergpt::ModelWeights bound = fastergpt::bind_weights(config, format, views);
 
     fastergpt::GenerationOptions o;
     const int64_t strategy = scalar_int(decode_strategy, "decode_strategy");
@@ -152,7 +163,7 @@ PD_BUILD_OP(fastergpt_generate)
              "decode_strategy", "num_return_sequences", "num_threads", paddle::Vec("weights")})
     .Outputs({"output_ids", "lengths", "logprobs"})
     .Attrs({"num_layers: int", "num_heads: int", "layer_norm_epsilon: float",
-            "activation: std::string", "tied_lm_head: bool"})
+            "activation: std::string", "tied_lm_head: bool", "weight_format: std::string"})
     .SetKernelFn(PD_KERNEL(generate_kernel))
     .SetInferShapeFn(PD_INFER_SHAPE(generate_shape))
     .SetInferDtypeFn(PD_INFER_DTYPE(generate_dtype));

@@ -23,14 +23,20 @@ namespace {
 class Engine {
  public:
   Engine(int64_t num_layers, int64_t num_heads, float layer_norm_epsilon,
-         const std::string& activation, bool tied_lm_head, const std::vector<FloatArray>& weights)
+         const std::string& activation, bool tied_lm_head, const std::string& weight_format,
+         const std::vector<py::array>& weights)
       : arrays_(weights) {
+    const fastergpt::WeightFormat format = fastergpt::parse_weight_format(weight_format);
     std::vector<fastergpt::WeightView> views;
-    for (const auto& a : arrays_)
-      views.push_back({a.data(), std::vector<int64_t>(a.shape(), a.shape() + a.ndim())});
+    for (size_t i = 0; i < arrays_.size(); ++i) {
+      const py::array& a = arrays_[i];
+      FGPT_CHECK(a.flags() & py::array::c_style, "weights[", i, "]: array must be C-contiguous");
+      views.push_back({a.data(), std::vector<int64_t>(a.shape(), a.shape() + a.ndim()),
+                       element_format(a, i)});
+    }
     config_ = fastergpt::infer_config(num_layers, num_heads, layer_norm_epsilon, activation,
-                                      tied_lm_head, views);
-    weights_ = fastergpt::bind_weights(config_, views);
+                                      tied_lm_head, format, views);
+    weights_ = fastergpt::bind_weights(config_, format, views);
   }
 
   py::dict generate(const IdArray& input_ids, const py::object& attention_mask,
@@ -93,6 +99,32 @@ class Engine {
     return out;
   }
 
+  FloatArray logits(const IdArray& input_ids, const py::object& attention_mask,
+                    int64_t num_threads) const {
+    FGPT_CHECK(input_ids.ndim() == 2, "input_ids: must be 2-D [batch, length], got rank ",
+               input_ids.ndim());
+    IdArray mask;
+    if (!attention_mask.is_none()) {
+      mask = attention_mask.cast<IdArray>();
+      FGPT_CHECK(mask.ndim() == 2 && mask.shape(0) == input_ids.shape(0) &&
+                     mask.shape(1) == input_ids.shape(1),
+                 "attention_mask: shape must equal input_ids' shape");
+    }
+    fastergpt::GenerationInput in;
+    in.input_ids = input_ids.data();
+    in.attention_mask = attention_mask.is_none() ? nullptr : mask.data();
+    in.batch = input_ids.shape(0);
+    in.length = input_ids.shape(1);
+    std::vector<float> out;
+    {
+      py::gil_scoped_release release;
+      out = fastergpt::compute_logits(config_, weights_, in, num_threads);
+    }
+    FloatArray arr({in.batch, in.length, config_.vocab_size});
+    std::copy(out.begin(), out.end(), arr.mutable_data());
+    return arr;
+  }
+
   py::dict config() const {
     py::dict d;
     d["num_layers"] = config_.num_layers;
@@ -105,14 +137,21 @@ class Engine {
   }
 
  private:
-  std::vector<FloatArray> arrays_;  // owns the memory the bound weights point into
+  static fastergpt::WeightFormat element_format(const py::array& a, size_t i) {
+    if (a.dtype().is(py::dtype::of<float>())) return fastergpt::WeightFormat::kF32;
+    if (a.dtype().is(py::dtype("float16"))) return fastergpt::WeightFormat::kF16;
+    if (a.dtype().is(py::dtype::of<int8_t>())) return fastergpt::WeightFormat::kI8;
+    fastergpt::fail("weights[", i, "]: dtype must be float32, float16 or int8");
+  }
+
+  std::vector<py::array> arrays_;  // owns the memory the bound weights point into
   fastergpt::ModelConfig config_;
   fastergpt::ModelWeights weights_;
 };
 
-std::vector<std::pair<std::string, std::vector<int64_t>>> weight_spec(
+std::vector<std::tuple<std::string, std::vector<int64_t>, std::string>> weight_spec(
     int64_t num_layers, int64_t num_heads, int64_t hidden_size, int64_t inner_size,
-    int64_t vocab_size, int64_t max_positions, bool tied_lm_head) {
+    int64_t vocab_size, int64_t max_positions, bool tied_lm_head, const std::string& weight_format) {
   fastergpt::ModelConfig c;
   c.num_layers = num_layers;
   c.num_heads = num_heads;
@@ -122,8 +161,9 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> weight_spec(
   c.max_positions = max_positions;
   c.tied_lm_head = tied_lm_head;
   c.validate();
-  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
-  for (const auto& s : fastergpt::weight_spec(c)) out.emplace_back(s.name, s.shape);
+  std::vector<std::tuple<std::string, std::vector<int64_t>, std::string>> out;
+  for (const auto& s : fastergpt::weight_spec(c, fastergpt::parse_weight_format(weight_format)))
+    out.emplace_back(s.name, s.shape, fastergpt::format_info(s.dtype).name);
   return out;
 }
 
@@ -134,14 +174,15 @@ PYBIND11_MODULE(_engine, m) {
   py::register_exception<fastergpt::Error>(m, "EngineError", PyExc_ValueError);
   m.def("weight_spec", &weight_spec, py::arg("num_layers"), py::arg("num_heads"),
         py::arg("hidden_size"), py::arg("inner_size"), py::arg("vocab_size"),
-        py::arg("max_positions"), py::arg("tied_lm_head"),
-        "Names and shapes of the packed weights, in the order the engine takes them.");
+        py::arg("max_positions"), py::arg("tied_lm_head"), py::arg("weight_format") = "float32",
+        "(name, shape, dtype) of the packed weights, in the order the engine takes them.");
   m.def("cpu_isa", &fastergpt::cpu_isa_name, "The SIMD path the CPU kernels use.");
   py::class_<Engine>(m, "Engine")
-      .def(py::init<int64_t, int64_t, float, const std::string&, bool,
-                    const std::vector<FloatArray>&>(),
+      .def(py::init<int64_t, int64_t, float, const std::string&, bool, const std::string&,
+                    const std::vector<py::array>&>(),
            py::arg("num_layers"), py::arg("num_heads"), py::arg("layer_norm_epsilon"),
-           py::arg("activation"), py::arg("tied_lm_head"), py::arg("weights"))
+           py::arg("activation"), py::arg("tied_lm_head"), py::arg("weight_format"),
+           py::arg("weights"))
       .def("generate", &Engine::generate, py::arg("input_ids"),
            py::arg("attention_mask") = py::none(), py::arg("max_new_tokens") = 20,
            py::arg("decode_strategy") = "greedy_search", py::arg("top_k") = 0,
@@ -151,5 +192,8 @@ PYBIND11_MODULE(_engine, m) {
            py::arg("num_return_sequences") = 1, py::arg("seed") = 0, py::arg("num_threads") = 0,
            py::arg("return_logprobs") = false,
            "Runs the whole generation; returns {'ids', 'lengths'[, 'logprobs']} arrays.")
+      .def("logits", &Engine::logits, py::arg("input_ids"), py::arg("attention_mask") = py::none(),
+           py::arg("num_threads") = 0,
+           "Next-token logits at every position, float32 [B, L, V] (zeros under padding).")
       .def_property_readonly("config", &Engine::config);
 }

@@ -10,7 +10,8 @@ def main(argv=None) -> int:
     p.add_argument("--model_name_or_path", default="default",
                    help="checkpoint dir (HF or PaddleNLP layout), exported dir, or 'default'")
     p.add_argument("--inference_model_dir", required=True, help="output directory")
-    p.add_argument("--dtype", default="float32", help="weight format (float32)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "int8"],
+                   help="weight format stored in the directory (default float32)")
     p.add_argument("--format", default="pir", choices=["pir", "legacy"],
                    help="PIR model.json (default) or legacy model.pdmodel")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")

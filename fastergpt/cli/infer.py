@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="RNG seed (default: random)")
     p.add_argument("--start_token", help="generate unconditionally from this token (e.g. '<|endoftext|>')")
     p.add_argument("--end_token", help="stop at this token (default: the tokenizer's end token)")
-    p.add_argument("--use_fp16_decoding", action="store_true", help="fp16 weights (dtype float16)")
+    p.add_argument("--dtype", choices=["float32", "float16", "int8"],
+                   help="weight format (default float32; an exported dir keeps its own)")
+    p.add_argument("--use_fp16_decoding", action="store_true", help="same as --dtype float16")
     p.add_argument("--threads", type=int, default=0, help="engine threads (0 = all cores)")
     p.add_argument("--benchmark", type=int, default=0, metavar="N",
                    help="after a warm-up, time N runs of fastergpt and of the reference generate()")
@@ -91,7 +93,7 @@ class Runner:
         from fastergpt.tokenizer import Tokenizer
 
         self.threads = args.threads
-        dtype = "float16" if args.use_fp16_decoding else "float32"
+        dtype = "float16" if args.use_fp16_decoding else args.dtype
         if args.inference_model_dir:
             from fastergpt.predictor import Predictor
 

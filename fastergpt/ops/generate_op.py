@@ -20,7 +20,7 @@ OP_NAME = "fastergpt_generate"
 @paddle.jit.not_to_static
 def fastergpt_generate(input_ids, attention_mask, settings, weights, *, num_layers: int,
                        num_heads: int, layer_norm_epsilon: float, activation: str,
-                       tied_lm_head: bool):
+                       tied_lm_head: bool, weight_format: str = "float32"):
     """Runs the fused generation. `settings` is a list of 1-element tensors in
     SETTING_NAMES order; returns (output_ids, lengths, logprobs)."""
     load_ops()
@@ -28,7 +28,7 @@ def fastergpt_generate(input_ids, attention_mask, settings, weights, *, num_laye
     from paddle.framework import in_dynamic_or_pir_mode
 
     attrs = (int(num_layers), int(num_heads), float(layer_norm_epsilon), str(activation),
-             bool(tied_lm_head))
+             bool(tied_lm_head), str(weight_format))
     if in_dynamic_or_pir_mode():
         outs = _C_ops._run_custom_op(OP_NAME, input_ids, attention_mask, *settings, list(weights),
                                      *attrs)
@@ -48,7 +48,7 @@ def fastergpt_generate(input_ids, attention_mask, settings, weights, *, num_laye
     helper.append_op(type=OP_NAME, inputs=ins, outputs=outs,
                      attrs={"num_layers": attrs[0], "num_heads": attrs[1],
                             "layer_norm_epsilon": attrs[2], "activation": attrs[3],
-                            "tied_lm_head": attrs[4]})
+                            "tied_lm_head": attrs[4], "weight_format": attrs[5]})
     return outs["output_ids"], outs["lengths"], outs["logprobs"]
 
 

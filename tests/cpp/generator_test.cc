@@ -25,14 +25,14 @@ struct TinyModel {
     std::mt19937 rng(9);
     std::normal_distribution<float> d(0.0f, 0.3f);
     std::vector<WeightView> views;
-    for (const WeightSpec& s : weight_spec(config)) {
+    for (const WeightSpec& s : weight_spec(config, WeightFormat::kF32)) {
       int64_t n = 1;
       for (int64_t v : s.shape) n *= v;
       storage.emplace_back(n);
       for (auto& x : storage.back()) x = d(rng);
-      views.push_back({storage.back().data(), s.shape});
+      views.push_back({storage.back().data(), s.shape, WeightFormat::kF32});
     }
-    weights = bind_weights(config, views);
+    weights = bind_weights(config, WeightFormat::kF32, views);
   }
 };
 

@@ -1,10 +1,13 @@
 // Each CPU kernel against a plain scalar reference, over a sweep of shapes
 // (odd sizes, sizes below and above the SIMD width), for every instruction set
 // this CPU has, and at 1 and 2 threads.
+#include <algorithm>
+#include <cstring>
 #include <random>
 #include <vector>
 
 #include "../../csrc/core/kernels.h"
+#include "../../csrc/cpu/half.h"
 #include "../../csrc/cpu/simd_kernels.h"
 #include "check.h"
 
@@ -68,7 +71,8 @@ static void test_simd_paths() {
       const int64_t M = 3, N = 5;
       auto x = random_vec(M * n, rng), w = random_vec(N * n, rng);
       std::vector<float> out(M * N, 0.0f);
-      k->linear_f32_rows(x.data(), M, w.data(), n, N, 0, N, nullptr, Epilogue::kStore, out.data());
+      k->linear_rows[0](x.data(), M, w.data(), nullptr, n, N, 0, N, nullptr, Epilogue::kStore,
+                        out.data());
       for (int64_t m = 0; m < M; ++m)
         for (int64_t j = 0; j < N; ++j) {
           double r = 0;
@@ -92,6 +96,90 @@ static void test_linear_deterministic() {
     linear(x.data() + m * K, 1, W, nullptr, Epilogue::kStore, single.data(), one);
     for (int64_t n = 0; n < N; ++n) CHECK(single[n] == all[m * N + n]);
   }
+}
+
+// A packed matrix in each weight format, with its exact float values (what
+// the kernels must compute with) for the scalar reference.
+struct Packed {
+  WeightFormat format;
+  std::vector<float> f32, scales, exact;
+  std::vector<uint16_t> f16;
+  std::vector<int8_t> i8;
+  Matrix matrix(int64_t N, int64_t K) const {
+    const void* data = format == WeightFormat::kF32   ? static_cast<const void*>(f32.data())
+                       : format == WeightFormat::kF16 ? static_cast<const void*>(f16.data())
+                                                      : static_cast<const void*>(i8.data());
+    return Matrix{format, data, scales.empty() ? nullptr : scales.data(), N, K};
+  }
+};
+
+static Packed pack(const std::vector<float>& w, int64_t N, int64_t K, WeightFormat f) {
+  Packed p{f, w, {}, w, {}, {}};
+  if (f == WeightFormat::kF16) {
+    for (size_t i = 0; i < w.size(); ++i) {
+      const _Float16 h = static_cast<_Float16>(w[i]);
+      uint16_t bits;
+      std::memcpy(&bits, &h, 2);
+      p.f16.push_back(bits);
+      p.exact[i] = cpu::half_to_float(bits);
+    }
+  } else if (f == WeightFormat::kI8) {
+    for (int64_t n = 0; n < N; ++n) {
+      float mx = 0;
+      for (int64_t k = 0; k < K; ++k) mx = std::max(mx, std::fabs(w[n * K + k]));
+      const float scale = mx > 0 ? mx / 127.0f : 1.0f;
+      p.scales.push_back(scale);
+      for (int64_t k = 0; k < K; ++k) {
+        const int8_t q = static_cast<int8_t>(std::lround(w[n * K + k] / scale));
+        p.i8.push_back(q);
+        p.exact[n * K + k] = q * scale;
+      }
+    }
+  }
+  return p;
+}
+
+// Every format's linear and row dequantisation against the scalar reference on
+// the exact (dequantised) weights, for every ISA this CPU has.
+static void test_weight_formats() {
+  std::mt19937 rng(6);
+  const int64_t shapes[][3] = {{1, 5, 3}, {1, 33, 17}, {3, 64, 20}, {8, 100, 9}, {5, 768, 12}};
+  for (WeightFormat f : {WeightFormat::kF32, WeightFormat::kF16, WeightFormat::kI8}) {
+    for (const char* isa : {"generic", "avx2", "avx512"}) {
+      const cpu::SimdKernels* k = cpu::simd_by_name(isa);
+      if (!k) continue;
+      for (const auto& s : shapes) {
+        const int64_t M = s[0], K = s[1], N = s[2];
+        auto x = random_vec(M * K, rng), w = random_vec(N * K, rng), b = random_vec(N, rng);
+        const Packed p = pack(w, N, K, f);
+        const Matrix W = p.matrix(N, K);
+        std::vector<float> y(M * N);
+        k->linear_rows[static_cast<int>(f)](x.data(), M, W.data, W.scales, K, N, 0, N, b.data(),
+                                            Epilogue::kStore, y.data());
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t n = 0; n < N; ++n) {
+            double r = b[n];
+            for (int64_t i = 0; i < K; ++i) r += double(x[m * K + i]) * p.exact[n * K + i];
+            CHECK_NEAR(y[m * N + n], r, 2e-5 * std::sqrt(double(K)));
+          }
+        std::vector<float> row(K);
+        k->dequantize_row[static_cast<int>(f)](W.data, W.scales, K, N - 1, row.data());
+        for (int64_t i = 0; i < K; ++i) CHECK_NEAR(row[i], p.exact[(N - 1) * K + i], 1e-6);
+      }
+    }
+  }
+}
+
+static void test_half_conversion() {
+  const float values[] = {0.0f, -0.0f, 1.0f, -2.5f, 65504.0f, 6.1035156e-05f, 5.9604645e-08f,
+                          0.33325195f, INFINITY};
+  for (float v : values) {
+    const _Float16 h = static_cast<_Float16>(v);
+    uint16_t bits;
+    std::memcpy(&bits, &h, 2);
+    CHECK(cpu::half_to_float(bits) == static_cast<float>(h));
+  }
+  CHECK(std::isnan(cpu::half_to_float(0x7E00)));
 }
 
 static void test_layer_norm(ThreadPool& pool) {
@@ -149,5 +237,7 @@ int main() {
   test_simd_paths();
   test_linear_deterministic();
   test_attend();
+  test_half_conversion();
+  test_weight_formats();
   TEST_MAIN_END();
 }
