@@ -5,6 +5,9 @@ where a Paddle program is unwanted (and for measuring the engine alone).
 """
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Optional
 
 from fastergpt.config import GPTConfig
@@ -12,6 +15,10 @@ from fastergpt.ops import engine_module
 from fastergpt.packing import pack_weights
 from fastergpt.quantize import normalize_dtype
 from fastergpt.settings import check_int_array, resolve_settings
+
+
+PACKED_FILE = "engine.safetensors"
+PACKED_CONFIG = "engine_config.json"
 
 
 class Engine:
@@ -24,6 +31,7 @@ class Engine:
         self.weight_format = normalize_dtype(dtype)
         if packed is None:
             packed = pack_weights(config, state_dict, self.weight_format)
+        self._packed = packed  # the engine reads these arrays in place
         self._engine = engine_module().Engine(
             config.n_layer, config.n_head, config.layer_norm_epsilon,
             config.activation_function, config.tie_word_embeddings, self.weight_format,
@@ -40,6 +48,38 @@ class Engine:
 
         config, packed, dtype = load_packed(model_name_or_path, dtype)
         return cls(config, dtype=dtype, packed=packed)
+
+    def save(self, directory) -> Path:
+        """Writes the packed weights (engine.safetensors) and their description, so
+        `Engine.load` starts without a checkpoint, a conversion or Paddle."""
+        from safetensors.numpy import save_file
+
+        d = Path(os.fspath(directory))
+        d.mkdir(parents=True, exist_ok=True)
+        save_file({name: array for name, array in self._packed}, str(d / PACKED_FILE))
+        info = {"model": self.config.to_dict(), "dtype": self.weight_format,
+                "order": [name for name, _ in self._packed]}
+        (d / PACKED_CONFIG).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+        return d
+
+    @classmethod
+    def load(cls, directory) -> "Engine":
+        """An Engine from a directory written by `save`."""
+        from safetensors.numpy import load_file
+
+        d = Path(os.fspath(directory))
+        try:
+            info = json.loads((d / PACKED_CONFIG).read_text(encoding="utf-8"))
+            arrays = load_file(str(d / PACKED_FILE))
+        except FileNotFoundError as e:
+            raise ValueError(f"{d} holds no saved engine ({e.filename} is missing)") from None
+        except Exception as e:
+            raise ValueError(f"{d}: the saved engine is unreadable: {e}") from None
+        missing = [n for n in info["order"] if n not in arrays]
+        if missing:
+            raise ValueError(f"{d / PACKED_FILE}: missing tensor(s) {missing[:5]}")
+        packed = [(name, arrays[name]) for name in info["order"]]
+        return cls(GPTConfig.from_dict(info["model"]), dtype=info["dtype"], packed=packed)
 
     def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 20,
                  decode_strategy: str = "greedy_search", top_k: int = 0, top_p: float = 1.0,

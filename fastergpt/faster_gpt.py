@@ -19,6 +19,8 @@ from fastergpt.packing import pack_weights
 from fastergpt.quantize import normalize_dtype
 from fastergpt.settings import SETTING_NAMES, check_int_array, resolve_settings
 
+EXPORT_NAME_PREFIX = "fastergpt_"
+
 
 @dataclass
 class GenerationOutput:
@@ -61,7 +63,11 @@ class FasterGPT(paddle.nn.Layer):
         self._weight_names = []
         for i, (name, array) in enumerate(packed):
             attr = "w%03d_%s" % (i, name.replace(".", "_"))
-            self.register_buffer(attr, paddle.to_tensor(array), persistable=True)
+            tensor = paddle.to_tensor(array)
+            # The saved program keeps this name, so an exported directory can be
+            # read back by position in weight_spec (see pretrained.py).
+            tensor.name = EXPORT_NAME_PREFIX + attr
+            self.register_buffer(attr, tensor, persistable=True)
             self._weight_names.append(attr)
 
     @classmethod

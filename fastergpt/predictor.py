@@ -80,7 +80,10 @@ class Predictor:
         values["num_threads"] = self.threads
         values.update({k: v for k, v in settings.items() if v is not None})
         values = resolve_settings(**values)
-        feeds = {"input_ids": ids.astype(np.int64), "attention_mask": mask.astype(np.int64)}
+        ids, mask = ids.astype(np.int64), mask.astype(np.int64)
+        check_request(ids, mask, values, self.info["model"]["vocab_size"],
+                      self.info["model"]["n_positions"])
+        feeds = {"input_ids": ids, "attention_mask": mask}
         feeds.update({name: np.array([values[name]], dtype) for name, dtype in SETTING_NAMES})
         for name in self._inputs:
             handle = self._predictor.get_input_handle(name)
@@ -90,8 +93,23 @@ class Predictor:
             self._predictor.run()
         except OSError as e:
             raise op_error_to_value_error(e) from None
+        except RuntimeError as e:
+            # Paddle Inference replaces the operator's message with "std::exception".
+            raise PredictorError(f"{self.dir}: the predictor failed ({e}); check the inputs "
+                                 "and settings against the model's config.json") from None
         names = self._predictor.get_output_names()
         out_ids = self._predictor.get_output_handle(names[0]).copy_to_cpu()
         lengths = self._predictor.get_output_handle(names[1]).copy_to_cpu()
         texts = [self.tokenizer.decode(row[:n]) for row, n in zip(out_ids, lengths)]
         return PredictorOutput(texts, out_ids, lengths)
+
+
+def check_request(ids: np.ndarray, mask: np.ndarray, values: dict, vocab_size: int,
+                  n_positions: int) -> None:
+    """The engine's own argument checks, run before the predictor: Paddle Inference
+    replaces an operator's error message with a bare "std::exception"."""
+    from fastergpt.ops import engine_module
+
+    v = dict(values)
+    v["decode_strategy"] = "sampling" if v["decode_strategy"] else "greedy_search"
+    engine_module().validate_request(ids, mask, vocab_size, n_positions, **v)

@@ -67,21 +67,34 @@ def _packed_from_export(path: Path) -> tuple[GPTConfig, list, str]:
     config = GPTConfig.from_dict(info["model"]).validate()
     dtype = info["dtype"]
     prefix = str(path / info["files"]["prefix"])
+    if not str(info["files"].get("model", "")).endswith(".json"):
+        # paddle.jit.load cannot read a ProgramDesc in PIR mode, and in legacy mode it renames
+        # the weights, losing the order the engine needs.
+        raise CheckpointError(
+            f"{path}: a legacy-format (model.pdmodel) export cannot be read back into dygraph; "
+            "load the source checkpoint, or export with the default PIR format")
     try:
-        state = paddle.jit.load(prefix).state_dict()
+        layer = paddle.jit.load(prefix)
     except Exception as e:
         raise CheckpointError(f"{path}: cannot read the exported parameters: {e}") from None
-    by_index = {}
-    for key, value in state.items():
-        # FasterGPT names its weights w<index>_<engine name with dots as underscores>.
-        head = key.split("_", 1)[0]
-        if head[:1] == "w" and head[1:].isdigit():
-            by_index[int(head[1:])] = np.asarray(value.numpy())
+    # FasterGPT names each weight "fastergpt_w<index>_<engine name>" and the saved
+    # program keeps the name (PIR appends "_<k>"); the index is its place in weight_spec.
+    numbered = []
+    for tensor in layer.parameters():
+        m = re.match(r"fastergpt_w(\d+)_", tensor.name)
+        if m:
+            numbered.append((int(m.group(1)), tensor))
+    numbered.sort(key=lambda item: item[0])
+    spec = weight_spec(config, dtype)
+    if len(numbered) != len(spec):
+        raise CheckpointError(f"{path}: the export holds {len(numbered)} weights, the model "
+                              f"described by config.json needs {len(spec)}")
     packed = []
-    for i, (name, shape, dt) in enumerate(weight_spec(config, dtype)):
-        arr = by_index.get(i)
-        if arr is None or tuple(arr.shape) != shape or arr.dtype != np.dtype(dt):
-            raise CheckpointError(f"{path}: exported weight {name} is missing or mis-shaped")
+    for (name, shape, dt), (_, tensor) in zip(spec, numbered):
+        arr = np.asarray(tensor.numpy())
+        if tuple(arr.shape) != tuple(shape) or arr.dtype != np.dtype(dt):
+            raise CheckpointError(f"{path}: exported weight {name} is {arr.dtype} "
+                                  f"{tuple(arr.shape)}, expected {dt} {tuple(shape)}")
         packed.append((name, arr))
     return config, packed, dtype
 

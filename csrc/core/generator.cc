@@ -321,6 +321,13 @@ std::vector<float> Generator::logits(const GenerationInput& in,
 
 }  // namespace
 
+void validate_request(const ModelConfig& config, const GenerationInput& input,
+                      const GenerationOptions& options) {
+  config.validate();
+  std::vector<int64_t> real_lengths;
+  check_input(config, input, options, options.max_new_tokens, &real_lengths);
+}
+
 std::vector<float> compute_logits(const ModelConfig& config, const ModelWeights& weights,
                                   const GenerationInput& input, int64_t num_threads) {
   config.validate();

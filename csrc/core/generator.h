@@ -44,6 +44,11 @@ struct GenerationResult {
 GenerationResult generate(const ModelConfig& config, const ModelWeights& weights,
                           const GenerationInput& input, const GenerationOptions& options);
 
+// Only the argument checks of generate(), for front ends whose host framework
+// would lose the engine's message (the Paddle Inference predictor does).
+void validate_request(const ModelConfig& config, const GenerationInput& input,
+                      const GenerationOptions& options);
+
 // Next-token logits at every position: float32 [B, L, V], zeros under padding.
 // For scoring text (perplexity) and for checking weight formats against fp32.
 std::vector<float> compute_logits(const ModelConfig& config, const ModelWeights& weights,

@@ -6,12 +6,14 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "../core/error.h"
 #include "../core/generator.h"
 #include "../core/kernels.h"
+#include "../core/thread_pool.h"
 #include "../core/weights.h"
 
 namespace py = pybind11;
@@ -19,6 +21,53 @@ using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>
 using IdArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
 
 namespace {
+
+fastergpt::GenerationOptions make_options(const std::string& decode_strategy,
+                                          int64_t max_new_tokens, int64_t min_length,
+                                          int64_t top_k, float top_p, float temperature,
+                                          float repetition_penalty, int64_t eos_token_id,
+                                          int64_t pad_token_id, int64_t num_return_sequences,
+                                          uint64_t seed, int64_t num_threads) {
+  fastergpt::GenerationOptions o;
+  if (decode_strategy == "greedy_search" || decode_strategy == "greedy")
+    o.strategy = fastergpt::DecodeStrategy::kGreedy;
+  else if (decode_strategy == "sampling")
+    o.strategy = fastergpt::DecodeStrategy::kSampling;
+  else
+    fastergpt::fail("decode_strategy: expected 'greedy_search' or 'sampling', got '",
+                    decode_strategy, "'");
+  o.max_new_tokens = max_new_tokens;
+  o.min_length = min_length;
+  o.top_k = top_k;
+  o.top_p = top_p;
+  o.temperature = temperature;
+  o.repetition_penalty = repetition_penalty;
+  o.eos_token_id = eos_token_id;
+  o.pad_token_id = pad_token_id;
+  o.num_return_sequences = num_return_sequences;
+  o.seed = seed;
+  o.num_threads = num_threads;
+  return o;
+}
+
+// The batch of ids and mask as the engine takes it, with the shape checks.
+fastergpt::GenerationInput make_input(const IdArray& input_ids, const py::object& attention_mask,
+                                      IdArray* mask_storage) {
+  FGPT_CHECK(input_ids.ndim() == 2, "input_ids: must be 2-D [batch, length], got rank ",
+             input_ids.ndim());
+  fastergpt::GenerationInput in;
+  in.input_ids = input_ids.data();
+  in.batch = input_ids.shape(0);
+  in.length = input_ids.shape(1);
+  if (!attention_mask.is_none()) {
+    *mask_storage = attention_mask.cast<IdArray>();
+    FGPT_CHECK(mask_storage->ndim() == 2 && mask_storage->shape(0) == in.batch &&
+                   mask_storage->shape(1) == in.length,
+               "attention_mask: shape must equal input_ids' shape");
+    in.attention_mask = mask_storage->data();
+  }
+  return in;
+}
 
 class Engine {
  public:
@@ -44,41 +93,13 @@ class Engine {
                     float top_p, float temperature, float repetition_penalty, int64_t min_length,
                     int64_t eos_token_id, int64_t pad_token_id, int64_t num_return_sequences,
                     uint64_t seed, int64_t num_threads, bool return_logprobs) const {
-    FGPT_CHECK(input_ids.ndim() == 2, "input_ids: must be 2-D [batch, length], got rank ",
-               input_ids.ndim());
     IdArray mask;
-    if (!attention_mask.is_none()) {
-      mask = attention_mask.cast<IdArray>();
-      FGPT_CHECK(mask.ndim() == 2 && mask.shape(0) == input_ids.shape(0) &&
-                     mask.shape(1) == input_ids.shape(1),
-                 "attention_mask: shape must equal input_ids' shape");
-    }
-    fastergpt::GenerationOptions o;
-    if (decode_strategy == "greedy_search" || decode_strategy == "greedy")
-      o.strategy = fastergpt::DecodeStrategy::kGreedy;
-    else if (decode_strategy == "sampling")
-      o.strategy = fastergpt::DecodeStrategy::kSampling;
-    else
-      fastergpt::fail("decode_strategy: expected 'greedy_search' or 'sampling', got '",
-                      decode_strategy, "'");
-    o.max_new_tokens = max_new_tokens;
-    o.min_length = min_length;
-    o.top_k = top_k;
-    o.top_p = top_p;
-    o.temperature = temperature;
-    o.repetition_penalty = repetition_penalty;
-    o.eos_token_id = eos_token_id;
-    o.pad_token_id = pad_token_id;
-    o.num_return_sequences = num_return_sequences;
-    o.seed = seed;
-    o.num_threads = num_threads;
+    const fastergpt::GenerationInput in = make_input(input_ids, attention_mask, &mask);
+    fastergpt::GenerationOptions o = make_options(
+        decode_strategy, max_new_tokens, min_length, top_k, top_p, temperature,
+        repetition_penalty, eos_token_id, pad_token_id, num_return_sequences, seed, num_threads);
     o.return_logprobs = return_logprobs;
 
-    fastergpt::GenerationInput in;
-    in.input_ids = input_ids.data();
-    in.attention_mask = attention_mask.is_none() ? nullptr : mask.data();
-    in.batch = input_ids.shape(0);
-    in.length = input_ids.shape(1);
     fastergpt::GenerationResult r;
     {
       py::gil_scoped_release release;
@@ -101,20 +122,8 @@ class Engine {
 
   FloatArray logits(const IdArray& input_ids, const py::object& attention_mask,
                     int64_t num_threads) const {
-    FGPT_CHECK(input_ids.ndim() == 2, "input_ids: must be 2-D [batch, length], got rank ",
-               input_ids.ndim());
     IdArray mask;
-    if (!attention_mask.is_none()) {
-      mask = attention_mask.cast<IdArray>();
-      FGPT_CHECK(mask.ndim() == 2 && mask.shape(0) == input_ids.shape(0) &&
-                     mask.shape(1) == input_ids.shape(1),
-                 "attention_mask: shape must equal input_ids' shape");
-    }
-    fastergpt::GenerationInput in;
-    in.input_ids = input_ids.data();
-    in.attention_mask = attention_mask.is_none() ? nullptr : mask.data();
-    in.batch = input_ids.shape(0);
-    in.length = input_ids.shape(1);
+    const fastergpt::GenerationInput in = make_input(input_ids, attention_mask, &mask);
     std::vector<float> out;
     {
       py::gil_scoped_release release;
@@ -171,12 +180,53 @@ std::vector<std::tuple<std::string, std::vector<int64_t>, std::string>> weight_s
 
 PYBIND11_MODULE(_engine, m) {
   m.doc() = "fastergpt's fused GPT generation engine, from NumPy (no Paddle needed).";
-  py::register_exception<fastergpt::Error>(m, "EngineError", PyExc_ValueError);
+  // Engine errors are bad arguments: plain ValueError, as from every other front end.
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const fastergpt::Error& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
   m.def("weight_spec", &weight_spec, py::arg("num_layers"), py::arg("num_heads"),
         py::arg("hidden_size"), py::arg("inner_size"), py::arg("vocab_size"),
         py::arg("max_positions"), py::arg("tied_lm_head"), py::arg("weight_format") = "float32",
         "(name, shape, dtype) of the packed weights, in the order the engine takes them.");
   m.def("cpu_isa", &fastergpt::cpu_isa_name, "The SIMD path the CPU kernels use.");
+  m.def(
+      "validate_request",
+      [](const IdArray& input_ids, const py::object& attention_mask, int64_t vocab_size,
+         int64_t max_positions, const std::string& decode_strategy, int64_t max_new_tokens,
+         int64_t min_length, int64_t top_k, float top_p, float temperature,
+         float repetition_penalty, int64_t eos_token_id, int64_t pad_token_id,
+         int64_t num_return_sequences, uint64_t seed, int64_t num_threads) {
+        IdArray mask;
+        const fastergpt::GenerationInput in = make_input(input_ids, attention_mask, &mask);
+        fastergpt::ModelConfig c;  // only the vocabulary and the positions matter here
+        c.num_layers = c.num_heads = c.hidden_size = c.inner_size = 1;
+        c.vocab_size = vocab_size;
+        c.max_positions = max_positions;
+        fastergpt::validate_request(
+            c, in, make_options(decode_strategy, max_new_tokens, min_length, top_k, top_p,
+                                temperature, repetition_penalty, eos_token_id, pad_token_id,
+                                num_return_sequences, seed, num_threads));
+      },
+      py::arg("input_ids"), py::arg("attention_mask"), py::arg("vocab_size"),
+      py::arg("max_positions"), py::arg("decode_strategy"), py::arg("max_new_tokens"),
+      py::arg("min_length"), py::arg("top_k"), py::arg("top_p"), py::arg("temperature"),
+      py::arg("repetition_penalty"), py::arg("eos_token_id"), py::arg("pad_token_id"),
+      py::arg("num_return_sequences"), py::arg("seed"), py::arg("num_threads"),
+      "generate()'s argument checks alone; raises ValueError naming the problem.");
+  m.def(
+      "measure_read_bandwidth",
+      [](int64_t megabytes, int num_threads, int repeats) {
+        py::gil_scoped_release release;
+        std::lock_guard<std::mutex> lock(fastergpt::pool_mutex());
+        return fastergpt::measure_read_bandwidth(megabytes << 20, repeats,
+                                                 fastergpt::shared_pool(num_threads));
+      },
+      py::arg("megabytes") = 1024, py::arg("num_threads") = 0, py::arg("repeats") = 5,
+      "Read bandwidth of this machine in GB/s, read as the kernels read weights.");
   py::class_<Engine>(m, "Engine")
       .def(py::init<int64_t, int64_t, float, const std::string&, bool, const std::string&,
                     const std::vector<py::array>&>(),

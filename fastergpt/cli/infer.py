@@ -173,7 +173,7 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             out_ids, lengths = runner.generate(ids, mask, s)
             total_time += time.perf_counter() - t0
-        except ValueError as e:
+        except (ValueError, RuntimeError) as e:  # RuntimeError: PredictorError
             print(f"error: {e}", file=sys.stderr)
             return 2
         total_tokens += int(lengths.sum())
@@ -187,7 +187,11 @@ def main(argv=None) -> int:
     print(f"\n{total_tokens} tokens in {total_time * 1e3:.1f} ms: {total_tokens / total_time:.1f} tokens/s")
     if args.benchmark > 0:
         ids, mask = tok.encode_batch(prompts[:batch])
-        run_benchmark(runner, ids, mask, s, args.benchmark)
+        try:
+            run_benchmark(runner, ids, mask, s, args.benchmark)
+        except (ValueError, OSError, RuntimeError) as e:
+            print(f"error: --benchmark: {e}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -42,9 +42,24 @@ def default_cache_dir() -> Path:
 
 
 def _paddle_dir() -> str:
-    import paddle
+    # Found without importing paddle, so the NumPy path never loads it.
+    import importlib.util
 
-    return os.path.dirname(paddle.__file__)
+    spec = importlib.util.find_spec("paddle")
+    if spec is None or not spec.origin:
+        raise BuildError("paddle is not installed: pip install paddlepaddle==3.3.1")
+    return os.path.dirname(spec.origin)
+
+
+def paddle_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("paddlepaddle", "paddlepaddle-gpu"):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    raise BuildError("paddle is not installed: pip install paddlepaddle==3.3.1")
 
 
 def _pybind11_cmake_dir() -> str:
@@ -77,8 +92,6 @@ def _compiler_id() -> str:
 
 def build_key(src: Path) -> str:
     """Hash of everything that changes the built libraries."""
-    import paddle
-
     h = hashlib.sha256()
     files = [src / "CMakeLists.txt"] + sorted(p for p in (src / "csrc").rglob("*") if p.is_file())
     for f in files:
@@ -86,7 +99,7 @@ def build_key(src: Path) -> str:
         h.update(f.read_bytes())
     h.update(_compiler_id().encode())
     h.update(" ".join(cmake_args(Path("OUT"))).encode())
-    h.update(f"paddle={paddle.__version__} python={sys.version}".encode())
+    h.update(f"paddle={paddle_version()} python={sys.version}".encode())
     return h.hexdigest()[:16]
 
 
@@ -143,9 +156,7 @@ def jit_build(src: Path, cache_dir: Path | None = None) -> Path:
 
 
 def write_build_info(lib_dir: Path, key: str) -> None:
-    import paddle
-
-    info = {"key": key, "paddle": paddle.__version__, "python": sys.version.split()[0]}
+    info = {"key": key, "paddle": paddle_version(), "python": sys.version.split()[0]}
     (lib_dir / BUILD_INFO).write_text(json.dumps(info, indent=1))
 
 

@@ -29,12 +29,11 @@ def library_dir() -> Path:
     with _lock:
         if _lib_dir is not None:
             return _lib_dir
-        import paddle
-
         src = build.source_root()
+        running = build.paddle_version()
         pre = _prebuilt_dir()
         info = build.read_build_info(pre)
-        if info and info.get("paddle") == paddle.__version__ and (
+        if info and info.get("paddle") == running and (
                 src is None or info.get("key") == build.build_key(src)):
             _lib_dir = pre
         elif src is not None:
@@ -42,7 +41,7 @@ def library_dir() -> Path:
         else:
             raise build.BuildError(
                 f"no usable prebuilt fastergpt library in {pre} (built for paddle "
-                f"{info.get('paddle') if info else 'none'}, running {paddle.__version__}) and no "
+                f"{info.get('paddle') if info else 'none'}, running {running}) and no "
                 "sources to build from; reinstall fastergpt (`pip install .`) against this Paddle")
         return _lib_dir
 
