@@ -1,94 +1,210 @@
-"""Generation speed: fastergpt (Paddle op and NumPy module) against the reference
-Paddle dygraph `generate()` with a KV cache, on the same random weights.
+"""Generation speed of fastergpt against the engines users would pick instead, in
+ONE run on the same random weights (GPT-2 small or medium shape).
 
-Every engine does the same work: the end token is disabled, so each row makes
-exactly --new-tokens tokens. Prints tokens/s per engine and the ratio to the
-reference, measured in this run; writes the figures as JSON.
+Engines (each in its own process, see benchmarks/engines/): fastergpt through the
+Paddle op and through the NumPy module in float32 / float16 / int8; the reference
+Paddle dygraph generate(); and, when installed, HF transformers on torch,
+CTranslate2 (float32, int8) and ONNX Runtime (float32, int8 dynamic
+quantization), all converted from the same checkpoint. The end token is
+disabled, so every engine makes exactly --new-tokens tokens per row.
 
-    python benchmarks/bench_generate.py                  # GPT-2 small shape, batch 1 and 8
-    python benchmarks/bench_generate.py --layers 2 --quick   # a fast smoke run
+Prints tokens/s, time to first token and peak resident memory per engine, the
+ratio of each fastergpt run to the best other engine of the same dtype, and the
+roofline: this machine's measured read bandwidth divided by the bytes of weights
+read per generated token. Writes JSON and a PNG chart.
+
+    python benchmarks/bench_generate.py                       # GPT-2 small, batch 1 and 8
+    python benchmarks/bench_generate.py --model medium
+    python benchmarks/bench_generate.py --layers 2 --quick    # smoke run
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import subprocess
 import sys
 import time
 
-import numpy as np
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, ROOT)
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHAPES = {"small": (12, 768, 12), "medium": (24, 1024, 16)}
+RUNS = [  # (engine key, dtype)
+    ("fastergpt-paddle", "float32"), ("fastergpt-paddle", "float16"), ("fastergpt-paddle", "int8"),
+    ("fastergpt-numpy", "float32"), ("fastergpt-numpy", "float16"), ("fastergpt-numpy", "int8"),
+    ("reference", "float32"), ("hf-torch", "float32"),
+    ("ctranslate2", "float32"), ("ctranslate2", "int8"),
+    ("onnxruntime", "float32"), ("onnxruntime", "int8"),
+]
+OPTIONAL = {"hf-torch": "transformers", "ctranslate2": "ctranslate2", "onnxruntime": "onnxruntime"}
 
-import paddle  # noqa: E402
 
-from fastergpt import Engine, FasterGPT, GPTConfig  # noqa: E402
-from fastergpt.reference import GPTLMHeadModel, generate  # noqa: E402
+def installed(key: str) -> bool:
+    mod = OPTIONAL.get(key)
+    return mod is None or importlib.util.find_spec(mod) is not None
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up: builds/loads, grows the workspace
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+def weight_bytes_per_token(work: str, dtype: str) -> int:
+    """Bytes of packed weights one decoding step reads (the position table counts
+    one row, and a tied token table is read once, as the LM head)."""
+    from safetensors import safe_open
+
+    info = json.load(open(os.path.join(work, f"fastergpt_{dtype}", "engine_config.json")))
+    total = 0
+    with safe_open(os.path.join(work, f"fastergpt_{dtype}", "engine.safetensors"), "np") as f:
+        for name in info["order"]:
+            t = f.get_slice(name)
+            shape = t.get_shape()
+            n = 1
+            for s in shape:
+                n *= s
+            size = {"F32": 4, "F16": 2, "I8": 1}[t.get_dtype()]
+            if name == "position_embedding":
+                n = shape[1]
+            total += n * size
+    return total
+
+
+def run_one(key, dtype, work, args, batch, top_k):
+    cmd = [sys.executable, os.path.join(HERE, "engines", "run_engine.py"), key, dtype, work,
+           "--batch", str(batch), "--prompt", str(args.prompt), "--new-tokens", str(args.new_tokens),
+           "--top-k", str(top_k), "--threads", str(args.threads), "--repeats", str(args.repeats),
+           "--vocab", str(args.vocab)]
+    if key == "reference" or key == "hf-torch":
+        cmd[cmd.index("--repeats") + 1] = "1"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, HERE, os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        print(f"  {key} {dtype}: FAILED\n{proc.stderr[-1500:]}", file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def chart(results, path, title):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no chart")
+        return
+    groups = sorted({(r["batch"], r["top_k"]) for r in results})
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 5), squeeze=False)
+    for ax, (batch, top_k) in zip(axes[0], groups):
+        rows = [r for r in results if r["batch"] == batch and r["top_k"] == top_k]
+        rows.sort(key=lambda r: r["tokens_per_s"])
+        labels = [f"{r['engine']} {r['dtype']}" for r in rows]
+        colors = ["tab:red" if r["key"].startswith("fastergpt") else "tab:gray" for r in rows]
+        ax.barh(labels, [r["tokens_per_s"] for r in rows], color=colors)
+        ax.set_xlabel("generated tokens/s")
+        ax.set_title(f"batch {batch}, {'greedy' if not top_k else f'top-k {top_k}'}")
+        for i, r in enumerate(rows):
+            ax.text(r["tokens_per_s"], i, f" {r['tokens_per_s']:.0f}", va="center", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--layers", type=int, default=12)
-    ap.add_argument("--hidden", type=int, default=768)
-    ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--model", choices=sorted(SHAPES), default="small")
+    ap.add_argument("--layers", type=int, help="override the layer count (smoke runs)")
     ap.add_argument("--vocab", type=int, default=50257)
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--top-k", type=int, nargs="+", default=[0, 4], help="0 = greedy")
     ap.add_argument("--prompt", type=int, default=32)
     ap.add_argument("--new-tokens", type=int, default=128)
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=0, help="engine threads (0 = all cores)")
-    ap.add_argument("--quick", action="store_true", help="fewer tokens, one repeat")
-    ap.add_argument("--json", default="benchmarks/results/bench_generate.json")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--engines", nargs="+", help="only these engine keys")
+    ap.add_argument("--work-dir", default=os.path.join(HERE, "results", "work"))
+    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--quick", action="store_true", help="16 new tokens, 1 repeat, greedy only")
     args = ap.parse_args()
     if args.quick:
-        args.new_tokens, args.repeats = min(args.new_tokens, 16), 1
+        args.new_tokens, args.repeats, args.top_k = 16, 1, [0]
+    layers, hidden, heads = SHAPES[args.model]
+    layers = args.layers or layers
+    runs = [r for r in RUNS if installed(r[0]) and (not args.engines or r[0] in args.engines)]
+    work = os.path.join(args.work_dir, f"{args.model}_{layers}l_{args.vocab}v")
 
-    cfg = GPTConfig(vocab_size=args.vocab, n_positions=1024, n_embd=args.hidden,
-                    n_layer=args.layers, n_head=args.heads)
-    paddle.seed(0)
-    reference = GPTLMHeadModel(cfg)
-    reference.eval()
-    state = reference.state_dict_numpy()
-    fused = FasterGPT(cfg, state)
-    engine = Engine(cfg, state)
-    rng = np.random.RandomState(0)
+    from engines.prepare import prepare
+    from fastergpt.ops import engine_module
 
-    print(f"model: {args.layers} layers, hidden {args.hidden}, vocab {args.vocab}; prompt "
-          f"{args.prompt}, {args.new_tokens} new tokens, greedy; threads "
-          f"{args.threads or os.cpu_count()}; paddle {paddle.__version__}")
+    print(f"preparing {work} ...")
+    prepare(work, layers, hidden, heads, args.vocab, {k for k, _ in runs}, log=lambda s: print("  " + s))
+    bandwidth = engine_module().measure_read_bandwidth(1024, args.threads, 5)
+    print(f"\nGPT-2 {args.model} shape ({layers} layers, hidden {hidden}, vocab {args.vocab}); prompt "
+          f"{args.prompt}, {args.new_tokens} new tokens, {args.threads} threads, CPU ISA "
+          f"{engine_module().cpu_isa()}; measured read bandwidth {bandwidth:.1f} GB/s")
+    roofline = {}
+    for dtype in ("float32", "float16", "int8"):
+        b = weight_bytes_per_token(work, dtype)
+        roofline[dtype] = bandwidth * 1e9 / b
+        print(f"  {dtype}: {b / 1e6:7.1f} MB of weights per step -> batch-1 roofline "
+              f"{roofline[dtype]:6.1f} tokens/s")
+
     results = []
     for batch in args.batch:
-        ids = rng.randint(0, args.vocab, size=(batch, args.prompt)).astype("int64")
-        kw = dict(max_new_tokens=args.new_tokens, eos_token_id=None)
-        engines = {
-            "fastergpt (Paddle op)": lambda: fused.generate(ids, num_threads=args.threads, **kw),
-            "fastergpt (NumPy module)": lambda: engine.generate(ids, num_threads=args.threads, **kw),
-            "reference Paddle generate()": lambda: generate(reference, ids, **kw),
-        }
-        row = {"batch": batch}
-        for name, fn in engines.items():
-            repeats = 1 if name.startswith("reference") else args.repeats
-            seconds = timed(fn, repeats)
-            row[name] = batch * args.new_tokens / seconds
-        base = row["reference Paddle generate()"]
-        print(f"\nbatch {batch}:")
-        for name in engines:
-            print(f"  {name:30s} {row[name]:8.1f} tokens/s   {row[name] / base:5.2f}x reference")
-        results.append(row)
-    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump({"args": vars(args), "results": results}, f, indent=1)
-    print(f"\nwrote {args.json}")
+        for top_k in args.top_k:
+            if batch > 1 and top_k and "reference" in (args.engines or []):
+                pass
+            print(f"\nbatch {batch}, {'greedy' if not top_k else f'top-k {top_k}'}:")
+            print(f"  {'engine':30s} {'dtype':8s} {'tokens/s':>9s} {'TTFT ms':>8s} {'peak MB':>8s}  note")
+            group = []
+            for key, dtype in runs:
+                if key == "reference" and batch > 1 and top_k:
+                    continue  # the slowest engine: greedy suffices for its ratio
+                t0 = time.time()
+                r = run_one(key, dtype, work, args, batch, top_k)
+                if r is None:
+                    continue
+                group.append(r)
+                note = ""
+                if batch == 1 and key.startswith("fastergpt"):
+                    note = f"{100 * r['tokens_per_s'] / roofline[dtype]:.0f}% of roofline"
+                print(f"  {r['engine']:30s} {dtype:8s} {r['tokens_per_s']:9.1f} {r['ttft_ms']:8.1f} "
+                      f"{r['peak_rss_mb']:8.0f}  {note}", flush=True)
+            for r in group:
+                r["roofline_tokens_per_s"] = roofline[r["dtype"]] * batch
+                if r["key"].startswith("fastergpt"):
+                    others = [o for o in group if not o["key"].startswith("fastergpt")]
+                    same = [o for o in others if o["dtype"] == r["dtype"]]
+                    ref = [o for o in others if o["key"] == "reference"]
+                    if same:
+                        best = max(same, key=lambda o: o["tokens_per_s"])
+                        r["vs_best_same_dtype"] = r["tokens_per_s"] / best["tokens_per_s"]
+                        r["best_same_dtype"] = f"{best['engine']} {best['dtype']}"
+                        r["ttft_vs_best_same_dtype"] = r["ttft_ms"] / min(o["ttft_ms"] for o in same)
+                        r["rss_vs_same_dtype"] = {o["engine"]: r["peak_rss_mb"] / o["peak_rss_mb"] for o in same}
+                    if ref:
+                        r["vs_reference"] = r["tokens_per_s"] / ref[0]["tokens_per_s"]
+            print("  ratios:")
+            for r in group:
+                if r["key"].startswith("fastergpt"):
+                    parts = []
+                    if "vs_best_same_dtype" in r:
+                        parts.append(f"{r['vs_best_same_dtype']:.2f}x {r['best_same_dtype']}")
+                        parts.append(f"TTFT {r['ttft_vs_best_same_dtype']:.2f}x of the best")
+                    if "vs_reference" in r:
+                        parts.append(f"{r['vs_reference']:.1f}x reference")
+                    print(f"    {r['engine']:28s} {r['dtype']:8s} " + "; ".join(parts))
+            results.extend(group)
+
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, f"bench_generate_{args.model}" + (f"_{layers}l" if args.layers else ""))
+    with open(stem + ".json", "w") as f:
+        json.dump({"args": vars(args), "bandwidth_gb_s": bandwidth, "roofline_batch1": roofline,
+                   "results": results}, f, indent=1)
+    print(f"\nwrote {stem}.json")
+    chart(results, stem + ".png", f"GPT-2 {args.model} shape, {args.threads} threads, "
+                                  f"prompt {args.prompt}, {args.new_tokens} new tokens")
 
 
 if __name__ == "__main__":

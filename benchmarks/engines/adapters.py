@@ -1,0 +1,131 @@
+"""One adapter per engine: the same greedy / top-k work, end token disabled.
+
+`ids` is an int64 array [B, prompt]; every engine must return exactly
+`new_tokens` generated tokens per row.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+class FasterGPTPaddle:
+    name = "fastergpt (Paddle op)"
+
+    def __init__(self, work_dir, dtype, threads):
+        from fastergpt import FasterGPT
+
+        self.model = FasterGPT.from_pretrained(os.path.join(work_dir, "hf"), dtype=dtype)
+        self.threads = threads
+
+    def generate(self, ids, new_tokens, top_k):
+        kw = dict(decode_strategy="sampling", top_k=top_k, seed=1) if top_k else {}
+        return self.model.generate(ids, max_new_tokens=new_tokens, eos_token_id=-1,
+                                   num_threads=self.threads, **kw).ids.numpy()
+
+
+class FasterGPTNumPy:
+    name = "fastergpt (NumPy module)"
+
+    def __init__(self, work_dir, dtype, threads):
+        from fastergpt.engine import Engine  # no Paddle in this process
+
+        self.engine = Engine.load(os.path.join(work_dir, f"fastergpt_{dtype}"))
+        self.threads = threads
+
+    def generate(self, ids, new_tokens, top_k):
+        kw = dict(decode_strategy="sampling", top_k=top_k, seed=1) if top_k else {}
+        return self.engine.generate(ids, max_new_tokens=new_tokens, eos_token_id=-1,
+                                    num_threads=self.threads, **kw)["ids"]
+
+
+class ReferencePaddle:
+    name = "reference Paddle generate()"
+
+    def __init__(self, work_dir, dtype, threads):
+        import paddle
+
+        from fastergpt.pretrained import load_state_dict
+        from fastergpt.reference import GPTLMHeadModel
+
+        assert dtype == "float32", "the reference runs in float32"
+        paddle.set_num_threads(threads) if hasattr(paddle, "set_num_threads") else None
+        config, state = load_state_dict(os.path.join(work_dir, "hf"))
+        self.model = GPTLMHeadModel(config)
+        self.model.load_numpy_state_dict(state)
+        self.model.eval()
+
+    def generate(self, ids, new_tokens, top_k):
+        from fastergpt.reference import generate
+
+        kw = dict(decode_strategy="sampling", top_k=top_k, seed=1) if top_k else {}
+        return generate(self.model, ids, max_new_tokens=new_tokens, **kw).ids
+
+
+class HFTorch:
+    name = "HF transformers (torch)"
+
+    def __init__(self, work_dir, dtype, threads):
+        import torch
+        import transformers
+
+        assert dtype == "float32"
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.model = transformers.GPT2LMHeadModel.from_pretrained(os.path.join(work_dir, "hf")).eval()
+
+    def generate(self, ids, new_tokens, top_k):
+        t = self.torch.from_numpy(ids)
+        kw = dict(do_sample=True, top_k=top_k) if top_k else dict(do_sample=False)
+        with self.torch.no_grad():
+            out = self.model.generate(t, attention_mask=self.torch.ones_like(t), max_new_tokens=new_tokens,
+                                      min_new_tokens=new_tokens, pad_token_id=0, **kw)
+        return out[:, ids.shape[1]:].numpy()
+
+
+class CTranslate2:
+    name = "CTranslate2"
+
+    def __init__(self, work_dir, dtype, threads):
+        import ctranslate2
+
+        compute = {"float32": "float32", "int8": "int8", "float16": "int8_float16"}[dtype]
+        assert dtype in ("float32", "int8"), "CTranslate2 has no fp16 compute on CPU"
+        self.gen = ctranslate2.Generator(os.path.join(work_dir, f"ct2_{dtype}"), device="cpu",
+                                         compute_type=compute, inter_threads=1, intra_threads=threads)
+        import json
+
+        with open(os.path.join(work_dir, "hf", "vocab.json")) as f:
+            vocab = json.load(f)
+        self.id_to_token = {i: t for t, i in vocab.items()}
+
+    def generate(self, ids, new_tokens, top_k):
+        tokens = [[self.id_to_token[int(i)] for i in row] for row in ids]
+        res = self.gen.generate_batch(tokens, max_length=new_tokens, min_length=new_tokens,
+                                      include_prompt_in_result=False, end_token=[],
+                                      sampling_topk=top_k or 1)
+        return np.array([r.sequences_ids[0] for r in res], dtype=np.int64)
+
+
+class OnnxRuntime:
+    name = "ONNX Runtime"
+
+    def __init__(self, work_dir, dtype, threads):
+        from engines.onnx_gpt2 import OrtGPT2
+
+        assert dtype in ("float32", "int8")
+        self.model = OrtGPT2(os.path.join(work_dir, f"onnx_{dtype}", "model.onnx"), threads)
+
+    def generate(self, ids, new_tokens, top_k):
+        return self.model.generate(ids, new_tokens, top_k)
+
+
+ENGINES = {
+    "fastergpt-paddle": FasterGPTPaddle,
+    "fastergpt-numpy": FasterGPTNumPy,
+    "reference": ReferencePaddle,
+    "hf-torch": HFTorch,
+    "ctranslate2": CTranslate2,
+    "onnxruntime": OnnxRuntime,
+}

@@ -1,0 +1,82 @@
+"""Writes one random-weight GPT-2 checkpoint and every engine's converted copy of
+it into a work directory, so all engines run the same weights:
+hf/ (HF layout + a GPT-2-shaped byte-level tokenizer), fastergpt_<dtype>/
+(packed for the NumPy module), ct2_<dtype>/, onnx_<dtype>/."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+
+def byte_alphabet() -> list:
+    printable = [b for b in range(256) if (33 <= b <= 126) or (161 <= b <= 172) or b >= 174]
+    out, n = {}, 0
+    for b in range(256):
+        if b in printable:
+            out[b] = chr(b)
+        else:
+            out[b] = chr(256 + n)
+            n += 1
+    return [out[b] for b in range(256)]
+
+
+def write_hf(work: str, layers: int, hidden: int, heads: int, vocab: int, seed: int = 0) -> str:
+    import torch
+    import transformers
+
+    hf_dir = os.path.join(work, "hf")
+    if os.path.exists(os.path.join(hf_dir, "config.json")):
+        return hf_dir
+    torch.manual_seed(seed)
+    cfg = transformers.GPT2Config(n_layer=layers, n_embd=hidden, n_head=heads, vocab_size=vocab,
+                                  n_positions=1024, bos_token_id=vocab - 1, eos_token_id=vocab - 1)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    model.save_pretrained(hf_dir)
+    tokens = byte_alphabet() + [f"Ġw{i}" for i in range(vocab - 257)] + ["<|endoftext|>"]
+    with open(os.path.join(hf_dir, "vocab.json"), "w") as f:
+        json.dump({t: i for i, t in enumerate(tokens)}, f)
+    with open(os.path.join(hf_dir, "merges.txt"), "w") as f:
+        f.write("#version: 0.2\n")
+    return hf_dir
+
+
+def prepare(work: str, layers: int, hidden: int, heads: int, vocab: int, engines: set, log=print) -> None:
+    os.makedirs(work, exist_ok=True)
+    hf_dir = write_hf(work, layers, hidden, heads, vocab)
+    if "fastergpt-numpy" in engines:
+        from fastergpt.engine import Engine
+        from fastergpt.pretrained import load_state_dict
+
+        config, state = None, None
+        for dtype in ("float32", "float16", "int8"):
+            out = os.path.join(work, f"fastergpt_{dtype}")
+            if not os.path.exists(os.path.join(out, "engine_config.json")):
+                if state is None:
+                    config, state = load_state_dict(hf_dir)
+                Engine(config, state, dtype).save(out)
+                log(f"packed fastergpt {dtype}")
+    if "ctranslate2" in engines:
+        import ctranslate2
+
+        for dtype in ("float32", "int8"):
+            out = os.path.join(work, f"ct2_{dtype}")
+            if not os.path.exists(os.path.join(out, "model.bin")):
+                ctranslate2.converters.TransformersConverter(hf_dir).convert(out, quantization=dtype, force=True)
+                log(f"converted CTranslate2 {dtype}")
+    if "onnxruntime" in engines:
+        import transformers
+
+        from engines import onnx_gpt2
+
+        fp32 = os.path.join(work, "onnx_float32", "model.onnx")
+        if not os.path.exists(fp32):
+            os.makedirs(os.path.dirname(fp32), exist_ok=True)
+            onnx_gpt2.export(transformers.GPT2LMHeadModel.from_pretrained(hf_dir).eval(), fp32)
+            log("exported ONNX float32")
+        int8 = os.path.join(work, "onnx_int8", "model.onnx")
+        if not os.path.exists(int8):
+            os.makedirs(os.path.dirname(int8), exist_ok=True)
+            onnx_gpt2.quantize_int8(fp32, int8)
+            log("quantized ONNX int8")
