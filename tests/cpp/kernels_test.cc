@@ -83,21 +83,6 @@ static void test_simd_paths() {
   }
 }
 
-// Results must not depend on the number of rows processed together or on threads.
-static void test_linear_deterministic() {
-  std::mt19937 rng(3);
-  const int64_t K = 77, N = 45;
-  auto x = random_vec(9 * K, rng), w = random_vec(N * K, rng);
-  Matrix W{WeightFormat::kF32, w.data(), nullptr, N, K};
-  ThreadPool one(1), two(2);
-  std::vector<float> all(9 * N), single(N);
-  linear(x.data(), 9, W, nullptr, Epilogue::kStore, all.data(), two);
-  for (int64_t m = 0; m < 9; ++m) {
-    linear(x.data() + m * K, 1, W, nullptr, Epilogue::kStore, single.data(), one);
-    for (int64_t n = 0; n < N; ++n) CHECK(single[n] == all[m * N + n]);
-  }
-}
-
 // A packed matrix in each weight format, with its exact float values (what
 // the kernels must compute with) for the scalar reference.
 struct Packed {
@@ -167,6 +152,28 @@ static void test_weight_formats() {
         for (int64_t i = 0; i < K; ++i) CHECK_NEAR(row[i], p.exact[(N - 1) * K + i], 1e-6);
       }
     }
+  }
+}
+
+// Results must not depend on the number of rows processed together (compressed
+// weights are widened once per chunk of rows when M > 4) or on threads.
+static void test_linear_deterministic() {
+  std::mt19937 rng(3);
+  const int64_t K = 77, N = 45, M = 37;
+  auto x = random_vec(M * K, rng), w = random_vec(N * K, rng);
+  ThreadPool one(1), two(2);
+  for (WeightFormat f : {WeightFormat::kF32, WeightFormat::kF16, WeightFormat::kI8}) {
+    const auto p = pack(w, N, K, f);
+    const Matrix W = p.matrix(N, K);
+    std::vector<float> all(M * N), single(N);
+    linear(x.data(), M, W, nullptr, Epilogue::kStore, all.data(), two);
+    int64_t mismatches = 0;
+    for (int64_t m = 0; m < M; ++m) {
+      linear(x.data() + m * K, 1, W, nullptr, Epilogue::kStore, single.data(), one);
+      for (int64_t n = 0; n < N; ++n) mismatches += single[n] != all[m * N + n];
+    }
+    if (mismatches) std::fprintf(stderr, "format %d: %lld results depend on M\n", int(f), (long long)mismatches);
+    CHECK(mismatches == 0);
   }
 }
 
