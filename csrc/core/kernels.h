@@ -43,6 +43,9 @@ void layer_norm(const float* x, int64_t M, int64_t D, const float* gamma, const 
 void attend(const float* q, const float* K, const float* V, int64_t n_keys, int64_t Dh,
             float scale, float* out, float* scores);
 
+// sum_i exp(x[i] - shift) over n floats, SIMD (~2 ulp per term); shift >= max(x).
+double sum_exp(const float* x, int64_t n, float shift);
+
 // Best of `repeats` timed passes reading `bytes` of memory with every pool
 // thread, in GB/s: the machine's read bandwidth for the roofline.
 double measure_read_bandwidth(int64_t bytes, int repeats, ThreadPool& pool);

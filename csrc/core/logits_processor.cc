@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "error.h"
+#include "kernels.h"
 
 namespace fastergpt {
 
@@ -22,9 +23,7 @@ TokenChoice choose_greedy(const float* logits, int64_t vocab) {
     if (logits[i] > logits[best]) best = i;
   const float top = logits[best];
   FGPT_CHECK(top > -INFINITY, "every token is masked at this step (is min_length forcing out the only token?)");
-  double total = 0.0;
-  for (int64_t i = 0; i < vocab; ++i) total += std::exp(static_cast<double>(logits[i] - top));
-  return {best, static_cast<float>(-std::log(total))};
+  return {best, static_cast<float>(-std::log(sum_exp(logits, vocab, top)))};
 }
 
 TokenChoice choose_sampled(const float* logits, int64_t vocab, int64_t top_k, float top_p,

@@ -1,5 +1,6 @@
 // attend() on the CPU: one query over a contiguous run of cached keys/values.
 // Callers parallelise over (token, head) pairs; this stays single-threaded.
+// Also sum_exp(), the softmax denominator the logits processors use.
 #include <cmath>
 
 #include "../core/kernels.h"
@@ -24,5 +25,7 @@ void attend(const float* q, const float* K, const float* V, int64_t n_keys, int6
   for (int64_t i = 0; i < Dh; ++i) out[i] = 0.0f;
   for (int64_t j = 0; j < n_keys; ++j) k.axpy(scores[j] * inv, V + j * Dh, out, Dh);
 }
+
+double sum_exp(const float* x, int64_t n, float shift) { return cpu::simd().sum_exp(x, n, shift); }
 
 }  // namespace fastergpt

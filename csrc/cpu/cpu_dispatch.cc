@@ -11,7 +11,7 @@ namespace {
   SimdKernels {                                                                           \
     #ns, {ns::linear_f32_rows, ns::linear_f16_rows, ns::linear_i8_rows},                   \
         {ns::dequantize_f32_row, ns::dequantize_f16_row, ns::dequantize_i8_row}, ns::dot,  \
-        ns::axpy                                                                          \
+        ns::axpy, ns::sum_exp                                                             \
   }
 
 bool cpu_has(const char* name) {

@@ -40,6 +40,7 @@ using DequantizeRowFn = void (*)(const void* W, const float* scales, int64_t K, 
   void dequantize_i8_row(const void*, const float*, int64_t, int64_t, float*);          \
   float dot(const float* a, const float* b, int64_t n);                                 \
   void axpy(float a, const float* x, float* y, int64_t n);                              \
+  double sum_exp(const float* x, int64_t n, float shift);                               \
   }
 FGPT_DECLARE_SIMD(generic)
 FGPT_DECLARE_SIMD(avx2)
@@ -58,6 +59,7 @@ struct SimdKernels {
   DequantizeRowFn dequantize_row[3];
   float (*dot)(const float*, const float*, int64_t);
   void (*axpy)(float, const float*, float*, int64_t);
+  double (*sum_exp)(const float*, int64_t, float);  // sum exp(x[i] - shift)
 };
 
 const SimdKernels& simd();

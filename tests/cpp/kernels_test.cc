@@ -177,6 +177,23 @@ static void test_linear_deterministic() {
   }
 }
 
+static void test_sum_exp() {
+  std::mt19937 rng(8);
+  for (const char* isa : {"generic", "avx2", "avx512"}) {
+    const cpu::SimdKernels* k = cpu::simd_by_name(isa);
+    if (!k) continue;
+    for (int64_t n : {1, 7, 16, 100, 50257}) {
+      auto x = random_vec(n, rng, 8.0f);
+      if (n > 1) x[0] = -INFINITY;  // a masked logit contributes nothing
+      float mx = -INFINITY;
+      for (float v : x) mx = std::max(mx, v);
+      double ref = 0;
+      for (float v : x) ref += std::exp(double(v) - mx);
+      CHECK_NEAR(k->sum_exp(x.data(), n, mx), ref, 1e-6);
+    }
+  }
+}
+
 static void test_half_conversion() {
   const float values[] = {0.0f, -0.0f, 1.0f, -2.5f, 65504.0f, 6.1035156e-05f, 5.9604645e-08f,
                           0.33325195f, INFINITY};
@@ -245,6 +262,7 @@ int main() {
   test_linear_deterministic();
   test_attend();
   test_half_conversion();
+  test_sum_exp();
   test_weight_formats();
   TEST_MAIN_END();
 }
