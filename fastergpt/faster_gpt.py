@@ -119,10 +119,9 @@ class FasterGPT(paddle.nn.Layer):
         values = resolve_settings(
             max_new_tokens=max_new_tokens, decode_strategy=decode_strategy, top_k=top_k,
             top_p=top_p, temperature=temperature, repetition_penalty=repetition_penalty,
-            min_length=min_length,
-            eos_token_id=self.config.eos_token_id if eos_token_id is None else eos_token_id,
-            pad_token_id=self.config.pad_token_id if pad_token_id is None else pad_token_id,
-            num_return_sequences=num_return_sequences, seed=seed, num_threads=num_threads)
+            min_length=min_length, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
+            num_return_sequences=num_return_sequences, seed=seed, num_threads=num_threads,
+            config=self.config)
         settings = [paddle.to_tensor([values[name]], dtype=dtype) for name, dtype in SETTING_NAMES]
         try:
             out_ids, lengths, logprobs = self.forward(ids, mask, *settings)

@@ -32,9 +32,13 @@ def resolve_settings(max_new_tokens=20, decode_strategy: str = "greedy_search", 
                      top_p=1.0, temperature=1.0, repetition_penalty=1.0, min_length=0,
                      eos_token_id: Optional[int] = None, pad_token_id: Optional[int] = None,
                      num_return_sequences=1, seed: Optional[int] = None,
-                     num_threads=0) -> dict:
-    """{name: int or float} for every entry of SETTING_NAMES. None ids mean "none"
-    (-1 for the engine); seed None draws a random seed."""
+                     num_threads=0, config=None) -> dict:
+    """{name: int or float} for every entry of SETTING_NAMES. None ids fall back to
+    the model config's (when given), else mean "none" (-1 for the engine); seed
+    None draws a random seed."""
+    if config is not None:
+        eos_token_id = config.eos_token_id if eos_token_id is None else eos_token_id
+        pad_token_id = config.pad_token_id if pad_token_id is None else pad_token_id
     if decode_strategy not in DECODE_STRATEGIES:
         raise ValueError(f"decode_strategy must be one of {sorted(DECODE_STRATEGIES)}, "
                          f"got {decode_strategy!r}")
