@@ -1,6 +1,7 @@
 // Micro-benchmark of the CPU kernels: linear (the GEMV/GEMM that dominates
-// decoding) at GPT-2-small shapes, reporting GB/s of weights streamed and
-// GFLOP/s, for each instruction set this CPU has and 1..N threads.
+// decoding) at GPT-2-small shapes in every weight format, reporting GB/s of
+// weights streamed and GFLOP/s at 1..N threads; the machine's read bandwidth;
+// and the sampler over a GPT-2 vocabulary.
 // Usage: bench_kernels [seconds_per_case]
 #include <chrono>
 #include <cstdio>
@@ -17,6 +18,11 @@ using Clock = std::chrono::steady_clock;
 int main(int argc, char** argv) {
   const double seconds = argc > 1 ? std::atof(argv[1]) : 0.5;
   std::printf("ISA: %s\n", cpu_isa_name());
+  {
+    ThreadPool pool(default_num_threads());
+    std::printf("read bandwidth (%d threads): %.1f GB/s\n", default_num_threads(),
+                measure_read_bandwidth(int64_t(1) << 30, 3, pool));
+  }
   std::mt19937 rng(0);
   std::normal_distribution<float> d;
   struct Shape {
@@ -24,14 +30,22 @@ int main(int argc, char** argv) {
     int64_t M, K, N;
   } shapes[] = {{"qkv   M=1", 1, 768, 2304},  {"fc    M=1", 1, 768, 3072},
                 {"lmhead M=1", 1, 768, 50257}, {"lmhead M=8", 8, 768, 50257},
-                {"fc    M=8", 8, 768, 3072},  {"fc  M=256", 256, 768, 3072}};
+                {"fc    M=8", 8, 768, 3072},  {"fc   M=32", 32, 768, 3072},
+                {"fc  M=256", 256, 768, 3072}};
+  const WeightFormat formats[] = {WeightFormat::kF32, WeightFormat::kF16, WeightFormat::kI8};
   for (int threads = 1; threads <= default_num_threads(); ++threads) {
     ThreadPool pool(threads);
-    for (const Shape& s : shapes) {
-      std::vector<float> x(s.M * s.K), w(s.N * s.K), y(s.M * s.N);
+    for (const Shape& s : shapes) for (WeightFormat f : formats) {
+      std::vector<float> x(s.M * s.K), w(s.N * s.K), y(s.M * s.N), scales(s.N, 0.01f);
+      std::vector<uint16_t> w16(s.N * s.K, 0x3c00);  // 1.0 in half
+      std::vector<int8_t> w8(s.N * s.K, 3);
       for (auto& v : x) v = d(rng);
       for (auto& v : w) v = d(rng);
-      Matrix W{WeightFormat::kF32, w.data(), nullptr, s.N, s.K};
+      const void* data = f == WeightFormat::kF32 ? static_cast<const void*>(w.data())
+                         : f == WeightFormat::kF16 ? static_cast<const void*>(w16.data())
+                                                   : static_cast<const void*>(w8.data());
+      Matrix W{f, data, f == WeightFormat::kI8 ? scales.data() : nullptr, s.N, s.K};
+      const double bytes = double(s.N) * s.K * format_info(f).bytes_per_weight;
       linear(x.data(), s.M, W, nullptr, Epilogue::kStore, y.data(), pool);
       int iters = 0;
       const auto t0 = Clock::now();
@@ -42,8 +56,8 @@ int main(int argc, char** argv) {
         elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
       }
       const double per = elapsed / iters;
-      std::printf("linear %-11s threads=%d  %8.3f ms  %6.2f GB/s weights  %7.2f GFLOP/s\n",
-                  s.name, threads, per * 1e3, s.N * s.K * 4.0 / per / 1e9,
+      std::printf("linear %-7s %-11s threads=%d  %8.3f ms  %6.2f GB/s weights  %7.2f GFLOP/s\n",
+                  format_info(f).name, s.name, threads, per * 1e3, bytes / per / 1e9,
                   2.0 * s.M * s.N * s.K / per / 1e9);
     }
   }

@@ -9,13 +9,16 @@ namespace {
 
 #define FGPT_KERNELS(ns)                                                                  \
   SimdKernels {                                                                           \
-    #ns, {ns::linear_f32_rows, ns::linear_f16_rows, ns::linear_i8_rows},                   \
+    #ns, {ns::linear_f32_rows, ns::linear_f16_rows},                                       \
         {ns::dequantize_f32_row, ns::dequantize_f16_row, ns::dequantize_i8_row}, ns::dot,  \
-        ns::axpy, ns::sum_exp                                                             \
+        ns::axpy, ns::sum_exp, ns::quantize_rows, ns::linear_q8_rows                      \
   }
 
 bool cpu_has(const char* name) {
 #if defined(FGPT_X86_ISAS)
+  if (std::strcmp(name, "avx512vnni") == 0)
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vnni");
   if (std::strcmp(name, "avx512") == 0) return __builtin_cpu_supports("avx512f");
   if (std::strcmp(name, "avx2") == 0)
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
@@ -31,6 +34,8 @@ const SimdKernels* simd_by_name(const char* name) {
 #if defined(FGPT_X86_ISAS)
   static const SimdKernels avx2_k = FGPT_KERNELS(avx2);
   static const SimdKernels avx512_k = FGPT_KERNELS(avx512);
+  static const SimdKernels avx512vnni_k = FGPT_KERNELS(avx512vnni);
+  if (std::strcmp(name, "avx512vnni") == 0 && cpu_has(name)) return &avx512vnni_k;
   if (std::strcmp(name, "avx512") == 0 && cpu_has(name)) return &avx512_k;
   if (std::strcmp(name, "avx2") == 0 && cpu_has(name)) return &avx2_k;
 #endif
@@ -40,7 +45,7 @@ const SimdKernels* simd_by_name(const char* name) {
 
 const SimdKernels& simd() {
   static const SimdKernels* chosen = [] {
-    for (const char* name : {"avx512", "avx2"})
+    for (const char* name : {"avx512vnni", "avx512", "avx2"})
       if (const SimdKernels* k = simd_by_name(name)) return k;
     return simd_by_name("generic");
   }();

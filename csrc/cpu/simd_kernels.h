@@ -33,18 +33,21 @@ using DequantizeRowFn = void (*)(const void* W, const float* scales, int64_t K, 
                        int64_t, int64_t, const float*, Epilogue, float*);               \
   void linear_f16_rows(const float*, int64_t, const void*, const float*, int64_t, int64_t, \
                        int64_t, int64_t, const float*, Epilogue, float*);               \
-  void linear_i8_rows(const float*, int64_t, const void*, const float*, int64_t, int64_t,  \
-                      int64_t, int64_t, const float*, Epilogue, float*);                \
   void dequantize_f32_row(const void*, const float*, int64_t, int64_t, float*);         \
   void dequantize_f16_row(const void*, const float*, int64_t, int64_t, float*);         \
   void dequantize_i8_row(const void*, const float*, int64_t, int64_t, float*);          \
   float dot(const float* a, const float* b, int64_t n);                                 \
   void axpy(float a, const float* x, float* y, int64_t n);                              \
   double sum_exp(const float* x, int64_t n, float shift);                               \
+  void quantize_rows(const float* x, int64_t M, int64_t K, int8_t* xs, float* sx);      \
+  void linear_q8_rows(const int8_t* xs, const float* sx, int64_t M, const void* W,      \
+                      const float* scales, int64_t K, int64_t N, int64_t n_begin,       \
+                      int64_t n_end, const float* bias, Epilogue ep, float* y);         \
   }
 FGPT_DECLARE_SIMD(generic)
 FGPT_DECLARE_SIMD(avx2)
 FGPT_DECLARE_SIMD(avx512)
+FGPT_DECLARE_SIMD(avx512vnni)
 #undef FGPT_DECLARE_SIMD
 
 // The inner loops of the instruction set chosen for this CPU.
@@ -52,14 +55,21 @@ static_assert(static_cast<int>(WeightFormat::kF32) == 0 && static_cast<int>(Weig
                   static_cast<int>(WeightFormat::kI8) == 2,
               "SimdKernels tables are indexed by WeightFormat");
 
-// Per-format entries are indexed by WeightFormat (the order of kWeightFormats).
+// Per-format entries are indexed by WeightFormat (the order of kWeightFormats);
+// int8 matrices multiply quantised activations instead (linear_q8_rows).
 struct SimdKernels {
   const char* name;
-  LinearRowsFn linear_rows[3];
+  LinearRowsFn linear_rows[2];  // float32, float16
   DequantizeRowFn dequantize_row[3];
   float (*dot)(const float*, const float*, int64_t);
   void (*axpy)(float, const float*, float*, int64_t);
   double (*sum_exp)(const float*, int64_t, float);  // sum exp(x[i] - shift)
+  // int8 weights: per-row symmetric int8 activations (xs, scale sx), then
+  // exact int32 dot products (VNNI where the CPU has it).
+  void (*quantize_rows)(const float* x, int64_t M, int64_t K, int8_t* xs, float* sx);
+  void (*linear_q8_rows)(const int8_t* xs, const float* sx, int64_t M, const void* W,
+                         const float* scales, int64_t K, int64_t N, int64_t n_begin,
+                         int64_t n_end, const float* bias, Epilogue ep, float* y);
 };
 
 const SimdKernels& simd();
