@@ -201,31 +201,45 @@ GenerationResult Generator::run(const GenerationInput& in,
   cache_.allocate(c_, rows, max_prompt + o_.max_new_tokens);
   const bool penalty = o_.repetition_penalty != 1.0f;
 
-  // Context pass over every real prompt token of every expanded row.
+  // Context pass: each prompt once, into the cache row of its first copy; the
+  // other num_return_sequences copies get its keys/values and logits after.
   std::vector<int64_t> tokens;
   std::vector<TokenSlot> slots;
-  std::vector<int64_t> last_token;  // index in the pass of each row's last prompt token
-  rows_.resize(rows);
-  for (int64_t r = 0; r < rows; ++r) {
-    RowState& row = rows_[r];
-    row.prompt_row = r / R;
-    row.length = real_lengths[row.prompt_row];
-    const int64_t* ids = in.input_ids + row.prompt_row * in.length + (in.length - row.length);
-    if (penalty) row.seen_flag.assign(V, 0);
-    for (int64_t j = 0; j < row.length; ++j) {
+  std::vector<int64_t> last_token;  // index in the pass of each prompt's last token
+  for (int64_t b = 0; b < in.batch; ++b) {
+    const int64_t n = real_lengths[b];
+    const int64_t* ids = in.input_ids + b * in.length + (in.length - n);
+    for (int64_t j = 0; j < n; ++j) {
       tokens.push_back(ids[j]);
-      slots.push_back({r, j});
-      if (penalty && !row.seen_flag[ids[j]]) {
-        row.seen_flag[ids[j]] = 1;
-        row.seen.push_back(static_cast<int32_t>(ids[j]));
-      }
+      slots.push_back({b * R, j});
     }
     last_token.push_back(static_cast<int64_t>(tokens.size()) - 1);
   }
-  act_.reserve(static_cast<int64_t>(tokens.size()), c_);
+  act_.reserve(std::max<int64_t>(static_cast<int64_t>(tokens.size()), rows), c_);
   embed(tokens, slots);
   forward(slots);
   logits_for(last_token);
+  for (int64_t r = rows - 1; r >= 0; --r)  // backwards: row r reads prompt r / R <= r
+    if (r / R != r)
+      std::copy(act_.logits.begin() + (r / R) * V, act_.logits.begin() + (r / R + 1) * V,
+                act_.logits.begin() + r * V);
+  rows_.resize(rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    RowState& row = rows_[r];
+    row = RowState();
+    row.prompt_row = r / R;
+    row.length = real_lengths[row.prompt_row];
+    if (r % R != 0) cache_.copy_prefix(r - r % R, r, row.length);
+    if (penalty) {
+      row.seen_flag.assign(V, 0);
+      const int64_t* ids = in.input_ids + row.prompt_row * in.length + (in.length - row.length);
+      for (int64_t j = 0; j < row.length; ++j)
+        if (!row.seen_flag[ids[j]]) {
+          row.seen_flag[ids[j]] = 1;
+          row.seen.push_back(static_cast<int32_t>(ids[j]));
+        }
+    }
+  }
 
   GenerationResult res;
   res.rows = rows;

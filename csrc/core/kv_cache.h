@@ -4,6 +4,7 @@
 // for a row are contiguous and attention streams them.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -28,6 +29,16 @@ class KVCache {
   }
 
   int64_t max_length() const { return max_length_; }
+
+  // Copies the first n slots of row src into row dst, in every layer and head
+  // (the prompt of a sequence shared by several return sequences).
+  void copy_prefix(int64_t src, int64_t dst, int64_t n) {
+    for (int64_t l = 0; l < layers_; ++l)
+      for (int64_t h = 0; h < heads_; ++h) {
+        std::copy(key(l, src, h, 0), key(l, src, h, 0) + n * head_size_, key(l, dst, h, 0));
+        std::copy(value(l, src, h, 0), value(l, src, h, 0) + n * head_size_, value(l, dst, h, 0));
+      }
+  }
   float* key(int64_t layer, int64_t row, int64_t head, int64_t slot) {
     return keys_.data() + offset(layer, row, head, slot);
   }
