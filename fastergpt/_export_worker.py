@@ -4,6 +4,11 @@ the Paddle Inference predictor in a fresh process and print greedy ids as JSON).
 import json
 import sys
 
+# Spelled out: the directory's defaults (config.json "generation", e.g. a
+# repetition penalty) must not differ from what the dygraph side uses.
+PROBE_SETTINGS = dict(decode_strategy="greedy_search", eos_token_id=-1, repetition_penalty=1.0,
+                      min_length=0, top_k=0, top_p=1.0, temperature=1.0)
+
 
 def main(argv):
     step = argv[0]
@@ -20,8 +25,7 @@ def main(argv):
         directory, prompt, max_new = argv[1], argv[2], int(argv[3])
         from fastergpt.predictor import Predictor
 
-        out = Predictor(directory).generate([prompt], max_new_tokens=max_new,
-                                            decode_strategy="greedy_search", eos_token_id=-1)
+        out = Predictor(directory).generate([prompt], max_new_tokens=max_new, **PROBE_SETTINGS)
         print(json.dumps(out.ids.tolist()))
     else:
         raise SystemExit(f"unknown step {step!r}")

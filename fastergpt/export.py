@@ -125,8 +125,10 @@ def export_model(model_name_or_path, inference_model_dir, dtype: str = "float32"
 def verify_export(directory: Path, model, tokenizer, log: Callable[[str], None] = print,
                   prompt: str = PROBE_PROMPT, max_new_tokens: int = 16) -> None:
     """Predictor in a fresh process vs dygraph FasterGPT, greedy on a probe prompt."""
+    from fastergpt._export_worker import PROBE_SETTINGS
+
     ids, mask = tokenizer.encode_batch([prompt])
-    want = model.generate(ids, mask, max_new_tokens=max_new_tokens, eos_token_id=-1).ids.numpy()
+    want = model.generate(ids, mask, max_new_tokens=max_new_tokens, **PROBE_SETTINGS).ids.numpy()
     got = json.loads(_run_worker(["probe", str(directory), prompt, str(max_new_tokens)])
                      .strip().splitlines()[-1])
     if got != want.tolist():

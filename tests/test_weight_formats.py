@@ -90,3 +90,31 @@ def test_bad_dtype():
         FasterGPT(model, dtype="int4")
     with pytest.raises(ValueError, match="dtype 'bf16' is not supported"):
         Engine.from_model(model, "bf16")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int8"])
+def test_export_stores_the_format(tmp_path, dtype):
+    """The exported directory holds the compressed weights, and the predictor (a
+    fresh process, via export's own verification) and dygraph agree on them."""
+    from fastergpt.export import export_model
+    from fastergpt.predictor import Predictor
+    from fastergpt.pretrained import DEFAULT_MODEL_DIR
+
+    out = export_model(DEFAULT_MODEL_DIR, tmp_path / "exp", dtype=dtype, log=lambda s: None)
+    info = json.loads((out / "config.json").read_text())
+    assert info["dtype"] == dtype
+    fp32_size = 4 * sum(int(np.prod(a.shape)) for a in
+                        FasterGPT.from_pretrained(DEFAULT_MODEL_DIR).packed_weights())
+    limit = {"float16": 0.6, "int8": 0.4}[dtype]
+    assert (out / "model.pdiparams").stat().st_size < limit * fp32_size
+    prompts = ["The function returns", "Return a new"]
+    settings = dict(max_new_tokens=10, decode_strategy="sampling", top_k=5, top_p=1.0, temperature=1.0,
+                    repetition_penalty=1.0, seed=3)
+    got = Predictor(out).generate(prompts, **settings)
+    model = FasterGPT.from_pretrained(out)  # read back in its format
+    assert model.weight_format == dtype
+    from fastergpt import Tokenizer
+
+    ids, mask = Tokenizer.from_dir(out).encode_batch(prompts)
+    want = model.generate(ids, mask, **settings)
+    np.testing.assert_array_equal(got.ids, want.ids.numpy())

@@ -1,0 +1,52 @@
+"""Perplexity as an API and a CLI, for every weight format of the shipped model."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastergpt import Engine
+from fastergpt.evaluation import load_default_model, perplexity
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Text the model has not been trained on: this file's own docstrings and code.
+TEXT = open(os.path.join(ROOT, "fastergpt", "evaluation.py"), encoding="utf-8").read()[:12000]
+
+
+@pytest.fixture(scope="module")
+def token_ids():
+    _, tok, config = load_default_model("float16")
+    return np.array([config.eos_token_id] + tok.encode(TEXT).ids)
+
+
+@pytest.fixture(scope="module")
+def reference_ppl(token_ids):
+    model, _, _ = load_default_model("float16")
+    return perplexity(model, token_ids)
+
+
+def test_engine_scores_like_the_reference(token_ids, reference_ppl):
+    got = perplexity(Engine.from_pretrained("default", "float32"), token_ids)
+    assert got == pytest.approx(reference_ppl, rel=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int8"])
+def test_compressed_weights_stay_within_3_percent(token_ids, reference_ppl, dtype):
+    got = perplexity(Engine.from_pretrained("default", dtype), token_ids)
+    print(f"{dtype}: perplexity {got:.3f} vs float32 {reference_ppl:.3f}")
+    assert abs(got / reference_ppl - 1) < 0.03
+
+
+def test_cli(tmp_path):
+    f = tmp_path / "text.txt"
+    f.write_text(TEXT[:3000], encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "-m", "fastergpt", "perplexity", str(f), "--dtype", "int8",
+                           "--block_size", "128", "--stride", "64"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "perplexity" in proc.stdout and "int8 weights" in proc.stdout
+    bad = subprocess.run([sys.executable, "-m", "fastergpt", "perplexity", str(tmp_path / "missing.txt")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and "missing.txt" in bad.stderr
