@@ -171,3 +171,19 @@ def test_bad_inputs_exit_nonzero(cpp_build, exported, tmp_path):
     shutil.copytree(exported, no_vocab)
     (no_vocab / "vocab.json").unlink()
     bad(cpp_build, ["--model_dir", no_vocab, "--prompt", "x"], "vocab.json")
+
+
+def test_gpt_infer_int8_export_matches_python_predictor(cpp_build, model_dir, tmp_path):
+    from fastergpt.export import export_model
+    from fastergpt.predictor import Predictor
+
+    out = export_model(model_dir, tmp_path / "int8", dtype="int8", log=lambda s: None)
+    args = ["--model_dir", out, "--json", "--decode_strategy", "sampling", "--topk", 5, "--seed", 9,
+            "--max_length", 10]
+    for p in PROMPTS:
+        args += ["--prompt", p]
+    proc = run_infer(cpp_build, *args)
+    assert proc.returncode == 0, proc.stderr.decode()
+    got = json.loads(proc.stdout.decode("utf-8"))
+    want = Predictor(out).generate(PROMPTS, decode_strategy="sampling", top_k=5, seed=9, max_new_tokens=10)
+    assert got["ids"] == want.ids.tolist() and got["texts"] == want.texts
