@@ -244,10 +244,18 @@ GenerationResult Generator::run(const GenerationInput& in,
   GenerationResult res;
   res.rows = rows;
   const int64_t pad = o_.pad_token_id >= 0 ? o_.pad_token_id : std::max<int64_t>(o_.eos_token_id, 0);
+  // Everything the loop needs is sized here: decoding steps allocate nothing.
   std::vector<std::vector<int64_t>> out_ids(rows);
   std::vector<std::vector<float>> out_lp(rows);
-  std::vector<int64_t> active(rows);  // expanded rows still generating, in logits order
-  for (int64_t r = 0; r < rows; ++r) active[r] = r;
+  for (int64_t r = 0; r < rows; ++r) {
+    out_ids[r].reserve(o_.max_new_tokens);
+    out_lp[r].reserve(o_.max_new_tokens);
+  }
+  std::vector<int64_t> active(rows), still, identity(rows);  // active: rows still generating
+  for (int64_t r = 0; r < rows; ++r) active[r] = identity[r] = r;
+  still.reserve(rows);
+  tokens.reserve(rows);
+  slots.reserve(rows);
 
   std::vector<TokenChoice> chosen(rows);
   for (int64_t step = 0; step < o_.max_new_tokens; ++step) {
@@ -258,7 +266,7 @@ GenerationResult Generator::run(const GenerationInput& in,
         chosen[i] = choose(rows_[active[i]], active[i], act_.logits.data() + i * V);
     });
     res.steps = step + 1;
-    std::vector<int64_t> still;
+    still.clear();
     tokens.clear();
     slots.clear();
     for (int64_t i = 0; i < n_active; ++i) {
@@ -285,9 +293,8 @@ GenerationResult Generator::run(const GenerationInput& in,
     if (active.empty() || step + 1 == o_.max_new_tokens) break;
     embed(tokens, slots);
     forward(slots);
-    std::vector<int64_t> all(active.size());
-    for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
-    logits_for(all);
+    identity.resize(active.size());  // shrinks only: logits for rows 0..n_active-1 of the pass
+    logits_for(identity);
   }
 
   const int64_t T = res.steps;

@@ -11,12 +11,26 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 namespace fastergpt {
+
+// A non-owning reference to a callable `void(int64_t begin, int64_t end)`:
+// unlike std::function it never allocates, so parallel loops inside the
+// decoding loop cost no heap traffic.
+class RangeFn {
+ public:
+  template <typename F>
+  RangeFn(F& f)  // NOLINT: implicit by design, as std::function is
+      : object_(&f), call_([](void* o, int64_t b, int64_t e) { (*static_cast<F*>(o))(b, e); }) {}
+  void operator()(int64_t b, int64_t e) const { call_(object_, b, e); }
+
+ private:
+  void* object_;
+  void (*call_)(void*, int64_t, int64_t);
+};
 
 class ThreadPool {
  public:
@@ -29,7 +43,12 @@ class ThreadPool {
 
   // Calls fn(begin, end) on disjoint ranges covering [0, n), at most one range
   // per thread, ranges aligned to `grain`. Returns when all ranges are done.
-  void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+  void parallel_for(int64_t n, int64_t grain, RangeFn fn);
+  template <typename F>
+  void parallel_for(int64_t n, int64_t grain, F&& fn) {
+    auto& f = fn;
+    parallel_for(n, grain, RangeFn(f));
+  }
 
  private:
   void worker_loop(int index);
@@ -43,7 +62,7 @@ class ThreadPool {
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
   // The current job, published before generation_ is bumped.
-  const std::function<void(int64_t, int64_t)>* job_ = nullptr;
+  const RangeFn* job_ = nullptr;
   int64_t job_n_ = 0;
   int64_t job_grain_ = 1;
 };
