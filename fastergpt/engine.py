@@ -65,20 +65,24 @@ class Engine:
     @classmethod
     def load(cls, directory) -> "Engine":
         """An Engine from a directory written by `save`."""
-        from safetensors.numpy import load_file
+        from safetensors import safe_open
 
         d = Path(os.fspath(directory))
         try:
             info = json.loads((d / PACKED_CONFIG).read_text(encoding="utf-8"))
-            arrays = load_file(str(d / PACKED_FILE))
+            # One tensor at a time: peak memory stays at the packed size (load_file
+            # would hold the whole file and its arrays at once).
+            with safe_open(str(d / PACKED_FILE), framework="np") as f:
+                missing = [n for n in info["order"] if n not in f.keys()]
+                if missing:
+                    raise ValueError(f"{d / PACKED_FILE}: missing tensor(s) {missing[:5]}")
+                packed = [(name, f.get_tensor(name)) for name in info["order"]]
         except FileNotFoundError as e:
             raise ValueError(f"{d} holds no saved engine ({e.filename} is missing)") from None
+        except ValueError:
+            raise
         except Exception as e:
             raise ValueError(f"{d}: the saved engine is unreadable: {e}") from None
-        missing = [n for n in info["order"] if n not in arrays]
-        if missing:
-            raise ValueError(f"{d / PACKED_FILE}: missing tensor(s) {missing[:5]}")
-        packed = [(name, arrays[name]) for name in info["order"]]
         return cls(GPTConfig.from_dict(info["model"]), dtype=info["dtype"], packed=packed)
 
     def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 20,
