@@ -118,3 +118,20 @@ def test_export_stores_the_format(tmp_path, dtype):
     ids, mask = Tokenizer.from_dir(out).encode_batch(prompts)
     want = model.generate(ids, mask, **settings)
     np.testing.assert_array_equal(got.ids, want.ids.numpy())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int8"])
+def test_engine_save_and_load(tmp_path, dtype):
+    model = tiny_model(seed=4)
+    engine = Engine.from_model(model, dtype)
+    engine.save(tmp_path / "e")
+    loaded = Engine.load(tmp_path / "e")
+    assert loaded.weight_format == dtype
+    ids, mask = padded_batch(PROMPTS)
+    kw = dict(max_new_tokens=6, decode_strategy="sampling", top_k=4, seed=2)
+    np.testing.assert_array_equal(loaded.generate(ids, mask, **kw)["ids"], engine.generate(ids, mask, **kw)["ids"])
+    with pytest.raises(ValueError, match="holds no saved engine"):
+        Engine.load(tmp_path / "missing")
+    (tmp_path / "e" / "engine.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="unreadable"):
+        Engine.load(tmp_path / "e")
