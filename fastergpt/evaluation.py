@@ -78,15 +78,8 @@ def negative_log_likelihood(model, token_ids, block_size: Optional[int] = None,
     model.eval()
     try:
         with paddle.no_grad():
-            # Group windows of equal length so each forward pass is one rectangle.
-            i = 0
-            while i < len(windows):
-                length = windows[i][1]
-                group = [windows[i]]
-                i += 1
-                while i < len(windows) and len(group) < per_batch and windows[i][1] == length:
-                    group.append(windows[i])
-                    i += 1
+            # Windows of equal length, so each forward pass is one rectangle.
+            for length, group in _groups(windows, per_batch):
                 batch = np.stack([ids[b:b + length + 1] for b, _, _ in group])
                 logits, _ = model(batch[:, :-1])
                 targets = paddle.to_tensor(batch[:, 1:]).unsqueeze(-1)
