@@ -153,8 +153,6 @@ def main() -> None:
     results = []
     for batch in args.batch:
         for top_k in args.top_k:
-            if batch > 1 and top_k and "reference" in (args.engines or []):
-                pass
             print(f"\nbatch {batch}, {'greedy' if not top_k else f'top-k {top_k}'}:")
             print(f"  {'engine':30s} {'dtype':8s} {'tokens/s':>9s} {'TTFT ms':>8s} {'peak MB':>8s}  note")
             group = []

@@ -50,7 +50,8 @@ class ReferencePaddle:
         from fastergpt.reference import GPTLMHeadModel
 
         assert dtype == "float32", "the reference runs in float32"
-        paddle.set_num_threads(threads) if hasattr(paddle, "set_num_threads") else None
+        if hasattr(paddle, "set_num_threads"):
+            paddle.set_num_threads(threads)
         config, state = load_state_dict(os.path.join(work_dir, "hf"))
         self.model = GPTLMHeadModel(config)
         self.model.load_numpy_state_dict(state)
@@ -90,10 +91,9 @@ class CTranslate2:
     def __init__(self, work_dir, dtype, threads):
         import ctranslate2
 
-        compute = {"float32": "float32", "int8": "int8", "float16": "int8_float16"}[dtype]
         assert dtype in ("float32", "int8"), "CTranslate2 has no fp16 compute on CPU"
         self.gen = ctranslate2.Generator(os.path.join(work_dir, f"ct2_{dtype}"), device="cpu",
-                                         compute_type=compute, inter_threads=1, intra_threads=threads)
+                                         compute_type=dtype, inter_threads=1, intra_threads=threads)
         import json
 
         with open(os.path.join(work_dir, "hf", "vocab.json")) as f:
