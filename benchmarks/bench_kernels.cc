@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "../csrc/core/context.h"
 #include "../csrc/core/kernels.h"
 #include "../csrc/core/logits_processor.h"
 
@@ -19,9 +20,9 @@ int main(int argc, char** argv) {
   const double seconds = argc > 1 ? std::atof(argv[1]) : 0.5;
   std::printf("ISA: %s\n", cpu_isa_name());
   {
-    ThreadPool pool(default_num_threads());
+    Context ctx(cpu_backend(), default_num_threads());
     std::printf("read bandwidth (%d threads): %.1f GB/s\n", default_num_threads(),
-                measure_read_bandwidth(int64_t(1) << 30, 3, pool));
+                measure_read_bandwidth(int64_t(1) << 30, 3, ctx));
   }
   std::mt19937 rng(0);
   std::normal_distribution<float> d;
@@ -34,7 +35,8 @@ int main(int argc, char** argv) {
                 {"fc  M=256", 256, 768, 3072}};
   const WeightFormat formats[] = {WeightFormat::kF32, WeightFormat::kF16, WeightFormat::kI8};
   for (int threads = 1; threads <= default_num_threads(); ++threads) {
-    ThreadPool pool(threads);
+    Context ctx(cpu_backend(), threads);
+    const Backend& k = ctx.backend();
     for (const Shape& s : shapes) for (WeightFormat f : formats) {
       std::vector<float> x(s.M * s.K), w(s.N * s.K), y(s.M * s.N), scales(s.N, 0.01f);
       std::vector<uint16_t> w16(s.N * s.K, 0x3c00);  // 1.0 in half
@@ -45,13 +47,13 @@ int main(int argc, char** argv) {
                          : f == WeightFormat::kF16 ? static_cast<const void*>(w16.data())
                                                    : static_cast<const void*>(w8.data());
       Matrix W{f, data, f == WeightFormat::kI8 ? scales.data() : nullptr, s.N, s.K};
-      const double bytes = double(s.N) * s.K * format_info(f).bytes_per_weight;
-      linear(x.data(), s.M, W, nullptr, Epilogue::kStore, y.data(), pool);
+      const double bytes = double(s.N) * s.K * format_info(f).bits / 8;
+      k.linear(ctx, x.data(), s.M, W, nullptr, Epilogue::kStore, y.data());
       int iters = 0;
       const auto t0 = Clock::now();
       double elapsed = 0;
       while (elapsed < seconds) {
-        linear(x.data(), s.M, W, nullptr, Epilogue::kStore, y.data(), pool);
+        k.linear(ctx, x.data(), s.M, W, nullptr, Epilogue::kStore, y.data());
         ++iters;
         elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
       }
@@ -68,7 +70,11 @@ int main(int argc, char** argv) {
   for (auto cfg : {std::pair<int64_t, float>{4, 1.0f}, {0, 0.9f}, {0, 1.0f}}) {
     const int n = 200;
     const auto t0 = Clock::now();
-    for (int i = 0; i < n; ++i) choose_sampled(logits.data(), 50257, cfg.first, cfg.second, 1.0f, 0.5, scratch);
+    GenerationOptions o;
+    o.decode_strategy = DecodeStrategy::kSampling;
+    o.top_k = cfg.first;
+    o.top_p = cfg.second;
+    for (int i = 0; i < n; ++i) choose_sampled(logits.data(), 50257, o, 0.5, scratch);
     const double per = std::chrono::duration<double>(Clock::now() - t0).count() / n;
     std::printf("sample top_k=%lld top_p=%.2f over 50257: %.3f ms\n", (long long)cfg.first,
                 cfg.second, per * 1e3);

@@ -14,7 +14,7 @@ from fastergpt.config import GPTConfig
 from fastergpt.ops import engine_module
 from fastergpt.packing import pack_weights
 from fastergpt.quantize import normalize_dtype
-from fastergpt.settings import check_int_array, resolve_settings
+from fastergpt.settings import check_int_array, resolve_settings, settings_numbers
 
 
 PACKED_FILE = "engine.safetensors"
@@ -85,24 +85,13 @@ class Engine:
             raise ValueError(f"{d}: the saved engine is unreadable: {e}") from None
         return cls(GPTConfig.from_dict(info["model"]), dtype=info["dtype"], packed=packed)
 
-    def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 20,
-                 decode_strategy: str = "greedy_search", top_k: int = 0, top_p: float = 1.0,
-                 temperature: float = 1.0, repetition_penalty: float = 1.0, min_length: int = 0,
-                 eos_token_id: Optional[int] = None, pad_token_id: Optional[int] = None,
-                 num_return_sequences: int = 1, seed: Optional[int] = None,
-                 num_threads: int = 0, return_logprobs: bool = False) -> dict:
-        """Arguments as `FasterGPT.generate`; returns {'ids', 'lengths'[, 'logprobs']} arrays."""
+    def generate(self, input_ids, attention_mask=None, return_logprobs: bool = False,
+                 **settings) -> dict:
+        """Settings as `FasterGPT.generate`; returns {'ids', 'lengths'[, 'logprobs']} arrays."""
         ids = check_int_array(input_ids, "input_ids")
         mask = None if attention_mask is None else check_int_array(attention_mask, "attention_mask")
-        v = resolve_settings(
-            max_new_tokens=max_new_tokens, decode_strategy=decode_strategy, top_k=top_k,
-            top_p=top_p, temperature=temperature, repetition_penalty=repetition_penalty,
-            min_length=min_length, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
-            num_return_sequences=num_return_sequences, seed=seed, num_threads=num_threads,
-            config=self.config)
-        strategy = "sampling" if v.pop("decode_strategy") else "greedy_search"
-        return self._engine.generate(ids, mask, decode_strategy=strategy,
-                                     return_logprobs=return_logprobs, **v)
+        values = settings_numbers(resolve_settings(config=self.config, **settings))
+        return self._engine.generate(ids, mask, values, return_logprobs=return_logprobs)
 
     def logits(self, input_ids, attention_mask=None, num_threads: int = 0):
         """Next-token logits at every position, float32 [B, L, V] (zeros under padding):

@@ -30,21 +30,14 @@ from fastergpt.quantize import normalize_dtype
 PREFIX = "model"
 FORMATS = {"pir": ".json", "legacy": ".pdmodel"}
 PROBE_PROMPT = "The function returns"
+# Spelled out: the directory's defaults (config.json "generation", e.g. a
+# repetition penalty) must not differ from what the dygraph side uses.
+PROBE_SETTINGS = dict(decode_strategy="greedy_search", eos_token_id=-1, repetition_penalty=1.0,
+                      min_length=0, top_k=0, top_p=1.0, temperature=1.0)
 
 
 class ExportError(RuntimeError):
     """Export refused or failed; the message says why."""
-
-
-def input_spec():
-    """The exported program's inputs: ids, mask and every runtime setting."""
-    from paddle.static import InputSpec
-
-    from fastergpt.ops import SETTING_NAMES
-
-    spec = [InputSpec([None, None], "int64", "input_ids"),
-            InputSpec([None, None], "int64", "attention_mask")]
-    return spec + [InputSpec([1], dtype, name) for name, dtype in SETTING_NAMES]
 
 
 def _subprocess_env(fmt: Optional[str] = None) -> dict:
@@ -71,6 +64,7 @@ def export_model(model_name_or_path, inference_model_dir, dtype: str = "float32"
                  log: Callable[[str], None] = print) -> Path:
     from fastergpt.faster_gpt import FasterGPT
     from fastergpt.ops import op_library_path
+    from fastergpt.settings import setting_names
     from fastergpt.tokenizer import Tokenizer
 
     dtype = normalize_dtype(dtype)
@@ -108,6 +102,8 @@ def export_model(model_name_or_path, inference_model_dir, dtype: str = "float32"
                       "tokenizer": [f.name for f in tokenizer.files]},
             "paddle_version": paddle.__version__,
             "model": model.config.to_dict(),
+            # The layout of the graph's `settings` input (also an attribute of its op).
+            "settings": list(setting_names()),
             "generation": generation_defaults(src, model.config, tokenizer),
         }
         (tmp / "config.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
@@ -125,8 +121,6 @@ def export_model(model_name_or_path, inference_model_dir, dtype: str = "float32"
 def verify_export(directory: Path, model, tokenizer, log: Callable[[str], None] = print,
                   prompt: str = PROBE_PROMPT, max_new_tokens: int = 16) -> None:
     """Predictor in a fresh process vs dygraph FasterGPT, greedy on a probe prompt."""
-    from fastergpt._export_worker import PROBE_SETTINGS
-
     ids, mask = tokenizer.encode_batch([prompt])
     want = model.generate(ids, mask, max_new_tokens=max_new_tokens, **PROBE_SETTINGS).ids.numpy()
     got = json.loads(_run_worker(["probe", str(directory), prompt, str(max_new_tokens)])

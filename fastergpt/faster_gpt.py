@@ -17,7 +17,7 @@ from fastergpt.config import GPTConfig
 from fastergpt.ops import fastergpt_generate, op_error_to_value_error
 from fastergpt.packing import pack_weights
 from fastergpt.quantize import normalize_dtype
-from fastergpt.settings import SETTING_NAMES, check_int_array, resolve_settings
+from fastergpt.settings import check_int_array, resolve_settings, setting_names, settings_vector
 
 EXPORT_NAME_PREFIX = "fastergpt_"
 
@@ -82,49 +82,50 @@ class FasterGPT(paddle.nn.Layer):
         model.eval()
         return model
 
+    @staticmethod
+    def input_spec() -> list:
+        """The graph inputs of `forward` for paddle.jit.to_static: ids, mask and the
+        settings vector (every generation setting stays a runtime input)."""
+        from paddle.static import InputSpec
+
+        return [InputSpec([None, None], "int64", "input_ids"),
+                InputSpec([None, None], "int64", "attention_mask"),
+                InputSpec([len(setting_names())], "float64", "settings")]
+
     def packed_weights(self) -> list:
         return [getattr(self, n) for n in self._weight_names]
 
-    def forward(self, input_ids, attention_mask, max_new_tokens, min_length, top_k, top_p,
-                temperature, repetition_penalty, eos_token_id, pad_token_id, seed,
-                decode_strategy, num_return_sequences, num_threads):
-        """Every argument is a tensor (settings: 1-element); returns (ids, lengths, logprobs)."""
-        settings = [max_new_tokens, min_length, top_k, top_p, temperature, repetition_penalty,
-                    eos_token_id, pad_token_id, seed, decode_strategy, num_return_sequences,
-                    num_threads]
+    def forward(self, input_ids, attention_mask, settings):
+        """input_ids, attention_mask: int64 [B, L]; settings: float64 [S], one value per
+        name of `fastergpt.settings.setting_names()` (what `generate` builds). Returns
+        (ids, lengths, logprobs). A to_static export keeps all three as graph inputs."""
         c = self.config
         return fastergpt_generate(
             input_ids, attention_mask, settings, self.packed_weights(), num_layers=c.n_layer,
             num_heads=c.n_head, layer_norm_epsilon=c.layer_norm_epsilon,
             activation=c.activation_function, tied_lm_head=c.tie_word_embeddings,
-            weight_format=self.weight_format)
+            weight_format=self.weight_format, settings_layout=",".join(setting_names()))
 
     @paddle.no_grad()
-    def generate(self, input_ids, attention_mask=None, max_new_tokens: int = 20,
-                 decode_strategy: str = "greedy_search", top_k: int = 0, top_p: float = 1.0,
-                 temperature: float = 1.0, repetition_penalty: float = 1.0, min_length: int = 0,
-                 eos_token_id: Optional[int] = None, pad_token_id: Optional[int] = None,
-                 num_return_sequences: int = 1, seed: Optional[int] = None,
-                 num_threads: int = 0) -> GenerationOutput:
+    def generate(self, input_ids, attention_mask=None, **settings) -> GenerationOutput:
         """Generate continuations of left-padded prompts.
 
         input_ids: int [B, L] (tensor, array or nested list); attention_mask: [B, L]
         with 1 for real tokens and 0 for LEFT padding (default: all real).
-        eos_token_id/pad_token_id default to the config's; seed None draws a
-        random seed. Bad arguments raise ValueError naming the argument.
+        settings: any of `fastergpt.settings.setting_table()` by name (max_new_tokens,
+        decode_strategy="greedy_search"|"sampling", top_k, top_p, temperature,
+        repetition_penalty, min_length, eos_token_id, pad_token_id,
+        num_return_sequences, seed, num_threads, ...; `python -m fastergpt settings`
+        lists them). eos_token_id/pad_token_id default to the config's; seed None
+        draws a random seed. Bad arguments raise ValueError naming the argument.
         """
         ids = _as_int_tensor(input_ids, "input_ids")
         mask = (paddle.ones_like(ids) if attention_mask is None
                 else _as_int_tensor(attention_mask, "attention_mask"))
-        values = resolve_settings(
-            max_new_tokens=max_new_tokens, decode_strategy=decode_strategy, top_k=top_k,
-            top_p=top_p, temperature=temperature, repetition_penalty=repetition_penalty,
-            min_length=min_length, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
-            num_return_sequences=num_return_sequences, seed=seed, num_threads=num_threads,
-            config=self.config)
-        settings = [paddle.to_tensor([values[name]], dtype=dtype) for name, dtype in SETTING_NAMES]
+        values = resolve_settings(config=self.config, **settings)
+        vector = paddle.to_tensor(settings_vector(values), dtype="float64")
         try:
-            out_ids, lengths, logprobs = self.forward(ids, mask, *settings)
+            out_ids, lengths, logprobs = self.forward(ids, mask, vector)
         except OSError as e:
             raise op_error_to_value_error(e) from None
         return GenerationOutput(out_ids, lengths, logprobs)

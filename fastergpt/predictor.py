@@ -15,7 +15,7 @@ import numpy as np
 
 from fastergpt.ops import op_error_to_value_error
 from fastergpt.pretrained import read_export_config
-from fastergpt.settings import SETTING_NAMES, check_int_array, resolve_settings
+from fastergpt.settings import check_int_array, resolve_settings, settings_numbers, settings_vector
 
 
 class PredictorError(RuntimeError):
@@ -46,6 +46,10 @@ class Predictor:
                 what = "operator library" if key == "op_library" else f"{key} file"
                 raise PredictorError(f"{self.dir}: the {what} {files[key]} is missing; re-export "
                                      "the model with export_model.py")
+        if "settings" not in self.info:
+            raise PredictorError(f"{self.dir} was exported by an older fastergpt (one graph input "
+                                 "per setting); re-export it with export_model.py")
+        self.settings_layout = list(self.info["settings"])
         register_library(self.dir / files["op_library"])
         self.tokenizer = Tokenizer.from_dir(self.dir)
         self.defaults = dict(self.info["generation"])
@@ -72,19 +76,15 @@ class Predictor:
             ids = check_int_array(input_ids, "input_ids")
             mask = (np.ones_like(ids) if attention_mask is None
                     else check_int_array(attention_mask, "attention_mask"))
-        allowed = {name for name, _ in SETTING_NAMES}
-        unknown = set(settings) - allowed
-        if unknown:
-            raise ValueError(f"unknown generation setting(s): {sorted(unknown)}")
-        values = {k: v for k, v in self.defaults.items() if k in allowed}
+        values = dict(self.defaults)
         values["num_threads"] = self.threads
         values.update({k: v for k, v in settings.items() if v is not None})
         values = resolve_settings(**values)
         ids, mask = ids.astype(np.int64), mask.astype(np.int64)
         check_request(ids, mask, values, self.info["model"]["vocab_size"],
                       self.info["model"]["n_positions"])
-        feeds = {"input_ids": ids, "attention_mask": mask}
-        feeds.update({name: np.array([values[name]], dtype) for name, dtype in SETTING_NAMES})
+        feeds = {"input_ids": ids, "attention_mask": mask,
+                 "settings": settings_vector(values, self.settings_layout)}
         for name in self._inputs:
             handle = self._predictor.get_input_handle(name)
             handle.reshape(feeds[name].shape)
@@ -110,6 +110,4 @@ def check_request(ids: np.ndarray, mask: np.ndarray, values: dict, vocab_size: i
     replaces an operator's error message with a bare "std::exception"."""
     from fastergpt.ops import engine_module
 
-    v = dict(values)
-    v["decode_strategy"] = "sampling" if v["decode_strategy"] else "greedy_search"
-    engine_module().validate_request(ids, mask, vocab_size, n_positions, **v)
+    engine_module().validate_request(ids, mask, vocab_size, n_positions, settings_numbers(values))

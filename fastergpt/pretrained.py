@@ -90,7 +90,7 @@ def _packed_from_export(path: Path) -> tuple[GPTConfig, list, str]:
         raise CheckpointError(f"{path}: the export holds {len(numbered)} weights, the model "
                               f"described by config.json needs {len(spec)}")
     packed = []
-    for (name, shape, dt), (_, tensor) in zip(spec, numbered):
+    for (name, _, _, shape, dt, _), (_, tensor) in zip(spec, numbered):
         arr = np.asarray(tensor.numpy())
         if tuple(arr.shape) != tuple(shape) or arr.dtype != np.dtype(dt):
             raise CheckpointError(f"{path}: exported weight {name} is {arr.dtype} "

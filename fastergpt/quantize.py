@@ -1,26 +1,20 @@
-"""Weight formats on the Python side: how a float32 matrix is packed for each
-format the engine reads (csrc/core/matrix.h has the same table in C++), and
-back to float32 for reference checks. Applied once, at load or export.
+"""Weight formats on the Python side: the list comes from the engine's format
+table (csrc/core/matrix.h, through the pybind11 module); this file adds only
+what Python does per format: pack a float32 matrix once (at load or export)
+and unpack it back to float32 for reference checks. A format the engine lists
+without a packer here is an error, not a silent skip.
 
 | format  | stored                 | scales               | kernel                     |
 |---------|------------------------|----------------------|----------------------------|
 | float32 | float32 [N, K]         | -                    | fp32 FMA                   |
 | float16 | IEEE half [N, K]       | -                    | F16C convert, fp32 FMA     |
-| int8    | int8 [N, K], symmetric | float32 [N] per row  | int8 -> fp32, fp32 FMA, x scale |
+| int8    | int8 [N, K], symmetric | float32 [N] per row  | int8 activations, int32 dot |
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
-
-WEIGHT_FORMATS = ("float32", "float16", "int8")
-DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "float": "float32", "half": "float16"}
-
-
-def normalize_dtype(dtype: str) -> str:
-    d = DTYPE_ALIASES.get(dtype, dtype)
-    if d not in WEIGHT_FORMATS:
-        raise ValueError(f"dtype {dtype!r} is not supported; expected one of {', '.join(WEIGHT_FORMATS)}")
-    return d
 
 
 def quantize_int8_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -32,16 +26,41 @@ def quantize_int8_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, scale
 
 
+# format name -> pack: float32 [N, K] -> the arrays the engine takes ([data] or [data, scales]).
+PACKERS = {
+    "float32": lambda w: [np.ascontiguousarray(w, dtype=np.float32)],
+    "float16": lambda w: [np.ascontiguousarray(w, dtype=np.float16)],
+    "int8": lambda w: [np.ascontiguousarray(a) for a in quantize_int8_rows(w)],
+}
+
+
+@lru_cache(maxsize=None)
+def weight_formats() -> tuple:
+    """The engine's weight-format rows: ({name, alias, element, bits, scales, description}, ...)."""
+    from fastergpt.ops import engine_module
+
+    rows = tuple(engine_module().weight_formats())
+    missing = [r["name"] for r in rows if r["name"] not in PACKERS]
+    if missing:
+        raise RuntimeError(f"weight format(s) {missing} have no packer in fastergpt/quantize.py")
+    return rows
+
+
+def format_names() -> list:
+    return [r["name"] for r in weight_formats()]
+
+
+def normalize_dtype(dtype: str) -> str:
+    """A format's name from its name or alias; ValueError listing the formats otherwise."""
+    for r in weight_formats():
+        if dtype in (r["name"], r["alias"]) and dtype:
+            return r["name"]
+    raise ValueError(f"dtype {dtype!r} is not supported; expected one of {', '.join(format_names())}")
+
+
 def pack_matrix(w: np.ndarray, fmt: str) -> list[np.ndarray]:
     """The arrays the engine takes for one [N, K] matrix: [data] or [data, scales]."""
-    if fmt == "float32":
-        return [np.ascontiguousarray(w, dtype=np.float32)]
-    if fmt == "float16":
-        return [np.ascontiguousarray(w, dtype=np.float16)]
-    if fmt == "int8":
-        q, scale = quantize_int8_rows(w)
-        return [np.ascontiguousarray(q), scale]
-    raise ValueError(f"unknown weight format {fmt!r}")
+    return PACKERS[normalize_dtype(fmt)](w)
 
 
 def unpack_matrix(data: np.ndarray, scales: np.ndarray | None = None) -> np.ndarray:

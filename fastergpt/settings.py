@@ -1,58 +1,119 @@
-"""Generation settings as the engine takes them: one place that checks the Python
-values and fills defaults, shared by FasterGPT, Engine and Predictor. Range
-checks (top_p in (0, 1], ...) stay in the engine, which every path reaches."""
+"""Generation settings on the Python side, derived from the engine's one table.
+
+The table (name, kind, default, range, help, choices) is declared once in C++
+(`FGPT_SETTINGS`, csrc/core/generation_options.h) and read here through the
+pybind11 module; nothing in Python lists the settings again. Every front end
+(FasterGPT, Engine, Predictor, the CLIs) resolves a user's keyword arguments
+with `resolve_settings` and hands the engine ONE value: a {name: number} dict
+(`Engine`) or a float64 vector in table order (the Paddle op, an export).
+Range checks stay in the engine, which every path reaches.
+"""
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Optional, Sequence
 
 import numpy as np
 
-DECODE_STRATEGIES = {"greedy_search": 0, "greedy": 0, "sampling": 1}
 
-# Runtime settings in the operator's input order, with their dtypes.
-SETTING_NAMES = (
-    ("max_new_tokens", "int64"), ("min_length", "int64"), ("top_k", "int64"),
-    ("top_p", "float32"), ("temperature", "float32"), ("repetition_penalty", "float32"),
-    ("eos_token_id", "int64"), ("pad_token_id", "int64"), ("seed", "int64"),
-    ("decode_strategy", "int64"), ("num_return_sequences", "int64"), ("num_threads", "int64"),
-)
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    kind: str          # "int", "float" or "choice"
+    default: object    # int / float, or the choice's canonical name
+    help: str
+    choices: dict      # choice name -> index (canonical names first); {} for other kinds
+
+    def to_number(self, value) -> float:
+        """The engine's number for a Python value (a choice's name -> its index)."""
+        if self.kind == "choice":
+            if isinstance(value, str):
+                if value not in self.choices:
+                    raise ValueError(f"{self.name} must be one of {sorted(self.choices)}, got {value!r}")
+                return float(self.choices[value])
+            raise ValueError(f"{self.name}: expected one of {sorted(self.choices)}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ValueError(f"{self.name}: expected a number, got {value!r}")
+        if self.kind == "int" and not (isinstance(value, (int, np.integer))
+                                       or float(value).is_integer()):
+            raise ValueError(f"{self.name}: expected an integer, got {value!r}")
+        return float(value)
+
+    def from_number(self, number: float):
+        if self.kind == "choice":
+            return next(n for n, i in self.choices.items() if i == int(number))
+        return int(number) if self.kind == "int" else float(number)
 
 
-def _number(value, name: str, dtype: str):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name}: expected a number, got {value!r}")
-    if dtype == "int64":
-        if not (isinstance(value, (int, np.integer)) or float(value).is_integer()):
-            raise ValueError(f"{name}: expected an integer, got {value!r}")
-        return int(value)
-    return float(value)
+@lru_cache(maxsize=None)
+def setting_table() -> tuple:
+    """Every setting, in the engine's order (the order of a settings vector)."""
+    from fastergpt.ops import engine_module
+
+    rows = []
+    for r in engine_module().settings_table():
+        s = Setting(r["name"], r["kind"], None, r["help"], dict(r["choices"]))
+        default = s.from_number(r["default"])
+        rows.append(Setting(s.name, s.kind, default, s.help, s.choices))
+    return tuple(rows)
 
 
-def resolve_settings(max_new_tokens=20, decode_strategy: str = "greedy_search", top_k=0,
-                     top_p=1.0, temperature=1.0, repetition_penalty=1.0, min_length=0,
-                     eos_token_id: Optional[int] = None, pad_token_id: Optional[int] = None,
-                     num_return_sequences=1, seed: Optional[int] = None,
-                     num_threads=0, config=None) -> dict:
-    """{name: int or float} for every entry of SETTING_NAMES. None ids fall back to
-    the model config's (when given), else mean "none" (-1 for the engine); seed
-    None draws a random seed."""
-    if config is not None:
-        eos_token_id = config.eos_token_id if eos_token_id is None else eos_token_id
-        pad_token_id = config.pad_token_id if pad_token_id is None else pad_token_id
-    if decode_strategy not in DECODE_STRATEGIES:
-        raise ValueError(f"decode_strategy must be one of {sorted(DECODE_STRATEGIES)}, "
-                         f"got {decode_strategy!r}")
-    if seed is None:
-        seed = int(np.random.randint(0, 2**62))
-    raw = {
-        "max_new_tokens": max_new_tokens, "min_length": min_length, "top_k": top_k,
-        "top_p": top_p, "temperature": temperature, "repetition_penalty": repetition_penalty,
-        "eos_token_id": -1 if eos_token_id is None else eos_token_id,
-        "pad_token_id": -1 if pad_token_id is None else pad_token_id,
-        "seed": seed, "decode_strategy": DECODE_STRATEGIES[decode_strategy],
-        "num_return_sequences": num_return_sequences, "num_threads": num_threads,
-    }
-    return {name: _number(raw[name], name, dtype) for name, dtype in SETTING_NAMES}
+def setting_names() -> tuple:
+    return tuple(s.name for s in setting_table())
+
+
+def _by_name() -> dict:
+    return {s.name: s for s in setting_table()}
+
+
+# The ids fall back to the model config's; the seed is drawn when not given.
+_FROM_CONFIG = ("eos_token_id", "pad_token_id")
+
+
+def resolve_settings(config=None, **given) -> dict:
+    """{name: python value} for every setting: `given` over the defaults. None ids
+    fall back to the model config's (when given), else mean "none" (-1); seed
+    None draws a random seed. Unknown names raise ValueError naming them."""
+    table = _by_name()
+    unknown = sorted(set(given) - set(table))
+    if unknown:
+        raise ValueError(f"unknown generation setting(s) {unknown}; known: {sorted(table)}")
+    values = {name: s.default for name, s in table.items()}
+    values.update({k: v for k, v in given.items() if v is not None})
+    for name in _FROM_CONFIG:
+        if given.get(name) is None:
+            from_config = getattr(config, name, None) if config is not None else None
+            values[name] = -1 if from_config is None else from_config
+    if given.get("seed") is None:
+        values["seed"] = int(np.random.randint(0, 2**53, dtype=np.int64))
+    for name, value in values.items():
+        table[name].to_number(value)  # type checks, naming the setting
+    return values
+
+
+def settings_numbers(values: dict) -> dict:
+    """{name: float} as the engine takes them (a choice becomes its index)."""
+    table = _by_name()
+    return {name: table[name].to_number(v) for name, v in values.items()}
+
+
+def settings_vector(values: dict, layout: Optional[Sequence[str]] = None) -> np.ndarray:
+    """The float64 vector of `values` in `layout` order (default: the engine's
+    table), as the Paddle op and an exported graph take it. A setting the layout
+    lacks must hold its default, else ValueError (the export predates it)."""
+    layout = list(layout) if layout is not None else list(setting_names())
+    numbers = settings_numbers(values)
+    newer = [n for n in layout if n not in numbers]
+    if newer:
+        raise ValueError(f"the exported model takes setting(s) {newer} that this fastergpt does "
+                         "not know; use the fastergpt version that exported it")
+    missing = [n for n in numbers if n not in layout
+               and numbers[n] != _by_name()[n].to_number(_by_name()[n].default)]
+    if missing:
+        raise ValueError(f"setting(s) {missing} are not inputs of this exported model (it was "
+                         "exported by an older fastergpt); re-export it to use them")
+    return np.array([numbers[n] for n in layout], dtype=np.float64)
 
 
 def check_int_array(x, name: str) -> np.ndarray:

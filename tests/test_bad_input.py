@@ -27,9 +27,9 @@ BAD = [
     ("temperature-0", dict(decode_strategy="sampling", temperature=0.0),
      r"temperature must be > 0 for sampling"),
     ("temperature-negative", dict(decode_strategy="sampling", temperature=-0.5),
-     r"temperature must be > 0 for sampling"),
+     r"temperature must be >= 0 and finite, got -0.5"),
     ("temperature-nan", dict(decode_strategy="sampling", temperature=NAN),
-     r"temperature must be > 0 for sampling"),
+     r"temperature must be >= 0 and finite, got nan"),
     ("ids-float", dict(input_ids=np.array([[1.0, 2.0]])),
      r"input_ids: dtype must be an integer type"),
     ("ids-1d", dict(input_ids=np.array([1, 2, 3])), r"input_ids: must be 2-D"),
@@ -67,6 +67,15 @@ BAD = [
     ("pad-outside-vocab", dict(pad_token_id=VOCAB), r"pad_token_id 53 is outside the vocabulary"),
     ("min_length-negative", dict(min_length=-1), r"min_length must be >= 0"),
     ("num_threads-negative", dict(num_threads=-1), r"num_threads must be >= 0"),
+    # Upper bounds, checked before any cast or arithmetic (no overflow, no huge allocation).
+    ("max_new_tokens-huge", dict(max_new_tokens=2**63 - 3), r"max_new_tokens must be <= 1073741824"),
+    ("num_return_sequences-huge", dict(num_return_sequences=2**62),
+     r"num_return_sequences must be <= 65536"),
+    ("num_threads-huge", dict(num_threads=5000), r"num_threads must be <= 1024"),
+    ("seed-negative", dict(seed=-1), r"seed must be >= 0, got -1"),
+    ("seed-beyond-2^53", dict(seed=2**62), r"seed must be <= 9007199254740991"),
+    ("top_k-fraction", dict(top_k=2.5), r"top_k: expected an integer"),
+    ("unknown-setting", dict(beam_size=4), r"unknown generation setting\(s\) \['beam_size'\]"),
 ]
 
 # Engine bugs found by these tests (see the reasons).

@@ -64,7 +64,7 @@ BAD_REQUESTS = {
     "top_k": (dict(top_k=-2), r"top_k must be >= 0"),
     "max_new_tokens": (dict(max_new_tokens=0), r"max_new_tokens must be >= 1"),
     "eos": (dict(eos_token_id=100000), r"eos_token_id 100000 is outside the vocabulary"),
-    "unknown": (dict(beam_size=4), r"unknown generation setting\(s\): \['beam_size'\]"),
+    "unknown": (dict(beam_size=4), r"unknown generation setting\(s\) \['beam_size'\]"),
 }
 
 

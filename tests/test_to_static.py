@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PREDICT = r"""
 import json, sys, numpy as np, paddle
-from fastergpt.ops import SETTING_NAMES, load_ops
+from fastergpt.ops import load_ops
+from fastergpt.settings import resolve_settings, settings_vector
 load_ops()
 prefix, feeds = sys.argv[1], json.loads(sys.argv[2])
 model = prefix + (".json" if __import__("os").path.exists(prefix + ".json") else ".pdmodel")
@@ -29,7 +30,7 @@ results = []
 for feed in feeds:
     arrays = {"input_ids": np.array(feed["input_ids"], "int64"),
               "attention_mask": np.array(feed["attention_mask"], "int64")}
-    arrays.update({n: np.array([feed[n]], d) for n, d in SETTING_NAMES})
+    arrays["settings"] = settings_vector(resolve_settings(**feed["settings"]))
     for name in predictor.get_input_names():
         h = predictor.get_input_handle(name)
         h.reshape(arrays[name].shape)
@@ -41,7 +42,7 @@ print(json.dumps(results))
 
 DEFAULTS = dict(max_new_tokens=8, min_length=0, top_k=0, top_p=1.0, temperature=1.0,
                 repetition_penalty=1.0, eos_token_id=-1, pad_token_id=-1, seed=0,
-                decode_strategy=0, num_return_sequences=1, num_threads=0)
+                decode_strategy="greedy_search", num_return_sequences=1, num_threads=0)
 
 
 @pytest.mark.parametrize("fmt", ["pir", "legacy"])
@@ -61,13 +62,11 @@ def test_export_and_predict_in_fresh_process(tmp_path, fmt):
         "import numpy as np, paddle\n"
         "from paddle.static import InputSpec\n"
         "from fastergpt import FasterGPT, GPTConfig\n"
-        "from fastergpt.ops import SETTING_NAMES\n"
+
         f"cfg = GPTConfig(**{cfg.to_dict()!r})\n"
         f"state = dict(np.load({str(tmp_path / 'state.npz')!r}))\n"
         "m = FasterGPT(cfg, state); m.eval()\n"
-        "specs = [InputSpec([None, None], 'int64', 'input_ids'), InputSpec([None, None], 'int64', 'attention_mask')]\n"
-        "specs += [InputSpec([1], d, n) for n, d in SETTING_NAMES]\n"
-        f"paddle.jit.save(paddle.jit.to_static(m, input_spec=specs, full_graph=True), {prefix!r})\n"
+        f"paddle.jit.save(paddle.jit.to_static(m, input_spec=FasterGPT.input_spec(), full_graph=True), {prefix!r})\n"
     )
     proc = subprocess.run([sys.executable, "-c", export], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -77,9 +76,9 @@ def test_export_and_predict_in_fresh_process(tmp_path, fmt):
     ids = [[0, 0, 5, 6, 7], [1, 2, 3, 4, 5]]
     mask = [[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]]
     runs = [dict(DEFAULTS), dict(DEFAULTS, max_new_tokens=3),
-            dict(DEFAULTS, decode_strategy=1, top_k=5, seed=11),
-            dict(DEFAULTS, decode_strategy=1, top_k=5, seed=12)]
-    feeds = [dict(r, input_ids=ids, attention_mask=mask) for r in runs]
+            dict(DEFAULTS, decode_strategy="sampling", top_k=5, seed=11),
+            dict(DEFAULTS, decode_strategy="sampling", top_k=5, seed=12)]
+    feeds = [dict(settings=r, input_ids=ids, attention_mask=mask) for r in runs]
     env.pop("FLAGS_enable_pir_api", None)
     proc = subprocess.run([sys.executable, "-c", PREDICT, prefix, json.dumps(feeds)], env=env,
                           capture_output=True, text=True)
@@ -87,9 +86,8 @@ def test_export_and_predict_in_fresh_process(tmp_path, fmt):
     got = json.loads(proc.stdout.strip().splitlines()[-1])
 
     for r, out in zip(runs, got):
-        strategy = "sampling" if r["decode_strategy"] else "greedy_search"
         want = model.generate(np.array(ids), np.array(mask), max_new_tokens=r["max_new_tokens"],
-                              decode_strategy=strategy, top_k=r["top_k"], seed=r["seed"]).ids
+                              decode_strategy=r["decode_strategy"], top_k=r["top_k"], seed=r["seed"]).ids
         assert out == want.numpy().tolist()
     assert len(got[1][0]) == 3  # max_new_tokens changed without re-export
     assert got[2] != got[3]     # so did the seed

@@ -1,30 +1,121 @@
-// Per-call generation settings. Every field is a runtime input of the Paddle
-// operator (and so of an exported graph): nothing here is frozen at export.
+// Per-call generation settings: the ONE table every front end derives from.
+//
+// FGPT_SETTINGS below is the single declaration of a setting (name, C++ type,
+// kind, default, allowed range, meaning). From it come the GenerationOptions
+// fields, the run-time table `setting_table()` (what the pybind module hands
+// to Python, what gpt_infer turns into flags), the parsing of a settings
+// vector (what the Paddle op reads from its one `settings` input) and the
+// range checks. Adding a setting = one row here + its use in the decoder
+// (usually logits_processor.cc) + tests; nothing else names it.
+//
+// Every setting is a runtime input of the Paddle operator (and so of an
+// exported graph): nothing here is frozen at export. Values cross adapters as
+// float64, so integer settings are bounded by 2^53 (every bound below is).
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
 
 namespace fastergpt {
 
-enum class DecodeStrategy { kGreedy, kSampling };
+enum class DecodeStrategy : int64_t { kGreedy = 0, kSampling = 1 };
+
+// The names a Choice setting accepts: canonical names first (their values
+// 0, 1, ...), then aliases; ends with {nullptr}.
+struct ChoiceName {
+  const char* name;
+  int64_t value;
+};
+constexpr ChoiceName kDecodeStrategies[] = {
+    {"greedy_search", 0}, {"sampling", 1}, {"greedy", 0} /* alias */, {nullptr, 0}};
+
+constexpr double kMaxTokens = 1 << 30;  // far above any position table, far below overflow
+constexpr double kMaxId = (1LL << 31) - 1;
+constexpr double kMaxSeed = 9007199254740991.0;  // 2^53 - 1: exact in float64
+constexpr double kMaxReturnSequences = 1 << 16;
+constexpr double kMaxThreads = 1024;
+constexpr double kMaxFloat = 3.4e38;
+
+// X(name, C++ type, kind, default, min, min_inclusive, max, choices, help)
+//   kind: Int (integral values), Float, Choice (an index into `choices`, a
+//   ChoiceName list; nullptr for the other kinds).
+//   The range check is min <(=) value <= max; checks that need the model
+//   (ids inside the vocabulary) or other settings live in validate().
+#define FGPT_SETTINGS(X)                                                                          \
+  X(max_new_tokens, int64_t, Int, 20, 1, true, kMaxTokens, nullptr,                               \
+    "new tokens to generate at most; prompt + new tokens must fit the position table")            \
+  X(min_length, int64_t, Int, 0, 0, true, kMaxTokens, nullptr,                                    \
+    "the end token is masked until a row generated this many tokens")                             \
+  X(decode_strategy, DecodeStrategy, Choice, 0, 0, true, 1, kDecodeStrategies,                    \
+    "greedy_search (argmax) or sampling")                                                         \
+  X(top_k, int64_t, Int, 0, 0, true, kMaxId, nullptr,                                             \
+    "sampling: keep the k most likely tokens; 0 = off")                                           \
+  X(top_p, float, Float, 1.0, 0, false, 1, nullptr,                                               \
+    "sampling: nucleus mass in (0, 1]; 1 = off")                                                  \
+  X(temperature, float, Float, 1.0, 0, true, kMaxFloat, nullptr,                                  \
+    "sampling: logits are divided by it (> 0); greedy ignores it")                                \
+  X(repetition_penalty, float, Float, 1.0, 0, false, kMaxFloat, nullptr,                          \
+    "> 0; HF rule: logit<0 ? logit*p : logit/p, once per id seen in prompt or output")            \
+  X(eos_token_id, int64_t, Int, -1, -1, true, kMaxId, nullptr,                                    \
+    "the end token; -1: never stop early")                                                        \
+  X(pad_token_id, int64_t, Int, -1, -1, true, kMaxId, nullptr,                                    \
+    "emitted by finished rows; -1: the end token (or 0)")                                         \
+  X(num_return_sequences, int64_t, Int, 1, 1, true, kMaxReturnSequences, nullptr,                 \
+    "rows generated per prompt")                                                                  \
+  X(seed, uint64_t, Int, 0, 0, true, kMaxSeed, nullptr,                                           \
+    "RNG seed: expanded row r draws from Philox(seed, r)")                                        \
+  X(num_threads, int64_t, Int, 0, 0, true, kMaxThreads, nullptr,                                  \
+    "engine threads; 0 = all cores")
 
 struct GenerationOptions {
-  DecodeStrategy strategy = DecodeStrategy::kGreedy;
-  int64_t max_new_tokens = 20;      // >= 1; prompt + new tokens must fit the position table
-  int64_t min_length = 0;           // end token masked until a row generated this many tokens
-  int64_t top_k = 0;                // sampling: keep the k most likely tokens; 0 = off
-  float top_p = 1.0f;               // sampling: nucleus mass in (0, 1]; 1 = off
-  float temperature = 1.0f;         // sampling: > 0; greedy ignores it
-  float repetition_penalty = 1.0f;  // > 0; HF rule: logit<0 ? logit*p : logit/p, once per seen id
-  int64_t eos_token_id = -1;        // < 0: never stop early
-  int64_t pad_token_id = -1;        // emitted by finished rows; < 0: use eos_token_id
-  int64_t num_return_sequences = 1; // each prompt is expanded to this many rows
-  uint64_t seed = 0;                // RNG stream of expanded row r is Philox(seed, r)
-  int64_t num_threads = 0;          // 0 = all cores
-  bool return_logprobs = false;     // fill GenerationResult::logprobs
+#define FGPT_SETTING_FIELD(name, type, kind, def, lo, lo_incl, hi, choices, help) \
+  type name = static_cast<type>(def);
+  FGPT_SETTINGS(FGPT_SETTING_FIELD)
+#undef FGPT_SETTING_FIELD
+  // Not a setting of the exported graph: the op always returns log-probs.
+  bool return_logprobs = false;
 
-  // Throws Error naming the first invalid field.
+  // Throws Error naming the first invalid field (range, ids inside the vocabulary).
   void validate(int64_t vocab_size) const;
 };
+
+enum class SettingKind { Int, Float, Choice };
+
+// One row of FGPT_SETTINGS at run time.
+struct SettingInfo {
+  const char* name;
+  SettingKind kind;
+  double default_value;
+  double min;
+  bool min_inclusive;
+  double max;
+  const ChoiceName* choices;  // Choice kind only
+  const char* help;
+  void (*set)(GenerationOptions&, double);
+  double (*get)(const GenerationOptions&);
+};
+
+// Every setting, in declaration order (the order of a settings vector).
+const std::vector<SettingInfo>& setting_table();
+// The row named `name`; throws Error listing the known names.
+const SettingInfo& setting_info(const std::string& name);
+// "name1,name2,..." of setting_table(): how a Paddle graph records its vector's layout.
+std::string setting_layout();
+std::vector<std::string> split_layout(const std::string& layout);
+
+// Checks one value against its row (finite, integral for Int/Choice, in range)
+// and stores it; throws Error naming the setting. No cast happens before the
+// range check, so huge values cannot overflow.
+void set_setting(GenerationOptions& o, const std::string& name, double value);
+
+// Options from values[i] for names[i]; settings not named keep their defaults.
+GenerationOptions options_from_values(const std::vector<std::string>& names,
+                                      const double* values, int64_t count);
+GenerationOptions options_from_map(const std::map<std::string, double>& values);
+
+// A Choice setting's value from one of its names; throws Error listing them.
+int64_t parse_choice(const SettingInfo& setting, const std::string& name);
 
 }  // namespace fastergpt

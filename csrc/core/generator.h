@@ -1,7 +1,8 @@
-// The whole generation in one call: a context pass over every prompt token of
-// the batch, then one decoding step per new token over a preallocated KV
-// cache, with logits processing and sampling in between, until every row has
-// finished or max_new_tokens is reached.
+// Generation as steps over an explicit batch state: prefill (the prompt pass),
+// expand (one row per return sequence), step (choose a token for every active
+// row, then run those tokens through the model), collect (pack the result).
+// The one-shot generate() is a loop over these pieces; a caller that wants to
+// act between steps (stream tokens, let rows join or leave) drives them itself.
 //
 // Batch contract (B prompts, L padded length, R = num_return_sequences):
 //   input_ids       int64 [B, L]  ids in [0, vocab) (ids under padding are ignored)
@@ -19,9 +20,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "context.h"
 #include "generation_options.h"
-#include "model_config.h"
-#include "weights.h"
+#include "logits_processor.h"
+#include "model.h"
 
 namespace fastergpt {
 
@@ -40,18 +42,72 @@ struct GenerationResult {
   std::vector<float> logprobs;
 };
 
-// Throws Error (naming the argument) on bad input, before any work is done.
-GenerationResult generate(const ModelConfig& config, const ModelWeights& weights,
-                          const GenerationInput& input, const GenerationOptions& options);
+// One sequence being generated.
+struct RowState {
+  int64_t prompt_row = 0;   // which input row it came from
+  int64_t length = 0;       // tokens in its cache (= next position)
+  bool finished = false;
+  std::vector<int64_t> ids;         // generated tokens
+  std::vector<float> logprobs;      // their log-probabilities
+  std::vector<int32_t> seen;        // distinct ids of prompt + output (repetition penalty)
+  std::vector<uint8_t> seen_flag;   // [V], only when the penalty is on
+  SamplerScratch scratch;
+};
+
+// Everything that changes between steps. `active[i]` is the row whose next-token
+// logits are row i of the context's act.logits.
+struct BatchState {
+  std::vector<RowState> rows;
+  std::vector<int64_t> active;
+  int64_t steps = 0;
+  // Reserved once per call so that steps allocate nothing.
+  std::vector<int64_t> tokens, still, order;
+  std::vector<TokenSlot> slots;
+  std::vector<TokenChoice> chosen;
+};
+
+class Generator {
+ public:
+  Generator(const Model& model, const GenerationOptions& options, Context& ctx)
+      : model_(model), c_(model.config()), o_(options), ctx_(ctx) {}
+
+  // Checks the request (throws Error naming the argument) and returns each
+  // prompt's real length.
+  std::vector<int64_t> check(const GenerationInput& in) const;
+  // The prompt pass: each prompt once, into the cache row of its first copy;
+  // leaves the logits of each prompt's last token in act.logits.
+  void prefill(BatchState& s, const GenerationInput& in, const std::vector<int64_t>& real_lengths);
+  // One row per return sequence: copies of each prompt's cache, logits and penalty state.
+  void expand(BatchState& s, const GenerationInput& in);
+  // Chooses the next token of every active row; runs the rows still going
+  // through the model. Returns false when no row is left or max_new_tokens is reached.
+  bool step(BatchState& s);
+  GenerationResult collect(const BatchState& s) const;
+
+  // The whole generation: the pieces above in a loop.
+  GenerationResult run(const GenerationInput& in);
+  // Next-token logits at every real position, float32 [B, L, V], zeros under padding.
+  std::vector<float> score(const GenerationInput& in);
+
+ private:
+  TokenChoice choose(RowState& row, int64_t row_index, float* logits) const;
+
+  const Model& model_;
+  const ModelConfig& c_;
+  const GenerationOptions& o_;
+  Context& ctx_;
+};
+
+// One-shot entry points on the process-wide CPU context.
+// Throw Error (naming the argument) on bad input, before any work is done.
+GenerationResult generate(const Model& model, const GenerationInput& input,
+                          const GenerationOptions& options);
+std::vector<float> compute_logits(const Model& model, const GenerationInput& input,
+                                  int64_t num_threads = 0);
 
 // Only the argument checks of generate(), for front ends whose host framework
 // would lose the engine's message (the Paddle Inference predictor does).
 void validate_request(const ModelConfig& config, const GenerationInput& input,
                       const GenerationOptions& options);
-
-// Next-token logits at every position: float32 [B, L, V], zeros under padding.
-// For scoring text (perplexity) and for checking weight formats against fp32.
-std::vector<float> compute_logits(const ModelConfig& config, const ModelWeights& weights,
-                                  const GenerationInput& input, int64_t num_threads = 0);
 
 }  // namespace fastergpt

@@ -1,16 +1,20 @@
-// The operations the decoder is built from, as the generator calls them.
-// Implemented per device: csrc/cpu/*_cpu.cc today (csrc/cuda later, behind the
-// same declarations). Shapes use M rows (tokens), K inputs, N outputs, D hidden,
-// Dh head size. All buffers are float32, row-major, contiguous.
+// The operations the decoder is built from, as one table per device (the
+// device seam). Model code calls `ctx.backend().linear(...)` and never names a
+// device; each device fills a Backend in its own directory (csrc/cpu/
+// cpu_backend.cc today, csrc/cuda/ later). Shapes use M rows (tokens), K
+// inputs, N outputs, D hidden, Dh head size. All activations are float32,
+// row-major, contiguous, in the device's memory.
 #pragma once
 
 #include <cstdint>
 
 #include "matrix.h"
 #include "model_config.h"
-#include "thread_pool.h"
 
 namespace fastergpt {
+
+class Context;
+class KVCache;
 
 // What linear() does with each result element after adding the bias.
 enum class Epilogue {
@@ -24,31 +28,48 @@ inline Epilogue gelu_epilogue(Activation a) {
   return a == Activation::kGeluTanh ? Epilogue::kGeluTanh : Epilogue::kGeluErf;
 }
 
-// y[M, N] (op)= x[M, K] * W[N, K]^T + bias[N]; bias may be null. W in any
-// WeightFormat; accumulation is float32 for every format.
-void linear(const float* x, int64_t M, const Matrix& W, const float* bias, Epilogue epilogue,
-            float* y, ThreadPool& pool);
+// Which cache row and slot one token of a pass belongs to.
+struct TokenSlot {
+  int64_t row;
+  int64_t slot;  // position in the row's cache = its position id
+};
 
-// out[K] = row `row` of W as floats (scales applied): embedding lookups from a
-// compressed token table.
-void dequantize_row(const Matrix& W, int64_t row, float* out);
+struct Backend {
+  const char* name;  // "cpu"
 
-// y[M, D] = layer_norm(x[M, D]) * gamma + beta.
-void layer_norm(const float* x, int64_t M, int64_t D, const float* gamma, const float* beta,
-                float eps, float* y, ThreadPool& pool);
+  // y[M, N] (op)= x[M, K] * W[N, K]^T + bias[N]; bias may be null. W in any
+  // weight format; accumulation is float32 for every format.
+  void (*linear)(Context& ctx, const float* x, int64_t M, const Matrix& W, const float* bias,
+                 Epilogue epilogue, float* y);
 
-// One attention query against a cached key/value sequence:
-// out[Dh] = softmax(q.K^T * scale) V over K, V [n_keys, Dh].
-// `scores` is scratch of at least n_keys floats.
-void attend(const float* q, const float* K, const float* V, int64_t n_keys, int64_t Dh,
-            float scale, float* out, float* scores);
+  // x[m, :] = row tokens[m] of `table` (dequantised) + positions[slots[m].slot, :]
+  // for m < M: the embedding lookup.
+  void (*embed)(Context& ctx, const Matrix& table, const float* positions, const int64_t* tokens,
+                const TokenSlot* slots, int64_t M, float* x);
 
+  // y[M, D] = layer_norm(x[M, D]) * gamma + beta.
+  void (*layer_norm)(Context& ctx, const float* x, int64_t M, int64_t D, const float* gamma,
+                     const float* beta, float eps, float* y);
+
+  // Causal attention of M tokens over their rows' caches in `layer`: token m's
+  // K/V (in qkv[m] = q|k|v, each H x Dh) are stored at slots[m] first, then its
+  // query attends over slots [0, slots[m].slot] of its row; out[M, H*Dh].
+  void (*attention)(Context& ctx, KVCache& cache, int64_t layer, const float* qkv,
+                    const TokenSlot* slots, int64_t M, float* out);
+};
+
+// The CPU backend (csrc/cpu/cpu_backend.cc).
+const Backend& cpu_backend();
+
+// Single-row helpers of the CPU kernels that the logits processors and tests use.
 // sum_i exp(x[i] - shift) over n floats, SIMD (~2 ulp per term); shift >= max(x).
 double sum_exp(const float* x, int64_t n, float shift);
+// out[K] = row `row` of W as floats (scales applied).
+void dequantize_row(const Matrix& W, int64_t row, float* out);
 
-// Best of `repeats` timed passes reading `bytes` of memory with every pool
-// thread, in GB/s: the machine's read bandwidth for the roofline.
-double measure_read_bandwidth(int64_t bytes, int repeats, ThreadPool& pool);
+// Best of `repeats` timed passes reading `bytes` of memory with every thread
+// of `ctx`, in GB/s: the machine's read bandwidth for the roofline.
+double measure_read_bandwidth(int64_t bytes, int repeats, Context& ctx);
 
 // Name of the SIMD path the CPU kernels picked at run time ("avx512", "avx2", "generic").
 const char* cpu_isa_name();

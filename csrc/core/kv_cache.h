@@ -29,6 +29,8 @@ class KVCache {
   }
 
   int64_t max_length() const { return max_length_; }
+  int64_t heads() const { return heads_; }
+  int64_t head_size() const { return head_size_; }
 
   // Copies the first n slots of row src into row dst, in every layer and head
   // (the prompt of a sequence shared by several return sequences).

@@ -26,8 +26,10 @@ TokenChoice choose_greedy(const float* logits, int64_t vocab) {
   return {best, static_cast<float>(-std::log(sum_exp(logits, vocab, top)))};
 }
 
-TokenChoice choose_sampled(const float* logits, int64_t vocab, int64_t top_k, float top_p,
-                           float temperature, double uniform, SamplerScratch& s) {
+TokenChoice choose_sampled(const float* logits, int64_t vocab, const GenerationOptions& o,
+                           double uniform, SamplerScratch& s) {
+  const int64_t top_k = o.top_k;
+  const float top_p = o.top_p, temperature = o.temperature;
   const int64_t kept_k = (top_k > 0 && top_k < vocab) ? top_k : vocab;
   // A strict total order (logit, then id) keeps selection deterministic on ties.
   auto higher = [logits](int32_t a, int32_t b) {

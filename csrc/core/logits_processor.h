@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "generation_options.h"
+
 namespace fastergpt {
 
 struct TokenChoice {
@@ -26,11 +28,12 @@ struct SamplerScratch {
   std::vector<float> weight;
 };
 
-// Sampling: logits / temperature, keep the top_k largest (0 = all), then the
-// smallest prefix (by descending logit) whose probability reaches top_p, and
-// draw with `uniform` in [0, 1) by inverse CDF over that prefix in descending
-// order. logprob is the chosen token's renormalised probability.
-TokenChoice choose_sampled(const float* logits, int64_t vocab, int64_t top_k, float top_p,
-                           float temperature, double uniform, SamplerScratch& scratch);
+// Sampling with o's temperature, top_k and top_p: logits / temperature, keep
+// the top_k largest (0 = all), then the smallest prefix (by descending logit)
+// whose probability reaches top_p, and draw with `uniform` in [0, 1) by
+// inverse CDF over that prefix in descending order. logprob is the chosen
+// token's renormalised probability.
+TokenChoice choose_sampled(const float* logits, int64_t vocab, const GenerationOptions& o,
+                           double uniform, SamplerScratch& scratch);
 
 }  // namespace fastergpt

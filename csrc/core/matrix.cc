@@ -4,6 +4,15 @@
 
 namespace fastergpt {
 
+const char* element_name(ElementType t) {
+  switch (t) {
+    case ElementType::kF32: return "float32";
+    case ElementType::kF16: return "float16";
+    case ElementType::kI8: return "int8";
+  }
+  return "?";
+}
+
 const WeightFormatInfo& format_info(WeightFormat f) {
   for (const auto& info : kWeightFormats)
     if (info.format == f) return info;
@@ -11,11 +20,12 @@ const WeightFormatInfo& format_info(WeightFormat f) {
 }
 
 WeightFormat parse_weight_format(const std::string& name) {
-  for (const auto& info : kWeightFormats)
-    if (name == info.name) return info.format;
-  if (name == "fp32") return WeightFormat::kF32;
-  if (name == "fp16") return WeightFormat::kF16;
-  fail("weight_format: unsupported '", name, "' (expected float32, float16 or int8)");
+  std::string known;
+  for (const auto& info : kWeightFormats) {
+    if (name == info.name || (info.alias[0] && name == info.alias)) return info.format;
+    known += (known.empty() ? "" : ", ") + std::string(info.name);
+  }
+  fail("weight_format: unsupported '", name, "' (expected one of ", known, ")");
 }
 
 }  // namespace fastergpt

@@ -113,19 +113,4 @@ int default_num_threads() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-std::mutex& pool_mutex() {
-  static std::mutex m;
-  return m;
-}
-
-ThreadPool& shared_pool(int num_threads) {
-  static std::unique_ptr<ThreadPool> pool;
-  const int want = num_threads > 0 ? num_threads : default_num_threads();
-  if (!pool || pool->num_threads() != want) {
-    pool.reset();
-    pool = std::make_unique<ThreadPool>(want);
-  }
-  return *pool;
-}
-
 }  // namespace fastergpt

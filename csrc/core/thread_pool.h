@@ -70,10 +70,4 @@ class ThreadPool {
 // Hardware threads available to this process.
 int default_num_threads();
 
-// The process-wide pool with `num_threads` threads (0 = all cores). Re-created
-// when a different count is asked for. Callers hold `pool_mutex()` while using
-// it, so concurrent generate() calls take turns instead of sharing workers.
-ThreadPool& shared_pool(int num_threads);
-std::mutex& pool_mutex();
-
 }  // namespace fastergpt

@@ -1,16 +1,21 @@
-// attend() on the CPU: one query over a contiguous run of cached keys/values.
-// Callers parallelise over (token, head) pairs; this stays single-threaded.
+// attention() on the CPU: stores each token's keys/values in the cache, then
+// runs one attend() per (token, head) pair, the pairs split between threads.
 // Also sum_exp(), the softmax denominator the logits processors use.
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <vector>
 
-#include "../core/kernels.h"
+#include "../core/context.h"
+#include "cpu_ops.h"
 #include "simd_kernels.h"
 
 namespace fastergpt {
+namespace cpu {
 
 void attend(const float* q, const float* K, const float* V, int64_t n_keys, int64_t Dh,
             float scale, float* out, float* scores) {
-  const auto& k = cpu::simd();
+  const auto& k = simd();
   float max_score = -INFINITY;
   for (int64_t j = 0; j < n_keys; ++j) {
     scores[j] = k.dot(q, K + j * Dh, Dh) * scale;
@@ -25,6 +30,36 @@ void attend(const float* q, const float* K, const float* V, int64_t n_keys, int6
   for (int64_t i = 0; i < Dh; ++i) out[i] = 0.0f;
   for (int64_t j = 0; j < n_keys; ++j) k.axpy(scores[j] * inv, V + j * Dh, out, Dh);
 }
+
+void attention(Context& ctx, KVCache& cache, int64_t layer, const float* qkv,
+               const TokenSlot* slots, int64_t M, float* out) {
+  const int64_t H = cache.heads(), Dh = cache.head_size(), D = H * Dh;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
+  for (int64_t m = 0; m < M; ++m) {
+    const float* t = qkv + m * 3 * D;
+    for (int64_t h = 0; h < H; ++h) {
+      std::memcpy(cache.key(layer, slots[m].row, h, slots[m].slot), t + D + h * Dh,
+                  Dh * sizeof(float));
+      std::memcpy(cache.value(layer, slots[m].row, h, slots[m].slot), t + 2 * D + h * Dh,
+                  Dh * sizeof(float));
+    }
+  }
+  // Enough (token, head) pairs per thread to outweigh the hand-off.
+  const int64_t grain = std::max<int64_t>(1, 16384 / (Dh * (slots[0].slot + 1)));
+  ctx.pool().parallel_for(M * H, grain, [&](int64_t t0, int64_t t1) {
+    thread_local std::vector<float> scores;
+    if (static_cast<int64_t>(scores.size()) < cache.max_length()) scores.resize(cache.max_length());
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t m = t / H, h = t % H;
+      const TokenSlot& s = slots[m];
+      attend(qkv + m * 3 * D + h * Dh, cache.key(layer, s.row, h, 0),
+             cache.value(layer, s.row, h, 0), s.slot + 1, Dh, scale, out + m * D + h * Dh,
+             scores.data());
+    }
+  });
+}
+
+}  // namespace cpu
 
 double sum_exp(const float* x, int64_t n, float shift) { return cpu::simd().sum_exp(x, n, shift); }
 

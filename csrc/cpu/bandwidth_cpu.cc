@@ -6,12 +6,13 @@
 #include <chrono>
 #include <vector>
 
-#include "../core/kernels.h"
+#include "../core/context.h"
 #include "simd_kernels.h"
 
 namespace fastergpt {
 
-double measure_read_bandwidth(int64_t bytes, int repeats, ThreadPool& pool) {
+double measure_read_bandwidth(int64_t bytes, int repeats, Context& ctx) {
+  ThreadPool& pool = ctx.pool();
   const int64_t n = std::max<int64_t>(1 << 16, bytes / static_cast<int64_t>(sizeof(float)));
   std::vector<float> buffer(n, 1.0f);  // written once so every page is resident
   const auto& k = cpu::simd();

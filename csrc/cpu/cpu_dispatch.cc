@@ -7,11 +7,15 @@ namespace fastergpt {
 namespace cpu {
 namespace {
 
-#define FGPT_KERNELS(ns)                                                                  \
-  SimdKernels {                                                                           \
-    #ns, {ns::linear_f32_rows, ns::linear_f16_rows},                                       \
-        {ns::dequantize_f32_row, ns::dequantize_f16_row, ns::dequantize_i8_row}, ns::dot,  \
-        ns::axpy, ns::sum_exp, ns::quantize_rows, ns::linear_q8_rows                      \
+// Rows in kWeightFormats order: float32, float16, int8.
+static_assert(kNumWeightFormats == 3, "a new weight format needs its kernels here");
+#define FGPT_KERNELS(ns)                                                   \
+  SimdKernels {                                                            \
+    #ns,                                                                   \
+        {{ns::linear_f32_rows, nullptr, ns::dequantize_f32_row},           \
+         {ns::linear_f16_rows, nullptr, ns::dequantize_f16_row},           \
+         {nullptr, ns::linear_q8_rows, ns::dequantize_i8_row}},            \
+        ns::dot, ns::axpy, ns::sum_exp, ns::quantize_rows                  \
   }
 
 bool cpu_has(const char* name) {

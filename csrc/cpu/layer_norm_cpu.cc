@@ -3,12 +3,15 @@
 #include <algorithm>
 #include <cmath>
 
-#include "../core/kernels.h"
+#include "../core/context.h"
+#include "cpu_ops.h"
 
 namespace fastergpt {
+namespace cpu {
 
-void layer_norm(const float* x, int64_t M, int64_t D, const float* gamma, const float* beta,
-                float eps, float* y, ThreadPool& pool) {
+void layer_norm(Context& ctx, const float* x, int64_t M, int64_t D, const float* gamma,
+                const float* beta, float eps, float* y) {
+  ThreadPool& pool = ctx.pool();
   // Rows of a few thousand elements are too cheap to hand to another thread.
   const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, D));
   pool.parallel_for(M, grain, [&](int64_t m0, int64_t m1) {
@@ -30,4 +33,5 @@ void layer_norm(const float* x, int64_t M, int64_t D, const float* gamma, const 
   });
 }
 
+}  // namespace cpu
 }  // namespace fastergpt

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "../core/kernels.h"
+#include "../core/matrix.h"
 
 namespace fastergpt {
 namespace cpu {
@@ -50,28 +51,34 @@ FGPT_DECLARE_SIMD(avx512)
 FGPT_DECLARE_SIMD(avx512vnni)
 #undef FGPT_DECLARE_SIMD
 
-// The inner loops of the instruction set chosen for this CPU.
-static_assert(static_cast<int>(WeightFormat::kF32) == 0 && static_cast<int>(WeightFormat::kF16) == 1 &&
-                  static_cast<int>(WeightFormat::kI8) == 2,
-              "SimdKernels tables are indexed by WeightFormat");
+// int8 activations times a format's weights: y rows [n_begin, n_end).
+using Q8RowsFn = void (*)(const int8_t* xs, const float* sx, int64_t M, const void* W,
+                          const float* scales, int64_t K, int64_t N, int64_t n_begin,
+                          int64_t n_end, const float* bias, Epilogue ep, float* y);
 
-// Per-format entries are indexed by WeightFormat (the order of kWeightFormats);
-// int8 matrices multiply quantised activations instead (linear_q8_rows).
+// One weight format's kernels on one ISA: the CPU half of its row in
+// kWeightFormats (csrc/core/matrix.h). Which linear entry is set follows the
+// row's ActivationInput.
+struct FormatKernels {
+  LinearRowsFn float_rows;  // ActivationInput::kFloat
+  Q8RowsFn int8_rows;       // ActivationInput::kInt8Rows
+  DequantizeRowFn dequantize_row;
+};
+
+// The inner loops of one instruction set.
 struct SimdKernels {
   const char* name;
-  LinearRowsFn linear_rows[2];  // float32, float16
-  DequantizeRowFn dequantize_row[3];
+  FormatKernels formats[kNumWeightFormats];  // indexed by WeightFormat
   float (*dot)(const float*, const float*, int64_t);
   void (*axpy)(float, const float*, float*, int64_t);
   double (*sum_exp)(const float*, int64_t, float);  // sum exp(x[i] - shift)
-  // int8 weights: per-row symmetric int8 activations (xs, scale sx), then
-  // exact int32 dot products (VNNI where the CPU has it).
+  // Per-row symmetric int8 activations (xs, scale sx) for kInt8Rows formats.
   void (*quantize_rows)(const float* x, int64_t M, int64_t K, int8_t* xs, float* sx);
-  void (*linear_q8_rows)(const int8_t* xs, const float* sx, int64_t M, const void* W,
-                         const float* scales, int64_t K, int64_t N, int64_t n_begin,
-                         int64_t n_end, const float* bias, Epilogue ep, float* y);
+
+  const FormatKernels& of(WeightFormat f) const { return formats[static_cast<int>(f)]; }
 };
 
+// The kernels of the instruction set chosen for this CPU, once per process.
 const SimdKernels& simd();
 // For tests: the kernels of a named ISA if this CPU and build have it, else null.
 const SimdKernels* simd_by_name(const char* name);

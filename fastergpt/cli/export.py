@@ -6,11 +6,13 @@ import sys
 
 
 def main(argv=None) -> int:
+    from fastergpt.quantize import format_names
+
     p = argparse.ArgumentParser(prog="fastergpt-export", description=__doc__)
     p.add_argument("--model_name_or_path", default="default",
                    help="checkpoint dir (HF or PaddleNLP layout), exported dir, or 'default'")
     p.add_argument("--inference_model_dir", required=True, help="output directory")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "int8"],
+    p.add_argument("--dtype", default="float32", choices=format_names(),
                    help="weight format stored in the directory (default float32)")
     p.add_argument("--format", default="pir", choices=["pir", "legacy"],
                    help="PIR model.json (default) or legacy model.pdmodel")

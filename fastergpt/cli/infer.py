@@ -13,6 +13,9 @@ import time
 
 import numpy as np
 
+from fastergpt.cli.settings_args import add_setting_arguments, settings_from_args
+from fastergpt.quantize import format_names
+
 BUILTIN_PROMPTS = [
     "The function returns",
     "This module provides",
@@ -31,23 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt_file", help="a text file with one prompt per line")
     p.add_argument("--batch_size", type=int, default=None,
                    help="prompts per call (default: all at once); rows for --start_token")
-    p.add_argument("--decode_strategy", choices=["greedy_search", "sampling"])
-    p.add_argument("--topk", type=int, help="sampling: keep the k most likely tokens (0 = off)")
-    p.add_argument("--topp", type=float, help="sampling: nucleus mass in (0, 1]")
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--max_length", type=int, help="new tokens to generate at most")
-    p.add_argument("--min_length", type=int, help="new tokens before the end token is allowed")
-    p.add_argument("--repetition_penalty", type=float)
-    p.add_argument("--num_return_sequences", type=int, default=1)
-    p.add_argument("--seed", type=int, help="RNG seed (default: random)")
     p.add_argument("--start_token", help="generate unconditionally from this token (e.g. '<|endoftext|>')")
     p.add_argument("--end_token", help="stop at this token (default: the tokenizer's end token)")
-    p.add_argument("--dtype", choices=["float32", "float16", "int8"],
+    p.add_argument("--dtype", choices=format_names(),
                    help="weight format (default float32; an exported dir keeps its own)")
     p.add_argument("--use_fp16_decoding", action="store_true", help="same as --dtype float16")
-    p.add_argument("--threads", type=int, default=0, help="engine threads (0 = all cores)")
     p.add_argument("--benchmark", type=int, default=0, metavar="N",
                    help="after a warm-up, time N runs of fastergpt and of the reference generate()")
+    add_setting_arguments(p)
     return p
 
 
@@ -69,19 +63,14 @@ def read_prompts(args, tokenizer) -> list:
 
 def settings_from(args, defaults: dict, tokenizer) -> dict:
     s = dict(defaults)
-    for key, value in (("top_k", args.topk), ("top_p", args.topp), ("temperature", args.temperature),
-                       ("max_new_tokens", args.max_length), ("min_length", args.min_length),
-                       ("repetition_penalty", args.repetition_penalty),
-                       ("decode_strategy", args.decode_strategy)):
-        if value is not None:
-            s[key] = value
+    s.update(settings_from_args(args))
     if args.end_token:
         eos = tokenizer.token_to_id(args.end_token)
         if eos is None:
             raise SystemExit(f"error: --end_token {args.end_token!r} is not in the vocabulary")
         s["eos_token_id"] = eos
-    s["num_return_sequences"] = args.num_return_sequences
-    s["seed"] = args.seed if args.seed is not None else int(np.random.randint(0, 2**31))
+    if s.get("seed") is None:
+        s["seed"] = int(np.random.randint(0, 2**31))
     return s
 
 
@@ -92,12 +81,11 @@ class Runner:
         from fastergpt.pretrained import generation_defaults, resolve_model_path
         from fastergpt.tokenizer import Tokenizer
 
-        self.threads = args.threads
         dtype = "float16" if args.use_fp16_decoding else args.dtype
         if args.inference_model_dir:
             from fastergpt.predictor import Predictor
 
-            self.predictor = Predictor(args.inference_model_dir, threads=args.threads)
+            self.predictor = Predictor(args.inference_model_dir)
             self.tokenizer = self.predictor.tokenizer
             self.defaults = self.predictor.defaults
             self.source = args.inference_model_dir
@@ -116,10 +104,9 @@ class Runner:
 
     def generate(self, ids, mask, s):
         if self.predictor is not None:
-            out = self.predictor.generate(input_ids=ids, attention_mask=mask, **s,
-                                          num_threads=self.threads)
+            out = self.predictor.generate(input_ids=ids, attention_mask=mask, **s)
             return out.ids, out.lengths
-        out = self.model.generate(ids, mask, num_threads=self.threads, **s)
+        out = self.model.generate(ids, mask, **s)
         return out.ids.numpy(), out.lengths.numpy()
 
 
@@ -141,7 +128,8 @@ def run_benchmark(runner, ids, mask, s, n: int) -> None:
     ref = GPTLMHeadModel(config)
     ref.load_numpy_state_dict(state)
     ref.eval()
-    ref_s, ref_out = timed(lambda: generate(ref, ids, mask, **s))
+    ref_settings = {k: v for k, v in s.items() if k != "num_threads"}
+    ref_s, ref_out = timed(lambda: generate(ref, ids, mask, **ref_settings))
     fast_tokens = int(lengths.sum())
     ref_tokens = int(ref_out.lengths.sum())
     print(f"\nbenchmark: {n} runs after a warm-up, batch {ids.shape[0]}, prompt length {ids.shape[1]}")
@@ -177,7 +165,7 @@ def main(argv=None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         total_tokens += int(lengths.sum())
-        R = args.num_return_sequences
+        R = s.get("num_return_sequences", 1)
         for i, row in enumerate(out_ids):
             prompt = chunk[i // R]
             text = tok.decode(row[:lengths[i]])

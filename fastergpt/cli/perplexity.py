@@ -9,11 +9,13 @@ import numpy as np
 
 
 def main(argv=None) -> int:
+    from fastergpt.quantize import format_names
+
     p = argparse.ArgumentParser(prog="fastergpt perplexity", description=__doc__)
     p.add_argument("file", help="a UTF-8 text file")
     p.add_argument("--model_name_or_path", default="default",
                    help="checkpoint dir (HF or PaddleNLP layout), exported dir, or 'default'")
-    p.add_argument("--dtype", choices=["float32", "float16", "int8"],
+    p.add_argument("--dtype", choices=format_names(),
                    help="weight format (default float32; an exported dir keeps its own)")
     p.add_argument("--block_size", type=int, help="window length (default: the model's n_positions)")
     p.add_argument("--stride", type=int, help="new tokens scored per window (default block_size/2)")

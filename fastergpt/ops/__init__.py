@@ -4,10 +4,9 @@ The Paddle-facing call (generate_op) is imported on first use, so the NumPy
 path (engine_module) works without loading Paddle."""
 from fastergpt.ops.build import BuildError
 from fastergpt.ops.loader import engine_module, library_dir, load_ops, op_library_path, register_library
-from fastergpt.settings import SETTING_NAMES
 
 __all__ = ["BuildError", "engine_module", "library_dir", "load_ops", "op_library_path",
-           "register_library", "SETTING_NAMES", "fastergpt_generate", "op_error_to_value_error"]
+           "register_library", "fastergpt_generate", "op_error_to_value_error"]
 
 
 def __getattr__(name):

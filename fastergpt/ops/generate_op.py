@@ -10,36 +10,33 @@ from __future__ import annotations
 import paddle
 
 from fastergpt.ops.loader import load_ops
-from fastergpt.settings import SETTING_NAMES
 
 OP_NAME = "fastergpt_generate"
-
 
 
 # Plain Python that only appends the op: to_static must not rewrite it.
 @paddle.jit.not_to_static
 def fastergpt_generate(input_ids, attention_mask, settings, weights, *, num_layers: int,
                        num_heads: int, layer_norm_epsilon: float, activation: str,
-                       tied_lm_head: bool, weight_format: str = "float32"):
-    """Runs the fused generation. `settings` is a list of 1-element tensors in
-    SETTING_NAMES order; returns (output_ids, lengths, logprobs)."""
+                       tied_lm_head: bool, weight_format: str, settings_layout: str):
+    """Runs the fused generation. `settings` is a float64 [S] tensor holding one value
+    per name of `settings_layout` ("name,name,..."); returns (output_ids, lengths, logprobs)."""
     load_ops()
     from paddle import _C_ops
     from paddle.framework import in_dynamic_or_pir_mode
 
     attrs = (int(num_layers), int(num_heads), float(layer_norm_epsilon), str(activation),
-             bool(tied_lm_head), str(weight_format))
+             bool(tied_lm_head), str(weight_format), str(settings_layout))
     if in_dynamic_or_pir_mode():
-        outs = _C_ops._run_custom_op(OP_NAME, input_ids, attention_mask, *settings, list(weights),
+        outs = _C_ops._run_custom_op(OP_NAME, input_ids, attention_mask, settings, list(weights),
                                      *attrs)
         return tuple(outs)
 
     from paddle.base.layer_helper import LayerHelper
 
     helper = LayerHelper(OP_NAME, **locals())
-    ins = {"input_ids": input_ids, "attention_mask": attention_mask, "weights@VECTOR": list(weights)}
-    for (name, _), t in zip(SETTING_NAMES, settings):
-        ins[name] = t
+    ins = {"input_ids": input_ids, "attention_mask": attention_mask, "settings": settings,
+           "weights@VECTOR": list(weights)}
     outs = {
         "output_ids": helper.create_variable(dtype="int64"),
         "lengths": helper.create_variable(dtype="int64"),
@@ -48,7 +45,8 @@ def fastergpt_generate(input_ids, attention_mask, settings, weights, *, num_laye
     helper.append_op(type=OP_NAME, inputs=ins, outputs=outs,
                      attrs={"num_layers": attrs[0], "num_heads": attrs[1],
                             "layer_norm_epsilon": attrs[2], "activation": attrs[3],
-                            "tied_lm_head": attrs[4], "weight_format": attrs[5]})
+                            "tied_lm_head": attrs[4], "weight_format": attrs[5],
+                            "settings_layout": attrs[6]})
     return outs["output_ids"], outs["lengths"], outs["logprobs"]
 
 

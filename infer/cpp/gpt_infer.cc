@@ -41,36 +41,39 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// The exported program's setting inputs and their dtypes; the same table as
-// SETTING_NAMES in fastergpt/settings.py (the operator's input order).
-struct Setting {
-  const char* name;
-  bool is_float;
-};
-const Setting kSettings[] = {
-    {"max_new_tokens", false}, {"min_length", false},   {"top_k", false},
-    {"top_p", true},           {"temperature", true},   {"repetition_penalty", true},
-    {"eos_token_id", false},   {"pad_token_id", false}, {"seed", false},
-    {"decode_strategy", false}, {"num_return_sequences", false}, {"num_threads", false},
-};
-
 struct Options {
   std::string model_dir;
   std::vector<std::string> prompts;
   std::string prompt_file;
   int batch_size = 0;  // 0: all prompts in one batch
   std::map<std::string, double> settings;  // flags given on the command line
-  std::string decode_strategy;
   int benchmark = 0;
   bool print_json = false;
 };
 
-const char* kUsage =
-    "usage: gpt_infer --model_dir DIR [--prompt TEXT]... [--prompt_file FILE]\n"
-    "                 [--batch_size N] [--decode_strategy greedy_search|sampling]\n"
-    "                 [--topk K] [--topp P] [--temperature T] [--max_length N]\n"
-    "                 [--min_length N] [--repetition_penalty R] [--seed S]\n"
-    "                 [--threads N] [--benchmark N] [--json]\n";
+// Older spellings of some settings' flags (PaddleNLP's scripts used them).
+const std::map<std::string, std::string> kFlagAliases = {
+    {"--topk", "top_k"}, {"--topp", "top_p"}, {"--max_length", "max_new_tokens"},
+    {"--threads", "num_threads"}};
+
+// The usage text: fixed flags, then one flag per row of the engine's settings table.
+std::string usage() {
+  std::string u =
+      "usage: gpt_infer --model_dir DIR [--prompt TEXT]... [--prompt_file FILE]\n"
+      "                 [--batch_size N] [--benchmark N] [--json] [SETTINGS]\n"
+      "settings (default: the export's config.json; aliases --topk --topp --max_length --threads):\n";
+  for (const fastergpt::SettingInfo& s : fastergpt::setting_table()) {
+    std::string line = "  --" + std::string(s.name);
+    if (s.choices) {
+      line += " ";
+      for (int i = 0; i <= static_cast<int>(s.max); ++i)
+        line += std::string(i ? "|" : "") + s.choices[i].name;
+    }
+    line.resize(std::max<size_t>(line.size() + 1, 38), ' ');
+    u += line + s.help + "\n";
+  }
+  return u;
+}
 
 double parse_number(const std::string& flag, const std::string& v) {
   char* end = nullptr;
@@ -79,17 +82,22 @@ double parse_number(const std::string& flag, const std::string& v) {
   return d;
 }
 
+// The setting a flag names ("--top_k" or an alias), or "" when it names none.
+std::string setting_of_flag(const std::string& flag) {
+  auto alias = kFlagAliases.find(flag);
+  if (alias != kFlagAliases.end()) return alias->second;
+  if (flag.rfind("--", 0) != 0) return "";
+  for (const fastergpt::SettingInfo& s : fastergpt::setting_table())
+    if (flag.compare(2, std::string::npos, s.name) == 0) return s.name;
+  return "";
+}
+
 Options parse_args(int argc, char** argv) {
   Options o;
-  const std::map<std::string, std::string> numeric = {
-      {"--topk", "top_k"}, {"--topp", "top_p"}, {"--temperature", "temperature"},
-      {"--max_length", "max_new_tokens"}, {"--min_length", "min_length"},
-      {"--repetition_penalty", "repetition_penalty"}, {"--seed", "seed"},
-      {"--threads", "num_threads"}};
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (flag == "--help" || flag == "-h") {
-      std::fputs(kUsage, stdout);
+      std::fputs(usage().c_str(), stdout);
       std::exit(0);
     }
     if (flag == "--json") {
@@ -103,9 +111,15 @@ Options parse_args(int argc, char** argv) {
     else if (flag == "--prompt_file") o.prompt_file = v;
     else if (flag == "--batch_size") o.batch_size = static_cast<int>(parse_number(flag, v));
     else if (flag == "--benchmark") o.benchmark = static_cast<int>(parse_number(flag, v));
-    else if (flag == "--decode_strategy") o.decode_strategy = v;
-    else if (numeric.count(flag)) o.settings[numeric.at(flag)] = parse_number(flag, v);
-    else throw UsageError("unknown flag " + flag);
+    else if (!setting_of_flag(flag).empty()) {
+      const fastergpt::SettingInfo& s = fastergpt::setting_info(setting_of_flag(flag));
+      try {
+        o.settings[s.name] = s.choices ? static_cast<double>(fastergpt::parse_choice(s, v))
+                                       : parse_number(flag, v);
+      } catch (const fastergpt::Error& e) {
+        throw UsageError(flag + ": " + e.what());
+      }
+    } else throw UsageError("unknown flag " + flag);
   }
   if (o.model_dir.empty()) throw UsageError("--model_dir is required");
   if (o.batch_size < 0) throw UsageError("--batch_size must be >= 1");
@@ -163,25 +177,16 @@ class Runner {
     len_out_ = predictor_->GetOutputHandle(outs.at(1)).release();
   }
 
-  // ids/mask [B, L]; returns ids [B', T] and lengths [B'].
+  // ids/mask [B, L], settings [S] in the export's layout; returns ids [B', T] and lengths [B'].
   void run(const std::vector<int64_t>& ids, const std::vector<int64_t>& mask, int B, int L,
-           const std::map<std::string, double>& settings, std::vector<int64_t>* out_ids,
+           const std::vector<double>& settings, std::vector<int64_t>* out_ids,
            std::vector<int64_t>* lengths, int* T) {
     feed("input_ids", {B, L}, ids.data());
     feed("attention_mask", {B, L}, mask.data());
-    for (const Setting& s : kSettings) {
-      const double v = settings.at(s.name);
-      if (s.is_float) {
-        const float f = static_cast<float>(v);
-        feed(s.name, {1}, &f);
-      } else {
-        const int64_t i = static_cast<int64_t>(v);
-        feed(s.name, {1}, &i);
-      }
-    }
+    feed("settings", {static_cast<int>(settings.size())}, settings.data());
     if (!predictor_->Run()) throw std::runtime_error("the predictor failed to run");
     // (An operator error inside Run() arrives as a bare std::exception; main()
-    // reports it with a hint, and check_settings() catches bad settings before.)
+    // reports it with a hint, and resolve_settings() catches bad settings before.)
     const std::vector<int> shape = ids_out_->shape();
     *T = shape.at(1);
     out_ids->resize(static_cast<size_t>(shape[0]) * shape[1]);
@@ -205,49 +210,47 @@ class Runner {
   paddle_infer::Tensor* len_out_ = nullptr;
 };
 
-std::map<std::string, double> resolve_settings(const Options& o, const JsonValue& gen) {
-  std::map<std::string, double> s;
-  for (const Setting& st : kSettings) {
-    if (gen.has(st.name) && gen.at(st.name).kind == JsonValue::Kind::kNumber)
-      s[st.name] = gen.at(st.name).number;
-  }
-  s["num_return_sequences"] = 1;
-  s["num_threads"] = 0;
-  std::string strategy = gen.has("decode_strategy") ? gen.at("decode_strategy").string : "greedy_search";
-  if (!o.decode_strategy.empty()) strategy = o.decode_strategy;
-  if (strategy != "greedy_search" && strategy != "sampling")
-    throw UsageError("--decode_strategy must be greedy_search or sampling, got '" + strategy + "'");
-  s["decode_strategy"] = strategy == "sampling" ? 1 : 0;
-  for (const auto& kv : o.settings) s[kv.first] = kv.second;
-  if (!s.count("seed")) s["seed"] = static_cast<double>(std::random_device{}() & 0x7fffffff);
-  for (const char* key : {"eos_token_id", "pad_token_id"})
-    if (!s.count(key)) s[key] = -1;
-  for (const Setting& st : kSettings)
-    if (!s.count(st.name)) throw UsageError(std::string("no value for setting ") + st.name);
-  return s;
-}
-
-// The engine's own argument checks, run here because the predictor reports an
-// operator's error only as a bare std::exception, without its message.
-void check_settings(const std::map<std::string, double>& s, const JsonValue& model) {
+// Every setting's value: the export's config.json "generation" defaults, then
+// the command line; checked by the engine's own table (the predictor would
+// report an operator's error only as a bare std::exception, without its message).
+fastergpt::GenerationOptions resolve_settings(const Options& o, const JsonValue& gen,
+                                              const JsonValue& model) {
   fastergpt::GenerationOptions g;
-  g.strategy = s.at("decode_strategy") == 1 ? fastergpt::DecodeStrategy::kSampling
-                                            : fastergpt::DecodeStrategy::kGreedy;
-  g.max_new_tokens = static_cast<int64_t>(s.at("max_new_tokens"));
-  g.min_length = static_cast<int64_t>(s.at("min_length"));
-  g.top_k = static_cast<int64_t>(s.at("top_k"));
-  g.top_p = static_cast<float>(s.at("top_p"));
-  g.temperature = static_cast<float>(s.at("temperature"));
-  g.repetition_penalty = static_cast<float>(s.at("repetition_penalty"));
-  g.eos_token_id = static_cast<int64_t>(s.at("eos_token_id"));
-  g.pad_token_id = static_cast<int64_t>(s.at("pad_token_id"));
-  g.num_return_sequences = static_cast<int64_t>(s.at("num_return_sequences"));
-  g.num_threads = static_cast<int64_t>(s.at("num_threads"));
   try {
+    for (const fastergpt::SettingInfo& s : fastergpt::setting_table()) {
+      if (!gen.has(s.name)) continue;
+      const JsonValue& v = gen.at(s.name);
+      if (v.kind == JsonValue::Kind::kNumber) fastergpt::set_setting(g, s.name, v.number);
+      else if (v.kind == JsonValue::Kind::kString && s.choices)
+        fastergpt::set_setting(g, s.name, static_cast<double>(fastergpt::parse_choice(s, v.string)));
+    }
+    fastergpt::set_setting(g, "num_return_sequences", 1);
+    fastergpt::set_setting(g, "num_threads", 0);
+    if (!o.settings.count("seed"))
+      fastergpt::set_setting(g, "seed", static_cast<double>(std::random_device{}() & 0x7fffffff));
+    for (const auto& kv : o.settings) fastergpt::set_setting(g, kv.first, kv.second);
     g.validate(static_cast<int64_t>(model.at("vocab_size").number));
   } catch (const fastergpt::Error& e) {
     throw UsageError(e.what());
   }
+  return g;
+}
+
+// The settings vector in the order the exported graph records (config.json "settings").
+std::vector<double> settings_vector(const fastergpt::GenerationOptions& g, const JsonValue& info) {
+  if (!info.has("settings") || info.at("settings").kind != JsonValue::Kind::kArray)
+    throw UsageError("this directory was exported by an older fastergpt (one graph input per "
+                     "setting); re-export it with export_model.py");
+  std::vector<double> v;
+  for (const JsonValue& name : info.at("settings").array) {
+    try {
+      v.push_back(fastergpt::setting_info(name.string).get(g));
+    } catch (const fastergpt::Error& e) {
+      throw UsageError(std::string("the export takes a setting this gpt_infer does not know: ") +
+                       e.what());
+    }
+  }
+  return v;
 }
 
 int run_main(int argc, char** argv) {
@@ -264,10 +267,10 @@ int run_main(int argc, char** argv) {
     prompts.insert(prompts.end(), more.begin(), more.end());
   }
   if (prompts.empty()) throw UsageError("give at least one --prompt or a --prompt_file");
-  const auto settings = resolve_settings(o, info.at("generation"));
-  check_settings(settings, info.at("model"));
+  const fastergpt::GenerationOptions options = resolve_settings(o, info.at("generation"), info.at("model"));
+  const std::vector<double> settings = settings_vector(options, info);
   const int64_t max_positions = static_cast<int64_t>(info.at("model").at("n_positions").number);
-  const int64_t pad = settings.at("pad_token_id") >= 0 ? static_cast<int64_t>(settings.at("pad_token_id")) : 0;
+  const int64_t pad = options.pad_token_id >= 0 ? options.pad_token_id : 0;
 
   Runner runner(o, info);
   const size_t batch = o.batch_size > 0 ? o.batch_size : prompts.size();
@@ -284,9 +287,9 @@ int run_main(int argc, char** argv) {
     for (size_t i = start; i < end; ++i) {
       enc.push_back(tok.encode(prompts[i]));
       if (enc.back().empty()) throw UsageError("prompt " + std::to_string(i) + " encodes to no tokens");
-      if (static_cast<int64_t>(enc.back().size() + settings.at("max_new_tokens")) > max_positions)
+      if (static_cast<int64_t>(enc.back().size()) + options.max_new_tokens > max_positions)
         throw UsageError("prompt " + std::to_string(i) + " has " + std::to_string(enc.back().size()) +
-                         " tokens; with --max_length " + std::to_string(int64_t(settings.at("max_new_tokens"))) +
+                         " tokens; with --max_length " + std::to_string(options.max_new_tokens) +
                          " it exceeds the model's " + std::to_string(max_positions) + " positions");
       L = std::max(L, enc.back().size());
     }
@@ -358,7 +361,7 @@ int main(int argc, char** argv) {
   try {
     return run_main(argc, argv);
   } catch (const UsageError& e) {
-    std::fprintf(stderr, "error: %s\n%s", e.what(), kUsage);
+    std::fprintf(stderr, "error: %s\n%s", e.what(), usage().c_str());
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s%s\n", e.what(),

@@ -7,6 +7,7 @@
 
 #include "../../csrc/core/error.h"
 #include "../../csrc/core/generator.h"
+#include "../../csrc/core/model.h"
 #include "check.h"
 
 using namespace fastergpt;
@@ -14,7 +15,8 @@ using namespace fastergpt;
 struct TinyModel {
   ModelConfig config;
   std::vector<std::vector<float>> storage;
-  ModelWeights weights;
+  std::vector<WeightView> views;
+  std::unique_ptr<Model> model;
   TinyModel() {
     config.num_layers = 2;
     config.num_heads = 2;
@@ -24,15 +26,14 @@ struct TinyModel {
     config.max_positions = 32;
     std::mt19937 rng(9);
     std::normal_distribution<float> d(0.0f, 0.3f);
-    std::vector<WeightView> views;
     for (const WeightSpec& s : weight_spec(config, WeightFormat::kF32)) {
       int64_t n = 1;
       for (int64_t v : s.shape) n *= v;
       storage.emplace_back(n);
       for (auto& x : storage.back()) x = d(rng);
-      views.push_back({storage.back().data(), s.shape, WeightFormat::kF32});
+      views.push_back({storage.back().data(), s.shape, ElementType::kF32});
     }
-    weights = bind_weights(config, WeightFormat::kF32, views);
+    model = make_model(config, WeightFormat::kF32, views);
   }
 };
 
@@ -41,7 +42,7 @@ static GenerationResult run(const TinyModel& m, const std::vector<int64_t>& ids,
                             const GenerationOptions& o) {
   const int64_t L = B > 0 ? static_cast<int64_t>(ids.size()) / B : 0;
   GenerationInput in{ids.data(), mask.empty() ? nullptr : mask.data(), B, L};
-  return generate(m.config, m.weights, in, o);
+  return generate(*m.model, in, o);
 }
 
 template <typename F>
@@ -69,7 +70,7 @@ int main() {
   for (int t = 0; t < 6; ++t) CHECK(alone.ids[t] == batch.ids[t]);
 
   // Sampling: same seed => same output at 1 and 2 threads; another seed differs.
-  o.strategy = DecodeStrategy::kSampling;
+  o.decode_strategy = DecodeStrategy::kSampling;
   o.max_new_tokens = 12;
   o.num_return_sequences = 3;
   o.seed = 42;
@@ -102,9 +103,29 @@ int main() {
   o.top_p = 0.0f;
   expect_error([&] { run(m, {1, 2}, {}, 1, o); }, "top_p");
   o.top_p = 1.0f;
-  o.strategy = DecodeStrategy::kSampling;
+  o.decode_strategy = DecodeStrategy::kSampling;
   o.temperature = 0.0f;
   expect_error([&] { run(m, {1, 2}, {}, 1, o); }, "temperature");
   expect_error([&] { run(m, {}, {}, 0, GenerationOptions()); }, "empty");
+
+  // The settings table bounds every value before any cast or arithmetic.
+  o = GenerationOptions();
+  expect_error([&] { set_setting(o, "max_new_tokens", 9.3e18); }, "max_new_tokens must be in");
+  expect_error([&] { set_setting(o, "num_return_sequences", 9.2e18); }, "num_return_sequences");
+  expect_error([&] { set_setting(o, "seed", -1); }, "seed must be in");
+  expect_error([&] { set_setting(o, "top_k", 2.5); }, "top_k must be an integer");
+  expect_error([&] { set_setting(o, "top_p", NAN); }, "top_p must be a finite number");
+  expect_error([&] { set_setting(o, "decode_strategy", 7); }, "decode_strategy");
+  expect_error([&] { set_setting(o, "no_such_setting", 1); }, "unknown generation setting");
+  o.max_new_tokens = int64_t(1) << 62;  // filled field by field: validate() still bounds it
+  expect_error([&] { run(m, {1, 2}, {}, 1, o); }, "max_new_tokens must be in");
+  // A settings vector read by name, in any order (what an export's layout records).
+  const GenerationOptions v =
+      options_from_values({"seed", "decode_strategy"}, std::vector<double>{7, 1}.data(), 2);
+  CHECK(v.seed == 7 && v.decode_strategy == DecodeStrategy::kSampling && v.max_new_tokens == 20);
+  expect_error([&] { options_from_values({"seed"}, std::vector<double>{1, 2}.data(), 2); },
+               "settings: expected 1 values");
+  CHECK(parse_choice(setting_info("decode_strategy"), "greedy") == 0);
+  expect_error([&] { parse_choice(setting_info("decode_strategy"), "beam"); }, "expected one of");
   TEST_MAIN_END();
 }

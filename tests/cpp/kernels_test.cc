@@ -1,13 +1,16 @@
-// Each CPU kernel against a plain scalar reference, over a sweep of shapes
-// (odd sizes, sizes below and above the SIMD width), for every instruction set
-// this CPU has, and at 1 and 2 threads.
+// The kernel harness: every Backend operation (csrc/core/kernels.h) of every
+// backend this build has, at 1 and 2 threads, and every ISA's inner loops,
+// against a plain scalar reference over a sweep of shapes (odd sizes, sizes
+// below and above the SIMD width), with a tolerance per weight format.
 #include <algorithm>
 #include <cstring>
 #include <random>
 #include <vector>
 
+#include "../../csrc/core/context.h"
 #include "../../csrc/core/kernels.h"
 #include "../../csrc/cpu/half.h"
+#include "../../csrc/cpu/cpu_ops.h"
 #include "../../csrc/cpu/simd_kernels.h"
 #include "check.h"
 
@@ -18,69 +21,6 @@ static std::vector<float> random_vec(size_t n, std::mt19937& rng, float scale = 
   std::vector<float> v(n);
   for (auto& x : v) x = d(rng);
   return v;
-}
-
-static void test_linear(ThreadPool& pool) {
-  std::mt19937 rng(1);
-  const int64_t shapes[][3] = {{1, 1, 1},   {1, 7, 5},    {3, 17, 33},  {4, 64, 16},
-                               {5, 80, 67}, {8, 768, 40}, {37, 96, 130}, {70, 33, 9}};
-  const Epilogue eps[] = {Epilogue::kStore, Epilogue::kGeluTanh, Epilogue::kGeluErf,
-                          Epilogue::kAccumulate};
-  for (const auto& s : shapes) {
-    const int64_t M = s[0], K = s[1], N = s[2];
-    auto x = random_vec(M * K, rng), w = random_vec(N * K, rng), b = random_vec(N, rng);
-    for (Epilogue ep : eps) {
-      auto y = random_vec(M * N, rng);
-      std::vector<float> ref = y;
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t n = 0; n < N; ++n) {
-          double acc = b[n];
-          for (int64_t k = 0; k < K; ++k) acc += double(x[m * K + k]) * w[n * K + k];
-          const float v = static_cast<float>(acc);
-          float& r = ref[m * N + n];
-          r = ep == Epilogue::kStore      ? v
-              : ep == Epilogue::kGeluTanh ? cpu::gelu_tanh(v)
-              : ep == Epilogue::kGeluErf  ? cpu::gelu_erf(v)
-                                          : r + v;
-        }
-      Matrix W{WeightFormat::kF32, w.data(), nullptr, N, K};
-      linear(x.data(), M, W, b.data(), ep, y.data(), pool);
-      for (int64_t i = 0; i < M * N; ++i) CHECK_NEAR(y[i], ref[i], 2e-5 * std::sqrt(double(K)));
-    }
-  }
-}
-
-// Every ISA's inner loops agree with the scalar reference.
-static void test_simd_paths() {
-  std::mt19937 rng(2);
-  for (const char* name : {"generic", "avx2", "avx512", "avx512vnni"}) {
-    const cpu::SimdKernels* k = cpu::simd_by_name(name);
-    if (!k) {
-      std::printf("ISA %s not available here, skipped\n", name);
-      continue;
-    }
-    for (int64_t n : {1, 3, 8, 16, 17, 31, 64, 100}) {
-      auto a = random_vec(n, rng), b = random_vec(n, rng), y = random_vec(n, rng);
-      double ref = 0;
-      for (int64_t i = 0; i < n; ++i) ref += double(a[i]) * b[i];
-      CHECK_NEAR(k->dot(a.data(), b.data(), n), ref, 1e-5);
-      std::vector<float> yr = y;
-      for (int64_t i = 0; i < n; ++i) yr[i] += 0.5f * a[i];
-      k->axpy(0.5f, a.data(), y.data(), n);
-      for (int64_t i = 0; i < n; ++i) CHECK_NEAR(y[i], yr[i], 1e-6);
-      const int64_t M = 3, N = 5;
-      auto x = random_vec(M * n, rng), w = random_vec(N * n, rng);
-      std::vector<float> out(M * N, 0.0f);
-      k->linear_rows[0](x.data(), M, w.data(), nullptr, n, N, 0, N, nullptr, Epilogue::kStore,
-                        out.data());
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t j = 0; j < N; ++j) {
-          double r = 0;
-          for (int64_t i = 0; i < n; ++i) r += double(x[m * n + i]) * w[j * n + i];
-          CHECK_NEAR(out[m * N + j], r, 1e-5);
-        }
-    }
-  }
 }
 
 // A packed matrix in each weight format, with its exact float values (what
@@ -124,6 +64,83 @@ static Packed pack(const std::vector<float>& w, int64_t N, int64_t K, WeightForm
   return p;
 }
 
+// Relative tolerance of linear() per weight format against float64 on the
+// format's exact weights (times sqrt(K)); int8 also quantises activations.
+static double linear_tolerance(WeightFormat f) {
+  switch (f) {
+    case WeightFormat::kF32: return 2e-5;
+    case WeightFormat::kF16: return 2e-5;
+    case WeightFormat::kI8: return 2e-2;
+  }
+  return 0;
+}
+
+static void test_linear(Context& ctx) {
+  std::mt19937 rng(1);
+  const int64_t shapes[][3] = {{1, 1, 1},   {1, 7, 5},    {3, 17, 33},  {4, 64, 16},
+                               {5, 80, 67}, {8, 768, 40}, {37, 96, 130}, {70, 33, 9}};
+  const Epilogue eps[] = {Epilogue::kStore, Epilogue::kGeluTanh, Epilogue::kGeluErf,
+                          Epilogue::kAccumulate};
+  for (const auto& s : shapes) {
+    const int64_t M = s[0], K = s[1], N = s[2];
+    auto x = random_vec(M * K, rng), w0 = random_vec(N * K, rng), b = random_vec(N, rng);
+    for (const WeightFormatInfo& format : kWeightFormats)
+    for (Epilogue ep : eps) {
+      const Packed p = pack(w0, N, K, format.format);
+      const std::vector<float>& w = p.exact;
+      auto y = random_vec(M * N, rng);
+      std::vector<float> ref = y;
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+          double acc = b[n];
+          for (int64_t k = 0; k < K; ++k) acc += double(x[m * K + k]) * w[n * K + k];
+          const float v = static_cast<float>(acc);
+          float& r = ref[m * N + n];
+          r = ep == Epilogue::kStore      ? v
+              : ep == Epilogue::kGeluTanh ? cpu::gelu_tanh(v)
+              : ep == Epilogue::kGeluErf  ? cpu::gelu_erf(v)
+                                          : r + v;
+        }
+      ctx.backend().linear(ctx, x.data(), M, p.matrix(N, K), b.data(), ep, y.data());
+      const double tol = linear_tolerance(format.format) * std::sqrt(double(K));
+      for (int64_t i = 0; i < M * N; ++i) CHECK_NEAR(y[i], ref[i], tol);
+    }
+  }
+}
+
+// Every ISA's inner loops agree with the scalar reference.
+static void test_simd_paths() {
+  std::mt19937 rng(2);
+  for (const char* name : {"generic", "avx2", "avx512", "avx512vnni"}) {
+    const cpu::SimdKernels* k = cpu::simd_by_name(name);
+    if (!k) {
+      std::printf("ISA %s not available here, skipped\n", name);
+      continue;
+    }
+    for (int64_t n : {1, 3, 8, 16, 17, 31, 64, 100}) {
+      auto a = random_vec(n, rng), b = random_vec(n, rng), y = random_vec(n, rng);
+      double ref = 0;
+      for (int64_t i = 0; i < n; ++i) ref += double(a[i]) * b[i];
+      CHECK_NEAR(k->dot(a.data(), b.data(), n), ref, 1e-5);
+      std::vector<float> yr = y;
+      for (int64_t i = 0; i < n; ++i) yr[i] += 0.5f * a[i];
+      k->axpy(0.5f, a.data(), y.data(), n);
+      for (int64_t i = 0; i < n; ++i) CHECK_NEAR(y[i], yr[i], 1e-6);
+      const int64_t M = 3, N = 5;
+      auto x = random_vec(M * n, rng), w = random_vec(N * n, rng);
+      std::vector<float> out(M * N, 0.0f);
+      k->of(WeightFormat::kF32).float_rows(x.data(), M, w.data(), nullptr, n, N, 0, N, nullptr,
+                                           Epilogue::kStore, out.data());
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t j = 0; j < N; ++j) {
+          double r = 0;
+          for (int64_t i = 0; i < n; ++i) r += double(x[m * n + i]) * w[j * n + i];
+          CHECK_NEAR(out[m * N + j], r, 1e-5);
+        }
+    }
+  }
+}
+
 // float32/float16 linear and every format's row dequantisation against the
 // scalar reference on the exact (dequantised) weights, for every ISA this CPU has.
 static void test_weight_formats() {
@@ -139,11 +156,11 @@ static void test_weight_formats() {
         const Packed p = pack(w, N, K, f);
         const Matrix W = p.matrix(N, K);
         std::vector<float> row(K);
-        k->dequantize_row[static_cast<int>(f)](W.data, W.scales, K, N - 1, row.data());
+        k->of(f).dequantize_row(W.data, W.scales, K, N - 1, row.data());
         for (int64_t i = 0; i < K; ++i) CHECK_NEAR(row[i], p.exact[(N - 1) * K + i], 1e-6);
         if (f == WeightFormat::kI8) continue;  // int8 linear: test_int8_linear
         std::vector<float> y(M * N);
-        k->linear_rows[static_cast<int>(f)](x.data(), M, W.data, W.scales, K, N, 0, N, b.data(),
+        k->of(f).float_rows(x.data(), M, W.data, W.scales, K, N, 0, N, b.data(),
                                             Epilogue::kStore, y.data());
         for (int64_t m = 0; m < M; ++m)
           for (int64_t n = 0; n < N; ++n) {
@@ -190,8 +207,8 @@ static void test_int8_linear() {
       std::vector<int8_t> xs(M * K);
       std::vector<float> sx(M), y(M * N);
       k->quantize_rows(x.data(), M, K, xs.data(), sx.data());
-      k->linear_q8_rows(xs.data(), sx.data(), M, p.i8.data(), p.scales.data(), K, N, 0, N, b.data(),
-                        Epilogue::kStore, y.data());
+      k->of(WeightFormat::kI8).int8_rows(xs.data(), sx.data(), M, p.i8.data(), p.scales.data(), K,
+                                         N, 0, N, b.data(), Epilogue::kStore, y.data());
       for (int64_t i = 0; i < M * N; ++i) CHECK(y[i] == ref[i]);
     }
   }
@@ -203,15 +220,15 @@ static void test_linear_deterministic() {
   std::mt19937 rng(3);
   const int64_t K = 77, N = 45, M = 37;
   auto x = random_vec(M * K, rng), w = random_vec(N * K, rng);
-  ThreadPool one(1), two(2);
+  Context one(cpu_backend(), 1), two(cpu_backend(), 2);
   for (WeightFormat f : {WeightFormat::kF32, WeightFormat::kF16, WeightFormat::kI8}) {
     const auto p = pack(w, N, K, f);
     const Matrix W = p.matrix(N, K);
     std::vector<float> all(M * N), single(N);
-    linear(x.data(), M, W, nullptr, Epilogue::kStore, all.data(), two);
+    cpu_backend().linear(two, x.data(), M, W, nullptr, Epilogue::kStore, all.data());
     int64_t mismatches = 0;
     for (int64_t m = 0; m < M; ++m) {
-      linear(x.data() + m * K, 1, W, nullptr, Epilogue::kStore, single.data(), one);
+      cpu_backend().linear(one, x.data() + m * K, 1, W, nullptr, Epilogue::kStore, single.data());
       for (int64_t n = 0; n < N; ++n) mismatches += single[n] != all[m * N + n];
     }
     if (mismatches) std::fprintf(stderr, "format %d: %lld results depend on M\n", int(f), (long long)mismatches);
@@ -248,13 +265,13 @@ static void test_half_conversion() {
   CHECK(std::isnan(cpu::half_to_float(0x7E00)));
 }
 
-static void test_layer_norm(ThreadPool& pool) {
+static void test_layer_norm(Context& ctx) {
   std::mt19937 rng(4);
   for (int64_t D : {1, 5, 64, 769}) {
     const int64_t M = 3;
     auto x = random_vec(M * D, rng, 3.0f), g = random_vec(D, rng), b = random_vec(D, rng);
     std::vector<float> y(M * D);
-    layer_norm(x.data(), M, D, g.data(), b.data(), 1e-5f, y.data(), pool);
+    ctx.backend().layer_norm(ctx, x.data(), M, D, g.data(), b.data(), 1e-5f, y.data());
     for (int64_t m = 0; m < M; ++m) {
       double mean = 0, var = 0;
       for (int64_t i = 0; i < D; ++i) mean += x[m * D + i];
@@ -274,7 +291,7 @@ static void test_attend() {
       auto q = random_vec(Dh, rng), K = random_vec(n * Dh, rng), V = random_vec(n * Dh, rng);
       std::vector<float> out(Dh), scores(n);
       const float scale = 1.0f / std::sqrt(float(Dh));
-      attend(q.data(), K.data(), V.data(), n, Dh, scale, out.data(), scores.data());
+      cpu::attend(q.data(), K.data(), V.data(), n, Dh, scale, out.data(), scores.data());
       std::vector<double> s(n);
       double mx = -1e300, tot = 0;
       for (int64_t j = 0; j < n; ++j) {
@@ -293,12 +310,82 @@ static void test_attend() {
   }
 }
 
+// The backend's attention op: K/V stored at each token's slot, then causal
+// attention over its row, against a scalar computation from the same qkv.
+static void test_attention(Context& ctx) {
+  std::mt19937 rng(10);
+  ModelConfig c;
+  c.num_layers = 2;
+  c.num_heads = 3;
+  c.hidden_size = 3 * 11;
+  c.inner_size = c.vocab_size = c.max_positions = 1;
+  const int64_t H = 3, Dh = 11, D = H * Dh, rows = 2, P = 9;
+  KVCache& cache = ctx.kv_cache();
+  cache.allocate(c, rows, P);
+  // Row 0 gets 5 tokens in one pass, row 1 gets 3; then one more token each.
+  std::vector<TokenSlot> first, second = {{0, 5}, {1, 3}};
+  for (int64_t j = 0; j < 5; ++j) first.push_back({0, j});
+  for (int64_t j = 0; j < 3; ++j) first.push_back({1, j});
+  std::vector<std::vector<float>> all_qkv(rows);  // per row: every token's qkv so far
+  for (const auto* pass : {&first, &second}) {
+    const int64_t M = static_cast<int64_t>(pass->size());
+    auto qkv = random_vec(M * 3 * D, rng);
+    std::vector<float> out(M * D);
+    ctx.backend().attention(ctx, cache, 1, qkv.data(), pass->data(), M, out.data());
+    for (int64_t m = 0; m < M; ++m) {
+      const TokenSlot s = (*pass)[m];
+      auto& hist = all_qkv[s.row];
+      hist.insert(hist.end(), qkv.begin() + m * 3 * D, qkv.begin() + (m + 1) * 3 * D);
+      const int64_t n = s.slot + 1;
+      for (int64_t h = 0; h < H; ++h) {
+        const float* q = hist.data() + s.slot * 3 * D + h * Dh;
+        std::vector<double> w(n);
+        double mx = -1e300, tot = 0;
+        for (int64_t j = 0; j < n; ++j) {
+          double d = 0;
+          for (int64_t i = 0; i < Dh; ++i) d += double(q[i]) * hist[j * 3 * D + D + h * Dh + i];
+          w[j] = d / std::sqrt(double(Dh));
+          mx = std::max(mx, w[j]);
+        }
+        for (auto& v : w) tot += (v = std::exp(v - mx));
+        for (int64_t i = 0; i < Dh; ++i) {
+          double r = 0;
+          for (int64_t j = 0; j < n; ++j) r += w[j] / tot * hist[j * 3 * D + 2 * D + h * Dh + i];
+          CHECK_NEAR(out[m * D + h * Dh + i], r, 1e-5);
+        }
+      }
+    }
+  }
+}
+
+// The backend's embedding lookup: dequantised table row + position row.
+static void test_embed(Context& ctx) {
+  std::mt19937 rng(11);
+  const int64_t V = 13, D = 37, P = 6;
+  auto table = random_vec(V * D, rng), pos = random_vec(P * D, rng);
+  const int64_t tokens[] = {0, 12, 5};
+  const TokenSlot slots[] = {{0, 0}, {0, 5}, {1, 2}};
+  for (const WeightFormatInfo& format : kWeightFormats) {
+    const Packed p = pack(table, V, D, format.format);
+    std::vector<float> x(3 * D);
+    ctx.backend().embed(ctx, p.matrix(V, D), pos.data(), tokens, slots, 3, x.data());
+    for (int64_t m = 0; m < 3; ++m)
+      for (int64_t i = 0; i < D; ++i)
+        CHECK_NEAR(x[m * D + i], p.exact[tokens[m] * D + i] + pos[slots[m].slot * D + i], 1e-6);
+  }
+}
+
 int main() {
   std::printf("CPU kernels use %s\n", cpu_isa_name());
-  for (int threads : {1, 2}) {
-    ThreadPool pool(threads);
-    test_linear(pool);
-    test_layer_norm(pool);
+  for (const Backend* backend : {&cpu_backend()}) {
+    for (int threads : {1, 2}) {
+      std::printf("backend %s, %d thread(s)\n", backend->name, threads);
+      Context ctx(*backend, threads);
+      test_linear(ctx);
+      test_layer_norm(ctx);
+      test_attention(ctx);
+      test_embed(ctx);
+    }
   }
   test_simd_paths();
   test_linear_deterministic();

@@ -10,6 +10,15 @@
 
 using namespace fastergpt;
 
+static GenerationOptions sampling(int64_t top_k, float top_p, float temperature) {
+  GenerationOptions o;
+  o.decode_strategy = DecodeStrategy::kSampling;
+  o.top_k = top_k;
+  o.top_p = top_p;
+  o.temperature = temperature;
+  return o;
+}
+
 // Known-answer vectors of Philox-4x32-10 from the Random123 distribution.
 static void test_philox_known_answers() {
   Philox4x32 r = philox4x32_10(0, 0, 0, 0, 0, 0);
@@ -75,7 +84,7 @@ static void test_sampling_distribution() {
     const int n = 40000;
     std::vector<int> count(l.size(), 0);
     for (int i = 0; i < n; ++i) {
-      const TokenChoice c = choose_sampled(l.data(), l.size(), cs.k, cs.p, cs.t,
+      const TokenChoice c = choose_sampled(l.data(), l.size(), sampling(cs.k, cs.p, cs.t),
                                            philox_uniform(11, i, 0), scratch);
       count[c.token]++;
       CHECK(want[c.token] > 0);
@@ -90,8 +99,8 @@ static void test_sampling_distribution() {
   }
   // top_k = 1 and a tiny top_p are greedy (ties to the lowest id).
   for (int i = 0; i < 50; ++i) {
-    CHECK(choose_sampled(l.data(), l.size(), 1, 1.0f, 1.0f, philox_uniform(1, i, 0), scratch).token == 2);
-    CHECK(choose_sampled(l.data(), l.size(), 0, 1e-6f, 1.0f, philox_uniform(1, i, 0), scratch).token == 2);
+    CHECK(choose_sampled(l.data(), l.size(), sampling(1, 1.0f, 1.0f), philox_uniform(1, i, 0), scratch).token == 2);
+    CHECK(choose_sampled(l.data(), l.size(), sampling(0, 1e-6f, 1.0f), philox_uniform(1, i, 0), scratch).token == 2);
   }
 }
 
@@ -104,7 +113,7 @@ static void test_top_p_large_vocab() {
   for (float p : {0.1f, 0.5f, 0.95f, 0.999f}) {
     const std::vector<double> want = expected(l, 0, p, 1.0f);
     for (int i = 0; i < 200; ++i) {
-      const TokenChoice c = choose_sampled(l.data(), V, 0, p, 1.0f, philox_uniform(5, i, 0), scratch);
+      const TokenChoice c = choose_sampled(l.data(), V, sampling(0, p, 1.0f), philox_uniform(5, i, 0), scratch);
       CHECK(want[c.token] > 0);
       CHECK_NEAR(c.logprob, std::log(want[c.token]), 1e-4);
     }

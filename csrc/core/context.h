@@ -1,0 +1,49 @@
+// Where the engine runs: a backend (the kernel table of one device) and what
+// that device owns for a call: its threads (a CUDA stream later), the
+// workspace of activations and the KV cache. Buffers are reserved here and
+// only grow, so a steady stream of requests allocates nothing after the first
+// and a decoding step allocates nothing at all.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "kernels.h"
+#include "kv_cache.h"
+#include "model_config.h"
+#include "thread_pool.h"
+
+namespace fastergpt {
+
+// Activations of the M tokens of one pass (row-major [M, width]).
+struct Activations {
+  std::vector<float> x, h, qkv, attn, mlp, logits;
+  void reserve(int64_t M, const ModelConfig& c);
+};
+
+class Context {
+ public:
+  Context(const Backend& backend, int num_threads);
+
+  const Backend& backend() const { return backend_; }
+  ThreadPool& pool() { return *pool_; }
+  KVCache& kv_cache() { return cache_; }
+  Activations& activations() { return act_; }
+
+  // Threads for the next call (0 = all cores); re-creates the pool on a change.
+  void set_num_threads(int num_threads);
+
+ private:
+  const Backend& backend_;
+  std::unique_ptr<ThreadPool> pool_;
+  KVCache cache_;
+  Activations act_;
+};
+
+// The process-wide CPU context, with `num_threads` threads. Hold the returned
+// lock while using it: concurrent calls take turns instead of sharing workers.
+Context& cpu_context(int num_threads, std::unique_lock<std::mutex>* lock);
+
+}  // namespace fastergpt

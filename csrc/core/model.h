@@ -1,0 +1,95 @@
+// The model interface the generator runs: a decoder family binds its packed
+// weights by name and runs its layers over the tokens of one pass. The
+// generator never names a family; each family is one file in models/.
+//
+// Adapters hand the weights over as a flat list in `weight_spec()` order (a
+// Paddle Vec input, a Python list of arrays); `make_model()` checks every
+// dtype and shape against the spec, naming the offending tensor on a mismatch.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "context.h"
+#include "matrix.h"
+#include "model_config.h"
+
+namespace fastergpt {
+
+// One tensor the engine takes: spec entries, in the order adapters pass them.
+struct WeightSpec {
+  std::string name;            // e.g. "layers.3.qkv.weight" (= "layers." + layer + "." + key)
+  std::string key;             // the name within its layer, e.g. "qkv.weight"; global: = name
+  int64_t layer;               // -1 for tensors outside the layers
+  std::vector<int64_t> shape;  // expected shape
+  ElementType dtype;           // expected element type
+  bool matrix;                 // stored in the model's weight format (else float32)
+};
+
+// One tensor as an adapter hands it over (row-major, contiguous, host memory).
+struct WeightView {
+  const void* data = nullptr;
+  std::vector<int64_t> shape;
+  ElementType dtype = ElementType::kF32;
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  const ModelConfig& config() const { return config_; }
+
+  // Embeds the M tokens at their slots and runs every layer: each token's K/V
+  // go into the context's cache at its slot, its hidden state ends in act.x.
+  virtual void forward(Context& ctx, const int64_t* tokens, const TokenSlot* slots,
+                       int64_t M) const = 0;
+  // Final norm and LM head for the listed rows of act.x into act.logits [n, V]
+  // (rows are moved to the front of act.x first).
+  virtual void logits(Context& ctx, const int64_t* token_rows, int64_t n) const = 0;
+
+ protected:
+  explicit Model(const ModelConfig& c) : config_(c) {}
+  ModelConfig config_;
+};
+
+// Every tensor the engine needs for `config` in weight format `format`.
+std::vector<WeightSpec> weight_spec(const ModelConfig& config, WeightFormat format);
+
+// Reads the sizes (D, F, V, P) off the tensors, so adapters pass only the
+// structural attributes; validates.
+ModelConfig infer_config(int64_t num_layers, int64_t num_heads, float layer_norm_epsilon,
+                         const std::string& activation, bool tied_lm_head, WeightFormat format,
+                         const std::vector<WeightView>& views);
+
+// The model over `views` (which must outlive it); throws Error naming the
+// first missing or mis-shaped tensor.
+std::unique_ptr<Model> make_model(const ModelConfig& config, WeightFormat format,
+                                  const std::vector<WeightView>& views);
+
+// Helpers for model files: "[a, b]", and a spec's matrix entry (+ its scales).
+std::string shape_str(const std::vector<int64_t>& shape);
+void add_matrix(std::vector<WeightSpec>& spec, int64_t layer, const std::string& key,
+                int64_t rows, int64_t cols, WeightFormat format);
+void add_vector(std::vector<WeightSpec>& spec, int64_t layer, const std::string& key,
+                std::vector<int64_t> shape);
+
+// Views checked against a spec (count, dtype, shape), then found by name.
+class BoundWeights {
+ public:
+  BoundWeights(const std::vector<WeightSpec>& spec, WeightFormat format,
+               const std::vector<WeightView>& views);
+  const float* f32(const std::string& name) const;
+  Matrix matrix(const std::string& name) const;  // with its scales when the format has them
+
+ private:
+  const WeightView& view(const std::string& name) const;
+  std::map<std::string, const WeightView*> by_name_;
+  WeightFormat format_;
+};
+
+// "layers.0.qkv.weight" -> "layers.0.qkv.scale": the scale tensor of a matrix.
+std::string scale_name(const std::string& matrix);
+
+}  // namespace fastergpt
