@@ -89,18 +89,20 @@ PROMPTS = ["The function returns", "café", "日本語のテキスト and more w
     {"decode_strategy": "sampling", "top_k": 5, "seed": 7, "max_new_tokens": 12},
     {"decode_strategy": "sampling", "top_p": 0.8, "temperature": 0.7, "seed": 3,
      "max_new_tokens": 9, "repetition_penalty": 1.2, "min_length": 4},
+    # Settings added after the export format: flags derived from the engine's table.
+    {"decode_strategy": "sampling", "typical_p": 0.7, "min_p": 0.05, "seed": 11,
+     "max_new_tokens": 10},
 ])
 def test_gpt_infer_matches_python_predictor(cpp_build, exported, settings):
     from fastergpt.predictor import Predictor
 
-    flags = {"max_new_tokens": "--max_length", "top_k": "--topk", "top_p": "--topp",
-             "temperature": "--temperature", "seed": "--seed", "decode_strategy": "--decode_strategy",
-             "repetition_penalty": "--repetition_penalty", "min_length": "--min_length"}
+    # PaddleNLP's spellings for some, the table's `--<name>` for the rest.
+    flags = {"max_new_tokens": "--max_length", "top_k": "--topk", "top_p": "--topp"}
     args = ["--model_dir", exported, "--json"]
     for p in PROMPTS:
         args += ["--prompt", p]
     for k, v in settings.items():
-        args += [flags[k], v]
+        args += [flags.get(k, "--" + k), v]
     proc = run_infer(cpp_build, *args)
     assert proc.returncode == 0, proc.stderr.decode()
     got = json.loads(proc.stdout.decode("utf-8"))

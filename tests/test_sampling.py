@@ -134,6 +134,9 @@ CHI_SETTINGS = [
     dict(top_k=6, top_p=0.9, temperature=1.4),
     dict(temperature=0.8, repetition_penalty=1.8),
     dict(top_p=0.95, min_length=1, eos="argmax"),
+    dict(min_p=0.2),
+    dict(typical_p=0.6, temperature=1.3),
+    dict(top_k=8, min_p=0.05, typical_p=0.9),
 ]
 
 
@@ -146,12 +149,14 @@ def test_first_token_distribution(chi_model, setting):
     s = dict(setting)
     top_k, top_p, temperature = s.pop("top_k", 0), s.pop("top_p", 1.0), s.pop("temperature", 1.0)
     penalty, min_length = s.pop("repetition_penalty", 1.0), s.pop("min_length", 0)
+    filters = dict(min_p=s.pop("min_p", 0.0), typical_p=s.pop("typical_p", 1.0))
     eos = None
     if s.pop("eos", None) == "argmax":
         # Forbid the most likely token: min_length must take all its mass away.
         eos = int(np.argmax(processed_logits(chi_model, CHI_PROMPT)))
     logits = processed_logits(chi_model, CHI_PROMPT, penalty, eos, min_length)
-    probs = sampling_distribution(logits, top_k=top_k, top_p=top_p, temperature=temperature)
+    probs = sampling_distribution(logits, top_k=top_k, top_p=top_p, temperature=temperature,
+                                  **filters)
     # Guard the test itself: no token sits on the top_p boundary (rounding could flip it).
     sorted_p = np.sort(sampling_distribution(logits, temperature=temperature))[::-1]
     if top_p < 1.0:
@@ -160,7 +165,7 @@ def test_first_token_distribution(chi_model, setting):
 
     kw = dict(max_new_tokens=1, decode_strategy="sampling", top_k=top_k, top_p=top_p,
               temperature=temperature, repetition_penalty=penalty, min_length=min_length,
-              eos_token_id=eos, num_return_sequences=CHI_N, seed=2024)
+              eos_token_id=eos, num_return_sequences=CHI_N, seed=2024, **filters)
     outs = {name: run(np.array([CHI_PROMPT]), **kw) for name, run in front_ends(chi_model)}
     out = outs["FasterGPT"]
     np.testing.assert_array_equal(outs["Engine"]["ids"], out["ids"])

@@ -67,7 +67,11 @@ constexpr double kMaxFloat = 3.4e38;
   X(seed, uint64_t, Int, 0, 0, true, kMaxSeed, nullptr,                                           \
     "RNG seed: expanded row r draws from Philox(seed, r)")                                        \
   X(num_threads, int64_t, Int, 0, 0, true, kMaxThreads, nullptr,                                  \
-    "engine threads; 0 = all cores")
+    "engine threads; 0 = all cores")                                                              \
+  X(typical_p, float, Float, 1.0, 0, false, 1, nullptr,                                           \
+    "sampling: locally typical mass in (0, 1]; 1 = off")                                          \
+  X(min_p, float, Float, 0.0, 0, true, 1, nullptr,                                                \
+    "sampling: drop tokens below min_p x the top token's probability; 0 = off")
 
 struct GenerationOptions {
 #define FGPT_SETTING_FIELD(name, type, kind, def, lo, lo_incl, hi, choices, help) \

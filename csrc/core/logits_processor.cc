@@ -26,8 +26,67 @@ TokenChoice choose_greedy(const float* logits, int64_t vocab) {
   return {best, static_cast<float>(-std::log(sum_exp(logits, vocab, top)))};
 }
 
-TokenChoice choose_sampled(const float* logits, int64_t vocab, const GenerationOptions& o,
-                           double uniform, SamplerScratch& s) {
+namespace {
+
+// min_p (transformers' MinPLogitsWarper): drop candidates whose probability is
+// below min_p x the top one's. weight = exp((logit - top) / T), so the top
+// candidate weighs 1 and the test is weight >= min_p. Keeps the order.
+int64_t keep_min_p(float min_p, int64_t n, int32_t* order, float* weight) {
+  if (min_p <= 0.0f) return n;
+  int64_t kept = 0;
+  for (int64_t i = 0; i < n; ++i)
+    if (weight[i] >= min_p) {
+      order[kept] = order[i];
+      weight[kept++] = weight[i];
+    }
+  return kept;
+}
+
+// typical_p (transformers' TypicalLogitsWarper): rank candidates by how far
+// their surprisal is from the distribution's entropy; keep the closest ones
+// until their mass reaches typical_p (ties with the last kept one stay).
+// Keeps the candidates' order.
+int64_t keep_typical(float typical_p, int64_t n, int32_t* order, float* weight,
+                     SamplerScratch& s) {
+  if (typical_p >= 1.0f) return n;
+  double mass = 0.0;
+  for (int64_t i = 0; i < n; ++i) mass += weight[i];
+  double entropy = 0.0;
+  for (int64_t i = 0; i < n; ++i)
+    if (weight[i] > 0.0f) {
+      const double p = weight[i] / mass;
+      entropy -= p * std::log(p);
+    }
+  s.shift.resize(n);
+  s.rank.resize(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const double p = weight[i] / mass;
+    s.shift[i] = weight[i] > 0.0f ? std::fabs(-std::log(p) - entropy) : INFINITY;
+    s.rank[i] = static_cast<int32_t>(i);
+  }
+  std::stable_sort(s.rank.begin(), s.rank.end(),
+                   [&](int32_t a, int32_t b) { return s.shift[a] < s.shift[b]; });
+  // The last rank whose mass before it is still below typical_p.
+  double before = 0.0;
+  int64_t last = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    before += weight[s.rank[r]] / mass;
+    if (before < typical_p) last = std::min(r + 1, n - 1);
+  }
+  const double cutoff = s.shift[s.rank[last]];
+  int64_t kept = 0;
+  for (int64_t i = 0; i < n; ++i)
+    if (s.shift[i] <= cutoff) {
+      order[kept] = order[i];
+      weight[kept++] = weight[i];
+    }
+  return kept;
+}
+
+}  // namespace
+
+int64_t sampling_candidates(const float* logits, int64_t vocab, const GenerationOptions& o,
+                            SamplerScratch& s) {
   const int64_t top_k = o.top_k;
   const float top_p = o.top_p, temperature = o.temperature;
   const int64_t kept_k = (top_k > 0 && top_k < vocab) ? top_k : vocab;
@@ -83,6 +142,15 @@ TokenChoice choose_sampled(const float* logits, int64_t vocab, const GenerationO
       weight[i] = static_cast<float>(std::exp((logits[order[i]] - top) * inv_t));
   }
 
+  n = keep_min_p(o.min_p, n, order, weight);
+  return keep_typical(o.typical_p, n, order, weight, s);
+}
+
+TokenChoice choose_sampled(const float* logits, int64_t vocab, const GenerationOptions& o,
+                           double uniform, SamplerScratch& s) {
+  const int64_t n = sampling_candidates(logits, vocab, o, s);
+  const int32_t* order = s.order.data();
+  const float* weight = s.weight.data();
   double kept_mass = 0.0;
   for (int64_t i = 0; i < n; ++i) kept_mass += weight[i];
   const double target = uniform * kept_mass;

@@ -26,13 +26,21 @@ TokenChoice choose_greedy(const float* logits, int64_t vocab);
 struct SamplerScratch {
   std::vector<int32_t> order;
   std::vector<float> weight;
+  std::vector<double> shift;  // typical_p
+  std::vector<int32_t> rank;  // typical_p
 };
 
-// Sampling with o's temperature, top_k and top_p: logits / temperature, keep
-// the top_k largest (0 = all), then the smallest prefix (by descending logit)
-// whose probability reaches top_p, and draw with `uniform` in [0, 1) by
-// inverse CDF over that prefix in descending order. logprob is the chosen
-// token's renormalised probability.
+// The candidates sampling draws from, in transformers' warper order:
+// temperature, top_k, top_p, min_p, typical_p. Fills s.order[0..n) with token
+// ids and s.weight[0..n) with exp((logit - max) / T); returns n.
+int64_t sampling_candidates(const float* logits, int64_t vocab, const GenerationOptions& o,
+                            SamplerScratch& s);
+
+// Sampling: logits / temperature, keep the top_k largest (0 = all), then the
+// smallest prefix (by descending logit) whose probability reaches top_p, then
+// min_p and typical_p filters, and draw with `uniform` in [0, 1) by inverse
+// CDF over the candidates in that order. logprob is the chosen token's
+// renormalised probability.
 TokenChoice choose_sampled(const float* logits, int64_t vocab, const GenerationOptions& o,
                            double uniform, SamplerScratch& scratch);
 

@@ -17,6 +17,7 @@
 #include "../core/error.h"
 #include "../core/generator.h"
 #include "../core/kernels.h"
+#include "../core/logits_processor.h"
 #include "../core/model.h"
 
 namespace py = pybind11;
@@ -213,6 +214,28 @@ PYBIND11_MODULE(_engine, m) {
   m.def("weight_formats", &weight_formats,
         "The weight format table: [{name, alias, element, bits, scales, description}].");
   m.def("cpu_isa", &fastergpt::cpu_isa_name, "The SIMD path the CPU kernels use.");
+  m.def(
+      "sampling_distribution",
+      [](const FloatArray& logits, const SettingValues& settings) {
+        FGPT_CHECK(logits.ndim() == 2, "logits: must be 2-D [rows, vocab]");
+        const fastergpt::GenerationOptions o = fastergpt::options_from_map(settings);
+        const int64_t N = logits.shape(0), V = logits.shape(1);
+        py::array_t<double> out({N, V});
+        double* p = out.mutable_data();
+        std::fill(p, p + N * V, 0.0);
+        fastergpt::SamplerScratch scratch;
+        for (int64_t r = 0; r < N; ++r) {
+          const int64_t n = fastergpt::sampling_candidates(logits.data() + r * V, V, o, scratch);
+          double mass = 0.0;
+          for (int64_t i = 0; i < n; ++i) mass += scratch.weight[i];
+          for (int64_t i = 0; i < n; ++i) p[r * V + scratch.order[i]] = scratch.weight[i] / mass;
+        }
+        return out;
+      },
+      py::arg("logits"), py::arg("settings"),
+      "The probabilities sampling draws each row's token from, float64 [N, V] (zeros "
+      "outside the kept candidates), under `settings`' temperature, top_k, top_p, min_p "
+      "and typical_p: the engine's own logits processing, for checking it.");
   m.def(
       "validate_request",
       [](const IdArray& input_ids, const py::object& attention_mask, int64_t vocab_size,

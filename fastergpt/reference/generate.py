@@ -3,7 +3,8 @@
 One context pass over the left-padded prompt, then one token per step for
 every row. Logit processing happens in numpy on float32 logits in a fixed
 order that the C++ engine mirrors: repetition penalty, min_length, then
-either argmax (greedy) or temperature -> top_k -> top_p -> draw (sampling).
+either argmax (greedy) or temperature -> top_k -> top_p -> min_p -> typical_p
+-> draw (sampling).
 """
 
 from __future__ import annotations
@@ -32,20 +33,26 @@ class GenerateOutput:
 
 
 def sampling_distribution(logits_row, top_k: int = 0, top_p: float = 1.0,
-                          temperature: float = 1.0) -> np.ndarray:
+                          temperature: float = 1.0, min_p: float = 0.0,
+                          typical_p: float = 1.0) -> np.ndarray:
     """Final sampling probabilities (float64, zeros outside the kept set) for logits [V] or [N, V].
 
     Logits are divided by temperature (in float32), the top_k largest kept
     (ties broken toward the lower id), then, over the kept tokens sorted by
     descending logit, token i survives iff the probability mass before it is
-    < top_p; the survivors are renormalized.
+    < top_p; the survivors are renormalized. Then min_p drops tokens whose
+    probability is below min_p x the top one's, and typical_p keeps the tokens
+    whose surprisal is closest to the entropy until their mass reaches
+    typical_p (transformers' MinP / Typical warpers, in that order).
     """
     x = np.asarray(logits_row, dtype=np.float32)
-    probs = _sampling_probs(x.reshape(-1, x.shape[-1]), top_k, top_p, temperature)
+    probs = _sampling_probs(x.reshape(-1, x.shape[-1]), top_k, top_p, temperature, min_p,
+                            typical_p)
     return probs.reshape(x.shape)
 
 
-def _sampling_probs(scores: np.ndarray, top_k: int, top_p: float, temperature: float) -> np.ndarray:
+def _sampling_probs(scores: np.ndarray, top_k: int, top_p: float, temperature: float,
+                    min_p: float = 0.0, typical_p: float = 1.0) -> np.ndarray:
     x = scores.astype(np.float32) / np.float32(temperature)
     vocab = x.shape[1]
     order = np.argsort(-x, axis=1, kind="stable")
@@ -59,9 +66,27 @@ def _sampling_probs(scores: np.ndarray, top_k: int, top_p: float, temperature: f
         mass_before[:, 0] = 0.0
         p = np.where(mass_before < top_p, p, 0.0)
         p /= p.sum(axis=1, keepdims=True)
+    if min_p > 0.0:
+        p = np.where(p >= min_p * p[:, :1], p, 0.0)
+        p /= p.sum(axis=1, keepdims=True)
+    if typical_p < 1.0:
+        p = np.stack([_typical(row, typical_p) for row in p])
     out = np.zeros_like(p)
     np.put_along_axis(out, order, p, axis=1)
     return out
+
+
+def _typical(p: np.ndarray, mass: float) -> np.ndarray:
+    """One row of probabilities after the typical-p filter, renormalized."""
+    with np.errstate(divide="ignore"):
+        surprisal = -np.log(p)
+    entropy = -np.sum(p[p > 0] * np.log(p[p > 0]))
+    shift = np.where(p > 0, np.abs(surprisal - entropy), np.inf)
+    rank = np.argsort(shift, kind="stable")
+    before = np.cumsum(p[rank])
+    last = min(int(np.sum(before < mass)), len(p) - 1)
+    kept = np.where(shift <= shift[rank[last]], p, 0.0)
+    return kept / kept.sum()
 
 
 def _draw(rng: np.random.Generator, probs: np.ndarray) -> int:
@@ -131,12 +156,17 @@ def generate(model, input_ids, attention_mask=None, max_new_tokens: int = 20,
              temperature: float = 1.0, repetition_penalty: float = 1.0, min_length: int = 0,
              eos_token_id: Optional[int] = None, pad_token_id: Optional[int] = None,
              num_return_sequences: int = 1, seed: Optional[int] = None,
+             min_p: float = 0.0, typical_p: float = 1.0,
              return_logprobs: bool = False) -> GenerateOutput:
     """Decode up to max_new_tokens tokens per row; see the module docstring for the order of steps."""
     config = model.config
     vocab = config.vocab_size
     _check_args(vocab, decode_strategy, max_new_tokens, top_k, top_p, temperature,
                 repetition_penalty, min_length, eos_token_id, pad_token_id, num_return_sequences)
+    if not 0.0 <= min_p <= 1.0:
+        raise ValueError(f"min_p must be in [0, 1], got {min_p!r}")
+    if not 0.0 < typical_p <= 1.0:
+        raise ValueError(f"typical_p must be in (0, 1], got {typical_p!r}")
     ids = _as_numpy(input_ids, "input_ids")
     if ids.min() < 0 or ids.max() >= vocab:
         raise ValueError(f"input_ids must be in [0, {vocab}), got values in [{ids.min()}, {ids.max()}]")
@@ -195,7 +225,7 @@ def generate(model, input_ids, attention_mask=None, max_new_tokens: int = 20,
                 tokens = scores.argmax(axis=1)
                 logprobs = _log_softmax(scores)[rows, tokens]
             else:
-                probs = _sampling_probs(scores, top_k, top_p, temperature)
+                probs = _sampling_probs(scores, top_k, top_p, temperature, min_p, typical_p)
                 tokens = np.array([_draw(rng, p) for rng, p in zip(rngs, probs)], dtype=np.int64)
                 with np.errstate(divide="ignore"):
                     logprobs = np.log(probs[rows, tokens])
