@@ -1,10 +1,11 @@
-"""`python -m fastergpt <command>` / `fastergpt <command>`: infer, export, perplexity."""
+"""`python -m fastergpt <command>` / `fastergpt <command>`: infer, export, perplexity, settings."""
 import sys
 
 COMMANDS = {
     "infer": "fastergpt.cli.infer",
     "export": "fastergpt.cli.export",
     "perplexity": "fastergpt.cli.perplexity",
+    "settings": "fastergpt.cli.settings",
 }
 
 
