@@ -1,13 +1,14 @@
-"""Reads GPT-2-family checkpoints from local directories into (GPTConfig, state dict).
+"""Reads checkpoints from local directories into (GPTConfig, state dict).
 
 Two layouts, no hub access:
-- HuggingFace: config.json (model_type "gpt2"), model.safetensors (read with the
+- HuggingFace: config.json (any model_type of fastergpt.models: gpt2, opt, gptj,
+  codegen, gpt_neox, llama, mistral, qwen2), model.safetensors (read with the
   safetensors NumPy API, no torch) or pytorch_model.bin (only with torch
   installed, loaded with weights_only=True).
-- PaddleNLP: model_config.json or config.json, model_state.pdparams.
+- PaddleNLP: model_config.json or config.json, model_state.pdparams (GPT).
 
-Every layout maps to one naming, HF GPT-2's (what fastergpt.reference and
-fastergpt.packing use). Missing, unexpected and mis-shaped tensors are
+The state dict keeps the family's own (HF) names; the family's file says how
+they become engine weights. Missing, unexpected and mis-shaped tensors are
 reported by name; nothing is guessed.
 """
 from __future__ import annotations
@@ -55,17 +56,20 @@ def _read_json(path: Path) -> dict:
 # ---- HuggingFace ---------------------------------------------------------------
 
 def _hf_config(path: Path) -> GPTConfig:
+    from fastergpt.models import FAMILIES
+
     raw = _read_json(path / "config.json")
     model_type = raw.get("model_type")
-    if model_type != "gpt2":
+    if model_type not in FAMILIES:
         arch = raw.get("architectures")
         raise CheckpointError(f"{path / 'config.json'}: unsupported architecture model_type="
-                              f"{model_type!r} architectures={arch!r}; fastergpt runs GPT-2-family "
-                              "models (model_type 'gpt2')")
+                              f"{model_type!r} architectures={arch!r}; fastergpt runs "
+                              f"{', '.join(sorted(FAMILIES))}")
     try:
-        return GPTConfig.from_dict(raw).validate()
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path / 'config.json'}: {e}") from None
+        return FAMILIES[model_type].config_from_hf(raw).validate()
+    except (TypeError, ValueError, KeyError) as e:
+        what = f"missing key {e}" if isinstance(e, KeyError) else str(e)
+        raise CheckpointError(f"{path / 'config.json'} ({model_type}): {what}") from None
 
 
 def _hf_tensors(path: Path) -> dict:
@@ -91,16 +95,13 @@ def _hf_tensors(path: Path) -> dict:
     return {k: v.float().numpy() for k, v in sd.items()}
 
 
-def _hf_names(tensors: dict) -> dict:
-    """HF files of GPT2LMHeadModel hold `transformer.`-prefixed names; GPT2Model files don't."""
-    out = {}
-    for name, value in tensors.items():
-        if name.endswith((".attn.bias", ".attn.masked_bias")):
-            continue  # causal-mask buffers some HF versions save; not weights
-        if not (name.startswith("transformer.") or name.startswith("lm_head.")):
-            name = "transformer." + name
-        out[name] = value
-    return out
+def _hf_names(config: GPTConfig, tensors: dict) -> dict:
+    """The family's canonical names, without the non-weight buffers some files hold."""
+    from fastergpt.models import family
+
+    fam = family(config.model_type)
+    tensors = {k: v for k, v in tensors.items() if not any(ig in k for ig in fam.IGNORED)}
+    return fam.from_hf_tensors(tensors)
 
 
 # ---- PaddleNLP -----------------------------------------------------------------
@@ -170,6 +171,7 @@ def _paddlenlp_tensors(path: Path) -> dict:
         raise CheckpointError(f"{f} is corrupt or truncated: {e}") from None
     if not isinstance(raw, dict):
         raise CheckpointError(f"{f} does not hold a state dict")
+    c = _paddlenlp_config(path)
     out, qkv, unexpected = {}, {}, []
     for name, value in raw.items():
         value = np.asarray(value, dtype=np.float32)
@@ -183,14 +185,19 @@ def _paddlenlp_tensors(path: Path) -> dict:
             if qm:
                 qkv.setdefault((i, qm.group(2)), {})[qm.group(1)] = value
                 continue
+            fm = re.fullmatch(r"self_attn\.qkv_proj\.(weight|bias)", rest)
+            if fm:  # fuse_attention_qkv: one Linear whose outputs are per head [q | k | v]
+                out[f"transformer.h.{i}.attn.c_attn.{fm.group(1)}"] = _unfuse_heads(
+                    value, c.n_head, f"{f}: {name}")
+                continue
         key = name[4:] if name.startswith("gpt.") else name
         if key in _PADDLENLP_GLOBAL_NAMES:
             out[_PADDLENLP_GLOBAL_NAMES[key]] = value
         else:
             unexpected.append(name)
     if unexpected:
-        raise CheckpointError(f"{f}: unexpected tensor(s) {sorted(unexpected)[:8]} (fused qkv_proj "
-                              "and other non-GPT-2 layouts are not supported)")
+        raise CheckpointError(f"{f}: unexpected tensor(s) {sorted(unexpected)[:8]} (not a "
+                              "PaddleNLP GPT layout)")
     # PaddleNLP keeps q, k and v as separate [in, out] Linears; HF's c_attn is [in, 3*out].
     for (i, kind), parts in qkv.items():
         missing = [p for p in "qkv" if p not in parts]
@@ -202,36 +209,31 @@ def _paddlenlp_tensors(path: Path) -> dict:
     return out
 
 
+def _unfuse_heads(value: np.ndarray, heads: int, what: str) -> np.ndarray:
+    """PaddleNLP's fused qkv_proj ([in, H * 3 * Dh] weight or [H * 3 * Dh] bias, each
+    head's q, k, v side by side) -> GPT-2's c_attn layout (all q | all k | all v)."""
+    cols = value.shape[-1]
+    if cols % (3 * heads):
+        raise CheckpointError(f"{what} has shape {tuple(value.shape)}, not [.., 3 x heads x head size]")
+    per_head = value.reshape(*value.shape[:-1], heads, 3, cols // (3 * heads))
+    return np.ascontiguousarray(np.swapaxes(per_head, -3, -2).reshape(value.shape))
+
+
 # ---- common ----------------------------------------------------------------------
 
-def expected_shapes(c: GPTConfig) -> dict:
-    D, F, V, P = c.n_embd, c.inner_size, c.vocab_size, c.n_positions
-    shapes = {"transformer.wte.weight": (V, D), "transformer.wpe.weight": (P, D),
-              "transformer.ln_f.weight": (D,), "transformer.ln_f.bias": (D,)}
-    for i in range(c.n_layer):
-        p = f"transformer.h.{i}."
-        shapes.update({
-            p + "ln_1.weight": (D,), p + "ln_1.bias": (D,),
-            p + "attn.c_attn.weight": (D, 3 * D), p + "attn.c_attn.bias": (3 * D,),
-            p + "attn.c_proj.weight": (D, D), p + "attn.c_proj.bias": (D,),
-            p + "ln_2.weight": (D,), p + "ln_2.bias": (D,),
-            p + "mlp.c_fc.weight": (D, F), p + "mlp.c_fc.bias": (F,),
-            p + "mlp.c_proj.weight": (F, D), p + "mlp.c_proj.bias": (D,),
-        })
-    if not c.tie_word_embeddings:
-        shapes["lm_head.weight"] = (V, D)
-    return shapes
-
-
 def check_state_dict(config: GPTConfig, state: dict, source: str) -> dict:
-    """Drops a redundant tied lm_head; raises naming every missing/unexpected/mis-shaped tensor."""
+    """Drops a redundant tied lm_head; raises naming every missing/unexpected/mis-shaped
+    tensor against the family's table (fastergpt/models/<family>.py)."""
+    from fastergpt.models import family
+
+    fam = family(config.model_type)
     state = dict(state)
     if config.tie_word_embeddings and "lm_head.weight" in state:
-        if not np.array_equal(state["lm_head.weight"], state.get("transformer.wte.weight")):
+        if not np.array_equal(state["lm_head.weight"], state.get(fam.TOKEN_EMBEDDING)):
             raise CheckpointError(f"{source}: config says tie_word_embeddings but lm_head.weight "
                                   "differs from the token embedding")
         del state["lm_head.weight"]
-    want = expected_shapes(config)
+    want = fam.expected_shapes(config)
     missing = sorted(set(want) - set(state))
     unexpected = sorted(set(state) - set(want))
     if missing:
@@ -249,12 +251,12 @@ def check_state_dict(config: GPTConfig, state: dict, source: str) -> dict:
 
 
 def load_checkpoint(path) -> tuple[GPTConfig, dict]:
-    """(config, state dict with HF GPT-2 names, float32) from a local checkpoint directory."""
+    """(config, state dict with the family's HF names, float32) from a local checkpoint directory."""
     path = Path(os.fspath(path))
     layout = detect_layout(path)
     if layout == "hf":
         config = _hf_config(path)
-        state = _hf_names(_hf_tensors(path))
+        state = _hf_names(config, _hf_tensors(path))
     else:
         config = _paddlenlp_config(path)
         state = _paddlenlp_tensors(path)

@@ -1,7 +1,11 @@
-"""GPT-2 model configuration shared by the reference model and the fused operator.
+"""Model configuration shared by the reference model and the fused operator.
 
-Field names follow Hugging Face's GPT-2 ``config.json`` so a checkpoint's
-config can be read with :meth:`GPTConfig.from_dict` directly.
+The sizes use Hugging Face GPT-2's ``config.json`` names (so a GPT-2 config is
+read with :meth:`GPTConfig.from_dict` directly); the architecture fields after
+them describe the other families (their defaults are GPT-2's), with the names
+of the engine's architecture table (csrc/core/model_config.h). A family's file
+in fastergpt/models/ fills them from that family's ``config.json``;
+:meth:`GPTConfig.architecture` hands them to the engine.
 """
 
 from __future__ import annotations
@@ -10,13 +14,18 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-# HF spells the tanh-approximated GELU several ways; the engine knows two kinds.
+# HF spells the tanh-approximated GELU several ways; the engine knows four kinds.
 _ACTIVATION_ALIASES = {
     "gelu_new": "gelu_new",
     "gelu_pytorch_tanh": "gelu_new",
     "gelu_fast": "gelu_new",
     "gelu": "gelu",
+    "relu": "relu",
+    "silu": "silu",
+    "swish": "silu",
 }
+# HF's names -> the engine's (csrc/core/model_config.h kActivationNames).
+_ENGINE_ACTIVATION = {"gelu_new": "gelu_tanh", "gelu": "gelu_erf", "relu": "relu", "silu": "silu"}
 
 # HF config.json keys that differ from ours.
 _HF_KEY_ALIASES = {
@@ -53,6 +62,28 @@ class GPTConfig:
     bos_token_id: Optional[int] = None
     eos_token_id: Optional[int] = None
     pad_token_id: Optional[int] = None
+    # Architecture (engine names; GPT-2 defaults). See csrc/core/model_config.h.
+    model_type: str = "gpt2"
+    n_kv_head: Optional[int] = None       # key/value heads; None: n_head
+    head_dim: Optional[int] = None        # None: n_embd // n_head
+    embed_size: Optional[int] = None      # token embedding width; None: n_embd
+    norm: str = "layer_norm"              # or "rms_norm"
+    positions: str = "learned"            # or "rotary"
+    rotary_dim: Optional[int] = None      # None: the whole head
+    rotary_base: float = 10000.0
+    rotary_interleaved: bool = False
+    rope_scaling: str = "none"            # or "linear", "llama3"
+    rope_factor: float = 1.0
+    rope_low_freq_factor: float = 1.0
+    rope_high_freq_factor: float = 4.0
+    rope_original_max_positions: int = 8192
+    gated_mlp: bool = False
+    residual: str = "sequential"          # or "parallel", "parallel_two_norms", "post_norm"
+    qkv_bias: bool = True
+    out_bias: bool = True
+    mlp_bias: bool = True
+    lm_head_bias: bool = False
+    sliding_window: Optional[int] = None
 
     def __post_init__(self) -> None:
         self.activation_function = normalize_activation(self.activation_function)
@@ -63,7 +94,34 @@ class GPTConfig:
 
     @property
     def head_size(self) -> int:
-        return self.n_embd // self.n_head
+        return self.head_dim or self.n_embd // self.n_head
+
+    def architecture(self) -> dict:
+        """The engine's architecture fields ({name: str}, csrc/core/model_config.h)."""
+        f = {
+            "num_layers": self.n_layer, "num_heads": self.n_head,
+            "num_kv_heads": self.n_kv_head or 0, "head_size": self.head_dim or 0,
+            "hidden_size": self.n_embd, "embed_size": self.embed_size or 0,
+            "inner_size": self.inner_size, "vocab_size": self.vocab_size,
+            "max_positions": self.n_positions, "norm": self.norm,
+            "norm_epsilon": repr(float(self.layer_norm_epsilon)), "positions": self.positions,
+            "rotary_dim": self.rotary_dim or 0, "rotary_base": repr(float(self.rotary_base)),
+            "rotary_interleaved": int(self.rotary_interleaved), "rope_scaling": self.rope_scaling,
+            "rope_factor": repr(float(self.rope_factor)),
+            "rope_low_freq_factor": repr(float(self.rope_low_freq_factor)),
+            "rope_high_freq_factor": repr(float(self.rope_high_freq_factor)),
+            "rope_original_max_positions": self.rope_original_max_positions,
+            "activation": _ENGINE_ACTIVATION[normalize_activation(self.activation_function)],
+            "gated_mlp": int(self.gated_mlp), "residual": self.residual,
+            "qkv_bias": int(self.qkv_bias), "out_bias": int(self.out_bias),
+            "mlp_bias": int(self.mlp_bias), "tied_lm_head": int(self.tie_word_embeddings),
+            "lm_head_bias": int(self.lm_head_bias), "sliding_window": self.sliding_window or 0,
+        }
+        return {k: str(v) for k, v in f.items()}
+
+    def architecture_string(self) -> str:
+        """"name=value;..." as the Paddle op's `architecture` attribute takes it."""
+        return "".join(f"{k}={v};" for k, v in self.architecture().items())
 
     def validate(self) -> "GPTConfig":
         """Raise ValueError naming the first bad field; return self for chaining."""
@@ -75,7 +133,7 @@ class GPTConfig:
             isinstance(self.n_inner, bool) or not isinstance(self.n_inner, int) or self.n_inner < 1
         ):
             raise ValueError(f"n_inner must be None or a positive int, got {self.n_inner!r}")
-        if self.n_embd % self.n_head != 0:
+        if self.head_dim is None and self.n_embd % self.n_head != 0:
             raise ValueError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
             )

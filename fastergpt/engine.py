@@ -22,8 +22,8 @@ PACKED_CONFIG = "engine_config.json"
 
 
 class Engine:
-    """Build from a config and a state dict with HF GPT-2 names (arrays), in a
-    weight format ("float32", "float16" or "int8")."""
+    """Build from a config and a state dict with the family's HF names (arrays), in a
+    weight format ("float32", "float16" or "int8"), or with `from_pretrained`."""
 
     def __init__(self, config: GPTConfig, state_dict: Optional[dict] = None,
                  dtype: str = "float32", *, packed: Optional[list] = None):
@@ -33,9 +33,7 @@ class Engine:
             packed = pack_weights(config, state_dict, self.weight_format)
         self._packed = packed  # the engine reads these arrays in place
         self._engine = engine_module().Engine(
-            config.n_layer, config.n_head, config.layer_norm_epsilon,
-            config.activation_function, config.tie_word_embeddings, self.weight_format,
-            [a for _, a in packed])
+            config.architecture_string(), self.weight_format, [a for _, a in packed])
 
     @classmethod
     def from_model(cls, model, dtype: str = "float32") -> "Engine":

@@ -33,10 +33,12 @@ class GenerationOutput:
 
 
 class FasterGPT(paddle.nn.Layer):
-    """GPT-2-family generation in one fused operator.
+    """Decoder-only generation in one fused operator, for every family of
+    fastergpt.models (GPT-2, OPT, GPT-J, CodeGen, GPT-NeoX, LLaMA, Mistral, Qwen2).
 
-    Build it from the reference model (``FasterGPT(GPTLMHeadModel)``) or from a
-    config and a state dict with HF GPT-2 names (``FasterGPT(config, state_dict)``).
+    Build it from a checkpoint (``FasterGPT.from_pretrained(dir)``), from the
+    reference model (``FasterGPT(GPTLMHeadModel)``) or from a config and a state
+    dict with the family's HF names (``FasterGPT(config, state_dict)``).
     ``dtype`` picks the weight format: "float32", "float16" (half weights, fp32
     accumulation) or "int8" (weight-only, per-output-row scales).
     """
@@ -99,12 +101,10 @@ class FasterGPT(paddle.nn.Layer):
         """input_ids, attention_mask: int64 [B, L]; settings: float64 [S], one value per
         name of `fastergpt.settings.setting_names()` (what `generate` builds). Returns
         (ids, lengths, logprobs). A to_static export keeps all three as graph inputs."""
-        c = self.config
         return fastergpt_generate(
-            input_ids, attention_mask, settings, self.packed_weights(), num_layers=c.n_layer,
-            num_heads=c.n_head, layer_norm_epsilon=c.layer_norm_epsilon,
-            activation=c.activation_function, tied_lm_head=c.tie_word_embeddings,
-            weight_format=self.weight_format, settings_layout=",".join(setting_names()))
+            input_ids, attention_mask, settings, self.packed_weights(),
+            architecture=self.config.architecture_string(), weight_format=self.weight_format,
+            settings_layout=",".join(setting_names()))
 
     @paddle.no_grad()
     def generate(self, input_ids, attention_mask=None, **settings) -> GenerationOutput:

@@ -1,9 +1,9 @@
 """Packs an HF-named state dict into the engine's weights, and back.
 
 The engine's weight list (names, keys, shapes, order) is defined once in C++
-(the model file, csrc/core/models/gpt2.cc) and read here through the `_engine`
-module; the family's module (fastergpt/models/gpt2.py) says where each engine
-key comes from. Packing happens once, at load or export; the operator never
+(the decoder, csrc/core/models/decoder.cc) and read here through the `_engine`
+module; the family's module (fastergpt/models/<family>.py) builds each engine
+tensor from the checkpoint's. Packing happens once, at load or export; the operator never
 repacks.
 """
 from __future__ import annotations
@@ -30,9 +30,7 @@ def weight_spec(config: GPTConfig, dtype: str = "float32") -> list[WeightEntry]:
     """The engine's tensors for this config and weight format, in order."""
     from fastergpt.ops import engine_module
 
-    spec = engine_module().weight_spec(
-        config.n_layer, config.n_head, config.n_embd, config.inner_size, config.vocab_size,
-        config.n_positions, config.tie_word_embeddings, normalize_dtype(dtype))
+    spec = engine_module().weight_spec(config.architecture_string(), normalize_dtype(dtype))
     return [WeightEntry(e["name"], e["key"], e["layer"], tuple(e["shape"]), e["dtype"], e["matrix"])
             for e in spec]
 
@@ -42,39 +40,42 @@ def _is_scale(name: str) -> bool:
 
 
 def pack_weights(config: GPTConfig, state: dict, dtype: str = "float32") -> list[tuple[str, np.ndarray]]:
-    """[(engine name, contiguous array)] in engine order, matrices in the weight
-    format `dtype` (each followed by its scales where the format has them, as the
-    spec orders them); names a missing or mis-shaped tensor in a ValueError."""
+    """[(engine name, contiguous array)] in engine order from a state dict with the
+    family's names (config.model_type), matrices in the weight format `dtype` (each
+    followed by its scales where the format has them, as the spec orders them);
+    names a missing or mis-shaped tensor in a ValueError."""
     fmt = normalize_dtype(dtype)
-    fam = family("gpt2")
+    try:
+        tensors = family(config.model_type).engine_tensors(config, state)
+    except KeyError as e:
+        raise ValueError(f"weights: tensor {e} is missing") from None
+    spec = weight_spec(config, fmt)
     packed = []
-    for entry in weight_spec(config, fmt):
+    for entry in spec:
         if _is_scale(entry.name):
             continue  # produced with its matrix, right before it
-        src, transpose = fam.source_of(entry.key, entry.layer)
-        if src not in state:
-            raise ValueError(f"weights: tensor {src!r} (for engine weight {entry.name}) is missing")
-        arr = np.asarray(state[src], dtype=np.float32)
-        if transpose:
-            arr = arr.T
+        if entry.name not in tensors:
+            raise ValueError(f"weights: engine weight {entry.name} has no source tensor")
+        arr = tensors[entry.name]
         if tuple(arr.shape) != entry.shape:
-            want = entry.shape[::-1] if transpose else entry.shape
-            raise ValueError(f"weights: tensor {src!r} has shape {tuple(np.shape(state[src]))}, "
-                             f"expected {want}")
+            raise ValueError(f"weights: engine weight {entry.name} has shape {tuple(arr.shape)}, "
+                             f"expected {entry.shape}")
         if entry.matrix:
             data, *scales = pack_matrix(arr, fmt)
             packed.append((entry.name, data))
             packed.extend(("", s) for s in scales)  # named from the spec below
         else:
             packed.append((entry.name, np.ascontiguousarray(arr)))
-    spec = weight_spec(config, fmt)
     if len(spec) != len(packed):
         raise ValueError(f"weights: packed {len(packed)} tensors, the engine expects {len(spec)}")
     return [(e.name, array) for e, (_, array) in zip(spec, packed)]
 
 
-def unpack_weights(packed: list) -> dict:
-    """HF-named float32 state dict from packed engine weights (any format)."""
+def unpack_weights(packed: list, config: GPTConfig) -> dict:
+    """HF-named float32 GPT-2 state dict from packed engine weights (any format), for
+    the reference model (GPT-2 only)."""
+    if config.model_type != "gpt2":
+        raise ValueError(f"the reference model runs GPT-2 only, not {config.model_type}")
     fam = family("gpt2")
     state = {}
     for i, (name, array) in enumerate(packed):

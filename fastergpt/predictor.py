@@ -50,6 +50,9 @@ class Predictor:
             raise PredictorError(f"{self.dir} was exported by an older fastergpt (one graph input "
                                  "per setting); re-export it with export_model.py")
         self.settings_layout = list(self.info["settings"])
+        from fastergpt.config import GPTConfig
+
+        self.architecture = GPTConfig.from_dict(self.info["model"]).architecture_string()
         register_library(self.dir / files["op_library"])
         self.tokenizer = Tokenizer.from_dir(self.dir)
         self.defaults = dict(self.info["generation"])
@@ -81,8 +84,7 @@ class Predictor:
         values.update({k: v for k, v in settings.items() if v is not None})
         values = resolve_settings(**values)
         ids, mask = ids.astype(np.int64), mask.astype(np.int64)
-        check_request(ids, mask, values, self.info["model"]["vocab_size"],
-                      self.info["model"]["n_positions"])
+        check_request(ids, mask, values, self.architecture)
         feeds = {"input_ids": ids, "attention_mask": mask,
                  "settings": settings_vector(values, self.settings_layout)}
         for name in self._inputs:
@@ -104,10 +106,9 @@ class Predictor:
         return PredictorOutput(texts, out_ids, lengths)
 
 
-def check_request(ids: np.ndarray, mask: np.ndarray, values: dict, vocab_size: int,
-                  n_positions: int) -> None:
+def check_request(ids: np.ndarray, mask: np.ndarray, values: dict, architecture: str) -> None:
     """The engine's own argument checks, run before the predictor: Paddle Inference
     replaces an operator's error message with a bare "std::exception"."""
     from fastergpt.ops import engine_module
 
-    engine_module().validate_request(ids, mask, vocab_size, n_positions, settings_numbers(values))
+    engine_module().validate_request(ids, mask, architecture, settings_numbers(values))

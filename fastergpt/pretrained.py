@@ -121,7 +121,7 @@ def load_state_dict(model_name_or_path) -> tuple[GPTConfig, dict]:
     path = resolve_model_path(model_name_or_path)
     if is_export_dir(path):
         config, packed, _ = _packed_from_export(path)
-        return config, unpack_weights(packed)
+        return config, unpack_weights(packed, config)
     return load_checkpoint(path)
 
 

@@ -180,9 +180,18 @@ def test_truncated_pdparams(tmp_path, good_model):
 def test_unknown_architecture(tmp_path, good_model):
     write_hf_numpy(tmp_path, good_model)
     cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg.update(model_type="bloom", architectures=["BloomForCausalLM"])
+    write_json(tmp_path / "config.json", cfg)
+    with pytest.raises(CheckpointError, match=r"unsupported architecture model_type='bloom'"):
+        FasterGPT.from_pretrained(tmp_path)
+
+
+def test_supported_family_with_a_broken_config(tmp_path, good_model):
+    write_hf_numpy(tmp_path, good_model)
+    cfg = json.loads((tmp_path / "config.json").read_text())
     cfg.update(model_type="llama", architectures=["LlamaForCausalLM"])
     write_json(tmp_path / "config.json", cfg)
-    with pytest.raises(CheckpointError, match=r"unsupported architecture model_type='llama'"):
+    with pytest.raises(CheckpointError, match=r"config.json \(llama\): missing key 'hidden_size'"):
         FasterGPT.from_pretrained(tmp_path)
 
 
@@ -198,9 +207,9 @@ def test_unknown_paddlenlp_architecture(tmp_path, good_model):
 def test_unsupported_activation(tmp_path, good_model):
     write_hf_numpy(tmp_path, good_model)
     cfg = json.loads((tmp_path / "config.json").read_text())
-    cfg["activation_function"] = "relu"
+    cfg["activation_function"] = "tanh"
     write_json(tmp_path / "config.json", cfg)
-    with pytest.raises(CheckpointError, match=r"activation_function 'relu' is not supported"):
+    with pytest.raises(CheckpointError, match=r"activation_function 'tanh' is not supported"):
         FasterGPT.from_pretrained(tmp_path)
 
 
@@ -272,9 +281,37 @@ def test_paddlenlp_missing_tensor(tmp_path, good_model):
 def test_paddlenlp_unexpected_tensor(tmp_path, good_model):
     state = paddlenlp_state(good_model)
     D = good_model.config.n_embd
-    state["gpt.decoder.layers.0.self_attn.qkv_proj.weight"] = np.zeros((D, 3 * D), np.float32)
+    state["gpt.decoder.layers.0.self_attn.rotary.weight"] = np.zeros((D, 3 * D), np.float32)
     write_paddlenlp(tmp_path, good_model, state=state)
-    with pytest.raises(CheckpointError, match=r"unexpected tensor.*gpt\.decoder\.layers\.0\.self_attn\.qkv_proj\.weight"):
+    with pytest.raises(CheckpointError, match=r"unexpected tensor.*gpt\.decoder\.layers\.0\.self_attn\.rotary\.weight"):
+        FasterGPT.from_pretrained(tmp_path)
+
+
+def test_paddlenlp_fused_qkv_proj(tmp_path, good_model):
+    """PaddleNLP GPT with fuse_attention_qkv: one qkv_proj Linear whose output columns
+    hold each head's q, k and v side by side (written here from that description)."""
+    c = good_model.config
+    H, Dh = c.n_head, c.n_embd // c.n_head
+    state = paddlenlp_state(good_model)
+    for i in range(c.n_layer):
+        p = f"gpt.decoder.layers.{i}.self_attn."
+        for kind in ("weight", "bias"):
+            parts = [state.pop(p + f"{x}_proj.{kind}") for x in "qkv"]  # [in, D] / [D]
+            heads = [part.reshape(*part.shape[:-1], H, Dh) for part in parts]
+            fused = np.stack(heads, axis=-2)  # [.., H, 3, Dh]: head h's q, k, v together
+            state[p + f"qkv_proj.{kind}"] = fused.reshape(*parts[0].shape[:-1], 3 * c.n_embd)
+    write_paddlenlp(tmp_path, good_model, state=state)
+    check_greedy(tmp_path, good_model)
+
+
+def test_paddlenlp_fused_qkv_proj_bad_shape(tmp_path, good_model):
+    state = paddlenlp_state(good_model)
+    D = good_model.config.n_embd
+    for x in "qkv":
+        state.pop(f"gpt.decoder.layers.0.self_attn.{x}_proj.weight")
+    state["gpt.decoder.layers.0.self_attn.qkv_proj.weight"] = np.zeros((D, 3 * D + 1), np.float32)
+    write_paddlenlp(tmp_path, good_model, state=state)
+    with pytest.raises(CheckpointError, match=r"qkv_proj\.weight has shape"):
         FasterGPT.from_pretrained(tmp_path)
 
 

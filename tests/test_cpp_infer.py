@@ -189,3 +189,40 @@ def test_gpt_infer_int8_export_matches_python_predictor(cpp_build, model_dir, tm
     got = json.loads(proc.stdout.decode("utf-8"))
     want = Predictor(out).generate(PROMPTS, decode_strategy="sampling", top_k=5, seed=9, max_new_tokens=10)
     assert got["ids"] == want.ids.tolist() and got["texts"] == want.texts
+
+
+@pytest.mark.parametrize("family", ["llama-gqa", "gpt_neox"])
+def test_other_families_export_predictor_and_gpt_infer_agree(cpp_build, model_dir, tmp_path,
+                                                            family):
+    """A LLaMA (grouped-query) and a GPT-NeoX model from transformers, exported: the
+    Python predictor and gpt_infer give dygraph FasterGPT's ids."""
+    transformers = pytest.importorskip("transformers")
+    import test_families
+    from fastergpt import FasterGPT
+    from fastergpt.export import export_model
+    from fastergpt.predictor import Predictor
+    from fastergpt.tokenizer import Tokenizer
+
+    config_cls, model_cls, kwargs = test_families.FAMILIES[family]
+    vocab = json.loads((model_dir / "config.json").read_text())["vocab_size"]
+    config = getattr(transformers, config_cls)(vocab_size=vocab, bos_token_id=0, eos_token_id=0,
+                                               pad_token_id=0, **kwargs)
+    src = tmp_path / "src"
+    getattr(transformers, model_cls)(config).save_pretrained(src)
+    for f in ("vocab.json", "merges.txt", "tokenizer.json"):
+        shutil.copy(model_dir / f, src / f)
+    out = export_model(src, tmp_path / "exported", log=lambda s: None)
+    assert json.loads((out / "config.json").read_text())["model"]["model_type"] == config.model_type
+
+    settings = {"decode_strategy": "greedy_search", "max_new_tokens": 10, "eos_token_id": -1}
+    want = Predictor(out).generate(PROMPTS, **settings)
+    ids, mask = Tokenizer.from_dir(src).encode_batch(PROMPTS)
+    dygraph = FasterGPT.from_pretrained(src).generate(ids, mask, **settings)
+    assert want.ids.tolist() == dygraph.ids.numpy().tolist()
+    args = ["--model_dir", out, "--json", "--max_length", 10, "--decode_strategy", "greedy_search",
+            "--eos_token_id", -1]
+    for p in PROMPTS:
+        args += ["--prompt", p]
+    proc = run_infer(cpp_build, *args)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert json.loads(proc.stdout.decode("utf-8"))["ids"] == want.ids.tolist()

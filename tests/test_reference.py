@@ -146,8 +146,10 @@ def test_bad_generate_args(kwargs, name):
 
 
 def test_bad_config_and_state_dict():
-    with pytest.raises(ValueError, match="relu"):
-        GPTConfig(activation_function="relu")
+    with pytest.raises(ValueError, match="tanh"):
+        GPTConfig(activation_function="tanh")
+    with pytest.raises(ValueError, match="the reference model is GPT-2 with GELU"):
+        GPTLMHeadModel(GPTConfig(activation_function="relu"))
     with pytest.raises(ValueError, match="n_embd"):
         GPTConfig(n_embd=30, n_head=4).validate()
     assert GPTConfig(activation_function="gelu_pytorch_tanh").activation_function == "gelu_new"

@@ -1,5 +1,7 @@
 #include "context.h"
 
+#include <algorithm>
+
 namespace fastergpt {
 
 namespace {
@@ -10,11 +12,14 @@ int resolve_threads(int n) { return n > 0 ? n : default_num_threads(); }
 }  // namespace
 
 void Activations::reserve(int64_t M, const ModelConfig& c) {
-  grow(x, M * c.hidden_size);
-  grow(h, M * c.hidden_size);
-  grow(qkv, M * 3 * c.hidden_size);
-  grow(attn, M * c.hidden_size);
-  grow(mlp, M * c.inner_size);
+  const int64_t D = c.hidden_size, E = c.embed_dim();
+  grow(x, M * std::max(D, E));
+  grow(h, M * std::max(D, E));
+  grow(h2, M * D);
+  grow(qkv, M * c.qkv_size());
+  grow(attn, M * c.q_size());
+  grow(mlp, M * c.inner_size * (c.gated_mlp ? 2 : 1));
+  grow(gated, c.gated_mlp ? M * c.inner_size : 0);
   grow(logits, M * c.vocab_size);
 }
 

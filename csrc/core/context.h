@@ -19,7 +19,7 @@ namespace fastergpt {
 
 // Activations of the M tokens of one pass (row-major [M, width]).
 struct Activations {
-  std::vector<float> x, h, qkv, attn, mlp, logits;
+  std::vector<float> x, h, h2, qkv, attn, mlp, gated, logits;
   void reserve(int64_t M, const ModelConfig& c);
 };
 

@@ -47,6 +47,10 @@ void check_input(const ModelConfig& c, const GenerationInput& in, const Generati
                b, " has ", (*real_lengths)[b], " tokens; with max_new_tokens=", new_tokens,
                " it needs ", (*real_lengths)[b] + new_tokens,
                " positions but the model has ", c.max_positions);
+    FGPT_CHECK(c.sliding_window == 0 || (*real_lengths)[b] + new_tokens <= c.sliding_window,
+               "input_ids: prompt ", b, " with max_new_tokens=", new_tokens, " needs ",
+               (*real_lengths)[b] + new_tokens, " positions, beyond the model's sliding window "
+               "of ", c.sliding_window, " (sliding-window attention is not supported)");
   }
 }
 

@@ -22,11 +22,28 @@ enum class Epilogue {
   kGeluTanh,    // y = gelu_tanh(xW^T + b)
   kGeluErf,     // y = gelu_erf(xW^T + b)
   kAccumulate,  // y += xW^T + b  (the residual add, fused)
+  kRelu,        // y = max(0, xW^T + b)
 };
 
-inline Epilogue gelu_epilogue(Activation a) {
-  return a == Activation::kGeluTanh ? Epilogue::kGeluTanh : Epilogue::kGeluErf;
+// The epilogue that applies an (ungated) MLP activation; SiLU only gates (glu).
+inline Epilogue activation_epilogue(Activation a) {
+  switch (a) {
+    case Activation::kGeluTanh: return Epilogue::kGeluTanh;
+    case Activation::kGeluErf: return Epilogue::kGeluErf;
+    case Activation::kRelu: return Epilogue::kRelu;
+    case Activation::kSilu: break;
+  }
+  return Epilogue::kStore;
 }
+
+// Rotary embedding tables of a model: cos/sin [P, rotary_dim / 2] of each
+// position's angles, and how the pairs are laid out in a head.
+struct RotaryTable {
+  const float* cos = nullptr;
+  const float* sin = nullptr;
+  int64_t half = 0;          // rotary_dim / 2
+  bool interleaved = false;  // pairs (2i, 2i+1) (GPT-J); else (i, i + half) (NeoX, LLaMA)
+};
 
 // Which cache row and slot one token of a pass belongs to.
 struct TokenSlot {
@@ -42,19 +59,33 @@ struct Backend {
   void (*linear)(Context& ctx, const float* x, int64_t M, const Matrix& W, const float* bias,
                  Epilogue epilogue, float* y);
 
-  // x[m, :] = row tokens[m] of `table` (dequantised) + positions[slots[m].slot, :]
-  // for m < M: the embedding lookup.
+  // x[m, :] = row tokens[m] of `table` (dequantised), + positions[slots[m].slot, :]
+  // when `positions` is not null, for m < M: the embedding lookup.
   void (*embed)(Context& ctx, const Matrix& table, const float* positions, const int64_t* tokens,
                 const TokenSlot* slots, int64_t M, float* x);
 
-  // y[M, D] = layer_norm(x[M, D]) * gamma + beta.
+  // y[M, D] = layer_norm(x[M, D]) * gamma + beta (beta may be null); y may be x.
   void (*layer_norm)(Context& ctx, const float* x, int64_t M, int64_t D, const float* gamma,
                      const float* beta, float eps, float* y);
 
+  // y[M, D] = x / sqrt(mean(x^2) + eps) * gamma (RMSNorm); y may be x.
+  void (*rms_norm)(Context& ctx, const float* x, int64_t M, int64_t D, const float* gamma,
+                   float eps, float* y);
+
+  // Rotates the first 2 * table.half dims of every query and key head of
+  // qkv[M, (H + 2 KVH) * Dh] (q heads, then k heads, then v) in place, token m
+  // at angle row slots[m].slot.
+  void (*rotary)(Context& ctx, float* qkv, const TokenSlot* slots, int64_t M, int64_t H,
+                 int64_t KVH, int64_t Dh, const RotaryTable& table);
+
+  // out[M, F] = act(in[m, :F]) * in[m, F:2F]: a gated MLP's activation.
+  void (*glu)(Context& ctx, const float* in, int64_t M, int64_t F, Activation act, float* out);
+
   // Causal attention of M tokens over their rows' caches in `layer`: token m's
-  // K/V (in qkv[m] = q|k|v, each H x Dh) are stored at slots[m] first, then its
-  // query attends over slots [0, slots[m].slot] of its row; out[M, H*Dh].
-  void (*attention)(Context& ctx, KVCache& cache, int64_t layer, const float* qkv,
+  // K/V (in qkv[m] = q (H heads) | k (KVH heads) | v (KVH heads), Dh each) are
+  // stored at slots[m] first, then each query head h attends with KV head
+  // h / (H / KVH) over slots [0, slots[m].slot] of its row; out[M, H*Dh].
+  void (*attention)(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const float* qkv,
                     const TokenSlot* slots, int64_t M, float* out);
 };
 

@@ -1,6 +1,6 @@
 // The key/value cache of one generate() call, allocated once for the longest
 // row (prompt + max_new_tokens) so decoding steps never allocate.
-// Layout per layer: [rows, heads, max_length, head_size], so one head's keys
+// Layout per layer: [rows, kv heads, max_length, head_size], so one head's keys
 // for a row are contiguous and attention streams them.
 #pragma once
 
@@ -17,8 +17,8 @@ class KVCache {
   void allocate(const ModelConfig& c, int64_t rows, int64_t max_length) {
     layers_ = c.num_layers;
     rows_ = rows;
-    heads_ = c.num_heads;
-    head_size_ = c.head_size();
+    heads_ = c.kv_heads();
+    head_size_ = c.head_dim();
     max_length_ = max_length;
     const int64_t per_layer = rows * heads_ * max_length * head_size_;
     // Grow only: the cache is reused by later calls.

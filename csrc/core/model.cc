@@ -1,11 +1,11 @@
-// The family-independent half of the model interface: spec helpers, binding
-// views by name, and the registry that picks a family's model file.
+// The model interface's shared pieces: spec helpers, binding views by name,
+// and the entry points (every family is the one decoder over its architecture).
 #include "model.h"
 
 #include <sstream>
 
 #include "error.h"
-#include "models/gpt2.h"
+#include "models/decoder.h"
 
 namespace fastergpt {
 
@@ -80,23 +80,15 @@ Matrix BoundWeights::matrix(const std::string& name) const {
   return m;
 }
 
-// The registry of families: GPT-2 is the only one yet (see CONTRIBUTING.md,
-// "add a model family").
 std::vector<WeightSpec> weight_spec(const ModelConfig& config, WeightFormat format) {
-  return gpt2::weight_spec(config, format);
-}
-
-ModelConfig infer_config(int64_t num_layers, int64_t num_heads, float layer_norm_epsilon,
-                         const std::string& activation, bool tied_lm_head, WeightFormat format,
-                         const std::vector<WeightView>& views) {
-  return gpt2::infer_config(num_layers, num_heads, layer_norm_epsilon, activation, tied_lm_head,
-                            format, views);
+  config.validate();
+  return decoder_weight_spec(config, format);
 }
 
 std::unique_ptr<Model> make_model(const ModelConfig& config, WeightFormat format,
                                   const std::vector<WeightView>& views) {
   config.validate();
-  return gpt2::make_model(config, format, views);
+  return make_decoder(config, format, views);
 }
 
 }  // namespace fastergpt

@@ -1,6 +1,7 @@
-// The model interface the generator runs: a decoder family binds its packed
-// weights by name and runs its layers over the tokens of one pass. The
-// generator never names a family; each family is one file in models/.
+// The model interface the generator runs: a model binds its packed weights by
+// name and runs its layers over the tokens of one pass. The generator never
+// names a family: every family is the one decoder (models/decoder.cc) over its
+// architecture (model_config.h).
 //
 // Adapters hand the weights over as a flat list in `weight_spec()` order (a
 // Paddle Vec input, a Python list of arrays); `make_model()` checks every
@@ -56,12 +57,6 @@ class Model {
 
 // Every tensor the engine needs for `config` in weight format `format`.
 std::vector<WeightSpec> weight_spec(const ModelConfig& config, WeightFormat format);
-
-// Reads the sizes (D, F, V, P) off the tensors, so adapters pass only the
-// structural attributes; validates.
-ModelConfig infer_config(int64_t num_layers, int64_t num_heads, float layer_norm_epsilon,
-                         const std::string& activation, bool tied_lm_head, WeightFormat format,
-                         const std::vector<WeightView>& views);
 
 // The model over `views` (which must outlive it); throws Error naming the
 // first missing or mis-shaped tensor.

@@ -31,16 +31,36 @@ void attend(const float* q, const float* K, const float* V, int64_t n_keys, int6
   for (int64_t j = 0; j < n_keys; ++j) k.axpy(scores[j] * inv, V + j * Dh, out, Dh);
 }
 
-void attention(Context& ctx, KVCache& cache, int64_t layer, const float* qkv,
+void rotary(Context& ctx, float* qkv, const TokenSlot* slots, int64_t M, int64_t H, int64_t KVH,
+            int64_t Dh, const RotaryTable& t) {
+  const int64_t heads = H + KVH, stride = (H + 2 * KVH) * Dh, half = t.half;
+  for (int64_t m = 0; m < M; ++m) {
+    const float* c = t.cos + slots[m].slot * half;
+    const float* s = t.sin + slots[m].slot * half;
+    for (int64_t h = 0; h < heads; ++h) {  // the q heads, then the k heads
+      float* v = qkv + m * stride + h * Dh;
+      for (int64_t i = 0; i < half; ++i) {
+        float* a = t.interleaved ? v + 2 * i : v + i;
+        float* b = t.interleaved ? v + 2 * i + 1 : v + i + half;
+        const float x = *a, y = *b;
+        *a = x * c[i] - y * s[i];
+        *b = y * c[i] + x * s[i];
+      }
+    }
+  }
+}
+
+void attention(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const float* qkv,
                const TokenSlot* slots, int64_t M, float* out) {
-  const int64_t H = cache.heads(), Dh = cache.head_size(), D = H * Dh;
+  const int64_t KVH = cache.heads(), Dh = cache.head_size(), group = H / KVH;
+  const int64_t stride = (H + 2 * KVH) * Dh, Q = H * Dh;
   const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
   for (int64_t m = 0; m < M; ++m) {
-    const float* t = qkv + m * 3 * D;
-    for (int64_t h = 0; h < H; ++h) {
-      std::memcpy(cache.key(layer, slots[m].row, h, slots[m].slot), t + D + h * Dh,
+    const float* t = qkv + m * stride;
+    for (int64_t h = 0; h < KVH; ++h) {
+      std::memcpy(cache.key(layer, slots[m].row, h, slots[m].slot), t + Q + h * Dh,
                   Dh * sizeof(float));
-      std::memcpy(cache.value(layer, slots[m].row, h, slots[m].slot), t + 2 * D + h * Dh,
+      std::memcpy(cache.value(layer, slots[m].row, h, slots[m].slot), t + Q + KVH * Dh + h * Dh,
                   Dh * sizeof(float));
     }
   }
@@ -52,8 +72,8 @@ void attention(Context& ctx, KVCache& cache, int64_t layer, const float* qkv,
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t m = t / H, h = t % H;
       const TokenSlot& s = slots[m];
-      attend(qkv + m * 3 * D + h * Dh, cache.key(layer, s.row, h, 0),
-             cache.value(layer, s.row, h, 0), s.slot + 1, Dh, scale, out + m * D + h * Dh,
+      attend(qkv + m * stride + h * Dh, cache.key(layer, s.row, h / group, 0),
+             cache.value(layer, s.row, h / group, 0), s.slot + 1, Dh, scale, out + m * Q + h * Dh,
              scores.data());
     }
   });

@@ -4,7 +4,8 @@
 namespace fastergpt {
 
 const Backend& cpu_backend() {
-  static const Backend backend{"cpu", cpu::linear, cpu::embed, cpu::layer_norm, cpu::attention};
+  static const Backend backend{"cpu",       cpu::linear, cpu::embed,    cpu::layer_norm,
+                               cpu::rms_norm, cpu::rotary, cpu::glu, cpu::attention};
   return backend;
 }
 

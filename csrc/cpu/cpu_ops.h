@@ -13,7 +13,12 @@ void embed(Context& ctx, const Matrix& table, const float* positions, const int6
            const TokenSlot* slots, int64_t M, float* x);
 void layer_norm(Context& ctx, const float* x, int64_t M, int64_t D, const float* gamma,
                 const float* beta, float eps, float* y);
-void attention(Context& ctx, KVCache& cache, int64_t layer, const float* qkv,
+void rms_norm(Context& ctx, const float* x, int64_t M, int64_t D, const float* gamma, float eps,
+              float* y);
+void rotary(Context& ctx, float* qkv, const TokenSlot* slots, int64_t M, int64_t H, int64_t KVH,
+            int64_t Dh, const RotaryTable& table);
+void glu(Context& ctx, const float* in, int64_t M, int64_t F, Activation act, float* out);
+void attention(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const float* qkv,
                const TokenSlot* slots, int64_t M, float* out);
 
 // One query over a contiguous run of cached keys/values (single-threaded):

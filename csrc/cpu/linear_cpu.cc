@@ -50,6 +50,7 @@ void embed(Context& ctx, const Matrix& table, const float* positions, const int6
   for (int64_t m = 0; m < M; ++m) {
     float* xm = x + m * D;
     row(table.data, table.scales, D, tokens[m], xm);
+    if (!positions) continue;
     const float* pe = positions + slots[m].slot * D;
     for (int64_t i = 0; i < D; ++i) xm[i] += pe[i];
   }

@@ -10,9 +10,10 @@
 //                                     generation_options.h; a choice is its index)
 //   weights          tensors in weight_spec() order (csrc/core/model.h): matrices in
 //                    the weight format's storage (+ float32 row scales for int8)
-// Attributes: num_layers, num_heads, layer_norm_epsilon, activation, tied_lm_head,
-//             weight_format, settings_layout ("name,name,...": what `settings` holds,
-//             recorded in the graph so any later engine reads an export correctly).
+// Attributes: architecture ("name=value;...", csrc/core/model_config.h: the
+//             decoder as data), weight_format, settings_layout ("name,name,...":
+//             what `settings` holds, recorded in the graph so any later engine
+//             reads an export correctly).
 // Outputs: output_ids int64 [B*R, T], lengths int64 [B*R], logprobs float32 [B*R, T].
 #include <string>
 #include <vector>
@@ -65,9 +66,9 @@ fastergpt::GenerationOptions read_settings(const paddle::Tensor& settings,
 
 std::vector<paddle::Tensor> generate_kernel(
     const paddle::Tensor& input_ids, const paddle::Tensor& attention_mask,
-    const paddle::Tensor& settings, const std::vector<paddle::Tensor>& weights, int num_layers,
-    int num_heads, float layer_norm_epsilon, const std::string& activation, bool tied_lm_head,
-    const std::string& weight_format, const std::string& settings_layout) {
+    const paddle::Tensor& settings, const std::vector<paddle::Tensor>& weights,
+    const std::string& architecture, const std::string& weight_format,
+    const std::string& settings_layout) {
   try {
     const int64_t* ids_data = id_data(input_ids, "input_ids");
     const int64_t* mask_data = id_data(attention_mask, "attention_mask");
@@ -82,9 +83,8 @@ std::vector<paddle::Tensor> generate_kernel(
       check_cpu(weights[i], name);
       views.push_back({weights[i].data(), weights[i].shape(), element_type(weights[i], name)});
     }
-    const fastergpt::ModelConfig config = fastergpt::infer_config(
-        num_layers, num_heads, layer_norm_epsilon, activation, tied_lm_head, format, views);
-    const auto model = fastergpt::make_model(config, format, views);
+    const auto model =
+        fastergpt::make_model(fastergpt::parse_architecture(architecture), format, views);
 
     fastergpt::GenerationInput in;
     in.input_ids = ids_data;
@@ -125,8 +125,7 @@ std::vector<paddle::DataType> generate_dtype(const paddle::DataType&, const padd
 PD_BUILD_OP(fastergpt_generate)
     .Inputs({"input_ids", "attention_mask", "settings", paddle::Vec("weights")})
     .Outputs({"output_ids", "lengths", "logprobs"})
-    .Attrs({"num_layers: int", "num_heads: int", "layer_norm_epsilon: float",
-            "activation: std::string", "tied_lm_head: bool", "weight_format: std::string",
+    .Attrs({"architecture: std::string", "weight_format: std::string",
             "settings_layout: std::string"})
     .SetKernelFn(PD_KERNEL(generate_kernel))
     .SetInferShapeFn(PD_INFER_SHAPE(generate_shape))

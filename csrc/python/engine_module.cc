@@ -55,8 +55,7 @@ fastergpt::ElementType element_type(const py::array& a, size_t i) {
 
 class Engine {
  public:
-  Engine(int64_t num_layers, int64_t num_heads, float layer_norm_epsilon,
-         const std::string& activation, bool tied_lm_head, const std::string& weight_format,
+  Engine(const std::string& architecture, const std::string& weight_format,
          const std::vector<py::array>& weights)
       : arrays_(weights) {
     const fastergpt::WeightFormat format = fastergpt::parse_weight_format(weight_format);
@@ -66,9 +65,7 @@ class Engine {
       views_.push_back({a.data(), std::vector<int64_t>(a.shape(), a.shape() + a.ndim()),
                         element_type(a, i)});
     }
-    const fastergpt::ModelConfig config = fastergpt::infer_config(
-        num_layers, num_heads, layer_norm_epsilon, activation, tied_lm_head, format, views_);
-    model_ = fastergpt::make_model(config, format, views_);
+    model_ = fastergpt::make_model(fastergpt::parse_architecture(architecture), format, views_);
   }
 
   py::dict generate(const IdArray& input_ids, const py::object& attention_mask,
@@ -111,17 +108,7 @@ class Engine {
     return arr;
   }
 
-  py::dict config() const {
-    const fastergpt::ModelConfig& c = model_->config();
-    py::dict d;
-    d["num_layers"] = c.num_layers;
-    d["num_heads"] = c.num_heads;
-    d["hidden_size"] = c.hidden_size;
-    d["inner_size"] = c.inner_size;
-    d["vocab_size"] = c.vocab_size;
-    d["max_positions"] = c.max_positions;
-    return d;
-  }
+  std::string architecture() const { return fastergpt::format_architecture(model_->config()); }
 
  private:
   std::vector<py::array> arrays_;  // owns the memory the model's weights point into
@@ -129,18 +116,8 @@ class Engine {
   std::unique_ptr<fastergpt::Model> model_;
 };
 
-py::list weight_spec(int64_t num_layers, int64_t num_heads, int64_t hidden_size,
-                     int64_t inner_size, int64_t vocab_size, int64_t max_positions,
-                     bool tied_lm_head, const std::string& weight_format) {
-  fastergpt::ModelConfig c;
-  c.num_layers = num_layers;
-  c.num_heads = num_heads;
-  c.hidden_size = hidden_size;
-  c.inner_size = inner_size;
-  c.vocab_size = vocab_size;
-  c.max_positions = max_positions;
-  c.tied_lm_head = tied_lm_head;
-  c.validate();
+py::list weight_spec(const std::string& architecture, const std::string& weight_format) {
+  const fastergpt::ModelConfig c = fastergpt::parse_architecture(architecture);
   py::list out;
   for (const auto& s : fastergpt::weight_spec(c, fastergpt::parse_weight_format(weight_format))) {
     py::dict d;
@@ -176,6 +153,22 @@ py::list settings_table() {
   return out;
 }
 
+py::list architecture_table() {
+  py::list out;
+  for (const fastergpt::ArchitectureField& f : fastergpt::architecture_table()) {
+    py::dict d;
+    d["name"] = f.name;
+    d["help"] = f.help;
+    py::list choices;
+    if (f.choices)
+      for (int i = 0; f.choices[i]; ++i) choices.append(f.choices[i]);
+    d["choices"] = choices;
+    d["default"] = f.get(fastergpt::ModelConfig());
+    out.append(d);
+  }
+  return out;
+}
+
 py::list weight_formats() {
   py::list out;
   for (const fastergpt::WeightFormatInfo& f : fastergpt::kWeightFormats) {
@@ -203,14 +196,14 @@ PYBIND11_MODULE(_engine, m) {
       PyErr_SetString(PyExc_ValueError, e.what());
     }
   });
-  m.def("weight_spec", &weight_spec, py::arg("num_layers"), py::arg("num_heads"),
-        py::arg("hidden_size"), py::arg("inner_size"), py::arg("vocab_size"),
-        py::arg("max_positions"), py::arg("tied_lm_head"), py::arg("weight_format") = "float32",
+  m.def("weight_spec", &weight_spec, py::arg("architecture"), py::arg("weight_format") = "float32",
         "[{name, key, layer, shape, dtype, matrix}] of the packed weights, in the order the engine "
         "takes them.");
   m.def("settings_table", &settings_table,
         "The generation settings table: [{name, kind, default, min, min_inclusive, max, help, "
         "choices}] in the order of a settings vector.");
+  m.def("architecture_table", &architecture_table,
+        "The architecture fields: [{name, help, choices, default}] (csrc/core/model_config.h).");
   m.def("weight_formats", &weight_formats,
         "The weight format table: [{name, alias, element, bits, scales, description}].");
   m.def("cpu_isa", &fastergpt::cpu_isa_name, "The SIMD path the CPU kernels use.");
@@ -238,18 +231,15 @@ PYBIND11_MODULE(_engine, m) {
       "and typical_p: the engine's own logits processing, for checking it.");
   m.def(
       "validate_request",
-      [](const IdArray& input_ids, const py::object& attention_mask, int64_t vocab_size,
-         int64_t max_positions, const SettingValues& settings) {
+      [](const IdArray& input_ids, const py::object& attention_mask,
+         const std::string& architecture, const SettingValues& settings) {
         IdArray mask;
         const fastergpt::GenerationInput in = make_input(input_ids, attention_mask, &mask);
-        fastergpt::ModelConfig c;  // only the vocabulary and the positions matter here
-        c.num_layers = c.num_heads = c.hidden_size = c.inner_size = 1;
-        c.vocab_size = vocab_size;
-        c.max_positions = max_positions;
-        fastergpt::validate_request(c, in, fastergpt::options_from_map(settings));
+        fastergpt::validate_request(fastergpt::parse_architecture(architecture), in,
+                                    fastergpt::options_from_map(settings));
       },
-      py::arg("input_ids"), py::arg("attention_mask"), py::arg("vocab_size"),
-      py::arg("max_positions"), py::arg("settings"),
+      py::arg("input_ids"), py::arg("attention_mask"), py::arg("architecture"),
+      py::arg("settings"),
       "generate()'s argument checks alone; raises ValueError naming the problem.");
   m.def(
       "measure_read_bandwidth",
@@ -262,11 +252,8 @@ PYBIND11_MODULE(_engine, m) {
       py::arg("megabytes") = 1024, py::arg("num_threads") = 0, py::arg("repeats") = 5,
       "Read bandwidth of this machine in GB/s, read as the kernels read weights.");
   py::class_<Engine>(m, "Engine")
-      .def(py::init<int64_t, int64_t, float, const std::string&, bool, const std::string&,
-                    const std::vector<py::array>&>(),
-           py::arg("num_layers"), py::arg("num_heads"), py::arg("layer_norm_epsilon"),
-           py::arg("activation"), py::arg("tied_lm_head"), py::arg("weight_format"),
-           py::arg("weights"))
+      .def(py::init<const std::string&, const std::string&, const std::vector<py::array>&>(),
+           py::arg("architecture"), py::arg("weight_format"), py::arg("weights"))
       .def("generate", &Engine::generate, py::arg("input_ids"),
            py::arg("attention_mask") = py::none(), py::arg("settings") = SettingValues(),
            py::arg("return_logprobs") = false,
@@ -275,5 +262,5 @@ PYBIND11_MODULE(_engine, m) {
       .def("logits", &Engine::logits, py::arg("input_ids"), py::arg("attention_mask") = py::none(),
            py::arg("num_threads") = 0,
            "Next-token logits at every position, float32 [B, L, V] (zeros under padding).")
-      .def_property_readonly("config", &Engine::config);
+      .def_property_readonly("architecture", &Engine::architecture);
 }

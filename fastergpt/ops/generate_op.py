@@ -16,17 +16,15 @@ OP_NAME = "fastergpt_generate"
 
 # Plain Python that only appends the op: to_static must not rewrite it.
 @paddle.jit.not_to_static
-def fastergpt_generate(input_ids, attention_mask, settings, weights, *, num_layers: int,
-                       num_heads: int, layer_norm_epsilon: float, activation: str,
-                       tied_lm_head: bool, weight_format: str, settings_layout: str):
+def fastergpt_generate(input_ids, attention_mask, settings, weights, *, architecture: str,
+                       weight_format: str, settings_layout: str):
     """Runs the fused generation. `settings` is a float64 [S] tensor holding one value
     per name of `settings_layout` ("name,name,..."); returns (output_ids, lengths, logprobs)."""
     load_ops()
     from paddle import _C_ops
     from paddle.framework import in_dynamic_or_pir_mode
 
-    attrs = (int(num_layers), int(num_heads), float(layer_norm_epsilon), str(activation),
-             bool(tied_lm_head), str(weight_format), str(settings_layout))
+    attrs = (str(architecture), str(weight_format), str(settings_layout))
     if in_dynamic_or_pir_mode():
         outs = _C_ops._run_custom_op(OP_NAME, input_ids, attention_mask, settings, list(weights),
                                      *attrs)
@@ -43,10 +41,8 @@ def fastergpt_generate(input_ids, attention_mask, settings, weights, *, num_laye
         "logprobs": helper.create_variable(dtype="float32"),
     }
     helper.append_op(type=OP_NAME, inputs=ins, outputs=outs,
-                     attrs={"num_layers": attrs[0], "num_heads": attrs[1],
-                            "layer_norm_epsilon": attrs[2], "activation": attrs[3],
-                            "tied_lm_head": attrs[4], "weight_format": attrs[5],
-                            "settings_layout": attrs[6]})
+                     attrs={"architecture": attrs[0], "weight_format": attrs[1],
+                            "settings_layout": attrs[2]})
     return outs["output_ids"], outs["lengths"], outs["logprobs"]
 
 

@@ -158,6 +158,11 @@ class GPTLMHeadModel(nn.Layer):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
+        # The reference is GPT-2 itself (the other families are checked against transformers).
+        if config.model_type != "gpt2" or config.activation_function not in ("gelu_new", "gelu"):
+            raise ValueError(f"the reference model is GPT-2 with GELU; got model_type="
+                             f"{config.model_type!r}, activation_function="
+                             f"{config.activation_function!r}")
         self.config = config
         self.transformer = GPTModel(config)
         # Tied: no lm_head parameter at all, so the state dict matches HF's saved files.

@@ -311,50 +311,103 @@ static void test_attend() {
 }
 
 // The backend's attention op: K/V stored at each token's slot, then causal
-// attention over its row, against a scalar computation from the same qkv.
+// attention over its row, against a scalar computation from the same qkv;
+// multi-head (KVH = H) and grouped-query (KVH < H) layouts.
 static void test_attention(Context& ctx) {
   std::mt19937 rng(10);
-  ModelConfig c;
-  c.num_layers = 2;
-  c.num_heads = 3;
-  c.hidden_size = 3 * 11;
-  c.inner_size = c.vocab_size = c.max_positions = 1;
-  const int64_t H = 3, Dh = 11, D = H * Dh, rows = 2, P = 9;
-  KVCache& cache = ctx.kv_cache();
-  cache.allocate(c, rows, P);
-  // Row 0 gets 5 tokens in one pass, row 1 gets 3; then one more token each.
-  std::vector<TokenSlot> first, second = {{0, 5}, {1, 3}};
-  for (int64_t j = 0; j < 5; ++j) first.push_back({0, j});
-  for (int64_t j = 0; j < 3; ++j) first.push_back({1, j});
-  std::vector<std::vector<float>> all_qkv(rows);  // per row: every token's qkv so far
-  for (const auto* pass : {&first, &second}) {
-    const int64_t M = static_cast<int64_t>(pass->size());
-    auto qkv = random_vec(M * 3 * D, rng);
-    std::vector<float> out(M * D);
-    ctx.backend().attention(ctx, cache, 1, qkv.data(), pass->data(), M, out.data());
-    for (int64_t m = 0; m < M; ++m) {
-      const TokenSlot s = (*pass)[m];
-      auto& hist = all_qkv[s.row];
-      hist.insert(hist.end(), qkv.begin() + m * 3 * D, qkv.begin() + (m + 1) * 3 * D);
-      const int64_t n = s.slot + 1;
-      for (int64_t h = 0; h < H; ++h) {
-        const float* q = hist.data() + s.slot * 3 * D + h * Dh;
-        std::vector<double> w(n);
-        double mx = -1e300, tot = 0;
-        for (int64_t j = 0; j < n; ++j) {
-          double d = 0;
-          for (int64_t i = 0; i < Dh; ++i) d += double(q[i]) * hist[j * 3 * D + D + h * Dh + i];
-          w[j] = d / std::sqrt(double(Dh));
-          mx = std::max(mx, w[j]);
-        }
-        for (auto& v : w) tot += (v = std::exp(v - mx));
-        for (int64_t i = 0; i < Dh; ++i) {
-          double r = 0;
-          for (int64_t j = 0; j < n; ++j) r += w[j] / tot * hist[j * 3 * D + 2 * D + h * Dh + i];
-          CHECK_NEAR(out[m * D + h * Dh + i], r, 1e-5);
+  for (int64_t KVH : {3, 1}) {
+    ModelConfig c;
+    c.num_layers = 2;
+    c.num_heads = 3;
+    c.num_kv_heads = KVH;
+    c.hidden_size = 3 * 11;
+    c.inner_size = c.vocab_size = c.max_positions = 1;
+    const int64_t H = 3, Dh = 11, Q = H * Dh, S = (H + 2 * KVH) * Dh, rows = 2, P = 9;
+    KVCache& cache = ctx.kv_cache();
+    cache.allocate(c, rows, P);
+    // Row 0 gets 5 tokens in one pass, row 1 gets 3; then one more token each.
+    std::vector<TokenSlot> first, second = {{0, 5}, {1, 3}};
+    for (int64_t j = 0; j < 5; ++j) first.push_back({0, j});
+    for (int64_t j = 0; j < 3; ++j) first.push_back({1, j});
+    std::vector<std::vector<float>> all_qkv(rows);  // per row: every token's qkv so far
+    for (const auto* pass : {&first, &second}) {
+      const int64_t M = static_cast<int64_t>(pass->size());
+      auto qkv = random_vec(M * S, rng);
+      std::vector<float> out(M * Q);
+      ctx.backend().attention(ctx, cache, 1, H, qkv.data(), pass->data(), M, out.data());
+      for (int64_t m = 0; m < M; ++m) {
+        const TokenSlot s = (*pass)[m];
+        auto& hist = all_qkv[s.row];
+        hist.insert(hist.end(), qkv.begin() + m * S, qkv.begin() + (m + 1) * S);
+        const int64_t n = s.slot + 1;
+        for (int64_t h = 0; h < H; ++h) {
+          const int64_t kv = h / (H / KVH);
+          const float* q = hist.data() + s.slot * S + h * Dh;
+          std::vector<double> w(n);
+          double mx = -1e300, tot = 0;
+          for (int64_t j = 0; j < n; ++j) {
+            double d = 0;
+            for (int64_t i = 0; i < Dh; ++i) d += double(q[i]) * hist[j * S + Q + kv * Dh + i];
+            w[j] = d / std::sqrt(double(Dh));
+            mx = std::max(mx, w[j]);
+          }
+          for (auto& v : w) tot += (v = std::exp(v - mx));
+          for (int64_t i = 0; i < Dh; ++i) {
+            double r = 0;
+            for (int64_t j = 0; j < n; ++j)
+              r += w[j] / tot * hist[j * S + Q + KVH * Dh + kv * Dh + i];
+            CHECK_NEAR(out[m * Q + h * Dh + i], r, 1e-5);
+          }
         }
       }
     }
+  }
+}
+
+// RMSNorm, the gated MLP activation and rotary embeddings against scalar formulas.
+static void test_norm_glu_rotary(Context& ctx) {
+  std::mt19937 rng(12);
+  const int64_t M = 3, D = 37, F = 19;
+  auto x = random_vec(M * D, rng, 2.0f), g = random_vec(D, rng);
+  std::vector<float> y(M * D);
+  ctx.backend().rms_norm(ctx, x.data(), M, D, g.data(), 1e-6f, y.data());
+  for (int64_t m = 0; m < M; ++m) {
+    double sq = 0;
+    for (int64_t i = 0; i < D; ++i) sq += double(x[m * D + i]) * x[m * D + i];
+    for (int64_t i = 0; i < D; ++i)
+      CHECK_NEAR(y[m * D + i], g[i] * x[m * D + i] / std::sqrt(sq / D + 1e-6), 1e-5);
+  }
+  auto in = random_vec(M * 2 * F, rng, 2.0f);
+  std::vector<float> out(M * F);
+  ctx.backend().glu(ctx, in.data(), M, F, Activation::kSilu, out.data());
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t i = 0; i < F; ++i) {
+      const double gt = in[m * 2 * F + i], up = in[m * 2 * F + F + i];
+      CHECK_NEAR(out[m * F + i], gt / (1 + std::exp(-gt)) * up, 1e-5);
+    }
+  // Rotary: 2 q heads + 1 k head of size 6, rotary dim 4, both pair layouts.
+  const int64_t H = 2, KVH = 1, Dh = 6, half = 2, S = (H + 2 * KVH) * Dh;
+  std::vector<float> cs = {1, 1, 0.6f, 0.8f}, sn = {0, 0, 0.8f, -0.6f};  // positions 0, 1
+  for (bool interleaved : {false, true}) {
+    const RotaryTable table{cs.data(), sn.data(), half, interleaved};
+    auto qkv = random_vec(2 * S, rng);
+    auto before = qkv;
+    const TokenSlot slots[] = {{0, 1}, {0, 0}};
+    ctx.backend().rotary(ctx, qkv.data(), slots, 2, H, KVH, Dh, table);
+    for (int64_t m = 0; m < 2; ++m)
+      for (int64_t h = 0; h < H + 2 * KVH; ++h) {
+        const float* b = before.data() + m * S + h * Dh;
+        const float* a = qkv.data() + m * S + h * Dh;
+        std::vector<double> want(b, b + Dh);
+        if (h < H + KVH)  // values are not rotated
+          for (int64_t i = 0; i < half; ++i) {
+            const int64_t i0 = interleaved ? 2 * i : i, i1 = interleaved ? 2 * i + 1 : i + half;
+            const double c = cs[slots[m].slot * half + i], s = sn[slots[m].slot * half + i];
+            want[i0] = b[i0] * c - b[i1] * s;
+            want[i1] = b[i1] * c + b[i0] * s;
+          }
+        for (int64_t i = 0; i < Dh; ++i) CHECK_NEAR(a[i], want[i], 1e-6);
+      }
   }
 }
 
@@ -384,6 +437,7 @@ int main() {
       test_linear(ctx);
       test_layer_norm(ctx);
       test_attention(ctx);
+      test_norm_glu_rotary(ctx);
       test_embed(ctx);
     }
   }

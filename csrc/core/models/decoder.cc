@@ -1,0 +1,305 @@
+// The one decoder of every family: a ModelConfig (architecture as data) says
+// which norm, positions, MLP, residual layout, heads and biases a model has;
+// this file's tensor table says which weights that needs, and one forward
+// pass composes the backend's ops accordingly. No copy per family.
+#include "decoder.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "../error.h"
+
+namespace fastergpt {
+namespace {
+
+// Named weights of one block. Shapes: D hidden, F inner, Dh head size, H and
+// K query and KV heads; linear weights are [out, in].
+struct LayerWeights {
+  const float* ln1_gamma;      // [D]
+  const float* ln1_beta;       // [D] (LayerNorm)
+  Matrix qkv;                  // [(H + 2K) * Dh, D]: rows q heads | k heads | v heads
+  const float* qkv_bias;       // [(H + 2K) * Dh] (qkv_bias)
+  Matrix attn_out;             // [D, H * Dh]
+  const float* attn_out_bias;  // [D] (out_bias)
+  const float* ln2_gamma;      // [D] (not with the parallel shared-norm layout)
+  const float* ln2_beta;       // [D]
+  Matrix fc;                   // [F, D], or [2F, D] = gate | up for a gated MLP
+  const float* fc_bias;        // (mlp_bias)
+  Matrix proj;                 // [D, F]
+  const float* proj_bias;      // [D] (mlp_bias)
+};
+
+// THE table of a block's tensors: spec order, keys, shapes, when a model has
+// them and where each binds. Python's checkpoint mapping (fastergpt/models/)
+// uses the keys.
+enum Dim { k1, kD, kQKV, kQ, kF, kF2 };
+using Has = bool (*)(const ModelConfig&);
+struct LayerTensor {
+  const char* key;
+  Dim rows, cols;  // cols = k1: a vector of `rows` floats
+  Has present;
+  const float* LayerWeights::*vector;  // float32 vectors
+  Matrix LayerWeights::*matrix;        // matrices in the weight format
+};
+bool always(const ModelConfig&) { return true; }
+bool has_norm_bias(const ModelConfig& c) { return c.norm == Norm::kLayerNorm; }
+bool second_norm(const ModelConfig& c) { return c.residual != Residual::kParallel; }
+bool second_norm_bias(const ModelConfig& c) { return second_norm(c) && has_norm_bias(c); }
+bool has_qkv_bias(const ModelConfig& c) { return c.qkv_bias; }
+bool has_out_bias(const ModelConfig& c) { return c.out_bias; }
+bool has_mlp_bias(const ModelConfig& c) { return c.mlp_bias; }
+
+const LayerTensor kLayerTensors[] = {
+    {"ln1.gamma", kD, k1, always, &LayerWeights::ln1_gamma, nullptr},
+    {"ln1.beta", kD, k1, has_norm_bias, &LayerWeights::ln1_beta, nullptr},
+    {"qkv.weight", kQKV, kD, always, nullptr, &LayerWeights::qkv},
+    {"qkv.bias", kQKV, k1, has_qkv_bias, &LayerWeights::qkv_bias, nullptr},
+    {"attn_out.weight", kD, kQ, always, nullptr, &LayerWeights::attn_out},
+    {"attn_out.bias", kD, k1, has_out_bias, &LayerWeights::attn_out_bias, nullptr},
+    {"ln2.gamma", kD, k1, second_norm, &LayerWeights::ln2_gamma, nullptr},
+    {"ln2.beta", kD, k1, second_norm_bias, &LayerWeights::ln2_beta, nullptr},
+    {"fc.weight", kF2, kD, always, nullptr, &LayerWeights::fc},
+    {"fc.bias", kF2, k1, has_mlp_bias, &LayerWeights::fc_bias, nullptr},
+    {"proj.weight", kD, kF, always, nullptr, &LayerWeights::proj},
+    {"proj.bias", kD, k1, has_mlp_bias, &LayerWeights::proj_bias, nullptr},
+};
+
+int64_t size_of(Dim d, const ModelConfig& c) {
+  switch (d) {
+    case k1: return 1;
+    case kD: return c.hidden_size;
+    case kQKV: return c.qkv_size();
+    case kQ: return c.q_size();
+    case kF: return c.inner_size;
+    case kF2: return c.inner_size * (c.gated_mlp ? 2 : 1);
+  }
+  return 0;
+}
+
+// cos/sin [P, rotary_dim / 2] of position p's angles p * inv_freq[i], in float32
+// as transformers computes them (so near-ties break the same way).
+void rotary_angles(const ModelConfig& c, std::vector<float>* cos, std::vector<float>* sin) {
+  const int64_t dim = c.rotary_dims(), half = dim / 2, P = c.max_positions;
+  std::vector<float> inv(half);
+  for (int64_t i = 0; i < half; ++i)
+    inv[i] = 1.0f / std::pow(c.rotary_base, static_cast<float>(2 * i) / static_cast<float>(dim));
+  if (c.rope_scaling == RopeScaling::kLinear) {
+    for (float& f : inv) f /= c.rope_factor;
+  } else if (c.rope_scaling == RopeScaling::kLlama3) {
+    const float old = static_cast<float>(c.rope_original_max_positions);
+    const float low_wavelen = old / c.rope_low_freq_factor;
+    const float high_wavelen = old / c.rope_high_freq_factor;
+    for (float& f : inv) {
+      const float wavelen = 2.0f * static_cast<float>(M_PI) / f;
+      const float scaled = wavelen > low_wavelen ? f / c.rope_factor : f;
+      const float smooth = (old / wavelen - c.rope_low_freq_factor) /
+                           (c.rope_high_freq_factor - c.rope_low_freq_factor);
+      const bool medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+      f = medium ? (1.0f - smooth) * scaled / c.rope_factor + smooth * scaled : scaled;
+    }
+  }
+  cos->resize(P * half);
+  sin->resize(P * half);
+  for (int64_t p = 0; p < P; ++p)
+    for (int64_t i = 0; i < half; ++i) {
+      const float angle = static_cast<float>(p) * inv[i];
+      (*cos)[p * half + i] = std::cos(angle);
+      (*sin)[p * half + i] = std::sin(angle);
+    }
+}
+
+class Decoder final : public Model {
+ public:
+  Decoder(const ModelConfig& c, WeightFormat format, const std::vector<WeightView>& views)
+      : Model(c) {
+    const BoundWeights w(decoder_weight_spec(c, format), format, views);
+    token_embedding_ = w.matrix("token_embedding");
+    if (c.positions == Positions::kLearned) position_embedding_ = w.f32("position_embedding");
+    if (c.embed_dim() != c.hidden_size) {
+      project_in_ = w.matrix("project_in.weight");
+      project_out_ = w.matrix("project_out.weight");
+    }
+    for (int64_t l = 0; l < c.num_layers; ++l) {
+      const std::string p = "layers." + std::to_string(l) + ".";
+      LayerWeights lw{};
+      for (const LayerTensor& t : kLayerTensors) {
+        if (!t.present(c)) continue;
+        if (t.matrix) lw.*t.matrix = w.matrix(p + t.key);
+        else lw.*t.vector = w.f32(p + t.key);
+      }
+      layers_.push_back(lw);
+    }
+    if (c.residual != Residual::kPostNorm) {
+      lnf_gamma_ = w.f32("final_ln.gamma");
+      if (c.norm == Norm::kLayerNorm) lnf_beta_ = w.f32("final_ln.beta");
+    }
+    lm_head_ = c.tied_lm_head ? token_embedding_ : w.matrix("lm_head.weight");
+    if (c.lm_head_bias) lm_head_bias_ = w.f32("lm_head.bias");
+    if (c.positions == Positions::kRotary) {
+      rotary_angles(c, &cos_, &sin_);
+      rotary_ = {cos_.data(), sin_.data(), c.rotary_dims() / 2, c.rotary_interleaved};
+    }
+  }
+
+  void forward(Context& ctx, const int64_t* tokens, const TokenSlot* slots,
+               int64_t M) const override {
+    const ModelConfig& c = config_;
+    const Backend& k = ctx.backend();
+    Activations& a = ctx.activations();
+    a.reserve(M, c);
+    float* x = a.x.data();
+    if (project_in_.data) {  // embed at width E, project to D
+      k.embed(ctx, token_embedding_, nullptr, tokens, slots, M, a.h.data());
+      k.linear(ctx, a.h.data(), M, project_in_, nullptr, Epilogue::kStore, x);
+      if (position_embedding_) add_positions(slots, M, x);
+    } else {
+      k.embed(ctx, token_embedding_, position_embedding_, tokens, slots, M, x);
+    }
+    for (int64_t l = 0; l < c.num_layers; ++l) block(ctx, layers_[l], l, slots, M);
+  }
+
+  void logits(Context& ctx, const int64_t* token_rows, int64_t n) const override {
+    const ModelConfig& c = config_;
+    const Backend& k = ctx.backend();
+    Activations& a = ctx.activations();
+    const int64_t D = c.hidden_size;
+    for (int64_t i = 0; i < n; ++i)
+      if (token_rows[i] != i)
+        std::memcpy(a.x.data() + i * D, a.x.data() + token_rows[i] * D, D * sizeof(float));
+    const float* h = a.x.data();
+    if (lnf_gamma_) {
+      norm(ctx, a.x.data(), n, lnf_gamma_, lnf_beta_, a.h.data());
+      h = a.h.data();
+    }
+    if (project_out_.data) {
+      k.linear(ctx, h, n, project_out_, nullptr, Epilogue::kStore, a.h2.data());
+      h = a.h2.data();
+    }
+    k.linear(ctx, h, n, lm_head_, lm_head_bias_, Epilogue::kStore, a.logits.data());
+  }
+
+ private:
+  void norm(Context& ctx, const float* x, int64_t M, const float* gamma, const float* beta,
+            float* y) const {
+    const ModelConfig& c = config_;
+    if (c.norm == Norm::kRmsNorm)
+      ctx.backend().rms_norm(ctx, x, M, c.hidden_size, gamma, c.norm_epsilon, y);
+    else
+      ctx.backend().layer_norm(ctx, x, M, c.hidden_size, gamma, beta, c.norm_epsilon, y);
+  }
+
+  void add_positions(const TokenSlot* slots, int64_t M, float* x) const {
+    const int64_t D = config_.hidden_size;
+    for (int64_t m = 0; m < M; ++m) {
+      const float* pe = position_embedding_ + slots[m].slot * D;
+      for (int64_t i = 0; i < D; ++i) x[m * D + i] += pe[i];
+    }
+  }
+
+  // x += attention(in).
+  void attention(Context& ctx, const LayerWeights& lw, int64_t l, const float* in,
+                 const TokenSlot* slots, int64_t M) const {
+    const ModelConfig& c = config_;
+    const Backend& k = ctx.backend();
+    Activations& a = ctx.activations();
+    k.linear(ctx, in, M, lw.qkv, lw.qkv_bias, Epilogue::kStore, a.qkv.data());
+    if (c.positions == Positions::kRotary)
+      k.rotary(ctx, a.qkv.data(), slots, M, c.num_heads, c.kv_heads(), c.head_dim(), rotary_);
+    k.attention(ctx, ctx.kv_cache(), l, c.num_heads, a.qkv.data(), slots, M, a.attn.data());
+    k.linear(ctx, a.attn.data(), M, lw.attn_out, lw.attn_out_bias, Epilogue::kAccumulate,
+             a.x.data());
+  }
+
+  // x += mlp(in).
+  void mlp(Context& ctx, const LayerWeights& lw, const float* in, int64_t M) const {
+    const ModelConfig& c = config_;
+    const Backend& k = ctx.backend();
+    Activations& a = ctx.activations();
+    if (c.gated_mlp) {
+      k.linear(ctx, in, M, lw.fc, lw.fc_bias, Epilogue::kStore, a.mlp.data());
+      k.glu(ctx, a.mlp.data(), M, c.inner_size, c.activation, a.gated.data());
+      k.linear(ctx, a.gated.data(), M, lw.proj, lw.proj_bias, Epilogue::kAccumulate, a.x.data());
+    } else {
+      k.linear(ctx, in, M, lw.fc, lw.fc_bias, activation_epilogue(c.activation), a.mlp.data());
+      k.linear(ctx, a.mlp.data(), M, lw.proj, lw.proj_bias, Epilogue::kAccumulate, a.x.data());
+    }
+  }
+
+  void block(Context& ctx, const LayerWeights& lw, int64_t l, const TokenSlot* slots,
+             int64_t M) const {
+    Activations& a = ctx.activations();
+    float* x = a.x.data();
+    float* h = a.h.data();
+    const size_t row_bytes = config_.hidden_size * sizeof(float);
+    switch (config_.residual) {
+      case Residual::kSequential:
+        norm(ctx, x, M, lw.ln1_gamma, lw.ln1_beta, h);
+        attention(ctx, lw, l, h, slots, M);
+        norm(ctx, x, M, lw.ln2_gamma, lw.ln2_beta, h);
+        mlp(ctx, lw, h, M);
+        break;
+      case Residual::kParallel:  // one norm feeds both; both add to the old x
+        norm(ctx, x, M, lw.ln1_gamma, lw.ln1_beta, h);
+        attention(ctx, lw, l, h, slots, M);
+        mlp(ctx, lw, h, M);
+        break;
+      case Residual::kParallelTwoNorms:  // both norms read the old x
+        norm(ctx, x, M, lw.ln1_gamma, lw.ln1_beta, h);
+        norm(ctx, x, M, lw.ln2_gamma, lw.ln2_beta, a.h2.data());
+        attention(ctx, lw, l, h, slots, M);
+        mlp(ctx, lw, a.h2.data(), M);
+        break;
+      case Residual::kPostNorm:  // the sublayers read x; the norms follow the adds
+        std::memcpy(h, x, M * row_bytes);
+        attention(ctx, lw, l, h, slots, M);
+        norm(ctx, x, M, lw.ln1_gamma, lw.ln1_beta, x);
+        std::memcpy(h, x, M * row_bytes);
+        mlp(ctx, lw, h, M);
+        norm(ctx, x, M, lw.ln2_gamma, lw.ln2_beta, x);
+        break;
+    }
+  }
+
+  Matrix token_embedding_;                     // [V, E]
+  const float* position_embedding_ = nullptr;  // [P, D] (learned positions)
+  Matrix project_in_, project_out_;            // [D, E], [E, D] when E != D
+  std::vector<LayerWeights> layers_;           // num_layers
+  const float* lnf_gamma_ = nullptr;           // [D] (not with post-norm)
+  const float* lnf_beta_ = nullptr;            // [D] (LayerNorm)
+  Matrix lm_head_;                             // [V, E]; the token embedding when tied
+  const float* lm_head_bias_ = nullptr;        // [V]
+  std::vector<float> cos_, sin_;               // rotary tables [P, rotary_dim / 2]
+  RotaryTable rotary_;
+};
+
+}  // namespace
+
+std::vector<WeightSpec> decoder_weight_spec(const ModelConfig& c, WeightFormat format) {
+  const int64_t D = c.hidden_size, E = c.embed_dim();
+  std::vector<WeightSpec> spec;
+  add_matrix(spec, -1, "token_embedding", c.vocab_size, E, format);
+  if (c.positions == Positions::kLearned)
+    add_vector(spec, -1, "position_embedding", {c.max_positions, D});
+  if (E != D) add_matrix(spec, -1, "project_in.weight", D, E, format);
+  for (int64_t l = 0; l < c.num_layers; ++l)
+    for (const LayerTensor& t : kLayerTensors) {
+      if (!t.present(c)) continue;
+      if (t.matrix) add_matrix(spec, l, t.key, size_of(t.rows, c), size_of(t.cols, c), format);
+      else add_vector(spec, l, t.key, {size_of(t.rows, c)});
+    }
+  if (c.residual != Residual::kPostNorm) {
+    add_vector(spec, -1, "final_ln.gamma", {D});
+    if (c.norm == Norm::kLayerNorm) add_vector(spec, -1, "final_ln.beta", {D});
+  }
+  if (E != D) add_matrix(spec, -1, "project_out.weight", E, D, format);
+  if (!c.tied_lm_head) add_matrix(spec, -1, "lm_head.weight", c.vocab_size, E, format);
+  if (c.lm_head_bias) add_vector(spec, -1, "lm_head.bias", {c.vocab_size});
+  return spec;
+}
+
+std::unique_ptr<Model> make_decoder(const ModelConfig& config, WeightFormat format,
+                                    const std::vector<WeightView>& views) {
+  return std::make_unique<Decoder>(config, format, views);
+}
+
+}  // namespace fastergpt

@@ -1,0 +1,173 @@
+"""Every decoder family the engine runs, against transformers on torch CPU.
+
+For each family a small random model made with transformers' own config class
+at odd shapes (head sizes and widths that are not powers of two, partial
+rotary, grouped-query attention), saved with `save_pretrained` and loaded
+through the ordinary loader: greedy decoding of a left-padded ragged batch
+equals `generate` on each prompt alone, up to the last position the model
+allows; fp32 logits within 1e-4 relative; fp16/int8 within the GPT-2 bounds;
+seeded sampling identical across thread counts and front ends.
+"""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from fastergpt import Engine, FasterGPT  # noqa: E402
+from fastergpt.checkpoint import CheckpointError  # noqa: E402
+from helpers import padded_batch  # noqa: E402
+
+V, P = 131, 48  # vocabulary and positions of every test model
+SPECIAL = dict(bos_token_id=1, eos_token_id=2, pad_token_id=0)
+
+# name -> (config class, model class, config kwargs): widths and head sizes that are not
+# powers of two (12, 10, 14, 18, 20, 14), partial rotary (even rotated dims, as transformers needs).
+FAMILIES = {
+    "gpt2": ("GPT2Config", "GPT2LMHeadModel",
+             dict(n_positions=P, n_embd=36, n_layer=2, n_head=3, activation_function="gelu_new")),
+    "opt": ("OPTConfig", "OPTForCausalLM",
+            dict(max_position_embeddings=P, hidden_size=40, num_hidden_layers=2,
+                 num_attention_heads=4, ffn_dim=72, word_embed_proj_dim=40)),
+    "opt-350m-style": ("OPTConfig", "OPTForCausalLM",
+                       dict(max_position_embeddings=P, hidden_size=40, num_hidden_layers=2,
+                            num_attention_heads=4, ffn_dim=72, word_embed_proj_dim=28,
+                            do_layer_norm_before=False)),
+    "gptj": ("GPTJConfig", "GPTJForCausalLM",
+             dict(n_positions=P, n_embd=42, n_layer=2, n_head=3, rotary_dim=6)),
+    "codegen": ("CodeGenConfig", "CodeGenForCausalLM",
+                dict(n_positions=P, n_ctx=P, n_embd=40, n_layer=2, n_head=4, rotary_dim=4)),
+    "gpt_neox": ("GPTNeoXConfig", "GPTNeoXForCausalLM",
+                 dict(max_position_embeddings=P, hidden_size=54, num_hidden_layers=2,
+                      num_attention_heads=3, intermediate_size=76, rotary_pct=0.34)),
+    "gpt_neox-sequential": ("GPTNeoXConfig", "GPTNeoXForCausalLM",
+                            dict(max_position_embeddings=P, hidden_size=60, num_hidden_layers=2,
+                                 num_attention_heads=3, intermediate_size=76, rotary_pct=0.3,
+                                 use_parallel_residual=False, hidden_act="gelu_new")),
+    "llama-gqa": ("LlamaConfig", "LlamaForCausalLM",
+                  dict(max_position_embeddings=P, hidden_size=60, num_hidden_layers=2,
+                       num_attention_heads=6, num_key_value_heads=2, intermediate_size=84)),
+    "llama3-rope-mqa": ("LlamaConfig", "LlamaForCausalLM",
+                        dict(max_position_embeddings=P, hidden_size=56, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=1, intermediate_size=80,
+                             tie_word_embeddings=True,
+                             rope_parameters=dict(rope_type="llama3", rope_theta=500000.0,
+                                                  factor=8.0, low_freq_factor=1.0,
+                                                  high_freq_factor=4.0,
+                                                  original_max_position_embeddings=16))),
+    "mistral": ("MistralConfig", "MistralForCausalLM",
+                dict(max_position_embeddings=P, hidden_size=48, num_hidden_layers=2,
+                     num_attention_heads=4, num_key_value_heads=2, intermediate_size=72,
+                     sliding_window=None)),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM",
+              dict(max_position_embeddings=P, hidden_size=40, num_hidden_layers=2,
+                   num_attention_heads=4, num_key_value_heads=2, intermediate_size=68)),
+}
+PROMPTS = [[5, 9, 14, 3, 77, 21, 8], [40, 41], [7, 100, 12, 99]]
+LOGIT_TOLERANCE = {"float16": 5e-3, "int8": 0.1}  # as tests/test_weight_formats.py
+
+
+def make_hf(name: str):
+    config_cls, model_cls, kwargs = FAMILIES[name]
+    config = getattr(transformers, config_cls)(vocab_size=V, **SPECIAL, **kwargs)
+    torch.manual_seed(sum(map(ord, name)))
+    model = getattr(transformers, model_cls)(config).eval()
+    with torch.no_grad():  # peaked logits, so argmax is not decided by rounding
+        for p in model.parameters():
+            p.normal_(0.0, 0.3 if p.ndim > 1 else 0.1)
+    return model
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def family(request, tmp_path_factory):
+    hf = make_hf(request.param)
+    directory = tmp_path_factory.mktemp(request.param)
+    hf.save_pretrained(directory)
+    return request.param, hf, directory
+
+
+def hf_alone(hf, prompt, new_tokens):
+    with torch.no_grad():
+        out = hf.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                          do_sample=False, max_new_tokens=new_tokens, pad_token_id=0,
+                          eos_token_id=None)
+    return out[0, len(prompt):].numpy()
+
+
+def test_greedy_ragged_batch_equals_transformers_alone(family):
+    name, hf, directory = family
+    ids, mask = padded_batch(PROMPTS)
+    new = P - max(map(len, PROMPTS))  # up to the last position the model allows
+    assert new >= 40
+    engine = Engine.from_pretrained(directory)
+    faster = FasterGPT.from_pretrained(directory)
+    got = engine.generate(ids, mask, max_new_tokens=new, eos_token_id=-1)["ids"]
+    np.testing.assert_array_equal(
+        faster.generate(ids, mask, max_new_tokens=new, eos_token_id=-1).ids.numpy(), got)
+    for row, prompt in zip(got, PROMPTS):
+        np.testing.assert_array_equal(row, hf_alone(hf, prompt, new), err_msg=name)
+
+
+def test_logits_equal_transformers(family):
+    name, hf, directory = family
+    ids, mask = padded_batch(PROMPTS)
+    got = Engine.from_pretrained(directory).logits(ids, mask)
+    for b, prompt in enumerate(PROMPTS):
+        with torch.no_grad():
+            want = hf(torch.tensor([prompt])).logits[0].numpy()
+        mine = got[b, -len(prompt):]
+        assert np.abs(mine - want).max() <= 1e-4 * np.abs(want).max(), name
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int8"])
+def test_compressed_formats_stay_within_bounds(family, dtype):
+    name, _, directory = family
+    ids, mask = padded_batch(PROMPTS)
+    ref = Engine.from_pretrained(directory).logits(ids, mask)
+    got = Engine.from_pretrained(directory, dtype).logits(ids, mask)
+    err = np.abs(got - ref)[mask.astype(bool)].max()
+    assert err <= LOGIT_TOLERANCE[dtype], (name, err)
+
+
+def test_seeded_sampling_is_deterministic_across_threads(family):
+    name, _, directory = family
+    ids, mask = padded_batch(PROMPTS)
+    kw = dict(max_new_tokens=16, decode_strategy="sampling", top_k=20, top_p=0.9, seed=7,
+              num_return_sequences=2, eos_token_id=-1)
+    engine = Engine.from_pretrained(directory)
+    one = engine.generate(ids, mask, num_threads=1, **kw)["ids"]
+    two = engine.generate(ids, mask, num_threads=2, **kw)["ids"]
+    np.testing.assert_array_equal(one, two)
+    faster = FasterGPT.from_pretrained(directory).generate(ids, mask, **kw).ids.numpy()
+    np.testing.assert_array_equal(faster, one)
+
+
+# --- unsupported options are named, never silently wrong ----------------------
+
+def _saved(tmp_path, name, **overrides):
+    config_cls, model_cls, kwargs = FAMILIES[name]
+    config = getattr(transformers, config_cls)(vocab_size=V, **SPECIAL, **dict(kwargs, **overrides))
+    getattr(transformers, model_cls)(config).save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_unsupported_model_type_is_named(tmp_path):
+    config = transformers.BloomConfig(vocab_size=V, hidden_size=32, n_layer=1, n_head=2)
+    transformers.BloomForCausalLM(config).save_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match=r"unsupported architecture model_type='bloom'"):
+        Engine.from_pretrained(tmp_path)
+
+
+def test_unsupported_rope_type_is_named(tmp_path):
+    d = _saved(tmp_path, "llama-gqa", rope_parameters=dict(rope_type="yarn", rope_theta=10000.0,
+                                                           factor=2.0))
+    with pytest.raises(CheckpointError, match=r"rope type 'yarn' is not supported"):
+        Engine.from_pretrained(d)
+
+
+def test_sliding_window_shorter_than_the_request_is_refused(tmp_path):
+    d = _saved(tmp_path, "mistral", sliding_window=16)
+    engine = Engine.from_pretrained(d)
+    engine.generate(np.array([[3, 4, 5]]), max_new_tokens=13)  # 16 positions: fits the window
+    with pytest.raises(ValueError, match=r"beyond the model's sliding window of 16"):
+        engine.generate(np.array([[3, 4, 5]]), max_new_tokens=14)
