@@ -1,5 +1,6 @@
 """Generation speed of fastergpt against the engines users would pick instead, in
-ONE run on the same random weights (GPT-2 small or medium shape).
+ONE run on the same random weights (GPT-2 small or medium shape, or a LLaMA
+shape of about GPT-2-small size with grouped-query attention: --arch llama).
 
 Engines (each in its own process, see benchmarks/engines/): fastergpt through the
 Paddle op and through the NumPy module in float32 / float16 / int8; the reference
@@ -15,6 +16,7 @@ read per generated token. Writes JSON and a PNG chart.
 
     python benchmarks/bench_generate.py                       # GPT-2 small, batch 1 and 8
     python benchmarks/bench_generate.py --model medium
+    python benchmarks/bench_generate.py --arch llama          # LLaMA shape (GQA)
     python benchmarks/bench_generate.py --layers 2 --quick    # smoke run
 """
 from __future__ import annotations
@@ -32,7 +34,23 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
-SHAPES = {"small": (12, 768, 12), "medium": (24, 1024, 16)}
+SHAPES = {"small": (12, 768, 12), "medium": (24, 1024, 16)}  # layers, hidden, heads
+# Engines that run each architecture (the reference and the ONNX exporter are GPT-2 only).
+ARCH_ENGINES = {"gpt2": None, "llama": {"fastergpt-paddle", "fastergpt-numpy", "hf-torch", "ctranslate2"}}
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), printed with every result."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown CPU"
 RUNS = [  # (engine key, dtype)
     ("fastergpt-paddle", "float32"), ("fastergpt-paddle", "float16"), ("fastergpt-paddle", "int8"),
     ("fastergpt-numpy", "float32"), ("fastergpt-numpy", "float16"), ("fastergpt-numpy", "int8"),
@@ -114,8 +132,10 @@ def chart(results, path, title):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", choices=sorted(SHAPES), default="small")
+    ap.add_argument("--arch", choices=sorted(ARCH_ENGINES), default="gpt2",
+                    help="gpt2, or llama: RMSNorm, rotary, 4 KV heads, gated SiLU MLP")
     ap.add_argument("--layers", type=int, help="override the layer count (smoke runs)")
-    ap.add_argument("--vocab", type=int, default=50257)
+    ap.add_argument("--vocab", type=int, help="default: 50257 (gpt2), 32000 (llama)")
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--top-k", type=int, nargs="+", default=[0, 4], help="0 = greedy")
     ap.add_argument("--prompt", type=int, default=32)
@@ -131,18 +151,24 @@ def main() -> None:
         args.new_tokens, args.repeats, args.top_k = 16, 1, [0]
     layers, hidden, heads = SHAPES[args.model]
     layers = args.layers or layers
-    runs = [r for r in RUNS if installed(r[0]) and (not args.engines or r[0] in args.engines)]
-    work = os.path.join(args.work_dir, f"{args.model}_{layers}l_{args.vocab}v")
+    args.vocab = args.vocab or (32000 if args.arch == "llama" else 50257)
+    supported = ARCH_ENGINES[args.arch]
+    runs = [r for r in RUNS if installed(r[0]) and (not args.engines or r[0] in args.engines)
+            and (supported is None or r[0] in supported)]
+    arch_tag = "" if args.arch == "gpt2" else f"{args.arch}_"
+    work = os.path.join(args.work_dir, f"{arch_tag}{args.model}_{layers}l_{args.vocab}v")
 
     from engines.prepare import prepare
     from fastergpt.ops import engine_module
 
     print(f"preparing {work} ...")
-    prepare(work, layers, hidden, heads, args.vocab, {k for k, _ in runs}, log=lambda s: print("  " + s))
+    prepare(work, layers, hidden, heads, args.vocab, {k for k, _ in runs}, log=lambda s: print("  " + s),
+            arch=args.arch)
     bandwidth = engine_module().measure_read_bandwidth(1024, args.threads, 5)
-    print(f"\nGPT-2 {args.model} shape ({layers} layers, hidden {hidden}, vocab {args.vocab}); prompt "
-          f"{args.prompt}, {args.new_tokens} new tokens, {args.threads} threads, CPU ISA "
-          f"{engine_module().cpu_isa()}; measured read bandwidth {bandwidth:.1f} GB/s")
+    shape = f"{'LLaMA (GQA)' if args.arch == 'llama' else 'GPT-2'} {args.model}"
+    print(f"\n{shape} shape ({layers} layers, hidden {hidden}, vocab {args.vocab}); prompt "
+          f"{args.prompt}, {args.new_tokens} new tokens, {args.threads} threads; CPU {cpu_model()} "
+          f"(kernels: {engine_module().cpu_isa()}); measured read bandwidth {bandwidth:.1f} GB/s")
     roofline = {}
     for dtype in ("float32", "float16", "int8"):
         b = weight_bytes_per_token(work, dtype)
@@ -196,12 +222,13 @@ def main() -> None:
             results.extend(group)
 
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"bench_generate_{args.model}" + (f"_{layers}l" if args.layers else ""))
+    stem = os.path.join(args.out, f"bench_generate_{arch_tag}{args.model}" +
+                        (f"_{layers}l" if args.layers else ""))
     with open(stem + ".json", "w") as f:
-        json.dump({"args": vars(args), "bandwidth_gb_s": bandwidth, "roofline_batch1": roofline,
-                   "results": results}, f, indent=1)
-    print(f"\nwrote {stem}.json")
-    chart(results, stem + ".png", f"GPT-2 {args.model} shape, {args.threads} threads, "
+        json.dump({"args": vars(args), "cpu": cpu_model(), "bandwidth_gb_s": bandwidth,
+                   "roofline_batch1": roofline, "results": results}, f, indent=1)
+    print(f"\nwrote {stem}.json (CPU: {cpu_model()})")
+    chart(results, stem + ".png", f"{shape} shape, {args.threads} threads, "
                                   f"prompt {args.prompt}, {args.new_tokens} new tokens")
 
 

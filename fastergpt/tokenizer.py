@@ -26,10 +26,17 @@ class Tokenizer:
     """A uniform face over byte-level BPE and SentencePiece tokenizers."""
 
     def __init__(self, backend, kind: str, files: list[Path], pad_token: Optional[str] = None,
-                 eos_token: Optional[str] = None):
+                 eos_token: Optional[str] = None, bos_token: Optional[str] = None,
+                 add_bos: bool = False, template: bool = False):
         self._backend = backend
         self.kind = kind  # "bpe" or "sentencepiece"
         self.files = files  # what an exported directory must carry
+        # As transformers' tokenizers do: tokenizer.json's post-processor adds its
+        # special tokens (LLaMA-3's BOS), and tokenizer_config.json's add_bos_token
+        # puts the BOS first for the others (LLaMA-2's SentencePiece).
+        self._template = template
+        self.bos_token_id = self._id_or_none(bos_token)
+        self.add_bos = bool(add_bos) and self.bos_token_id is not None
         self.eos_token_id = self._id_or_none(eos_token)
         self.pad_token_id = self._id_or_none(pad_token)
         if self.pad_token_id is None:
@@ -52,13 +59,15 @@ class Tokenizer:
             files = [path / "tokenizer.json"]
             files += [path / f for f in ("vocab.json", "merges.txt", "special_tokens_map.json",
                                          "tokenizer_config.json") if (path / f).is_file()]
-            return cls(backend, "bpe", files, special.get("pad"), special.get("eos", ENDOFTEXT))
+            return cls(backend, "bpe", files, special.get("pad"), special.get("eos", ENDOFTEXT),
+                       special.get("bos"), special.get("add_bos", False), template=True)
         if (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
             backend = _bpe_from_vocab_merges(path / "vocab.json", path / "merges.txt")
             files = [path / "vocab.json", path / "merges.txt"]
             files += [path / f for f in ("special_tokens_map.json", "tokenizer_config.json")
                       if (path / f).is_file()]
-            return cls(backend, "bpe", files, special.get("pad"), special.get("eos", ENDOFTEXT))
+            return cls(backend, "bpe", files, special.get("pad"), special.get("eos", ENDOFTEXT),
+                       special.get("bos"), special.get("add_bos", False))
         models = sorted(path.glob("*.model"))
         if models:
             try:
@@ -73,8 +82,11 @@ class Tokenizer:
                 raise TokenizerError(f"{models[0]} is unreadable: {e}") from None
             eos = sp.IdToPiece(sp.eos_id()) if sp.eos_id() >= 0 else None
             pad = sp.IdToPiece(sp.pad_id()) if sp.pad_id() >= 0 else None
-            return cls(sp, "sentencepiece", [models[0]], special.get("pad", pad),
-                       special.get("eos", eos))
+            bos = sp.IdToPiece(sp.bos_id()) if sp.bos_id() >= 0 else None
+            files = [models[0]] + [path / f for f in ("special_tokens_map.json", "tokenizer_config.json")
+                                   if (path / f).is_file()]
+            return cls(sp, "sentencepiece", files, special.get("pad", pad),
+                       special.get("eos", eos), special.get("bos", bos), special.get("add_bos", False))
         raise TokenizerError(f"{path}: no tokenizer found (expected tokenizer.json, "
                              "vocab.json + merges.txt, or a SentencePiece *.model)")
 
@@ -99,8 +111,12 @@ class Tokenizer:
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         if self.kind == "bpe":
-            return self._backend.encode(text, add_special_tokens=False).ids
-        return list(self._backend.EncodeAsIds(text))
+            ids = self._backend.encode(text, add_special_tokens=self._template).ids
+        else:
+            ids = list(self._backend.EncodeAsIds(text))
+        if self.add_bos and (not ids or ids[0] != self.bos_token_id):
+            ids = [self.bos_token_id] + ids
+        return ids
 
     def encode_batch(self, texts: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
         """(input_ids int64 [B, L], attention_mask int64 [B, L]), left-padded."""
@@ -129,7 +145,8 @@ class Tokenizer:
 
 
 def _special_tokens(path: Path) -> dict:
-    """eos/pad token names from special_tokens_map.json or tokenizer_config.json, if given."""
+    """eos/pad/bos token names and add_bos_token from special_tokens_map.json or
+    tokenizer_config.json, if given."""
     out = {}
     for name in ("special_tokens_map.json", "tokenizer_config.json"):
         f = path / name
@@ -139,7 +156,9 @@ def _special_tokens(path: Path) -> dict:
             data = json.loads(f.read_text(encoding="utf-8"))
         except ValueError as e:
             raise TokenizerError(f"{f} is not valid JSON: {e}") from None
-        for key, ours in (("eos_token", "eos"), ("pad_token", "pad")):
+        if isinstance(data.get("add_bos_token"), bool) and "add_bos" not in out:
+            out["add_bos"] = data["add_bos_token"]
+        for key, ours in (("eos_token", "eos"), ("pad_token", "pad"), ("bos_token", "bos")):
             v = data.get(key)
             if isinstance(v, dict):
                 v = v.get("content")

@@ -165,3 +165,35 @@ def test_sentencepiece_specials_and_batch(sp_dir):
         tok.encode_batch([])
     with pytest.raises(ValueError, match="encodes to no tokens"):
         tok.encode_batch([""])
+
+
+@pytest.mark.parametrize("form", ["json", "vocab"])
+def test_bos_as_tokenizer_config_says(tmp_path, bpe, form):
+    """add_bos_token in tokenizer_config.json puts the BOS first (LLaMA-2 style), as
+    transformers' tokenizers do; without it nothing is added."""
+    write_tokenizer(tmp_path, form)
+    plain = Tokenizer.from_dir(tmp_path).encode("hello world")
+    write_json(tmp_path / "tokenizer_config.json", {"bos_token": ENDOFTEXT, "add_bos_token": True})
+    tok = Tokenizer.from_dir(tmp_path)
+    bos = tok.token_to_id(ENDOFTEXT)
+    assert tok.encode("hello world") == [bos] + plain
+    ids, mask = tok.encode_batch(["hello world", "hi"])
+    assert ids[0, 0] == bos and ids[1, mask[1].argmax()] == bos
+    write_json(tmp_path / "tokenizer_config.json", {"bos_token": ENDOFTEXT, "add_bos_token": False})
+    assert Tokenizer.from_dir(tmp_path).encode("hello world") == plain
+
+
+def test_tokenizer_json_post_processor_adds_its_tokens(tmp_path):
+    """A tokenizer.json whose post-processor prepends a BOS (LLaMA-3 style) gets it,
+    exactly as `transformers` encodes by default."""
+    from tokenizers import processors
+
+    from layouts import bpe_tokenizer
+
+    tok = bpe_tokenizer()
+    bos = tok.token_to_id(ENDOFTEXT)
+    plain = tok.encode("hello world").ids
+    tok.post_processor = processors.TemplateProcessing(single=f"{ENDOFTEXT} $A",
+                                                       special_tokens=[(ENDOFTEXT, bos)])
+    tok.save(str(tmp_path / "tokenizer.json"))
+    assert Tokenizer.from_dir(tmp_path).encode("hello world") == [bos] + plain

@@ -74,7 +74,7 @@ class HFTorch:
         assert dtype == "float32"
         torch.set_num_threads(threads)
         self.torch = torch
-        self.model = transformers.GPT2LMHeadModel.from_pretrained(os.path.join(work_dir, "hf")).eval()
+        self.model = transformers.AutoModelForCausalLM.from_pretrained(os.path.join(work_dir, "hf")).eval()
 
     def generate(self, ids, new_tokens, top_k):
         t = self.torch.from_numpy(ids)

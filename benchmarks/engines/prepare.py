@@ -1,4 +1,4 @@
-"""Writes one random-weight GPT-2 checkpoint and every engine's converted copy of
+"""Writes one random-weight checkpoint (GPT-2, or LLaMA with arch="llama") and every engine's converted copy of
 it into a work directory, so all engines run the same weights:
 hf/ (HF layout + a GPT-2-shaped byte-level tokenizer), fastergpt_<dtype>/
 (packed for the NumPy module), ct2_<dtype>/, onnx_<dtype>/."""
@@ -22,7 +22,8 @@ def byte_alphabet() -> list:
     return [out[b] for b in range(256)]
 
 
-def write_hf(work: str, layers: int, hidden: int, heads: int, vocab: int, seed: int = 0) -> str:
+def write_hf(work: str, layers: int, hidden: int, heads: int, vocab: int, seed: int = 0,
+             arch: str = "gpt2") -> str:
     import torch
     import transformers
 
@@ -30,9 +31,17 @@ def write_hf(work: str, layers: int, hidden: int, heads: int, vocab: int, seed: 
     if os.path.exists(os.path.join(hf_dir, "config.json")):
         return hf_dir
     torch.manual_seed(seed)
-    cfg = transformers.GPT2Config(n_layer=layers, n_embd=hidden, n_head=heads, vocab_size=vocab,
-                                  n_positions=1024, bos_token_id=vocab - 1, eos_token_id=vocab - 1)
-    model = transformers.GPT2LMHeadModel(cfg).eval()
+    if arch == "llama":  # about GPT-2-small's size: 4 KV heads, a gated MLP of 8/3 x hidden
+        cfg = transformers.LlamaConfig(
+            num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=heads,
+            num_key_value_heads=max(1, heads // 3), intermediate_size=hidden * 8 // 3,
+            vocab_size=vocab, max_position_embeddings=1024, tie_word_embeddings=False,
+            bos_token_id=vocab - 1, eos_token_id=vocab - 1)
+        model = transformers.LlamaForCausalLM(cfg).eval()
+    else:
+        cfg = transformers.GPT2Config(n_layer=layers, n_embd=hidden, n_head=heads, vocab_size=vocab,
+                                      n_positions=1024, bos_token_id=vocab - 1, eos_token_id=vocab - 1)
+        model = transformers.GPT2LMHeadModel(cfg).eval()
     model.save_pretrained(hf_dir)
     tokens = byte_alphabet() + [f"Ġw{i}" for i in range(vocab - 257)] + ["<|endoftext|>"]
     with open(os.path.join(hf_dir, "vocab.json"), "w") as f:
@@ -42,20 +51,17 @@ def write_hf(work: str, layers: int, hidden: int, heads: int, vocab: int, seed: 
     return hf_dir
 
 
-def prepare(work: str, layers: int, hidden: int, heads: int, vocab: int, engines: set, log=print) -> None:
+def prepare(work: str, layers: int, hidden: int, heads: int, vocab: int, engines: set, log=print,
+            arch: str = "gpt2") -> None:
     os.makedirs(work, exist_ok=True)
-    hf_dir = write_hf(work, layers, hidden, heads, vocab)
+    hf_dir = write_hf(work, layers, hidden, heads, vocab, arch=arch)
     if "fastergpt-numpy" in engines:
         from fastergpt.engine import Engine
-        from fastergpt.pretrained import load_state_dict
 
-        config, state = None, None
         for dtype in ("float32", "float16", "int8"):
             out = os.path.join(work, f"fastergpt_{dtype}")
             if not os.path.exists(os.path.join(out, "engine_config.json")):
-                if state is None:
-                    config, state = load_state_dict(hf_dir)
-                Engine(config, state, dtype).save(out)
+                Engine.from_pretrained(hf_dir, dtype).save(out)
                 log(f"packed fastergpt {dtype}")
     if "ctranslate2" in engines:
         import ctranslate2
