@@ -72,16 +72,54 @@ def _hf_config(path: Path) -> GPTConfig:
         raise CheckpointError(f"{path / 'config.json'} ({model_type}): {what}") from None
 
 
+# safetensors' float dtypes and how each becomes float32 (bfloat16: the high half of a float32).
+_SAFETENSORS_FLOATS = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16}
+
+
+def read_safetensors(path: Path) -> dict:
+    """{name: float32 array} from a safetensors file, read by its specification (8-byte
+    little-endian header length, a JSON header of dtype/shape/data_offsets, the data).
+    Float tensors of any width (BF16 included) are widened to float32; integer tensors
+    are refused by name, never cast; a header or offset that does not fit the file
+    is reported as corrupt or truncated."""
+    data = path.read_bytes()
+    try:
+        n = int.from_bytes(data[:8], "little")
+        if len(data) < 8 or n > len(data) - 8:
+            raise ValueError(f"header of {n} bytes in a file of {len(data)}")
+        header = json.loads(data[8:8 + n])
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+    except ValueError as e:
+        raise CheckpointError(f"{path} is corrupt or truncated: {e}") from None
+    body = memoryview(data)[8 + n:]
+    out = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (begin, end) = meta["dtype"], [int(d) for d in meta["shape"]], meta["data_offsets"]
+        except (TypeError, KeyError, ValueError):
+            raise CheckpointError(f"{path} is corrupt or truncated: bad header entry for {name!r}") from None
+        if dtype not in _SAFETENSORS_FLOATS:
+            raise CheckpointError(f"{path}: tensor {name!r} has dtype {dtype}; model weights must "
+                                  f"be floating point ({', '.join(_SAFETENSORS_FLOATS)})")
+        np_dtype = np.dtype(_SAFETENSORS_FLOATS[dtype]).newbyteorder("<")
+        count = int(np.prod(shape)) if shape else 1
+        if not (0 <= begin <= end <= len(body)) or end - begin != count * np_dtype.itemsize or min(shape, default=1) < 0:
+            raise CheckpointError(f"{path} is corrupt or truncated: tensor {name!r} ({dtype} "
+                                  f"{shape}) does not fit bytes [{begin}, {end}) of {len(body)}")
+        arr = np.frombuffer(body[begin:end], dtype=np_dtype).reshape(shape)
+        if dtype == "BF16":
+            arr = (arr.astype(np.uint32) << 16).view(np.float32)
+        out[name] = np.ascontiguousarray(arr, dtype=np.float32)
+    return out
+
+
 def _hf_tensors(path: Path) -> dict:
     st = path / "model.safetensors"
     if st.is_file():
-        from safetensors.numpy import load_file
-
-        try:
-            tensors = load_file(str(st))
-        except Exception as e:  # safetensors raises its own error types for corrupt files
-            raise CheckpointError(f"{st} is corrupt or truncated: {e}") from None
-        return {k: np.asarray(v, dtype=np.float32) for k, v in tensors.items()}
+        return read_safetensors(st)
     binf = path / "pytorch_model.bin"
     try:
         import torch

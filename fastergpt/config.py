@@ -137,7 +137,7 @@ class GPTConfig:
             raise ValueError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
             )
-        if not self.layer_norm_epsilon > 0:
+        if not 0 < self.layer_norm_epsilon < float("inf"):
             raise ValueError(f"layer_norm_epsilon must be > 0, got {self.layer_norm_epsilon!r}")
         self.activation_function = normalize_activation(self.activation_function)
         for name in ("bos_token_id", "eos_token_id", "pad_token_id"):

@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 from fastergpt.config import GPTConfig
 from fastergpt.ops import engine_module
 from fastergpt.packing import pack_weights
@@ -75,6 +77,9 @@ class Engine:
                 if missing:
                     raise ValueError(f"{d / PACKED_FILE}: missing tensor(s) {missing[:5]}")
                 packed = [(name, f.get_tensor(name)) for name in info["order"]]
+            bad = [n for n, a in packed if a.dtype.kind == "f" and not np.isfinite(a).all()]
+            if bad:
+                raise ValueError(f"{d / PACKED_FILE}: tensor(s) {bad[:5]} hold NaN or Inf values")
         except FileNotFoundError as e:
             raise ValueError(f"{d} holds no saved engine ({e.filename} is missing)") from None
         except ValueError:

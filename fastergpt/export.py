@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import fastergpt
-from fastergpt.pretrained import EXPORT_MARKER, generation_defaults, resolve_model_path
+from fastergpt.pretrained import (EXPORT_MARKER, generation_defaults, is_export_dir,
+                                  resolve_model_path)
 from fastergpt.quantize import normalize_dtype
 
 PREFIX = "model"
@@ -73,8 +74,13 @@ def export_model(model_name_or_path, inference_model_dir, dtype: str = "float32"
     out = Path(os.fspath(inference_model_dir)).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ExportError(f"{out} is not empty; pass --overwrite to replace its contents")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ExportError(f"{out} is not empty; pass --overwrite to replace its contents")
+        if not is_export_dir(out):
+            # --overwrite replaces an earlier export, never a directory of other files.
+            raise ExportError(f"{out} is not empty and is not a fastergpt export (no config.json "
+                              "with its marker); refusing to overwrite it, choose another directory")
     src = resolve_model_path(model_name_or_path)
     model = FasterGPT.from_pretrained(src, dtype=dtype)
     tokenizer = Tokenizer.from_dir(src)
@@ -83,7 +89,9 @@ def export_model(model_name_or_path, inference_model_dir, dtype: str = "float32"
                           f"{model.config.vocab_size}")
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    _remove_stale_temporaries(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_temp_prefix(out)}{os.getpid()}-", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would make the export private
     try:
         log(f"exporting {src} ({dtype}, {fmt}) ...")
         _run_worker(["save", str(src), str(tmp / PREFIX), dtype], fmt)
@@ -109,13 +117,52 @@ def export_model(model_name_or_path, inference_model_dir, dtype: str = "float32"
         (tmp / "config.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
         if verify:
             verify_export(tmp, model, tokenizer, log)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        _replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"wrote {out}")
     return out
+
+
+def _temp_prefix(out: Path) -> str:
+    return f".{out.name}.export-"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Removes the temporaries of earlier exports to `out` whose process is gone
+    (killed mid-export); the pid is part of the name."""
+    for d in out.parent.glob(_temp_prefix(out) + "*"):
+        pid = d.name[len(_temp_prefix(out)):].split("-", 1)[0]
+        if not pid.isdigit() or not d.is_dir():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
+def _replace(new: Path, out: Path) -> None:
+    """Puts `new` at `out` with renames only: the old export moves aside first and is
+    deleted after, so at every moment `out` is either the old or the new export."""
+    if not out.exists():
+        new.rename(out)
+        return
+    old = out.parent / f"{_temp_prefix(out)}{os.getpid()}-old"
+    out.rename(old)
+    try:
+        new.rename(out)
+    except OSError:
+        old.rename(out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def verify_export(directory: Path, model, tokenizer, log: Callable[[str], None] = print,

@@ -57,11 +57,16 @@ def pack_weights(config: GPTConfig, state: dict, dtype: str = "float32") -> list
         if entry.name not in tensors:
             raise ValueError(f"weights: engine weight {entry.name} has no source tensor")
         arr = tensors[entry.name]
+        if not np.isfinite(arr).all():
+            raise ValueError(f"weights: engine weight {entry.name} holds NaN or Inf values")
         if tuple(arr.shape) != entry.shape:
             raise ValueError(f"weights: engine weight {entry.name} has shape {tuple(arr.shape)}, "
                              f"expected {entry.shape}")
         if entry.matrix:
             data, *scales = pack_matrix(arr, fmt)
+            if data.dtype.kind == "f" and not np.isfinite(data).all():
+                raise ValueError(f"weights: engine weight {entry.name} does not fit {fmt} (largest "
+                                 f"magnitude {np.abs(arr).max():.3g} overflows)")
             packed.append((entry.name, data))
             packed.extend(("", s) for s in scales)  # named from the spec below
         else:

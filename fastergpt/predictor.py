@@ -3,10 +3,12 @@
 Registers the directory's operator library itself, feeds the prompts (tokenized
 with the directory's tokenizer) and every generation setting as graph inputs:
 changing top_k, top_p, temperature, seed or max_new_tokens needs no re-export.
+A Predictor may be shared by threads: calls take turns on its one predictor.
 """
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -64,6 +66,9 @@ class Predictor:
             config.enable_new_ir(True)
         self._predictor = paddle.inference.create_predictor(config)
         self._inputs = self._predictor.get_input_names()
+        # One Paddle predictor holds one set of input and output tensors: calls from
+        # several threads take turns (feeding, running and reading under one lock).
+        self._lock = threading.Lock()
 
     def generate(self, prompts: Optional[Sequence[str]] = None, input_ids=None,
                  attention_mask=None, **settings) -> PredictorOutput:
@@ -87,6 +92,12 @@ class Predictor:
         check_request(ids, mask, values, self.architecture)
         feeds = {"input_ids": ids, "attention_mask": mask,
                  "settings": settings_vector(values, self.settings_layout)}
+        with self._lock:
+            out_ids, lengths = self._run(feeds)
+        texts = [self.tokenizer.decode(row[:n]) for row, n in zip(out_ids, lengths)]
+        return PredictorOutput(texts, out_ids, lengths)
+
+    def _run(self, feeds: dict):
         for name in self._inputs:
             handle = self._predictor.get_input_handle(name)
             handle.reshape(feeds[name].shape)
@@ -100,10 +111,8 @@ class Predictor:
             raise PredictorError(f"{self.dir}: the predictor failed ({e}); check the inputs "
                                  "and settings against the model's config.json") from None
         names = self._predictor.get_output_names()
-        out_ids = self._predictor.get_output_handle(names[0]).copy_to_cpu()
-        lengths = self._predictor.get_output_handle(names[1]).copy_to_cpu()
-        texts = [self.tokenizer.decode(row[:n]) for row, n in zip(out_ids, lengths)]
-        return PredictorOutput(texts, out_ids, lengths)
+        return (self._predictor.get_output_handle(names[0]).copy_to_cpu(),
+                self._predictor.get_output_handle(names[1]).copy_to_cpu())
 
 
 def check_request(ids: np.ndarray, mask: np.ndarray, values: dict, architecture: str) -> None:

@@ -26,10 +26,16 @@ def quantize_int8_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, scale
 
 
+def _to_float16(w: np.ndarray) -> np.ndarray:
+    """Half precision; values beyond its range become inf (the packer reports them)."""
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(w, dtype=np.float16)
+
+
 # format name -> pack: float32 [N, K] -> the arrays the engine takes ([data] or [data, scales]).
 PACKERS = {
     "float32": lambda w: [np.ascontiguousarray(w, dtype=np.float32)],
-    "float16": lambda w: [np.ascontiguousarray(w, dtype=np.float16)],
+    "float16": lambda w: [_to_float16(w)],
     "int8": lambda w: [np.ascontiguousarray(a) for a in quantize_int8_rows(w)],
 }
 

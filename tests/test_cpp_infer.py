@@ -226,3 +226,55 @@ def test_other_families_export_predictor_and_gpt_infer_agree(cpp_build, model_di
     proc = run_infer(cpp_build, *args)
     assert proc.returncode == 0, proc.stderr.decode()
     assert json.loads(proc.stdout.decode("utf-8"))["ids"] == want.ids.tolist()
+    # The same prompts as token ids (what a tokenizer gpt_infer cannot read needs).
+    args = args[:args.index("--prompt")]
+    for row, m in zip(ids, mask):
+        args += ["--input_ids", ",".join(str(int(i)) for i in row[m == 1])]
+    proc = run_infer(cpp_build, *args)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert json.loads(proc.stdout.decode("utf-8"))["ids"] == want.ids.tolist()
+
+
+def test_input_ids_without_a_readable_tokenizer(cpp_build, exported, tmp_path):
+    """An export whose tokenizer gpt_infer cannot read runs from --input_ids; text
+    prompts then get an error that says so."""
+    d = tmp_path / "no_bpe"
+    shutil.copytree(exported, d)
+    (d / "vocab.json").unlink()
+    (d / "merges.txt").unlink()
+    proc = run_infer(cpp_build, "--model_dir", d, "--input_ids", "5,6,7", "--max_length", 4,
+                     "--decode_strategy", "greedy_search")
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert "[5 6 7] ->" in proc.stdout.decode()
+    bad(cpp_build, ["--model_dir", d, "--prompt", "x"], "pass the prompts as --input_ids")
+    bad(cpp_build, ["--model_dir", exported, "--input_ids", "1,x"], "expected a number")
+    bad(cpp_build, ["--model_dir", exported, "--input_ids", "1,99999"], "outside the vocabulary")
+    bad(cpp_build, ["--model_dir", exported, "--input_ids", "1", "--prompt", "x"], "not both")
+
+
+def test_hostile_files_and_numbers_exit_2(cpp_build, exported, tmp_path):
+    """Inputs that used to abort, segfault or be misread: a vocab id of -1, 1e300 or
+    NaN, a deeply nested config.json, huge or NaN numbers for integer flags."""
+    for bad_id, message in (("-1", "is not an integer in [0, 2^24)"),
+                            ("1e300", "is not an integer in [0, 2^24)"),
+                            ("2.5", "is not an integer in [0, 2^24)"),
+                            ("NaN", "invalid JSON")):
+        d = tmp_path / f"vocab_{bad_id}"
+        shutil.copytree(exported, d)
+        vocab = json.loads((d / "vocab.json").read_text(encoding="utf-8"))
+        vocab[next(iter(vocab))] = "__BAD__"
+        (d / "vocab.json").write_text(json.dumps(vocab).replace('"__BAD__"', bad_id),
+                                      encoding="utf-8")
+        bad(cpp_build, ["--model_dir", d, "--prompt", "x"], message)
+    deep = tmp_path / "deep"
+    shutil.copytree(exported, deep)
+    (deep / "config.json").write_text("[" * 100000 + "]" * 100000)
+    bad(cpp_build, ["--model_dir", deep, "--prompt", "x"], "nesting deeper than 64 levels")
+    bad(cpp_build, ["--model_dir", exported, "--prompt", "x", "--max_length", "1e30"],
+        "max_new_tokens must be <= 1073741824")
+    bad(cpp_build, ["--model_dir", exported, "--prompt", "x", "--max_length", "nan"],
+        "max_new_tokens must be >= 1, got")
+    bad(cpp_build, ["--model_dir", exported, "--prompt", "x", "--batch_size", "1e30"],
+        "--batch_size must be an integer >= 0")
+    bad(cpp_build, ["--model_dir", exported, "--prompt", "x", "--seed", "-3"],
+        "seed must be >= 0, got -3")

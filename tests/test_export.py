@@ -2,8 +2,12 @@
 runs it in a fresh process with output identical to dygraph FasterGPT, with every
 generation setting still a runtime input."""
 import json
+import os
 import re
 import shutil
+import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -256,24 +260,38 @@ def test_refuses_non_empty_directory_then_overwrites(tmp_path, src_dir):
     (out / "model.json").write_text("old", encoding="utf-8")
     with pytest.raises(ExportError, match="not empty.*overwrite"):
         export_model(src_dir, out, log=lambda s: None)
+    # --overwrite replaces an earlier export only, never a directory of other files.
+    with pytest.raises(ExportError, match="is not a fastergpt export.*refusing to overwrite"):
+        export_model(src_dir, out, overwrite=True, log=lambda s: None)
     assert sorted(p.name for p in out.iterdir()) == ["model.json", "notes.txt"]
     assert (out / "notes.txt").read_text() == "keep me"
     assert (out / "model.json").read_text() == "old"
 
-    export_model(src_dir, out, overwrite=True, log=lambda s: None)
-    names = {p.name for p in out.iterdir()}
-    assert "notes.txt" not in names
+    export = tmp_path / "export"
+    export_model(src_dir, export, log=lambda s: None)
+    (export / "stale.txt").write_text("from the old export", encoding="utf-8")
+    export_model(src_dir, export, overwrite=True, log=lambda s: None)
+    names = {p.name for p in export.iterdir()}
+    assert "stale.txt" not in names
     assert {"model.json", "model.pdiparams", "libfastergpt_ops.so", "config.json"} <= names
-    assert json.loads((out / "config.json").read_text())["format"] == "pir"
+    assert json.loads((export / "config.json").read_text())["format"] == "pir"
     assert not [p for p in tmp_path.iterdir() if ".export-" in p.name]
+    # Readable by others as the umask allows (not mkdtemp's 0700).
+    assert stat.S_IMODE(export.stat().st_mode) == 0o777 & ~_umask()
 
 
-def test_failed_export_leaves_existing_files(tmp_path, src_dir, monkeypatch):
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_failed_export_leaves_the_previous_export(tmp_path, src_dir, monkeypatch):
     import fastergpt.export as export_mod
 
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "notes.txt").write_text("keep me", encoding="utf-8")
+    export_model(src_dir, out, log=lambda s: None)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     def failing_verify(*args, **kwargs):
         raise ExportError("verification failed: simulated")
@@ -281,8 +299,21 @@ def test_failed_export_leaves_existing_files(tmp_path, src_dir, monkeypatch):
     monkeypatch.setattr(export_mod, "verify_export", failing_verify)
     with pytest.raises(ExportError, match="simulated"):
         export_model(src_dir, out, overwrite=True, log=lambda s: None)
-    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert not [p for p in tmp_path.iterdir() if ".export-" in p.name]
+
+
+def test_temporaries_of_a_killed_export_are_cleaned(tmp_path, src_dir):
+    out = tmp_path / "out"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / f".out.export-{dead}-abc"
+    stale.mkdir()
+    (stale / "model.pdiparams").write_bytes(b"x" * 1000)
+    mine = tmp_path / f".out.export-{os.getpid()}-live"  # a live process's: kept
+    mine.mkdir()
+    export_model(src_dir, out, log=lambda s: None)
+    assert not stale.exists() and mine.exists()
 
 
 def test_export_argument_errors(tmp_path, src_dir, model):
@@ -331,3 +362,17 @@ def test_not_an_export(tmp_path, src_dir):
     with pytest.raises((PredictorError, CheckpointError),
                        match="not a fastergpt inference directory.*export_model"):
         Predictor(src_dir)  # a checkpoint, not an export
+
+
+def test_predictor_shared_by_threads(exported):
+    """One Predictor used by 4 threads at once gives every call its own result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    predictor = Predictor(exported["pir"])
+    requests = [dict(max_new_tokens=5 + i % 4, decode_strategy="sampling", top_k=5, seed=i)
+                for i in range(16)]
+    serial = [predictor.generate(PROMPTS, **r).ids.tolist() for r in requests]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda r: predictor.generate(PROMPTS, **r).ids.tolist(), requests))
+    assert parallel == serial
+    assert len({json.dumps(s) for s in serial}) > 1  # the requests really differ

@@ -1,5 +1,7 @@
 #include "context.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 
 namespace fastergpt {
@@ -20,8 +22,13 @@ void Activations::reserve(int64_t M, const ModelConfig& c) {
   grow(attn, M * c.q_size());
   grow(mlp, M * c.inner_size * (c.gated_mlp ? 2 : 1));
   grow(gated, c.gated_mlp ? M * c.inner_size : 0);
-  grow(logits, M * c.vocab_size);
 }
+
+void Activations::reserve_logits(int64_t rows, const ModelConfig& c) {
+  grow(logits, rows * c.vocab_size);
+}
+
+void Activations::release() { *this = Activations(); }
 
 Context::Context(const Backend& backend, int num_threads)
     : backend_(backend), pool_(std::make_unique<ThreadPool>(resolve_threads(num_threads))) {}
@@ -29,17 +36,62 @@ Context::Context(const Backend& backend, int num_threads)
 void Context::set_num_threads(int num_threads) {
   const int want = resolve_threads(num_threads);
   if (pool_->num_threads() != want) {
-    pool_.reset();
-    pool_ = std::make_unique<ThreadPool>(want);
+    pool_.reset();  // its threads end before the new ones start
+    try {
+      pool_ = std::make_unique<ThreadPool>(want);
+    } catch (...) {
+      pool_ = std::make_unique<ThreadPool>(1);  // starts no thread: cannot fail
+      throw;
+    }
   }
 }
 
+void Context::trim(int64_t keep_bytes) {
+  const auto bytes = [](const std::vector<float>& v) {
+    return static_cast<int64_t>(v.capacity() * sizeof(float));
+  };
+  const Activations& a = act_;
+  const int64_t held = cache_.bytes() + bytes(a.x) + bytes(a.h) + bytes(a.h2) + bytes(a.qkv) +
+                       bytes(a.attn) + bytes(a.mlp) + bytes(a.gated) + bytes(a.logits);
+  if (held > keep_bytes) {
+    cache_.release();
+    act_.release();
+  }
+}
+
+namespace {
+
+// The process-wide CPU context and its lock. A fork() copies only the forking
+// thread, so a child must not use the parent's pool (its workers do not exist
+// there: the first parallel loop would wait for them forever). The fork
+// handlers take the lock around fork() (no call is mid-way in the child) and
+// give the child a fresh context; the parent's is left behind, unreleased,
+// since destroying it would join threads that do not exist.
+std::mutex& context_mutex() {
+  static std::mutex m;
+  return m;
+}
+Context*& context_slot() {
+  static Context* c = nullptr;
+  return c;
+}
+void before_fork() { context_mutex().lock(); }
+void parent_after_fork() { context_mutex().unlock(); }
+void child_after_fork() {
+  context_slot() = nullptr;
+  context_mutex().unlock();  // locked by this same (and only) thread in before_fork
+}
+
+}  // namespace
+
 Context& cpu_context(int num_threads, std::unique_lock<std::mutex>* lock) {
-  static std::mutex mutex;
-  *lock = std::unique_lock<std::mutex>(mutex);
-  static Context ctx(cpu_backend(), num_threads);
-  ctx.set_num_threads(num_threads);
-  return ctx;
+  static std::once_flag handlers;
+  std::call_once(handlers, [] { pthread_atfork(before_fork, parent_after_fork, child_after_fork); });
+  *lock = std::unique_lock<std::mutex>(context_mutex());
+  Context*& ctx = context_slot();
+  if (!ctx) ctx = new Context(cpu_backend(), num_threads);  // lives as long as the process
+  ctx->set_num_threads(num_threads);
+  return *ctx;
 }
 
 }  // namespace fastergpt

@@ -17,10 +17,13 @@
 
 namespace fastergpt {
 
-// Activations of the M tokens of one pass (row-major [M, width]).
+// Activations of the M tokens of one pass (row-major [M, width]), and the
+// next-token logits of the rows being decoded [rows, V].
 struct Activations {
   std::vector<float> x, h, h2, qkv, attn, mlp, gated, logits;
-  void reserve(int64_t M, const ModelConfig& c);
+  void reserve(int64_t M, const ModelConfig& c);  // all but the logits
+  void reserve_logits(int64_t rows, const ModelConfig& c);
+  void release();  // gives the memory back
 };
 
 class Context {
@@ -34,6 +37,11 @@ class Context {
 
   // Threads for the next call (0 = all cores); re-creates the pool on a change.
   void set_num_threads(int num_threads);
+
+  // After a call: gives back the KV cache and workspace when they hold more than
+  // `keep_bytes`, so one large request does not pin its memory for the life of
+  // the process, while a steady stream of ordinary ones still allocates nothing.
+  void trim(int64_t keep_bytes = int64_t(512) << 20);
 
  private:
   const Backend& backend_;

@@ -11,6 +11,11 @@
 namespace fastergpt {
 namespace {
 
+// The prompt pass runs over at most this many tokens at a time, so its
+// activations stay bounded whatever the batch; results do not change (a row's
+// tokens go in order, and the kernels' results do not depend on M).
+constexpr int64_t kPrefillChunk = 512;
+
 // `new_tokens` positions must fit after each prompt (0 when only scoring).
 void check_input(const ModelConfig& c, const GenerationInput& in, const GenerationOptions& o,
                  int64_t new_tokens, std::vector<int64_t>* real_lengths) {
@@ -74,19 +79,33 @@ std::vector<int64_t> Generator::check(const GenerationInput& in) const {
 
 void Generator::prefill(BatchState& s, const GenerationInput& in,
                         const std::vector<int64_t>& real_lengths) {
-  const int64_t R = o_.num_return_sequences, rows = in.batch * R;
+  const int64_t B = in.batch, R = o_.num_return_sequences, rows = B * R, D = c_.hidden_size;
   const int64_t max_prompt = *std::max_element(real_lengths.begin(), real_lengths.end());
   ctx_.kv_cache().allocate(c_, rows, max_prompt + o_.max_new_tokens);
   s = BatchState();
-  std::vector<int64_t> last_token;  // index in the pass of each prompt's last token
-  for (int64_t b = 0; b < in.batch; ++b) {
+  std::vector<int64_t> last_token(B);  // index in the pass of each prompt's last token
+  for (int64_t b = 0; b < B; ++b) {
     pack_prompt(in, b, real_lengths[b], b * R, s.tokens, s.slots);
-    last_token.push_back(static_cast<int64_t>(s.tokens.size()) - 1);
+    last_token[b] = static_cast<int64_t>(s.tokens.size()) - 1;
   }
-  // The logits of every row live side by side after expand().
-  ctx_.activations().reserve(std::max<int64_t>(static_cast<int64_t>(s.tokens.size()), rows), c_);
-  model_.forward(ctx_, s.tokens.data(), s.slots.data(), static_cast<int64_t>(s.tokens.size()));
-  model_.logits(ctx_, last_token.data(), in.batch);
+  // Chunk by chunk, keeping the hidden state of each prompt's last token.
+  Activations& a = ctx_.activations();
+  std::vector<float> last_hidden(B * D);
+  const int64_t total = static_cast<int64_t>(s.tokens.size());
+  for (int64_t start = 0; start < total; start += kPrefillChunk) {
+    const int64_t M = std::min(kPrefillChunk, total - start);
+    model_.forward(ctx_, s.tokens.data() + start, s.slots.data() + start, M);
+    for (int64_t b = 0; b < B; ++b)
+      if (last_token[b] >= start && last_token[b] < start + M)
+        std::copy(a.x.begin() + (last_token[b] - start) * D,
+                  a.x.begin() + (last_token[b] - start + 1) * D, last_hidden.begin() + b * D);
+  }
+  a.reserve(B, c_);
+  std::copy(last_hidden.begin(), last_hidden.end(), a.x.begin());
+  std::vector<int64_t> first_rows(B);
+  for (int64_t b = 0; b < B; ++b) first_rows[b] = b;
+  a.reserve_logits(rows, c_);  // expand() puts every row's logits side by side
+  model_.logits(ctx_, first_rows.data(), B);
   s.rows.resize(rows);
   for (int64_t r = 0; r < rows; ++r) {
     s.rows[r].prompt_row = r / R;
@@ -223,15 +242,19 @@ std::vector<float> Generator::score(const GenerationInput& in) {
     pack_prompt(in, b, real_lengths[b], b, tokens, slots);
     for (int64_t j = 0; j < real_lengths[b]; ++j) where.push_back(b * L + (L - real_lengths[b]) + j);
   }
-  const int64_t M = static_cast<int64_t>(tokens.size());
-  model_.forward(ctx_, tokens.data(), slots.data(), M);
-  std::vector<int64_t> all(M);
-  for (int64_t i = 0; i < M; ++i) all[i] = i;
-  model_.logits(ctx_, all.data(), M);
+  const int64_t total = static_cast<int64_t>(tokens.size());
   const std::vector<float>& logits = ctx_.activations().logits;
   std::vector<float> out(B * L * V, 0.0f);
-  for (int64_t i = 0; i < M; ++i)
-    std::copy(logits.begin() + i * V, logits.begin() + (i + 1) * V, out.begin() + where[i] * V);
+  std::vector<int64_t> rows(std::min(kPrefillChunk, total));
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int64_t>(i);
+  for (int64_t start = 0; start < total; start += kPrefillChunk) {  // bounded memory, as prefill
+    const int64_t M = std::min(kPrefillChunk, total - start);
+    model_.forward(ctx_, tokens.data() + start, slots.data() + start, M);
+    model_.logits(ctx_, rows.data(), M);
+    for (int64_t i = 0; i < M; ++i)
+      std::copy(logits.begin() + i * V, logits.begin() + (i + 1) * V,
+                out.begin() + where[start + i] * V);
+  }
   return out;
 }
 
@@ -247,7 +270,9 @@ GenerationResult generate(const Model& model, const GenerationInput& input,
   validate_request(model.config(), input, options);
   std::unique_lock<std::mutex> lock;
   Context& ctx = cpu_context(static_cast<int>(options.num_threads), &lock);
-  return Generator(model, options, ctx).run(input);
+  GenerationResult result = Generator(model, options, ctx).run(input);
+  ctx.trim();
+  return result;
 }
 
 std::vector<float> compute_logits(const Model& model, const GenerationInput& input,
@@ -256,7 +281,9 @@ std::vector<float> compute_logits(const Model& model, const GenerationInput& inp
   set_setting(options, "num_threads", static_cast<double>(num_threads));
   std::unique_lock<std::mutex> lock;
   Context& ctx = cpu_context(static_cast<int>(options.num_threads), &lock);
-  return Generator(model, options, ctx).score(input);
+  std::vector<float> logits = Generator(model, options, ctx).score(input);
+  ctx.trim();
+  return logits;
 }
 
 }  // namespace fastergpt

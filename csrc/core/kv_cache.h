@@ -29,6 +29,10 @@ class KVCache {
   }
 
   int64_t max_length() const { return max_length_; }
+  int64_t bytes() const {
+    return static_cast<int64_t>((keys_.capacity() + values_.capacity()) * sizeof(float));
+  }
+  void release() { *this = KVCache(); }
   int64_t heads() const { return heads_; }
   int64_t head_size() const { return head_size_; }
 

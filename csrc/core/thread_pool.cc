@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <system_error>
+
+#include "error.h"
 
 #ifdef __linux__
 #include <sched.h>
@@ -40,7 +43,20 @@ inline void relax_or_yield(int& spins) {
 }  // namespace
 
 ThreadPool::ThreadPool(int num_threads) : num_threads_(std::max(1, num_threads)) {
-  for (int i = 1; i < num_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  try {
+    for (int i = 1; i < num_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  } catch (const std::system_error& e) {
+    // The destructor will not run: stop and join the workers started so far, then report.
+    const size_t started = workers_.size();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_.store(true);
+    }
+    wake_.notify_all();
+    for (auto& t : workers_) t.join();
+    fail("num_threads: could start only ", started + 1, " of ", num_threads_, " threads (",
+         e.what(), ")");
+  }
 }
 
 ThreadPool::~ThreadPool() {

@@ -47,8 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def read_prompts(args, tokenizer) -> list:
     if args.prompt_file:
-        with open(args.prompt_file, encoding="utf-8") as f:
-            prompts = [line.rstrip("\n") for line in f if line.strip()]
+        try:
+            with open(args.prompt_file, encoding="utf-8") as f:
+                prompts = [line.rstrip("\n") for line in f if line.strip()]
+        except OSError as e:
+            raise SystemExit(f"error: --prompt_file {args.prompt_file}: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise SystemExit(f"error: --prompt_file {args.prompt_file} is not UTF-8 text "
+                             f"(byte {e.start}: {e.reason})") from None
         if not prompts:
             raise SystemExit(f"error: --prompt_file {args.prompt_file} holds no prompt")
         return (args.prompt or []) + prompts

@@ -185,9 +185,12 @@ Gpt2Tokenizer::Gpt2Tokenizer(const std::string& vocab_json, const std::string& m
   if (!vocab.is_object()) throw std::runtime_error(vocab_json + ": expected a JSON object");
   int64_t max_id = -1;
   for (const auto& kv : vocab.object) {
-    if (kv.second.kind != JsonValue::Kind::kNumber)
-      throw std::runtime_error(vocab_json + ": id of '" + kv.first + "' is not a number");
-    max_id = std::max<int64_t>(max_id, static_cast<int64_t>(kv.second.number));
+    const double id = kv.second.number;
+    if (kv.second.kind != JsonValue::Kind::kNumber || !(id >= 0 && id < (1 << 24)) ||
+        id != static_cast<double>(static_cast<int64_t>(id)))
+      throw std::runtime_error(vocab_json + ": id of '" + kv.first +
+                               "' is not an integer in [0, 2^24)");
+    max_id = std::max<int64_t>(max_id, static_cast<int64_t>(id));
   }
   id_to_token_.assign(max_id + 1, "");
   is_special_.assign(max_id + 1, false);

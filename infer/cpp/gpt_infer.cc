@@ -12,10 +12,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -44,6 +46,7 @@ struct UsageError : std::runtime_error {
 struct Options {
   std::string model_dir;
   std::vector<std::string> prompts;
+  std::vector<std::vector<int64_t>> input_ids;  // --input_ids: prompts as token ids
   std::string prompt_file;
   int batch_size = 0;  // 0: all prompts in one batch
   std::map<std::string, double> settings;  // flags given on the command line
@@ -60,7 +63,9 @@ const std::map<std::string, std::string> kFlagAliases = {
 std::string usage() {
   std::string u =
       "usage: gpt_infer --model_dir DIR [--prompt TEXT]... [--prompt_file FILE]\n"
-      "                 [--batch_size N] [--benchmark N] [--json] [SETTINGS]\n"
+      "                 [--input_ids 1,2,3]... [--batch_size N] [--benchmark N] [--json]\n"
+      "                 [SETTINGS]\n"
+      "--input_ids: a prompt as token ids (for tokenizers gpt_infer does not read)\n"
       "settings (default: the export's config.json; aliases --topk --topp --max_length --threads):\n";
   for (const fastergpt::SettingInfo& s : fastergpt::setting_table()) {
     std::string line = "  --" + std::string(s.name);
@@ -80,6 +85,35 @@ double parse_number(const std::string& flag, const std::string& v) {
   const double d = std::strtod(v.c_str(), &end);
   if (v.empty() || *end != '\0') throw UsageError(flag + ": expected a number, got '" + v + "'");
   return d;
+}
+
+// A count flag: an integer in [0, 2^31), checked before any cast.
+int parse_count(const std::string& flag, const std::string& v) {
+  const double d = parse_number(flag, v);
+  if (!(d >= 0 && d < 2147483648.0) || d != std::floor(d))
+    throw UsageError(flag + " must be an integer >= 0, got '" + v + "'");
+  return static_cast<int>(d);
+}
+
+// "1,2,3" (or spaces) -> ids: a prompt given as token ids.
+std::vector<int64_t> parse_ids(const std::string& flag, const std::string& v) {
+  std::vector<int64_t> ids;
+  std::string item;
+  for (size_t i = 0; i <= v.size(); ++i) {
+    if (i == v.size() || v[i] == ',' || v[i] == ' ') {
+      if (!item.empty()) {
+        const double d = parse_number(flag, item);
+        if (d != std::floor(d) || d < 0 || d > 2147483647.0)
+          throw UsageError(flag + ": '" + item + "' is not a token id");
+        ids.push_back(static_cast<int64_t>(d));
+      }
+      item.clear();
+    } else {
+      item += v[i];
+    }
+  }
+  if (ids.empty()) throw UsageError(flag + ": no token ids in '" + v + "'");
+  return ids;
 }
 
 // The setting a flag names ("--top_k" or an alias), or "" when it names none.
@@ -108,9 +142,10 @@ Options parse_args(int argc, char** argv) {
     const std::string v = argv[++i];
     if (flag == "--model_dir") o.model_dir = v;
     else if (flag == "--prompt") o.prompts.push_back(v);
+    else if (flag == "--input_ids") o.input_ids.push_back(parse_ids(flag, v));
     else if (flag == "--prompt_file") o.prompt_file = v;
-    else if (flag == "--batch_size") o.batch_size = static_cast<int>(parse_number(flag, v));
-    else if (flag == "--benchmark") o.benchmark = static_cast<int>(parse_number(flag, v));
+    else if (flag == "--batch_size") o.batch_size = parse_count(flag, v);
+    else if (flag == "--benchmark") o.benchmark = parse_count(flag, v);
     else if (!setting_of_flag(flag).empty()) {
       const fastergpt::SettingInfo& s = fastergpt::setting_info(setting_of_flag(flag));
       try {
@@ -259,34 +294,56 @@ int run_main(int argc, char** argv) {
   const JsonValue info = fastergpt_cpp::read_json_file(require_file(o.model_dir, "config.json", "config"));
   if (!info.has("fastergpt_export"))
     throw UsageError(o.model_dir + " is not a fastergpt inference directory (export it with export_model.py)");
-  const Gpt2Tokenizer tok(require_file(o.model_dir, "vocab.json", "tokenizer file"),
-                          require_file(o.model_dir, "merges.txt", "tokenizer file"));
   std::vector<std::string> prompts = o.prompts;
   if (!o.prompt_file.empty()) {
     const auto more = read_prompt_file(o.prompt_file);
     prompts.insert(prompts.end(), more.begin(), more.end());
   }
-  if (prompts.empty()) throw UsageError("give at least one --prompt or a --prompt_file");
+  if (prompts.empty() && o.input_ids.empty())
+    throw UsageError("give at least one --prompt, a --prompt_file or --input_ids");
+  if (!prompts.empty() && !o.input_ids.empty())
+    throw UsageError("give text prompts or --input_ids, not both");
+  // The tokenizer gpt_infer reads: GPT-2's byte-level BPE (vocab.json + merges.txt).
+  std::unique_ptr<Gpt2Tokenizer> tok;
+  const bool has_bpe = is_file(o.model_dir + "/vocab.json") && is_file(o.model_dir + "/merges.txt");
+  if (has_bpe)
+    tok = std::make_unique<Gpt2Tokenizer>(o.model_dir + "/vocab.json", o.model_dir + "/merges.txt");
+  else if (!prompts.empty())
+    throw UsageError("tokenizer file " + o.model_dir + "/vocab.json is missing: gpt_infer reads GPT-2 "
+                     "byte-level BPE (vocab.json + merges.txt) only; pass the prompts as --input_ids");
+  std::vector<std::vector<int64_t>> encoded = o.input_ids;
+  for (const std::string& p : prompts) encoded.push_back(tok->encode(p));
+  std::vector<std::string> labels = prompts;  // what a printed row starts with
+  for (const auto& ids : o.input_ids) {
+    std::string l = "[";
+    for (size_t j = 0; j < ids.size(); ++j) l += (j ? " " : "") + std::to_string(ids[j]);
+    labels.push_back(l + "] ");
+  }
   const fastergpt::GenerationOptions options = resolve_settings(o, info.at("generation"), info.at("model"));
   const std::vector<double> settings = settings_vector(options, info);
   const int64_t max_positions = static_cast<int64_t>(info.at("model").at("n_positions").number);
   const int64_t pad = options.pad_token_id >= 0 ? options.pad_token_id : 0;
 
   Runner runner(o, info);
-  const size_t batch = o.batch_size > 0 ? o.batch_size : prompts.size();
+  const size_t batch = o.batch_size > 0 ? o.batch_size : encoded.size();
   std::vector<std::vector<int64_t>> all_ids;
   std::vector<std::string> texts;
   double seconds = 0;
   int64_t tokens = 0;
   std::vector<int64_t> bench_ids, bench_mask;
   int bench_B = 0, bench_L = 0;
-  for (size_t start = 0; start < prompts.size(); start += batch) {
-    const size_t end = std::min(prompts.size(), start + batch);
+  const int64_t vocab = static_cast<int64_t>(info.at("model").at("vocab_size").number);
+  for (size_t start = 0; start < encoded.size(); start += batch) {
+    const size_t end = std::min(encoded.size(), start + batch);
     std::vector<std::vector<int64_t>> enc;
     size_t L = 0;
     for (size_t i = start; i < end; ++i) {
-      enc.push_back(tok.encode(prompts[i]));
+      enc.push_back(encoded[i]);
       if (enc.back().empty()) throw UsageError("prompt " + std::to_string(i) + " encodes to no tokens");
+      for (int64_t id : enc.back())
+        if (id >= vocab)
+          throw UsageError("prompt " + std::to_string(i) + ": token id " + std::to_string(id) +
+                           " is outside the vocabulary of " + std::to_string(vocab));
       if (static_cast<int64_t>(enc.back().size()) + options.max_new_tokens > max_positions)
         throw UsageError("prompt " + std::to_string(i) + " has " + std::to_string(enc.back().size()) +
                          " tokens; with --max_length " + std::to_string(options.max_new_tokens) +
@@ -314,7 +371,7 @@ int run_main(int argc, char** argv) {
     for (size_t r = 0; r < lengths.size(); ++r) {
       std::vector<int64_t> row(out.begin() + r * T, out.begin() + r * T + lengths[r]);
       tokens += lengths[r];
-      texts.push_back(tok.decode(row));
+      texts.push_back(tok ? tok->decode(row) : "");
       all_ids.push_back(std::vector<int64_t>(out.begin() + r * T, out.begin() + (r + 1) * T));
     }
   }
@@ -330,8 +387,15 @@ int run_main(int argc, char** argv) {
     for (size_t r = 0; r < texts.size(); ++r) js += (r ? ", " : "") + fastergpt_cpp::quote_json(texts[r]);
     std::printf("%s]}\n", js.c_str());
   } else {
-    for (size_t r = 0; r < texts.size(); ++r)
-      std::printf("[%zu] %s%s\n", r, prompts[r].c_str(), texts[r].c_str());
+    for (size_t r = 0; r < texts.size(); ++r) {
+      if (tok) {
+        std::printf("[%zu] %s%s\n", r, labels[r].c_str(), texts[r].c_str());
+        continue;
+      }
+      std::string ids;
+      for (int64_t id : all_ids[r]) ids += " " + std::to_string(id);
+      std::printf("[%zu] %s->%s\n", r, labels[r].c_str(), ids.c_str());
+    }
     std::printf("\n%lld tokens in %.1f ms: %.1f tokens/s\n", static_cast<long long>(tokens),
                 seconds * 1e3, tokens / seconds);
   }

@@ -12,6 +12,7 @@ namespace {
 class Parser {
  public:
   explicit Parser(const std::string& t) : t_(t) {}
+  int depth_ = 0;
 
   JsonValue document() {
     JsonValue v = value();
@@ -45,9 +46,20 @@ class Parser {
     return false;
   }
 
+  // Nesting deeper than this is refused, not recursed into (a crafted file
+  // would otherwise exhaust the stack). Real config and vocab files use 3 or 4.
+  static constexpr int kMaxDepth = 64;
+
   JsonValue value() {
     const char c = peek();
     JsonValue v;
+    if ((c == '{' || c == '[') && ++depth_ > kMaxDepth)
+      error("nesting deeper than " + std::to_string(kMaxDepth) + " levels");
+    struct Leave {
+      int& d;
+      bool on;
+      ~Leave() { if (on) --d; }
+    } leave{depth_, c == '{' || c == '['};
     if (c == '{') {
       v.kind = JsonValue::Kind::kObject;
       ++i_;

@@ -162,6 +162,7 @@ class Decoder final : public Model {
     const ModelConfig& c = config_;
     const Backend& k = ctx.backend();
     Activations& a = ctx.activations();
+    a.reserve_logits(n, c);
     const int64_t D = c.hidden_size;
     for (int64_t i = 0; i < n; ++i)
       if (token_rows[i] != i)
