@@ -166,9 +166,17 @@ def _paddlenlp_config(path: Path) -> GPTConfig:
         args = raw["init_args"][0] if raw["init_args"] else {}
         raw = dict(args.get("init_args", [args])[0]) if "init_args" in args else dict(args)
     model_type = raw.get("model_type", "gpt")
+    if model_type == "llama":
+        from fastergpt.models import llama
+
+        try:
+            return llama.config_from_hf(raw).validate()
+        except (TypeError, ValueError, KeyError) as e:
+            what = f"missing key {e}" if isinstance(e, KeyError) else str(e)
+            raise CheckpointError(f"{path} (PaddleNLP llama): {what}") from None
     if model_type not in ("gpt", "gpt2"):
         raise CheckpointError(f"{path}: unsupported architecture model_type={model_type!r}; "
-                              "fastergpt runs GPT-2-family models")
+                              "fastergpt reads PaddleNLP gpt and llama checkpoints")
     kwargs = {ours: raw[theirs] for theirs, ours in _PADDLENLP_KEYS.items() if theirs in raw}
     act = raw.get("hidden_act", "gelu")
     if act not in _PADDLENLP_ACT:
@@ -210,6 +218,11 @@ def _paddlenlp_tensors(path: Path) -> dict:
     if not isinstance(raw, dict):
         raise CheckpointError(f"{f} does not hold a state dict")
     c = _paddlenlp_config(path)
+    if c.model_type == "llama":
+        from fastergpt.models import llama
+
+        return llama.from_paddlenlp(c, {k: np.asarray(v, dtype=np.float32) for k, v in raw.items()},
+                                    str(f))
     out, qkv, unexpected = {}, {}, []
     for name, value in raw.items():
         value = np.asarray(value, dtype=np.float32)

@@ -198,9 +198,9 @@ def test_supported_family_with_a_broken_config(tmp_path, good_model):
 def test_unknown_paddlenlp_architecture(tmp_path, good_model):
     write_paddlenlp(tmp_path, good_model)
     cfg = json.loads((tmp_path / "model_config.json").read_text())
-    cfg["model_type"] = "llama"
+    cfg["model_type"] = "bloom"
     write_json(tmp_path / "model_config.json", cfg)
-    with pytest.raises(CheckpointError, match=r"unsupported architecture model_type='llama'"):
+    with pytest.raises(CheckpointError, match=r"unsupported architecture model_type='bloom'"):
         FasterGPT.from_pretrained(tmp_path)
 
 

@@ -171,3 +171,46 @@ def test_sliding_window_shorter_than_the_request_is_refused(tmp_path):
     engine.generate(np.array([[3, 4, 5]]), max_new_tokens=13)  # 16 positions: fits the window
     with pytest.raises(ValueError, match=r"beyond the model's sliding window of 16"):
         engine.generate(np.array([[3, 4, 5]]), max_new_tokens=14)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_paddlenlp_llama_layout_matches_the_hf_layout(tmp_path, fused):
+    """The same LLaMA (GQA) written in PaddleNLP's layout (written here from its
+    description: `llama.` names, Linear weights [in, out], the LM head [hidden, vocab],
+    and with fuse_attention_qkv / fuse_attention_ffn: qkv_proj holding per KV head
+    its group's q heads then its k then its v, gate_up_fused_proj holding gate | up)
+    loads and generates exactly as the HF layout."""
+    import paddle
+
+    hf = make_hf("llama-gqa")
+    hf.save_pretrained(tmp_path / "hf")
+    c = hf.config
+    H, K, Dh = c.num_attention_heads, c.num_key_value_heads, c.hidden_size // c.num_attention_heads
+    G = H // K
+    sd = {k: v.detach().numpy() for k, v in hf.state_dict().items()}
+    state = {}
+    for name, w in sd.items():
+        name = name.replace("model.", "llama.", 1) if name.startswith("model.") else name
+        state[name] = w.T if name.endswith("_proj.weight") or name == "lm_head.weight" else w
+    if fused:
+        for i in range(c.num_hidden_layers):
+            a, m = f"llama.layers.{i}.self_attn.", f"llama.layers.{i}.mlp."
+            q, k, v = (state.pop(a + f"{x}_proj.weight").T for x in "qkv")  # [out, in]
+            rows = []
+            for g in range(K):
+                rows += [q[g * G * Dh:(g + 1) * G * Dh], k[g * Dh:(g + 1) * Dh], v[g * Dh:(g + 1) * Dh]]
+            state[a + "qkv_proj.weight"] = np.concatenate(rows).T
+            gate, up = state.pop(m + "gate_proj.weight"), state.pop(m + "up_proj.weight")
+            state[m + "gate_up_fused_proj.weight"] = np.concatenate([gate, up], axis=1)
+    d = tmp_path / "paddlenlp"
+    d.mkdir()
+    paddle.save({k: paddle.to_tensor(np.ascontiguousarray(v)) for k, v in state.items()},
+                str(d / "model_state.pdparams"))
+    (d / "config.json").write_text(c.to_json_string(), encoding="utf-8")
+
+    ids, mask = padded_batch(PROMPTS)
+    want = Engine.from_pretrained(tmp_path / "hf")
+    got = Engine.from_pretrained(d)
+    np.testing.assert_array_equal(got.logits(ids, mask), want.logits(ids, mask))
+    np.testing.assert_array_equal(got.generate(ids, mask, max_new_tokens=20)["ids"],
+                                  want.generate(ids, mask, max_new_tokens=20)["ids"])

@@ -212,3 +212,15 @@ def test_thread_creation_failure_is_an_error_not_a_hang():
     out = proc.stdout
     assert "ERROR num_threads: could start only" in out and "of 1024 threads" in out, out
     assert "AFTER [[" in out, out
+
+
+@pytest.mark.parametrize("strategy", ["greedy_search", "sampling"])
+def test_overflowing_activations_are_an_error_not_a_token(model, strategy):
+    """Finite weights can still overflow (1e38 here): the NaN logits are reported, not
+    turned into a token (greedy used to return NaN log-probabilities, sampling the
+    last token)."""
+    state = model.state_dict_numpy()
+    state["transformer.h.1.mlp.c_proj.weight"] = np.full_like(state["transformer.h.1.mlp.c_proj.weight"], 1e38)
+    engine = Engine(model.config, state)
+    with pytest.raises(ValueError, match="logits are not finite"):
+        engine.generate(np.array([[1, 2, 3]]), max_new_tokens=3, decode_strategy=strategy)

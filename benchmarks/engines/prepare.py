@@ -48,6 +48,16 @@ def write_hf(work: str, layers: int, hidden: int, heads: int, vocab: int, seed: 
         json.dump({t: i for i, t in enumerate(tokens)}, f)
     with open(os.path.join(hf_dir, "merges.txt"), "w") as f:
         f.write("#version: 0.2\n")
+    if arch != "gpt2":  # converters load these families' tokenizers from tokenizer.json
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+        tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=[]))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        tok.save(os.path.join(hf_dir, "tokenizer.json"))
+        with open(os.path.join(hf_dir, "tokenizer_config.json"), "w") as f:
+            json.dump({"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": tokens[-1],
+                       "eos_token": tokens[-1]}, f)
     return hf_dir
 
 

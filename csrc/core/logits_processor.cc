@@ -9,6 +9,10 @@
 
 namespace fastergpt {
 
+static const char* const kNonFinite =
+    "the model's logits are not finite (NaN or Inf) at this step; its weights or activations "
+    "overflow";
+
 void apply_repetition_penalty(float* logits, const std::vector<int32_t>& seen, float penalty) {
   if (penalty == 1.0f) return;
   for (int32_t id : seen) {
@@ -22,8 +26,12 @@ TokenChoice choose_greedy(const float* logits, int64_t vocab) {
   for (int64_t i = 1; i < vocab; ++i)
     if (logits[i] > logits[best]) best = i;
   const float top = logits[best];
+  FGPT_CHECK(!std::isnan(top), kNonFinite);
   FGPT_CHECK(top > -INFINITY, "every token is masked at this step (is min_length forcing out the only token?)");
-  return {best, static_cast<float>(-std::log(sum_exp(logits, vocab, top)))};
+  const double mass = sum_exp(logits, vocab, top);
+  // NaN compares false everywhere, so argmax would quietly pick a wrong token.
+  FGPT_CHECK(std::isfinite(top) && std::isfinite(mass), kNonFinite);
+  return {best, static_cast<float>(-std::log(mass))};
 }
 
 namespace {
@@ -100,7 +108,9 @@ int64_t sampling_candidates(const float* logits, int64_t vocab, const Generation
   if (kept_k < vocab) std::nth_element(order, order + kept_k, order + vocab, higher);
 
   const float top = *std::max_element(logits, logits + vocab);
+  FGPT_CHECK(!std::isnan(top), kNonFinite);
   FGPT_CHECK(top > -INFINITY, "every token is masked at this step (is min_length forcing out the only token?)");
+  FGPT_CHECK(std::isfinite(top), kNonFinite);
   const double inv_t = 1.0 / temperature;
   s.weight.resize(vocab);
   float* weight = s.weight.data();  // weight[i] = exp((logit - top) / T) of order[i]
@@ -153,6 +163,7 @@ TokenChoice choose_sampled(const float* logits, int64_t vocab, const GenerationO
   const float* weight = s.weight.data();
   double kept_mass = 0.0;
   for (int64_t i = 0; i < n; ++i) kept_mass += weight[i];
+  FGPT_CHECK(std::isfinite(kept_mass) && kept_mass > 0.0, kNonFinite);
   const double target = uniform * kept_mass;
   double acc = 0.0;
   int64_t pick = 0;

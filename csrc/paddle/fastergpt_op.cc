@@ -104,6 +104,8 @@ std::vector<paddle::Tensor> generate_kernel(
     PD_THROW("fastergpt_generate: ", e.what());
   } catch (const std::bad_alloc&) {
     PD_THROW("fastergpt_generate: out of memory (batch, prompt length or max_new_tokens too large?)");
+  } catch (const std::exception& e) {  // never let a C++ exception abort the process
+    PD_THROW("fastergpt_generate: ", e.what());
   }
 }
 

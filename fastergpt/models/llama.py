@@ -46,6 +46,42 @@ def from_hf_tensors(tensors: dict) -> dict:
     return tensors
 
 
+def from_paddlenlp(c: GPTConfig, raw: dict, source: str) -> dict:
+    """HF names and layout from PaddleNLP's LlamaForCausalLM state dict: `llama.` for
+    `model.`, Linear weights stored [in, out] (transposed here), and the fused forms
+    PaddleNLP writes with fuse_attention_qkv (qkv_proj: per KV head, its group's q
+    heads, then its k, then its v) and fuse_attention_ffn (gate_up_fused_proj:
+    gate | up). The LM head is [hidden, vocab] unless tied."""
+    H, K, Dh, D = c.n_head, c.n_kv_head or c.n_head, c.head_size, c.n_embd
+    G = H // K
+    out = {}
+    for name, value in raw.items():
+        if name.startswith("llama."):
+            name = "model." + name[len("llama."):]
+        if name.endswith(("_proj.weight", "lm_head.weight")) and value.ndim == 2:
+            if name == "lm_head.weight":
+                value = value.T if value.shape == (D, c.vocab_size) else value
+            elif name.endswith("self_attn.qkv_proj.weight"):
+                per_kv = value.reshape(D, K, (G + 2) * Dh)
+                q = per_kv[:, :, :G * Dh].reshape(D, H * Dh)
+                k = per_kv[:, :, G * Dh:(G + 1) * Dh].reshape(D, K * Dh)
+                v = per_kv[:, :, (G + 1) * Dh:].reshape(D, K * Dh)
+                prefix = name[: -len("qkv_proj.weight")]
+                out[prefix + "q_proj.weight"], out[prefix + "k_proj.weight"] = f32(q.T), f32(k.T)
+                out[prefix + "v_proj.weight"] = f32(v.T)
+                continue
+            elif name.endswith("mlp.gate_up_fused_proj.weight"):
+                prefix = name[: -len("gate_up_fused_proj.weight")]
+                F = value.shape[1] // 2
+                out[prefix + "gate_proj.weight"] = f32(value[:, :F].T)
+                out[prefix + "up_proj.weight"] = f32(value[:, F:].T)
+                continue
+            else:
+                value = value.T
+        out[name] = f32(value)
+    return out
+
+
 def _names(c: GPTConfig, i: int) -> dict:
     p = f"model.layers.{i}."
     return {k: p + v for k, v in {
