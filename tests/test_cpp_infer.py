@@ -172,6 +172,7 @@ def test_bad_inputs_exit_nonzero(cpp_build, exported, tmp_path):
     no_vocab = tmp_path / "no_vocab"
     shutil.copytree(exported, no_vocab)
     (no_vocab / "vocab.json").unlink()
+    (no_vocab / "tokenizer.json").unlink()
     bad(cpp_build, ["--model_dir", no_vocab, "--prompt", "x"], "vocab.json")
 
 
@@ -242,6 +243,7 @@ def test_input_ids_without_a_readable_tokenizer(cpp_build, exported, tmp_path):
     shutil.copytree(exported, d)
     (d / "vocab.json").unlink()
     (d / "merges.txt").unlink()
+    (d / "tokenizer.json").unlink()
     proc = run_infer(cpp_build, "--model_dir", d, "--input_ids", "5,6,7", "--max_length", 4,
                      "--decode_strategy", "greedy_search")
     assert proc.returncode == 0, proc.stderr.decode()
@@ -278,3 +280,27 @@ def test_hostile_files_and_numbers_exit_2(cpp_build, exported, tmp_path):
         "--batch_size must be an integer >= 0")
     bad(cpp_build, ["--model_dir", exported, "--prompt", "x", "--seed", "-3"],
         "seed must be >= 0, got -3")
+
+
+def test_tokenizer_json_alone(cpp_build, exported, tmp_path):
+    """With only tokenizer.json (a ByteLevel BPE, as GPT-NeoX ships), gpt_infer gives
+    the ids it gives from vocab.json + merges.txt; a tokenizer.json with another
+    pre-tokenizer (LLaMA-3's Split pattern) is named, and --input_ids still works."""
+    d = tmp_path / "json_only"
+    shutil.copytree(exported, d)
+    (d / "vocab.json").unlink()
+    (d / "merges.txt").unlink()
+    args = ["--json", "--max_length", 6, "--decode_strategy", "greedy_search"]
+    for p in PROMPTS:
+        args += ["--prompt", p]
+    want = run_infer(cpp_build, "--model_dir", exported, *args)
+    got = run_infer(cpp_build, "--model_dir", d, *args)
+    assert want.returncode == 0 and got.returncode == 0, got.stderr.decode()
+    assert json.loads(got.stdout.decode("utf-8")) == json.loads(want.stdout.decode("utf-8"))
+    spec = json.loads((d / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["pre_tokenizer"] = {"type": "Split", "pattern": {"Regex": "\\p{N}{1,3}"},
+                             "behavior": "Isolated", "invert": False}
+    (d / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    bad(cpp_build, ["--model_dir", d, "--prompt", "x"], "pre-tokenizer 'Split' is not GPT-2's")
+    proc = run_infer(cpp_build, "--model_dir", d, "--input_ids", "5,6", "--max_length", 2)
+    assert proc.returncode == 0, proc.stderr.decode()

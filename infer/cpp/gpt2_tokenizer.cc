@@ -171,6 +171,97 @@ std::vector<std::string> gpt2_pretokenize(const std::string& text) {
 }
 
 Gpt2Tokenizer::Gpt2Tokenizer(const std::string& vocab_json, const std::string& merges_txt) {
+  const JsonValue vocab = read_json_file(vocab_json);
+  if (!vocab.is_object()) throw std::runtime_error(vocab_json + ": expected a JSON object");
+  std::vector<std::pair<std::string, double>> entries;
+  std::vector<std::string> specials;
+  for (const auto& kv : vocab.object) {
+    if (kv.second.kind != JsonValue::Kind::kNumber)
+      throw std::runtime_error(vocab_json + ": id of '" + kv.first +
+                               "' is not an integer in [0, 2^24)");
+    entries.emplace_back(kv.first, kv.second.number);
+    const std::string& t = kv.first;  // GPT-2 names its special tokens <|...|>
+    if (t.size() >= 4 && t.compare(0, 2, "<|") == 0 && t.compare(t.size() - 2, 2, "|>") == 0)
+      specials.push_back(t);
+  }
+  std::ifstream f(merges_txt);
+  if (!f) throw std::runtime_error("cannot open " + merges_txt);
+  std::vector<std::pair<std::string, std::string>> merges;
+  std::string line;
+  while (std::getline(f, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || line.rfind("#version", 0) == 0) continue;
+    const size_t sp = line.find(' ');
+    if (sp == std::string::npos)
+      throw std::runtime_error(merges_txt + ": malformed merge line '" + line + "'");
+    merges.emplace_back(line.substr(0, sp), line.substr(sp + 1));
+  }
+  init(entries, merges, specials, vocab_json);
+}
+
+// Whether a tokenizer.json pre-tokenizer is GPT-2's: ByteLevel with its regex,
+// alone or as the only step of a Sequence.
+static bool is_gpt2_pretokenizer(const JsonValue& p, std::string* name) {
+  if (!p.is_object() || !p.has("type")) {
+    *name = "none";
+    return false;
+  }
+  *name = p.at("type").string;
+  if (*name == "Sequence" && p.has("pretokenizers") && p.at("pretokenizers").array.size() == 1)
+    return is_gpt2_pretokenizer(p.at("pretokenizers").array[0], name);
+  if (*name != "ByteLevel") return false;
+  return !p.has("use_regex") || p.at("use_regex").kind != JsonValue::Kind::kBool ||
+         p.at("use_regex").boolean;
+}
+
+Gpt2Tokenizer Gpt2Tokenizer::from_tokenizer_json(const std::string& path) {
+  const JsonValue t = read_json_file(path);
+  if (!t.is_object() || !t.has("model") || !t.at("model").is_object())
+    throw std::runtime_error(path + ": expected a tokenizers JSON object with a model");
+  const JsonValue& model = t.at("model");
+  const std::string type = model.has("type") ? model.at("type").string : "?";
+  if (type != "BPE")
+    throw UnsupportedTokenizer(path + ": a " + type + " model (gpt_infer reads byte-level BPE)");
+  std::string pre;
+  if (!t.has("pre_tokenizer") || !is_gpt2_pretokenizer(t.at("pre_tokenizer"), &pre))
+    throw UnsupportedTokenizer(path + ": pre-tokenizer '" + pre + "' is not GPT-2's ByteLevel");
+  std::vector<std::pair<std::string, double>> entries;
+  if (!model.has("vocab") || !model.at("vocab").is_object())
+    throw std::runtime_error(path + ": model.vocab is missing");
+  for (const auto& kv : model.at("vocab").object) {
+    if (kv.second.kind != JsonValue::Kind::kNumber)
+      throw std::runtime_error(path + ": id of '" + kv.first + "' is not an integer in [0, 2^24)");
+    entries.emplace_back(kv.first, kv.second.number);
+  }
+  std::vector<std::pair<std::string, std::string>> merges;
+  if (model.has("merges"))
+    for (const JsonValue& m : model.at("merges").array) {
+      if (m.kind == JsonValue::Kind::kString) {  // "a b"
+        const size_t sp = m.string.find(' ');
+        if (sp == std::string::npos)
+          throw std::runtime_error(path + ": malformed merge '" + m.string + "'");
+        merges.emplace_back(m.string.substr(0, sp), m.string.substr(sp + 1));
+      } else if (m.kind == JsonValue::Kind::kArray && m.array.size() == 2) {  // ["a", "b"]
+        merges.emplace_back(m.array[0].string, m.array[1].string);
+      } else {
+        throw std::runtime_error(path + ": malformed merge entry");
+      }
+    }
+  std::vector<std::string> specials;
+  if (t.has("added_tokens"))
+    for (const JsonValue& a : t.at("added_tokens").array) {
+      if (!a.is_object() || !a.has("content") || !a.has("id")) continue;
+      entries.emplace_back(a.at("content").string, a.at("id").number);
+      if (a.has("special") && a.at("special").boolean) specials.push_back(a.at("content").string);
+    }
+  Gpt2Tokenizer tok;
+  tok.init(entries, merges, specials, path);
+  return tok;
+}
+
+void Gpt2Tokenizer::init(const std::vector<std::pair<std::string, double>>& vocab,
+                         const std::vector<std::pair<std::string, std::string>>& merges,
+                         const std::vector<std::string>& specials, const std::string& source) {
   // GPT-2's byte alphabet: printable Latin-1 bytes map to themselves, the rest
   // to code points from 256 up, so every byte is a visible character.
   int next = 256;
@@ -180,45 +271,28 @@ Gpt2Tokenizer::Gpt2Tokenizer(const std::string& vocab_json, const std::string& m
     append_utf8(byte_to_unicode_[b], cp);
     unicode_to_byte_[cp] = static_cast<uint8_t>(b);
   }
-
-  const JsonValue vocab = read_json_file(vocab_json);
-  if (!vocab.is_object()) throw std::runtime_error(vocab_json + ": expected a JSON object");
   int64_t max_id = -1;
-  for (const auto& kv : vocab.object) {
-    const double id = kv.second.number;
-    if (kv.second.kind != JsonValue::Kind::kNumber || !(id >= 0 && id < (1 << 24)) ||
-        id != static_cast<double>(static_cast<int64_t>(id)))
-      throw std::runtime_error(vocab_json + ": id of '" + kv.first +
-                               "' is not an integer in [0, 2^24)");
+  for (const auto& kv : vocab) {
+    const double id = kv.second;
+    if (!(id >= 0 && id < (1 << 24)) || id != static_cast<double>(static_cast<int64_t>(id)))
+      throw std::runtime_error(source + ": id of '" + kv.first + "' is not an integer in [0, 2^24)");
     max_id = std::max<int64_t>(max_id, static_cast<int64_t>(id));
   }
   id_to_token_.assign(max_id + 1, "");
   is_special_.assign(max_id + 1, false);
-  for (const auto& kv : vocab.object) {
-    const int64_t id = static_cast<int64_t>(kv.second.number);
+  for (const auto& kv : vocab) {
+    const int64_t id = static_cast<int64_t>(kv.second);
     token_to_id_[kv.first] = id;
     id_to_token_[id] = kv.first;
-    const std::string& t = kv.first;
-    if (t.size() >= 4 && t.compare(0, 2, "<|") == 0 && t.compare(t.size() - 2, 2, "|>") == 0) {
-      is_special_[id] = true;
-      specials_.push_back(t);
-    }
+  }
+  for (const std::string& t : specials) {
+    is_special_[token_to_id_.at(t)] = true;
+    specials_.push_back(t);
   }
   std::sort(specials_.begin(), specials_.end(),
             [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
-
-  std::ifstream f(merges_txt);
-  if (!f) throw std::runtime_error("cannot open " + merges_txt);
-  std::string line;
   int rank = 0;
-  while (std::getline(f, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty() || line.rfind("#version", 0) == 0) continue;
-    const size_t sp = line.find(' ');
-    if (sp == std::string::npos)
-      throw std::runtime_error(merges_txt + ": malformed merge line '" + line + "'");
-    merge_rank_[{line.substr(0, sp), line.substr(sp + 1)}] = rank++;
-  }
+  for (const auto& m : merges) merge_rank_[m] = rank++;
 }
 
 int64_t Gpt2Tokenizer::token_to_id(const std::string& token) const {

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -18,10 +19,19 @@
 
 namespace fastergpt_cpp {
 
+struct UnsupportedTokenizer : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 class Gpt2Tokenizer {
  public:
   // Throws std::runtime_error naming the file on a missing or malformed input.
   Gpt2Tokenizer(const std::string& vocab_json, const std::string& merges_txt);
+  // From a `tokenizers` tokenizer.json holding a byte-level BPE with GPT-2's
+  // pre-tokenizer (GPT-2, GPT-J, CodeGen, GPT-NeoX, OPT); its special added
+  // tokens are matched by name. Any other model or pre-tokenizer (LLaMA-3's and
+  // Qwen2's Split patterns, SentencePiece) throws UnsupportedTokenizer.
+  static Gpt2Tokenizer from_tokenizer_json(const std::string& path);
 
   std::vector<int64_t> encode(const std::string& text) const;
   std::string decode(const std::vector<int64_t>& ids, bool skip_special_tokens = true) const;
@@ -31,6 +41,11 @@ class Gpt2Tokenizer {
   size_t vocab_size() const { return id_to_token_.size(); }
 
  private:
+  Gpt2Tokenizer() = default;
+  // vocab: token -> id; merges: pairs in rank order; specials: tokens matched by name.
+  void init(const std::vector<std::pair<std::string, double>>& vocab,
+            const std::vector<std::pair<std::string, std::string>>& merges,
+            const std::vector<std::string>& specials, const std::string& source);
   void encode_piece(const std::string& piece, std::vector<int64_t>& out) const;
   std::vector<std::string> bpe(const std::string& word) const;
 

@@ -303,14 +303,23 @@ int run_main(int argc, char** argv) {
     throw UsageError("give at least one --prompt, a --prompt_file or --input_ids");
   if (!prompts.empty() && !o.input_ids.empty())
     throw UsageError("give text prompts or --input_ids, not both");
-  // The tokenizer gpt_infer reads: GPT-2's byte-level BPE (vocab.json + merges.txt).
+  // The tokenizer gpt_infer reads: byte-level BPE with GPT-2's pre-tokenizer, from
+  // vocab.json + merges.txt or from tokenizer.json.
   std::unique_ptr<Gpt2Tokenizer> tok;
-  const bool has_bpe = is_file(o.model_dir + "/vocab.json") && is_file(o.model_dir + "/merges.txt");
-  if (has_bpe)
+  std::string no_tokenizer = "no tokenizer file (vocab.json + merges.txt or tokenizer.json)";
+  if (is_file(o.model_dir + "/vocab.json") && is_file(o.model_dir + "/merges.txt")) {
     tok = std::make_unique<Gpt2Tokenizer>(o.model_dir + "/vocab.json", o.model_dir + "/merges.txt");
-  else if (!prompts.empty())
-    throw UsageError("tokenizer file " + o.model_dir + "/vocab.json is missing: gpt_infer reads GPT-2 "
-                     "byte-level BPE (vocab.json + merges.txt) only; pass the prompts as --input_ids");
+  } else if (is_file(o.model_dir + "/tokenizer.json")) {
+    try {
+      tok = std::make_unique<Gpt2Tokenizer>(
+          Gpt2Tokenizer::from_tokenizer_json(o.model_dir + "/tokenizer.json"));
+    } catch (const fastergpt_cpp::UnsupportedTokenizer& e) {
+      no_tokenizer = e.what();
+    }
+  }
+  if (!tok && !prompts.empty())
+    throw UsageError(no_tokenizer + ": gpt_infer reads byte-level BPE with GPT-2's "
+                     "pre-tokenizer only (vocab.json is missing); pass the prompts as --input_ids");
   std::vector<std::vector<int64_t>> encoded = o.input_ids;
   for (const std::string& p : prompts) encoded.push_back(tok->encode(p));
   std::vector<std::string> labels = prompts;  // what a printed row starts with
