@@ -2,10 +2,11 @@
 
 Two layouts, no hub access:
 - HuggingFace: config.json (any model_type of fastergpt.models: gpt2, opt, gptj,
-  codegen, gpt_neox, llama, mistral, qwen2), model.safetensors (read with the
-  safetensors NumPy API, no torch) or pytorch_model.bin (only with torch
+  codegen, gpt_neox, llama, mistral, qwen2), model.safetensors (read by its
+  specification, no torch) or pytorch_model.bin (only with torch
   installed, loaded with weights_only=True).
-- PaddleNLP: model_config.json or config.json, model_state.pdparams (GPT).
+- PaddleNLP: model_config.json or config.json, model_state.pdparams (GPT, LLaMA),
+  read by fastergpt.safe_pickle: only numpy arrays are rebuilt, no code runs.
 
 The state dict keeps the family's own (HF) names; the family's file says how
 they become engine weights. Missing, unexpected and mis-shaped tensors are
@@ -208,15 +209,13 @@ _PADDLENLP_GLOBAL_NAMES = {
 
 
 def _paddlenlp_tensors(path: Path) -> dict:
-    import paddle
+    from fastergpt.safe_pickle import UnsafePickleError, load_parameters
 
     f = path / PADDLENLP_WEIGHT_FILE
     try:
-        raw = paddle.load(str(f), return_numpy=True)
-    except Exception as e:
-        raise CheckpointError(f"{f} is corrupt or truncated: {e}") from None
-    if not isinstance(raw, dict):
-        raise CheckpointError(f"{f} does not hold a state dict")
+        raw = load_parameters(f)  # never paddle.load: that unpickles, running the file's code
+    except UnsafePickleError as e:
+        raise CheckpointError(str(e)) from None
     c = _paddlenlp_config(path)
     if c.model_type == "llama":
         from fastergpt.models import llama

@@ -224,3 +224,46 @@ def test_overflowing_activations_are_an_error_not_a_token(model, strategy):
     engine = Engine(model.config, state)
     with pytest.raises(ValueError, match="logits are not finite"):
         engine.generate(np.array([[1, 2, 3]]), max_new_tokens=3, decode_strategy=strategy)
+
+
+class _Marker:
+    """Pickles as a call to os.system that would create a marker file."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
+@pytest.mark.parametrize("where", ["value", "top"])
+def test_malicious_pdparams_runs_nothing(tmp_path, model, where):
+    """A model_state.pdparams whose pickle calls os.system is refused by name and the
+    call never happens (paddle.load used to run it before any check)."""
+    import pickle
+
+    from layouts import paddlenlp_state, write_paddlenlp
+
+    marker = tmp_path / "marker"
+    write_paddlenlp(tmp_path, model)
+    state = paddlenlp_state(model)
+    payload = _Marker(marker)
+    obj = dict(state, evil=payload) if where == "value" else payload
+    (tmp_path / "model_state.pdparams").write_bytes(pickle.dumps(obj, protocol=4))
+    with pytest.raises(CheckpointError, match=r"model_state\.pdparams: refusing to load it: it references posix\.system"):
+        FasterGPT.from_pretrained(tmp_path)
+    assert not marker.exists()
+
+
+def test_pdparams_that_is_not_a_state_dict(tmp_path, model):
+    import pickle
+
+    from layouts import write_paddlenlp
+
+    write_paddlenlp(tmp_path, model)
+    (tmp_path / "model_state.pdparams").write_bytes(pickle.dumps([1, 2, 3]))
+    with pytest.raises(CheckpointError, match="does not hold a state dict"):
+        FasterGPT.from_pretrained(tmp_path)
+    (tmp_path / "model_state.pdparams").write_bytes(pickle.dumps({"w": "text"}))
+    with pytest.raises(CheckpointError, match="are not named arrays"):
+        FasterGPT.from_pretrained(tmp_path)
