@@ -64,7 +64,7 @@ def export_model(model_name_or_path, inference_model_dir, dtype: str = "float32"
                  fmt: str = "pir", overwrite: bool = False, verify: bool = True,
                  log: Callable[[str], None] = print) -> Path:
     from fastergpt.faster_gpt import FasterGPT
-    from fastergpt.ops import op_library_path
+    from fastergpt.ops import library_sha256, op_library_path
     from fastergpt.settings import setting_names
     from fastergpt.tokenizer import Tokenizer
 
@@ -109,6 +109,9 @@ def export_model(model_name_or_path, inference_model_dir, dtype: str = "float32"
                       "params": PREFIX + ".pdiparams", "op_library": lib.name,
                       "tokenizer": [f.name for f in tokenizer.files]},
             "paddle_version": paddle.__version__,
+            # Which build the directory's library is: a loader runs it only when it
+            # matches the installed fastergpt's, or when the caller trusts it.
+            "op_library": {"sha256": library_sha256(lib), "build_key": lib.parent.name},
             "model": model.config.to_dict(),
             # The layout of the graph's `settings` input (also an attribute of its op).
             "settings": list(setting_names()),

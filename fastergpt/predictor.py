@@ -32,10 +32,15 @@ class PredictorOutput:
 
 
 class Predictor:
-    def __init__(self, inference_dir, threads: int = 0):
+    """trust_library: register the directory's own operator library even when it is
+    not the installed fastergpt's build (a library is code: only for directories
+    from a trusted source). By default the installed build runs the export, and a
+    directory whose library differs, or was swapped after export, is refused."""
+
+    def __init__(self, inference_dir, threads: int = 0, trust_library: bool = False):
         import paddle
 
-        from fastergpt.ops import register_library
+        from fastergpt.ops import library_sha256, load_ops, op_library_path, register_library
         from fastergpt.tokenizer import Tokenizer
 
         self.dir = Path(os.fspath(inference_dir)).expanduser()
@@ -55,7 +60,23 @@ class Predictor:
         from fastergpt.config import GPTConfig
 
         self.architecture = GPTConfig.from_dict(self.info["model"]).architecture_string()
-        register_library(self.dir / files["op_library"])
+        dir_lib = self.dir / files["op_library"]
+        recorded = self.info.get("op_library", {}).get("sha256")
+        actual = library_sha256(dir_lib)
+        if recorded == actual == library_sha256(op_library_path()):
+            load_ops()  # the installed build: the directory's copy is not loaded
+        elif trust_library:
+            try:
+                register_library(dir_lib)
+            except RuntimeError as e:
+                raise PredictorError(str(e)) from None
+        else:
+            why = ("does not match the hash its config.json recorded (changed after export)"
+                   if recorded != actual else "is another build than the installed fastergpt's")
+            raise PredictorError(
+                f"{self.dir}: the operator library {files['op_library']} {why}; a directory's "
+                "library is code, so it is not loaded: re-export with this fastergpt, or pass "
+                "trust_library=True (--trust_library) if you trust where the directory came from")
         self.tokenizer = Tokenizer.from_dir(self.dir)
         self.defaults = dict(self.info["generation"])
         self.threads = int(threads)

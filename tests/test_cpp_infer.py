@@ -304,3 +304,24 @@ def test_tokenizer_json_alone(cpp_build, exported, tmp_path):
     bad(cpp_build, ["--model_dir", d, "--prompt", "x"], "pre-tokenizer 'Split' is not GPT-2's")
     proc = run_infer(cpp_build, "--model_dir", d, "--input_ids", "5,6", "--max_length", 2)
     assert proc.returncode == 0, proc.stderr.decode()
+
+
+def test_swapped_operator_library_is_refused(cpp_build, exported, tmp_path):
+    """gpt_infer loads the directory's library only when its SHA-256 (computed in C++)
+    equals the one export recorded (hashlib's): the untouched export runs (every test
+    here does), a changed one is refused; --op_library names a library explicitly."""
+    from fastergpt.ops import op_library_path
+
+    d = tmp_path / "swapped"
+    shutil.copytree(exported, d)
+    lib = d / "libfastergpt_ops.so"
+    lib.write_bytes(lib.read_bytes() + b"\0")
+    bad(cpp_build, ["--model_dir", d, "--prompt", "x"],
+        "does not match the SHA-256 its config.json recorded")
+    args = ["--prompt", "x", "--max_length", 3, "--json", "--decode_strategy", "greedy_search"]
+    ok = run_infer(cpp_build, "--model_dir", d, "--op_library", op_library_path(), *args)
+    assert ok.returncode == 0, ok.stderr.decode()
+    want = run_infer(cpp_build, "--model_dir", exported, *args)
+    assert json.loads(ok.stdout) == json.loads(want.stdout)
+    bad(cpp_build, ["--model_dir", d, "--prompt", "x", "--op_library", tmp_path / "none.so"],
+        "does not exist")

@@ -376,3 +376,22 @@ def test_predictor_shared_by_threads(exported):
         parallel = list(pool.map(lambda r: predictor.generate(PROMPTS, **r).ids.tolist(), requests))
     assert parallel == serial
     assert len({json.dumps(s) for s in serial}) > 1  # the requests really differ
+
+
+def test_swapped_operator_library_is_refused(tmp_path, exported):
+    """The directory's library is code: one that differs from what the export recorded
+    (or from the installed build) is not loaded without trust_library; the untouched
+    export still runs, on the installed library."""
+    d = tmp_path / "swapped"
+    shutil.copytree(exported["pir"], d)
+    lib = d / "libfastergpt_ops.so"
+    lib.write_bytes(lib.read_bytes() + b"\0")  # any change at all
+    with pytest.raises(PredictorError, match=r"does not match the hash its config.json recorded.*trust_library"):
+        Predictor(d)
+    info = json.loads((d / "config.json").read_text())
+    info["op_library"]["sha256"] = "0" * 64
+    shutil.copy(exported["pir"] / "libfastergpt_ops.so", lib)
+    (d / "config.json").write_text(json.dumps(info))
+    with pytest.raises(PredictorError, match="does not match the hash"):
+        Predictor(d)
+    assert Predictor(exported["pir"]).generate(PROMPTS, max_new_tokens=3).ids.shape[1] == 3

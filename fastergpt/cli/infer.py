@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model_name_or_path", default="default",
                    help="checkpoint dir (HF or PaddleNLP layout), exported dir, or 'default'")
     p.add_argument("--inference_model_dir", help="run an exported directory through paddle.inference")
+    p.add_argument("--trust_library", action="store_true",
+                   help="load the directory's own operator library even if it is not this "
+                        "fastergpt's build (it is code: only for trusted directories)")
     p.add_argument("--prompt", action="append", help="a prompt (repeatable)")
     p.add_argument("--prompt_file", help="a text file with one prompt per line")
     p.add_argument("--batch_size", type=int, default=None,
@@ -91,7 +94,7 @@ class Runner:
         if args.inference_model_dir:
             from fastergpt.predictor import Predictor
 
-            self.predictor = Predictor(args.inference_model_dir)
+            self.predictor = Predictor(args.inference_model_dir, trust_library=args.trust_library)
             self.tokenizer = self.predictor.tokenizer
             self.defaults = self.predictor.defaults
             self.source = args.inference_model_dir

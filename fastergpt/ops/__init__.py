@@ -3,9 +3,10 @@
 The Paddle-facing call (generate_op) is imported on first use, so the NumPy
 path (engine_module) works without loading Paddle."""
 from fastergpt.ops.build import BuildError
-from fastergpt.ops.loader import engine_module, library_dir, load_ops, op_library_path, register_library
+from fastergpt.ops.loader import (engine_module, library_dir, library_sha256, load_ops,
+                                  op_library_path, register_library)
 
-__all__ = ["BuildError", "engine_module", "library_dir", "load_ops", "op_library_path",
+__all__ = ["BuildError", "engine_module", "library_dir", "library_sha256", "load_ops", "op_library_path",
            "register_library", "fastergpt_generate", "op_error_to_value_error"]
 
 

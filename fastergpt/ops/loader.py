@@ -50,9 +50,21 @@ def op_library_path() -> Path:
     return library_dir() / build.OP_LIBRARY
 
 
+def library_sha256(path: Path) -> str:
+    """The SHA-256 of a library file: how an export records which build it holds."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def register_library(path: Path) -> Path:
     """Registers the operator from `path` unless one is registered already (Paddle
-    keeps one definition per op name per process); returns the library in use."""
+    keeps one definition per op name per process); returns the library in use.
+    A different build already registered is an error, not a silent substitute."""
     global _registered
     with _lock:
         if _registered is None:
@@ -62,6 +74,9 @@ def register_library(path: Path) -> Path:
 
             load_op_meta_info_and_register_op(str(path))
             _registered = Path(path)
+        elif Path(path) != _registered and library_sha256(path) != library_sha256(_registered):
+            raise RuntimeError(f"operator library {path} differs from {_registered}, which this "
+                               "process has registered already (one build per process)")
         return _registered
 
 

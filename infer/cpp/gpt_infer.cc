@@ -33,6 +33,7 @@
 #include "../../csrc/core/generation_options.h"
 #include "gpt2_tokenizer.h"
 #include "json_lite.h"
+#include "sha256.h"
 
 using fastergpt_cpp::Gpt2Tokenizer;
 using fastergpt_cpp::JsonValue;
@@ -52,6 +53,8 @@ struct Options {
   std::map<std::string, double> settings;  // flags given on the command line
   int benchmark = 0;
   bool print_json = false;
+  bool trust_library = false;  // load the directory's library without checking its hash
+  std::string op_library;      // a library named by the caller, used instead
 };
 
 // Older spellings of some settings' flags (PaddleNLP's scripts used them).
@@ -64,7 +67,9 @@ std::string usage() {
   std::string u =
       "usage: gpt_infer --model_dir DIR [--prompt TEXT]... [--prompt_file FILE]\n"
       "                 [--input_ids 1,2,3]... [--batch_size N] [--benchmark N] [--json]\n"
-      "                 [SETTINGS]\n"
+      "                 [--op_library FILE | --trust_library] [SETTINGS]\n"
+      "the directory's operator library is loaded only if its SHA-256 is the one its\n"
+      "config.json recorded; --op_library names another, --trust_library skips the check\n"
       "--input_ids: a prompt as token ids (for tokenizers gpt_infer does not read)\n"
       "settings (default: the export's config.json; aliases --topk --topp --max_length --threads):\n";
   for (const fastergpt::SettingInfo& s : fastergpt::setting_table()) {
@@ -138,12 +143,17 @@ Options parse_args(int argc, char** argv) {
       o.print_json = true;
       continue;
     }
+    if (flag == "--trust_library") {
+      o.trust_library = true;
+      continue;
+    }
     if (i + 1 >= argc) throw UsageError(flag + " needs a value");
     const std::string v = argv[++i];
     if (flag == "--model_dir") o.model_dir = v;
     else if (flag == "--prompt") o.prompts.push_back(v);
     else if (flag == "--input_ids") o.input_ids.push_back(parse_ids(flag, v));
     else if (flag == "--prompt_file") o.prompt_file = v;
+    else if (flag == "--op_library") o.op_library = v;
     else if (flag == "--batch_size") o.batch_size = parse_count(flag, v);
     else if (flag == "--benchmark") o.benchmark = parse_count(flag, v);
     else if (!setting_of_flag(flag).empty()) {
@@ -195,8 +205,21 @@ class Runner {
     const JsonValue& files = info.at("files");
     const std::string model = require_file(o.model_dir, files.at("model").string, "model file");
     const std::string params = require_file(o.model_dir, files.at("params").string, "parameter file");
-    const std::string op_lib =
-        require_file(o.model_dir, files.at("op_library").string, "operator library");
+    const std::string op_lib = o.op_library.empty()
+        ? require_file(o.model_dir, files.at("op_library").string, "operator library")
+        : o.op_library;
+    if (!o.op_library.empty() && !is_file(op_lib))
+      throw UsageError("--op_library " + op_lib + " does not exist");
+    // A library is code: the directory's own runs only as the export recorded it.
+    if (o.op_library.empty() && !o.trust_library) {
+      const bool recorded = info.has("op_library") && info.at("op_library").has("sha256");
+      if (!recorded || fastergpt_cpp::sha256_file(op_lib) != info.at("op_library").at("sha256").string)
+        throw UsageError("the operator library " + op_lib + (recorded
+            ? " does not match the SHA-256 its config.json recorded (changed after export)"
+            : " has no recorded SHA-256 (an older export)") +
+            "; it is code, so it is not loaded: re-export, name a library with --op_library, "
+            "or pass --trust_library if you trust where the directory came from");
+    }
     // The op must be registered before the predictor parses the program.
     if (!dlopen(op_lib.c_str(), RTLD_NOW | RTLD_GLOBAL))
       throw UsageError("cannot load the operator library " + op_lib + ": " + dlerror());
