@@ -113,6 +113,7 @@ def export_model(model_name_or_path, inference_model_dir, dtype: str = "float32"
             # matches the installed fastergpt's, or when the caller trusts it.
             "op_library": {"sha256": library_sha256(lib), "build_key": lib.parent.name},
             "model": model.config.to_dict(),
+            "architecture": model.config.architecture_string(),  # for gpt_infer
             # The layout of the graph's `settings` input (also an attribute of its op).
             "settings": list(setting_names()),
             "generation": generation_defaults(src, model.config, tokenizer),

@@ -325,3 +325,12 @@ def test_swapped_operator_library_is_refused(cpp_build, exported, tmp_path):
     assert json.loads(ok.stdout) == json.loads(want.stdout)
     bad(cpp_build, ["--model_dir", d, "--prompt", "x", "--op_library", tmp_path / "none.so"],
         "does not exist")
+
+
+def test_memory_budget(cpp_build, exported):
+    bad(cpp_build, ["--model_dir", exported, "--prompt", "x", "--max_memory_mb", 1,
+                    "--num_return_sequences", 64], "but max_memory_mb allows 1 MB")
+    from fastergpt.predictor import Predictor
+
+    with pytest.raises(ValueError, match="but max_memory_mb allows 1 MB"):
+        Predictor(exported).generate(PROMPTS, max_memory_mb=1, num_return_sequences=64)

@@ -267,3 +267,27 @@ def test_pdparams_that_is_not_a_state_dict(tmp_path, model):
     (tmp_path / "model_state.pdparams").write_bytes(pickle.dumps({"w": "text"}))
     with pytest.raises(CheckpointError, match="are not named arrays"):
         FasterGPT.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("front_end", ["FasterGPT", "Engine"])
+def test_requests_over_the_memory_budget_are_refused_with_the_figure(front_end):
+    """A request that would need more memory than the budget (max_memory_mb; by default
+    what the machine has available) is refused before anything is allocated, quickly,
+    with the figure; the process survives and one that fits runs."""
+    import time
+
+    from helpers import front_ends
+
+    big = tiny_model(seed=3, n_embd=256, n_layer=4, n_head=4, n_positions=512)
+    run = dict(front_ends(big))[front_end]
+    prompt = np.ones((1, 3), np.int64)
+    t0 = time.time()
+    # 65536 rows x 512 positions x 4 layers x 2 x 256 floats: about 256 GB of KV cache.
+    with pytest.raises(ValueError, match=r"this request needs about \d+ MB \(KV cache \d+ MB.*"
+                                         r"but the machine has \d+ MB available"):
+        run(prompt, max_new_tokens=509, num_return_sequences=65536)
+    assert time.time() - t0 < 5
+    with pytest.raises(ValueError, match=r"needs about \d+ MB .* but max_memory_mb allows 1 MB"):
+        run(np.ones((4, 3), np.int64), max_new_tokens=8, num_return_sequences=64, max_memory_mb=1)
+    out = run(np.ones((4, 3), np.int64), max_new_tokens=8, num_return_sequences=2, max_memory_mb=64)
+    assert out["ids"].shape == (8, 8)

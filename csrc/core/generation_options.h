@@ -71,7 +71,9 @@ constexpr double kMaxFloat = 3.4e38;
   X(typical_p, float, Float, 1.0, 0, false, 1, nullptr,                                           \
     "sampling: locally typical mass in (0, 1]; 1 = off")                                          \
   X(min_p, float, Float, 0.0, 0, true, 1, nullptr,                                                \
-    "sampling: drop tokens below min_p x the top token's probability; 0 = off")
+    "sampling: drop tokens below min_p x the top token's probability; 0 = off")                   \
+  X(max_memory_mb, int64_t, Int, 0, 0, true, kMaxTokens, nullptr,                                 \
+    "memory a request may allocate, checked before it does; 0 = what the machine has available")
 
 struct GenerationOptions {
 #define FGPT_SETTING_FIELD(name, type, kind, def, lo, lo_incl, hi, choices, help) \

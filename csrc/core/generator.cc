@@ -6,6 +6,7 @@
 
 #include "error.h"
 #include "kv_cache.h"
+#include "memory_estimate.h"
 #include "philox.h"
 
 namespace fastergpt {
@@ -57,6 +58,13 @@ void check_input(const ModelConfig& c, const GenerationInput& in, const Generati
                (*real_lengths)[b] + new_tokens, " positions, beyond the model's sliding window "
                "of ", c.sliding_window, " (sliding-window attention is not supported)");
   }
+  // Only now, with every size known and bounded, the memory it will take.
+  int64_t max_prompt = 0, total_prompt = 0;
+  for (int64_t n : *real_lengths) {
+    max_prompt = std::max(max_prompt, n);
+    total_prompt += n;
+  }
+  check_memory(estimate_memory(c, in.batch, max_prompt, total_prompt, in.length, o, new_tokens), o);
 }
 
 // The real tokens of prompt b, packed, at cache row `row`.

@@ -31,6 +31,8 @@
 
 #include "../../csrc/core/error.h"
 #include "../../csrc/core/generation_options.h"
+#include "../../csrc/core/memory_estimate.h"
+#include "../../csrc/core/model_config.h"
 #include "gpt2_tokenizer.h"
 #include "json_lite.h"
 #include "sha256.h"
@@ -383,6 +385,19 @@ int run_main(int argc, char** argv) {
       L = std::max(L, enc.back().size());
     }
     const int B = static_cast<int>(enc.size());
+    if (info.has("architecture")) {  // the engine's memory check, before the predictor allocates
+      int64_t total = 0;
+      for (const auto& e : enc) total += static_cast<int64_t>(e.size());
+      try {
+        fastergpt::check_memory(
+            fastergpt::estimate_memory(fastergpt::parse_architecture(info.at("architecture").string),
+                                       B, static_cast<int64_t>(L), total, static_cast<int64_t>(L),
+                                       options, options.max_new_tokens),
+            options);
+      } catch (const fastergpt::Error& e) {
+        throw UsageError(e.what());
+      }
+    }
     std::vector<int64_t> ids(B * L, pad), mask(B * L, 0);
     for (int b = 0; b < B; ++b)
       for (size_t j = 0; j < enc[b].size(); ++j) {

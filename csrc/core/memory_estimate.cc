@@ -1,0 +1,65 @@
+#include "memory_estimate.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "error.h"
+
+namespace fastergpt {
+
+namespace {
+constexpr int64_t kPrefillChunk = 512;  // as generator.cc
+std::string mb(int64_t bytes) {
+  std::ostringstream os;
+  os << (bytes + (1 << 20) - 1) / (1 << 20) << " MB";
+  return os.str();
+}
+}  // namespace
+
+MemoryEstimate estimate_memory(const ModelConfig& c, int64_t batch, int64_t max_prompt,
+                               int64_t total_prompt, int64_t padded_length,
+                               const GenerationOptions& o, int64_t new_tokens) {
+  const int64_t R = new_tokens > 0 ? o.num_return_sequences : 1, rows = batch * R;
+  const int64_t positions = max_prompt + new_tokens, V = c.vocab_size;
+  const int64_t f = sizeof(float);
+  MemoryEstimate m;
+  m.kv_cache = 2 * c.num_layers * rows * c.kv_heads() * positions * c.head_dim() * f;
+  const int64_t chunk = std::min(kPrefillChunk, std::max<int64_t>(total_prompt, 1));
+  const int64_t width = 2 * std::max(c.hidden_size, c.embed_dim()) + c.hidden_size + c.qkv_size() +
+                        c.q_size() + c.inner_size * (c.gated_mlp ? 3 : 1);
+  m.activations = std::max(chunk, batch) * width * f;
+  if (new_tokens > 0) {
+    m.logits = std::max(rows, chunk) * V * f;
+    const bool sampling = o.decode_strategy == DecodeStrategy::kSampling;
+    m.row_state = rows * new_tokens * (sizeof(int64_t) + f) * 2 +           // outputs
+                  (o.repetition_penalty != 1.0f ? rows * (V + positions * 4) : 0) +  // penalty
+                  (sampling ? rows * V * (o.typical_p < 1.0f ? 20 : 8) : 0);  // sampler scratch
+  } else {
+    m.logits = (batch * padded_length + chunk) * V * f;  // the returned [B, L, V] and a chunk's
+  }
+  return m;
+}
+
+int64_t available_memory() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  int64_t kb = 0;
+  std::string unit;
+  while (f >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024;
+  return int64_t(1) << 50;
+}
+
+void check_memory(const MemoryEstimate& need, const GenerationOptions& o) {
+  const bool given = o.max_memory_mb > 0;
+  const int64_t budget = given ? o.max_memory_mb * (int64_t(1) << 20) : available_memory();
+  FGPT_CHECK(need.total() <= budget, "this request needs about ", mb(need.total()),
+             " (KV cache ", mb(need.kv_cache), ", logits ", mb(need.logits), ", activations ",
+             mb(need.activations), ", row state ", mb(need.row_state), ") but ",
+             given ? "max_memory_mb allows " : "the machine has ", mb(budget),
+             given ? "" : " available (max_memory_mb sets a budget)",
+             "; lower the batch, num_return_sequences, the prompt length or max_new_tokens");
+}
+
+}  // namespace fastergpt
