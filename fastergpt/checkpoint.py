@@ -56,6 +56,18 @@ def _read_json(path: Path) -> dict:
 
 # ---- HuggingFace ---------------------------------------------------------------
 
+# What mapping an untrusted config.json can raise: each becomes a CheckpointError.
+_CONFIG_ERRORS = (TypeError, ValueError, KeyError, ZeroDivisionError, AttributeError, OverflowError)
+
+
+def _config_error(e: Exception) -> str:
+    if isinstance(e, KeyError):
+        return f"missing key {e}"
+    if isinstance(e, (ZeroDivisionError, AttributeError, OverflowError)):
+        return f"inconsistent or malformed values ({type(e).__name__}: {e})"
+    return str(e)
+
+
 def _hf_config(path: Path) -> GPTConfig:
     from fastergpt.models import FAMILIES
 
@@ -68,9 +80,8 @@ def _hf_config(path: Path) -> GPTConfig:
                               f"{', '.join(sorted(FAMILIES))}")
     try:
         return FAMILIES[model_type].config_from_hf(raw).validate()
-    except (TypeError, ValueError, KeyError) as e:
-        what = f"missing key {e}" if isinstance(e, KeyError) else str(e)
-        raise CheckpointError(f"{path / 'config.json'} ({model_type}): {what}") from None
+    except _CONFIG_ERRORS as e:
+        raise CheckpointError(f"{path / 'config.json'} ({model_type}): {_config_error(e)}") from None
 
 
 # safetensors' float dtypes and how each becomes float32 (bfloat16: the high half of a float32).
@@ -172,9 +183,8 @@ def _paddlenlp_config(path: Path) -> GPTConfig:
 
         try:
             return llama.config_from_hf(raw).validate()
-        except (TypeError, ValueError, KeyError) as e:
-            what = f"missing key {e}" if isinstance(e, KeyError) else str(e)
-            raise CheckpointError(f"{path} (PaddleNLP llama): {what}") from None
+        except _CONFIG_ERRORS as e:
+            raise CheckpointError(f"{path} (PaddleNLP llama): {_config_error(e)}") from None
     if model_type not in ("gpt", "gpt2"):
         raise CheckpointError(f"{path}: unsupported architecture model_type={model_type!r}; "
                               "fastergpt reads PaddleNLP gpt and llama checkpoints")

@@ -140,6 +140,7 @@ class GPTConfig:
         if not 0 < self.layer_norm_epsilon < float("inf"):
             raise ValueError(f"layer_norm_epsilon must be > 0, got {self.layer_norm_epsilon!r}")
         self.activation_function = normalize_activation(self.activation_function)
+        self._validate_architecture()
         for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
             value = getattr(self, name)
             if value is None:
@@ -149,6 +150,31 @@ class GPTConfig:
                     f"{name} must be None or an int in [0, {self.vocab_size}), got {value!r}"
                 )
         return self
+
+    def _validate_architecture(self) -> None:
+        """The architecture fields' types and choices (the engine checks their consistency)."""
+        for name in ("tie_word_embeddings", "rotary_interleaved", "gated_mlp", "qkv_bias",
+                     "out_bias", "mlp_bias", "lm_head_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name, choices in (("norm", ("layer_norm", "rms_norm")), ("positions", ("learned", "rotary")),
+                              ("rope_scaling", ("none", "linear", "llama3")),
+                              ("residual", ("sequential", "parallel", "parallel_two_norms", "post_norm"))):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+        for name in ("n_kv_head", "head_dim", "embed_size", "rotary_dim", "sliding_window"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be None or a positive int, got {value!r}")
+        for name in ("rotary_base", "rope_factor", "rope_low_freq_factor", "rope_high_freq_factor"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if (isinstance(self.rope_original_max_positions, bool)
+                or not isinstance(self.rope_original_max_positions, int)
+                or self.rope_original_max_positions < 1):
+            raise ValueError("rope_original_max_positions must be a positive int, "
+                             f"got {self.rope_original_max_positions!r}")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "GPTConfig":
