@@ -37,20 +37,6 @@ sys.path.insert(0, ROOT)
 SHAPES = {"small": (12, 768, 12), "medium": (24, 1024, 16)}  # layers, hidden, heads
 # Engines that run each architecture (the reference and the ONNX exporter are GPT-2 only).
 ARCH_ENGINES = {"gpt2": None, "llama": {"fastergpt-paddle", "fastergpt-numpy", "hf-torch", "ctranslate2"}}
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), printed with every result."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown CPU"
 RUNS = [  # (engine key, dtype)
     ("fastergpt-paddle", "float32"), ("fastergpt-paddle", "float16"), ("fastergpt-paddle", "int8"),
     ("fastergpt-numpy", "float32"), ("fastergpt-numpy", "float16"), ("fastergpt-numpy", "int8"),
@@ -159,6 +145,7 @@ def main() -> None:
     work = os.path.join(args.work_dir, f"{arch_tag}{args.model}_{layers}l_{args.vocab}v")
 
     from engines.prepare import prepare
+    from fastergpt.machine import cpu_model
     from fastergpt.ops import engine_module
 
     print(f"preparing {work} ...")

@@ -40,7 +40,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -407,19 +406,10 @@ def export(args, info, state, tok, config, heldout_stream) -> dict:
     return {"results": results, "samples": samples, "safetensors_bytes": size}
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def write_card(args, info, state, config, results, samples, size, gen) -> None:
     import paddle
+
+    from fastergpt.machine import cpu_model
     import tokenizers
 
     c = info["corpus"]
@@ -500,7 +490,7 @@ holds them in float16 with Hugging Face names ({size / 1e6:.2f} MB; no
 
 ## Training
 
-- Hardware: {_cpu_name()}, {args.threads} CPU threads (shared with other work),
+- Hardware: {cpu_model()}, {args.threads} CPU threads (shared with other work),
   PaddlePaddle {paddle.__version__} (CPU), float32.
 - Data: random {config.n_positions}-token windows of the packed stream
   `<|endoftext|> doc <|endoftext|> doc ...`; batch {args.batch_size}

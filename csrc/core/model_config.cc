@@ -4,27 +4,12 @@
 #include <cstdlib>
 #include <iomanip>
 #include <sstream>
-#include <type_traits>
 
 #include "error.h"
+#include "table_value.h"
 
 namespace fastergpt {
 namespace {
-
-template <typename T>
-T from_double(double v) {
-  if constexpr (std::is_enum_v<T>)
-    return static_cast<T>(static_cast<int64_t>(v));
-  else
-    return static_cast<T>(v);
-}
-template <typename T>
-double to_double(T v) {
-  if constexpr (std::is_enum_v<T>)
-    return static_cast<double>(static_cast<int64_t>(v));
-  else
-    return static_cast<double>(v);
-}
 
 std::vector<ArchitectureField> build_table() {
   std::vector<ArchitectureField> t;
