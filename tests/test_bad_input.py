@@ -1,5 +1,7 @@
 """Bad input: a ValueError naming the problem, from both front ends, and the process carries on."""
 
+import json
+
 import numpy as np
 import paddle
 import pytest
@@ -78,9 +80,11 @@ BAD = [
     ("unknown-setting", dict(beam_size=4), r"unknown generation setting\(s\) \['beam_size'\]"),
 ]
 
-# Engine bugs found by these tests (see the reasons).
+FRONT_ENDS = ("FasterGPT", "Engine", "Predictor")
+
+
 def _params():
-    for front_end in ("FasterGPT", "Engine"):
+    for front_end in FRONT_ENDS:
         for case_id, kwargs, match in BAD:
             yield pytest.param(front_end, kwargs, match, id=f"{front_end}-{case_id}")
 
@@ -91,8 +95,31 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def runs(model):
-    return dict(front_ends(model))
+def runs(model, tmp_path_factory):
+    """FasterGPT and Engine on the model, and the Predictor over its export (a
+    word-level tokenizer of exactly its 53 tokens, so ids stay inside it)."""
+    from safetensors.numpy import save_file
+    from tokenizers import Tokenizer, models
+
+    from fastergpt.export import export_model
+    from fastergpt.predictor import Predictor
+
+    src = tmp_path_factory.mktemp("bad_input_src")
+    save_file(model.state_dict_numpy(), str(src / "model.safetensors"))
+    (src / "config.json").write_text(json.dumps(dict(model.config.to_dict(), model_type="gpt2")))
+    vocab = {f"t{i}": i for i in range(VOCAB - 1)}
+    vocab["<|endoftext|>"] = VOCAB - 1
+    Tokenizer(models.WordLevel(vocab, unk_token="t0")).save(str(src / "tokenizer.json"))
+    predictor = Predictor(export_model(src, tmp_path_factory.mktemp("bad_input_export") / "x",
+                                       log=lambda s: None))
+
+    def run_predictor(input_ids, attention_mask=None, **settings):
+        settings.setdefault("decode_strategy", "greedy_search")  # the export's default samples
+        settings.setdefault("eos_token_id", -1)
+        out = predictor.generate(input_ids=input_ids, attention_mask=attention_mask, **settings)
+        return {"ids": out.ids, "lengths": out.lengths}
+
+    return dict(front_ends(model), Predictor=run_predictor)
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +159,16 @@ def test_valid_edge_inputs(model, runs, baseline, front_end):
     out = run(ids, mask, max_new_tokens=61)
     assert out["ids"].shape == (1, 61)
     np.testing.assert_array_equal(out["ids"][:, :4], baseline)
+
+
+def test_catalogue_is_current():
+    """docs/bad-input.md lists exactly this table (python tools/bad_input_catalogue.py)."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("catalogue", root / "tools" / "bad_input_catalogue.py")
+    catalogue = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(catalogue)
+    assert (root / "docs" / "bad-input.md").read_text(encoding="utf-8") == catalogue.render(), \
+        "docs/bad-input.md is stale: run python tools/bad_input_catalogue.py"

@@ -395,3 +395,23 @@ def test_swapped_operator_library_is_refused(tmp_path, exported):
     with pytest.raises(PredictorError, match="does not match the hash"):
         Predictor(d)
     assert Predictor(exported["pir"]).generate(PROMPTS, max_new_tokens=3).ids.shape[1] == 3
+
+
+def test_rss_is_flat_over_200_predictor_calls(exported):
+    script = (
+        "import sys, json\n"
+        "from fastergpt.predictor import Predictor\n"
+        "def rss():\n"
+        "    return int([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1])\n"
+        f"p = Predictor({str(exported['pir'])!r})\n"
+        f"prompts = {PROMPTS!r}\n"
+        "for i in range(50):\n"
+        "    p.generate(prompts, max_new_tokens=6, seed=i)\n"
+        "before = rss()\n"
+        "for i in range(200):\n"
+        "    p.generate(prompts, max_new_tokens=6, seed=i)\n"
+        "print('RSS', before, rss())\n")
+    proc = run_python(["-c", script], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    before, after = map(int, proc.stdout.split("RSS")[-1].split())
+    assert after <= before * 1.02, (before, after)

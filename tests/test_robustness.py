@@ -291,3 +291,37 @@ def test_requests_over_the_memory_budget_are_refused_with_the_figure(front_end):
         run(np.ones((4, 3), np.int64), max_new_tokens=8, num_return_sequences=64, max_memory_mb=1)
     out = run(np.ones((4, 3), np.int64), max_new_tokens=8, num_return_sequences=2, max_memory_mb=64)
     assert out["ids"].shape == (8, 8)
+
+
+FLAT = r"""
+import sys, numpy as np
+sys.path.insert(0, {tests!r})
+from helpers import tiny_model
+from fastergpt import Engine
+
+def rss_kb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1])
+
+engine = Engine.from_model(tiny_model(seed=2))
+ids = np.array([[1, 2, 3, 4], [0, 5, 6, 7]])
+mask = np.array([[1, 1, 1, 1], [0, 1, 1, 1]])
+def call(i):
+    engine.generate(ids, mask, max_new_tokens=8, decode_strategy="sampling", top_k=5, seed=i,
+                    num_return_sequences=2, repetition_penalty=1.1, return_logprobs=True)
+for i in range(200):  # warm-up: buffers reach their size, allocators their pools
+    call(i)
+before = rss_kb()
+for i in range(1000):
+    call(i)
+print("RSS", before, rss_kb())
+"""
+
+
+def test_rss_is_flat_over_1000_generations():
+    tests = os.path.dirname(os.path.abspath(__file__))
+    proc = run_python(["-c", FLAT.format(tests=tests)], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    before, after = map(int, proc.stdout.split("RSS")[-1].split())
+    assert after <= before * 1.02, (before, after)
