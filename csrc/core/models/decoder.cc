@@ -6,6 +6,11 @@
 
 #include <cmath>
 #include <cstring>
+#include <iomanip>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <sstream>
 
 #include "../error.h"
 
@@ -108,6 +113,30 @@ void rotary_angles(const ModelConfig& c, std::vector<float>* cos, std::vector<fl
     }
 }
 
+// The angle tables of a rotary configuration, computed once per process and
+// shared: the Paddle op builds its model per call, and a long context (131072
+// positions) makes the table millions of sin/cos.
+struct RotaryAngles {
+  std::vector<float> cos, sin;
+};
+std::shared_ptr<const RotaryAngles> shared_rotary_angles(const ModelConfig& c) {
+  std::ostringstream key;
+  key << std::setprecision(9) << c.rotary_dims() << ';' << c.rotary_base << ';'
+      << static_cast<int>(c.rope_scaling) << ';' << c.rope_factor << ';' << c.rope_low_freq_factor
+      << ';' << c.rope_high_freq_factor << ';' << c.rope_original_max_positions << ';'
+      << c.max_positions;
+  static std::mutex mutex;
+  static std::map<std::string, std::shared_ptr<const RotaryAngles>> cache;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto& slot = cache[key.str()];
+  if (!slot) {
+    auto angles = std::make_shared<RotaryAngles>();
+    rotary_angles(c, &angles->cos, &angles->sin);
+    slot = angles;
+  }
+  return slot;
+}
+
 class Decoder final : public Model {
  public:
   Decoder(const ModelConfig& c, WeightFormat format, const std::vector<WeightView>& views)
@@ -136,8 +165,9 @@ class Decoder final : public Model {
     lm_head_ = c.tied_lm_head ? token_embedding_ : w.matrix("lm_head.weight");
     if (c.lm_head_bias) lm_head_bias_ = w.f32("lm_head.bias");
     if (c.positions == Positions::kRotary) {
-      rotary_angles(c, &cos_, &sin_);
-      rotary_ = {cos_.data(), sin_.data(), c.rotary_dims() / 2, c.rotary_interleaved};
+      angles_ = shared_rotary_angles(c);
+      rotary_ = {angles_->cos.data(), angles_->sin.data(), c.rotary_dims() / 2,
+                 c.rotary_interleaved};
     }
   }
 
@@ -269,7 +299,7 @@ class Decoder final : public Model {
   const float* lnf_beta_ = nullptr;            // [D] (LayerNorm)
   Matrix lm_head_;                             // [V, E]; the token embedding when tied
   const float* lm_head_bias_ = nullptr;        // [V]
-  std::vector<float> cos_, sin_;               // rotary tables [P, rotary_dim / 2]
+  std::shared_ptr<const RotaryAngles> angles_;  // rotary tables [P, rotary_dim / 2]
   RotaryTable rotary_;
 };
 
