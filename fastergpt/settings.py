@@ -108,8 +108,9 @@ def settings_vector(values: dict, layout: Optional[Sequence[str]] = None) -> np.
     if newer:
         raise ValueError(f"the exported model takes setting(s) {newer} that this fastergpt does "
                          "not know; use the fastergpt version that exported it")
+    table = _by_name()
     missing = [n for n in numbers if n not in layout
-               and numbers[n] != _by_name()[n].to_number(_by_name()[n].default)]
+               and numbers[n] != table[n].to_number(table[n].default)]
     if missing:
         raise ValueError(f"setting(s) {missing} are not inputs of this exported model (it was "
                          "exported by an older fastergpt); re-export it to use them")
