@@ -278,15 +278,15 @@ void Gpt2Tokenizer::init(const std::vector<std::pair<std::string, double>>& voca
       throw std::runtime_error(source + ": id of '" + kv.first + "' is not an integer in [0, 2^24)");
     max_id = std::max<int64_t>(max_id, static_cast<int64_t>(id));
   }
-  id_to_token_.assign(max_id + 1, "");
-  is_special_.assign(max_id + 1, false);
+  max_id_ = max_id;
+  id_to_token_.reserve(vocab.size());
   for (const auto& kv : vocab) {
     const int64_t id = static_cast<int64_t>(kv.second);
     token_to_id_[kv.first] = id;
     id_to_token_[id] = kv.first;
   }
   for (const std::string& t : specials) {
-    is_special_[token_to_id_.at(t)] = true;
+    is_special_.insert(token_to_id_.at(t));
     specials_.push_back(t);
   }
   std::sort(specials_.begin(), specials_.end(),
@@ -375,13 +375,15 @@ std::vector<int64_t> Gpt2Tokenizer::encode(const std::string& text) const {
 std::string Gpt2Tokenizer::decode(const std::vector<int64_t>& ids, bool skip_special_tokens) const {
   std::string bytes;
   for (int64_t id : ids) {
-    if (id < 0 || id >= static_cast<int64_t>(id_to_token_.size()))
+    if (id < 0 || id > max_id_)
       throw std::runtime_error("decode: id " + std::to_string(id) + " is outside the vocabulary");
-    if (is_special_[id]) {
-      if (!skip_special_tokens) bytes += id_to_token_[id];
+    const auto entry = id_to_token_.find(id);
+    if (entry == id_to_token_.end()) continue;  // an unused id inside the range: no text
+    if (is_special_.count(id)) {
+      if (!skip_special_tokens) bytes += entry->second;
       continue;
     }
-    const CodePoints u = decode_utf8(id_to_token_[id]);
+    const CodePoints u = decode_utf8(entry->second);
     for (uint32_t cp : u.cp) {
       auto it = unicode_to_byte_.find(cp);
       if (it != unicode_to_byte_.end()) bytes.push_back(static_cast<char>(it->second));

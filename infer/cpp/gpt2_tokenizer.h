@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -38,7 +39,7 @@ class Gpt2Tokenizer {
 
   // The id of a token by name (e.g. "<|endoftext|>"), or -1.
   int64_t token_to_id(const std::string& token) const;
-  size_t vocab_size() const { return id_to_token_.size(); }
+  size_t vocab_size() const { return static_cast<size_t>(max_id_ + 1); }
 
  private:
   Gpt2Tokenizer() = default;
@@ -50,8 +51,11 @@ class Gpt2Tokenizer {
   std::vector<std::string> bpe(const std::string& word) const;
 
   std::unordered_map<std::string, int64_t> token_to_id_;
-  std::vector<std::string> id_to_token_;
-  std::vector<bool> is_special_;
+  // By id, in maps: a file may name ids up to 2^24 with only a few entries, and
+  // memory must follow the file's size, not its largest id.
+  std::unordered_map<int64_t, std::string> id_to_token_;
+  std::unordered_set<int64_t> is_special_;
+  int64_t max_id_ = -1;
   std::vector<std::string> specials_;  // longest first, for matching in text
   std::map<std::pair<std::string, std::string>, int> merge_rank_;
   std::string byte_to_unicode_[256];
