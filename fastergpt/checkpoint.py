@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fastergpt.config import GPTConfig
+from fastergpt.jsonfile import read_json_object
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 PADDLENLP_WEIGHT_FILE = "model_state.pdparams"
@@ -45,13 +46,7 @@ def detect_layout(path: Path) -> str:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing") from None
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+    return read_json_object(path, CheckpointError)
 
 
 # ---- HuggingFace ---------------------------------------------------------------

@@ -85,7 +85,13 @@ class Predictor:
         config.disable_glog_info()
         if files["model"].endswith(".json"):
             config.enable_new_ir(True)
-        self._predictor = paddle.inference.create_predictor(config)
+        try:
+            self._predictor = paddle.inference.create_predictor(config)
+        except (RuntimeError, OSError, ValueError) as e:
+            raise PredictorError(
+                f"{self.dir}: Paddle Inference cannot load {files['model']} + {files['params']} "
+                f"({str(e).strip().splitlines()[0]}); if the files were damaged, re-export "
+                "the model with export_model.py") from None
         self._inputs = self._predictor.get_input_names()
         # One Paddle predictor holds one set of input and output tensors: calls from
         # several threads take turns (feeding, running and reading under one lock).

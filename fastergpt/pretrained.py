@@ -6,7 +6,6 @@ fastergpt.export (its packed parameters are read back as they are).
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 
 from fastergpt.checkpoint import CheckpointError, load_checkpoint
 from fastergpt.config import GPTConfig
+from fastergpt.jsonfile import read_json_object
 from fastergpt.packing import pack_weights, unpack_weights, weight_spec
 from fastergpt.quantize import normalize_dtype
 
@@ -42,18 +42,15 @@ def resolve_model_path(model_name_or_path: Optional[str]) -> Path:
 
 def is_export_dir(path: Path) -> bool:
     try:
-        return EXPORT_MARKER in json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return EXPORT_MARKER in read_json_object(path / "config.json")
+    except ValueError:
         return False
 
 
 def read_export_config(path: Path) -> dict:
-    try:
-        info = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} is not an exported inference directory: config.json is missing") from None
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{path / 'config.json'} is unreadable: {e}") from None
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"{path} is not an exported inference directory: config.json is missing")
+    info = read_json_object(path / "config.json", CheckpointError)
     if EXPORT_MARKER not in info:
         raise CheckpointError(f"{path} is not a fastergpt inference directory (no "
                               f"'{EXPORT_MARKER}' entry in config.json); export it with export_model.py")
@@ -130,7 +127,7 @@ def generation_defaults(model_dir: Path, config, tokenizer) -> dict:
     settings = dict(GENERATION_DEFAULTS)
     gc = model_dir / "generation_config.json"
     if gc.is_file():
-        raw = json.loads(gc.read_text(encoding="utf-8"))
+        raw = read_json_object(gc, CheckpointError)
         for key in ("max_new_tokens", "top_k", "top_p", "temperature", "repetition_penalty"):
             if raw.get(key) is not None:
                 settings[key] = raw[key]

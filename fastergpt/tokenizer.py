@@ -15,6 +15,8 @@ from typing import Iterable, Optional
 
 import numpy as np
 
+from fastergpt.jsonfile import read_json_object
+
 ENDOFTEXT = "<|endoftext|>"
 
 
@@ -152,10 +154,7 @@ def _special_tokens(path: Path) -> dict:
         f = path / name
         if not f.is_file():
             continue
-        try:
-            data = json.loads(f.read_text(encoding="utf-8"))
-        except ValueError as e:
-            raise TokenizerError(f"{f} is not valid JSON: {e}") from None
+        data = read_json_object(f, TokenizerError)
         if isinstance(data.get("add_bos_token"), bool) and "add_bos" not in out:
             out["add_bos"] = data["add_bos_token"]
         for key, ours in (("eos_token", "eos"), ("pad_token", "pad"), ("bos_token", "bos")):

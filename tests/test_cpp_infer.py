@@ -2,10 +2,8 @@
 the same exported directory, the C++ GPT-2 tokenizer against the Python one,
 and every bad input exiting non-zero with its message."""
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,18 +27,6 @@ CORPUS = [
 ]
 
 pytestmark = pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake not installed")
-
-
-@pytest.fixture(scope="module")
-def cpp_build(tmp_path_factory):
-    build = tmp_path_factory.mktemp("cpp_build")
-    gen = ["-G", "Ninja"] if shutil.which("ninja") else []
-    for cmd in (["cmake", "-S", str(ROOT / "infer/cpp"), "-B", str(build), *gen,
-                 f"-DPython3_EXECUTABLE={sys.executable}"],
-                ["cmake", "--build", str(build), "-j", "2"]):
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return build
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +131,45 @@ def test_cpp_tokenizer_matches_python(cpp_build, model_dir):
     for line, row in zip(CORPUS, rows):
         assert row["ids"] == tok.encode(line), line
         assert row["text"] == tok.decode(row["ids"], skip_special_tokens=False) == line
+
+
+def test_sanitized_gpt_infer_and_tokenizer_give_the_plain_output(cpp_build, cpp_build_sanitized,
+                                                                   exported, model_dir, tmp_path):
+    """gpt_infer and bpe_tokenize built with ASan + UBSan: every path of a normal run
+    (text prompts, a prompt file in batches, token ids, sampling filters, --benchmark,
+    tokenizer.json and vocab.json + merges.txt) finishes without a finding and prints
+    what the plain build prints."""
+    build, env = cpp_build_sanitized
+    f = tmp_path / "prompts.txt"
+    f.write_text("\n".join(PROMPTS) + "\n", encoding="utf-8")
+    vocab_only = tmp_path / "vocab_only"
+    shutil.copytree(exported, vocab_only)
+    (vocab_only / "tokenizer.json").unlink(missing_ok=True)
+    runs = [
+        ["--model_dir", exported, "--json", "--max_length", 6, "--decode_strategy", "greedy_search",
+         *sum((["--prompt", p] for p in PROMPTS), [])],
+        ["--model_dir", vocab_only, "--json", "--prompt_file", f, "--batch_size", 2, "--max_length", 5,
+         "--decode_strategy", "sampling", "--top_k", 5, "--top_p", 0.9, "--seed", 3],
+        ["--model_dir", exported, "--json", "--input_ids", "5,6,7", "--input_ids", "9", "--max_length", 4,
+         "--decode_strategy", "sampling", "--typical_p", 0.8, "--min_p", 0.02, "--seed", 1,
+         "--repetition_penalty", 1.3, "--num_return_sequences", 2],
+    ]
+    for args in runs:
+        plain = run_infer(cpp_build, *args)
+        san = subprocess.run([str(build / "gpt_infer"), *map(str, args)], capture_output=True, env=env)
+        err = san.stderr.decode("utf-8", "replace")
+        assert san.returncode == 0 and "Sanitizer" not in err and "runtime error:" not in err, err
+        assert plain.returncode == 0, plain.stderr.decode()
+        assert json.loads(san.stdout) == json.loads(plain.stdout)
+    bench = subprocess.run([str(build / "gpt_infer"), "--model_dir", str(exported), "--prompt", "hi",
+                            "--max_length", "3", "--benchmark", "1"], capture_output=True, env=env)
+    assert bench.returncode == 0, bench.stderr.decode("utf-8", "replace")
+    text = "".join(json.dumps(line) + "\n" for line in CORPUS)
+    tok = [str(model_dir / "vocab.json"), str(model_dir / "merges.txt")]
+    plain = subprocess.run([str(cpp_build / "bpe_tokenize"), *tok], input=text.encode(), capture_output=True)
+    san = subprocess.run([str(build / "bpe_tokenize"), *tok], input=text.encode(), capture_output=True, env=env)
+    assert san.returncode == 0, san.stderr.decode("utf-8", "replace")
+    assert san.stdout == plain.stdout
 
 
 def bad(cpp_build, args, message):

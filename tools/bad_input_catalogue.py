@@ -1,6 +1,8 @@
-"""Writes docs/bad-input.md: every bad-input case the tests feed the Python front ends
-(FasterGPT, Engine, Predictor), with the error each gets, from the tests' own table
-(tests/test_bad_input.py BAD). tests/test_bad_input.py checks the file is current.
+"""Writes docs/bad-input.md: every bad-input case the tests feed the front ends, with
+the error each gets, from the tests' own tables: the Python API (FasterGPT, Engine,
+Predictor; tests/test_bad_input.py BAD) and the command lines (infer.py, the export
+command, gpt_infer; tests/test_bad_input_cli.py). tests/test_bad_input.py checks the
+file is current.
 
     python tools/bad_input_catalogue.py
 """
@@ -18,6 +20,7 @@ def render() -> str:
         if str(path) not in sys.path:
             sys.path.insert(0, str(path))
     import test_bad_input as t
+    import test_bad_input_cli as c
 
     lines = [
         "# Bad input: what each front end answers",
@@ -26,8 +29,7 @@ def render() -> str:
         "(`tests/test_bad_input.py`, `BAD`); `tests/test_bad_input.py` fails when this file is stale.",
         f"Every case is run against each of {', '.join(t.FRONT_ENDS)} (the Predictor over an",
         "exported directory); each raises `ValueError` with a message matching the pattern, and",
-        "the next valid call still gives the same output. `gpt_infer`'s cases (exit 2 with a",
-        "message) are in `tests/test_cpp_infer.py`.",
+        "the next valid call still gives the same output. The command lines follow.",
         "",
         f"{len(t.BAD)} cases x {len(t.FRONT_ENDS)} front ends.",
         "",
@@ -36,8 +38,43 @@ def render() -> str:
     ]
     for case_id, kwargs, match in t.BAD:
         shown = ", ".join(f"{k}={_short(v)}" for k, v in kwargs.items())
-        lines.append(f"| {case_id} | `{shown}` | `{match.replace('|', '&#124;')}` |")
+        lines.append(f"| {case_id} | `{shown}` | `{_cell(match)}` |")
+    lines += _command_lines(c)
     return "\n".join(lines) + "\n"
+
+
+def _cell(pattern: str) -> str:
+    return pattern.replace("|", "&#124;")
+
+
+def _messages(c, message, front_ends) -> list:
+    return [f"`{_cell(c.message_for(message, fe))}`" for fe in front_ends]
+
+
+def _command_lines(c) -> list:
+    counts = c.cases_per_front_end()
+    out = ["", "## The command lines", "",
+           "Each case exits with status 2 and one message on stderr matching the pattern (never",
+           "a traceback or a crash); a refused export leaves no output directory, and no",
+           "user file is changed. Cases per command: " +
+           ", ".join(f"{c.FRONT_ENDS[k]} {n}" for k, n in counts.items()) + ".", "",
+           "### Settings given as flags (`infer.py --model_name_or_path DIR`, `gpt_infer --model_dir EXPORT`)",
+           "", "| case | flags | infer.py | gpt_infer |", "|---|---|---|---|"]
+    for case_id, flags, message in c.SETTING_FLAGS:
+        out.append(f"| {case_id} | `{' '.join(flags)}` | " + " | ".join(_messages(c, message, ("infer", "gpt_infer"))) + " |")
+    out += ["", "### A damaged exported directory (`infer.py --inference_model_dir`, `gpt_infer --model_dir`)",
+            "", "| case | infer.py | gpt_infer |", "|---|---|---|"]
+    for case_id, _, message in c.BAD_EXPORTS:
+        out.append(f"| {case_id} | " + " | ".join(_messages(c, message, ("infer", "gpt_infer"))) + " |")
+    out += ["", "### A damaged checkpoint (`infer.py --model_name_or_path`, `fastergpt-export --model_name_or_path`)",
+            "", "| case | infer.py and fastergpt-export |", "|---|---|"]
+    for case_id, _, message in c.BAD_CHECKPOINTS:
+        out.append(f"| {case_id} | `{_cell(message)}` |")
+    out += ["", "### Each command's own flags and files", "", "| command | case | error message (pattern) |",
+            "|---|---|---|"]
+    for case_id, front_end, _, message in c.OTHER:
+        out.append(f"| {c.FRONT_ENDS[front_end]} | {case_id} | `{_cell(message)}` |")
+    return out
 
 
 def _short(v) -> str:

@@ -148,7 +148,20 @@ def run_benchmark(runner, ids, mask, s, n: int) -> None:
 
 
 def main(argv=None) -> int:
+    """Exit status 0, or 2 with one line on stderr naming what was wrong."""
+    try:
+        return _main(argv)
+    except SystemExit as e:
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+            return 2
+        raise
+
+
+def _main(argv) -> int:
     args = build_parser().parse_args(argv)
+    if args.batch_size is not None and args.batch_size < 1:
+        raise SystemExit(f"error: --batch_size must be >= 1, got {args.batch_size}")
     try:
         runner = Runner(args)
     except (ValueError, OSError, RuntimeError) as e:
@@ -160,8 +173,6 @@ def main(argv=None) -> int:
     print(f"model: {runner.label}")
     print(f"settings: {', '.join(f'{k}={v}' for k, v in s.items())}\n")
     batch = args.batch_size or len(prompts)
-    if batch < 1:
-        raise SystemExit("error: --batch_size must be >= 1")
     total_tokens, total_time = 0, 0.0
     for start in range(0, len(prompts), batch):
         chunk = prompts[start:start + batch]

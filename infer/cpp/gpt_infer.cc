@@ -229,7 +229,14 @@ class Runner {
     config.DisableGpu();
     config.DisableGlogInfo();
     if (model.size() > 5 && model.compare(model.size() - 5, 5, ".json") == 0) config.EnableNewIR(true);
-    predictor_ = paddle_infer::CreatePredictor(config);
+    try {
+      predictor_ = paddle_infer::CreatePredictor(config);
+    } catch (const std::exception& e) {
+      std::string why = e.what();
+      why = why.substr(0, why.find('\n'));
+      throw std::runtime_error("Paddle Inference cannot load " + model + " + " + params + " (" + why +
+                               "); if the files were damaged, re-export the model");
+    }
     for (const std::string& name : predictor_->GetInputNames())
       inputs_[name] = predictor_->GetInputHandle(name).release();  // kept for the whole run
     const auto outs = predictor_->GetOutputNames();
@@ -380,8 +387,9 @@ int run_main(int argc, char** argv) {
                            " is outside the vocabulary of " + std::to_string(vocab));
       if (static_cast<int64_t>(enc.back().size()) + options.max_new_tokens > max_positions)
         throw UsageError("prompt " + std::to_string(i) + " has " + std::to_string(enc.back().size()) +
-                         " tokens; with --max_length " + std::to_string(options.max_new_tokens) +
-                         " it exceeds the model's " + std::to_string(max_positions) + " positions");
+                         " tokens; with max_new_tokens=" + std::to_string(options.max_new_tokens) +
+                         " it needs " + std::to_string(enc.back().size() + options.max_new_tokens) +
+                         " positions but the model has " + std::to_string(max_positions));
       L = std::max(L, enc.back().size());
     }
     const int B = static_cast<int>(enc.size());
