@@ -18,6 +18,8 @@ read per generated token. Writes JSON and a PNG chart.
     python benchmarks/bench_generate.py --model medium
     python benchmarks/bench_generate.py --arch llama          # LLaMA shape (GQA)
     python benchmarks/bench_generate.py --layers 2 --quick    # smoke run
+    python benchmarks/bench_generate.py --num-beams 4 --batch 1 --new-tokens 64 \
+        --engines fastergpt-paddle fastergpt-numpy ctranslate2 hf-torch   # beam search
 """
 from __future__ import annotations
 
@@ -44,6 +46,8 @@ RUNS = [  # (engine key, dtype)
     ("ctranslate2", "float32"), ("ctranslate2", "int8"),
     ("onnxruntime", "float32"), ("onnxruntime", "int8"),
 ]
+# Engines with beam search (--num-beams > 1).
+BEAM_ENGINES = {"fastergpt-paddle", "fastergpt-numpy", "hf-torch", "ctranslate2"}
 OPTIONAL = {"hf-torch": "transformers", "ctranslate2": "ctranslate2", "onnxruntime": "onnxruntime"}
 
 
@@ -77,7 +81,7 @@ def run_one(key, dtype, work, args, batch, top_k):
     cmd = [sys.executable, os.path.join(HERE, "engines", "run_engine.py"), key, dtype, work,
            "--batch", str(batch), "--prompt", str(args.prompt), "--new-tokens", str(args.new_tokens),
            "--top-k", str(top_k), "--threads", str(args.threads), "--repeats", str(args.repeats),
-           "--vocab", str(args.vocab)]
+           "--vocab", str(args.vocab), "--num-beams", str(args.num_beams)]
     if key == "reference" or key == "hf-torch":
         cmd[cmd.index("--repeats") + 1] = "1"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, HERE, os.environ.get("PYTHONPATH", "")]))
@@ -132,6 +136,8 @@ def main() -> None:
     ap.add_argument("--work-dir", default=os.path.join(HERE, "results", "work"))
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--quick", action="store_true", help="16 new tokens, 1 repeat, greedy only")
+    ap.add_argument("--num-beams", type=int, default=1,
+                    help="beam search with this many beams (engines that have it; no top-k runs)")
     args = ap.parse_args()
     if args.quick:
         args.new_tokens, args.repeats, args.top_k = 16, 1, [0]
@@ -139,6 +145,9 @@ def main() -> None:
     layers = args.layers or layers
     args.vocab = args.vocab or (32000 if args.arch == "llama" else 50257)
     supported = ARCH_ENGINES[args.arch]
+    if args.num_beams > 1:
+        args.top_k = [0]
+        supported = BEAM_ENGINES if supported is None else supported & BEAM_ENGINES
     runs = [r for r in RUNS if installed(r[0]) and (not args.engines or r[0] in args.engines)
             and (supported is None or r[0] in supported)]
     arch_tag = "" if args.arch == "gpt2" else f"{args.arch}_"
@@ -166,7 +175,9 @@ def main() -> None:
     results = []
     for batch in args.batch:
         for top_k in args.top_k:
-            print(f"\nbatch {batch}, {'greedy' if not top_k else f'top-k {top_k}'}:")
+            strategy = (f"beam search, {args.num_beams} beams" if args.num_beams > 1
+                        else "greedy" if not top_k else f"top-k {top_k}")
+            print(f"\nbatch {batch}, {strategy}:")
             print(f"  {'engine':30s} {'dtype':8s} {'tokens/s':>9s} {'TTFT ms':>8s} {'peak MB':>8s}  note")
             group = []
             for key, dtype in runs:
@@ -188,6 +199,9 @@ def main() -> None:
                     others = [o for o in group if not o["key"].startswith("fastergpt")]
                     same = [o for o in others if o["dtype"] == r["dtype"]]
                     ref = [o for o in others if o["key"] == "reference"]
+                    hf = [o for o in others if o["key"] == "hf-torch"]
+                    if hf:
+                        r["vs_transformers"] = r["tokens_per_s"] / hf[0]["tokens_per_s"]
                     if same:
                         best = max(same, key=lambda o: o["tokens_per_s"])
                         r["vs_best_same_dtype"] = r["tokens_per_s"] / best["tokens_per_s"]
@@ -205,12 +219,15 @@ def main() -> None:
                         parts.append(f"TTFT {r['ttft_vs_best_same_dtype']:.2f}x of the best")
                     if "vs_reference" in r:
                         parts.append(f"{r['vs_reference']:.1f}x reference")
+                    if "vs_transformers" in r:
+                        parts.append(f"{r['vs_transformers']:.1f}x transformers")
                     print(f"    {r['engine']:28s} {r['dtype']:8s} " + "; ".join(parts))
             results.extend(group)
 
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"bench_generate_{arch_tag}{args.model}" +
-                        (f"_{layers}l" if args.layers else ""))
+                        (f"_{layers}l" if args.layers else "") +
+                        (f"_beam{args.num_beams}" if args.num_beams > 1 else ""))
     with open(stem + ".json", "w") as f:
         json.dump({"args": vars(args), "cpu": cpu_model(), "bandwidth_gb_s": bandwidth,
                    "roofline_batch1": roofline, "results": results}, f, indent=1)

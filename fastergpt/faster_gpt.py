@@ -27,6 +27,9 @@ class GenerationOutput:
     ids: paddle.Tensor       # int64 [B*R, T]: generated tokens; pad after a row's end token
     lengths: paddle.Tensor   # int64 [B*R]: tokens each row generated, end token included
     logprobs: paddle.Tensor  # float32 [B*R, T]: log-probability of each chosen token
+    # float32 [B*R]: beam search, transformers' sequences_scores (sum of logprobs /
+    # length^length_penalty); the other strategies, the sum of logprobs
+    scores: Optional[paddle.Tensor] = None
 
     def __iter__(self):  # ids, lengths = model.generate(...)
         return iter((self.ids, self.lengths))
@@ -100,7 +103,7 @@ class FasterGPT(paddle.nn.Layer):
     def forward(self, input_ids, attention_mask, settings):
         """input_ids, attention_mask: int64 [B, L]; settings: float64 [S], one value per
         name of `fastergpt.settings.setting_names()` (what `generate` builds). Returns
-        (ids, lengths, logprobs). A to_static export keeps all three as graph inputs."""
+        (ids, lengths, logprobs, scores); a to_static export has these four outputs."""
         return fastergpt_generate(
             input_ids, attention_mask, settings, self.packed_weights(),
             architecture=self.config.architecture_string(), weight_format=self.weight_format,
@@ -113,7 +116,8 @@ class FasterGPT(paddle.nn.Layer):
         input_ids: int [B, L] (tensor, array or nested list); attention_mask: [B, L]
         with 1 for real tokens and 0 for LEFT padding (default: all real).
         settings: any of `fastergpt.settings.setting_table()` by name (max_new_tokens,
-        decode_strategy="greedy_search"|"sampling", top_k, top_p, temperature,
+        decode_strategy="greedy_search"|"sampling"|"beam_search", num_beams,
+        length_penalty, early_stopping, no_repeat_ngram_size, top_k, top_p, temperature,
         repetition_penalty, min_length, eos_token_id, pad_token_id,
         num_return_sequences, seed, num_threads, ...; `python -m fastergpt settings`
         lists them). eos_token_id/pad_token_id default to the config's; seed None
@@ -125,10 +129,10 @@ class FasterGPT(paddle.nn.Layer):
         values = resolve_settings(config=self.config, **settings)
         vector = paddle.to_tensor(settings_vector(values), dtype="float64")
         try:
-            out_ids, lengths, logprobs = self.forward(ids, mask, vector)
+            out_ids, lengths, logprobs, scores = self.forward(ids, mask, vector)
         except OSError as e:
             raise op_error_to_value_error(e) from None
-        return GenerationOutput(out_ids, lengths, logprobs)
+        return GenerationOutput(out_ids, lengths, logprobs, scores)
 
 
 def _as_int_tensor(x, name: str) -> paddle.Tensor:

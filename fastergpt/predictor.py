@@ -17,7 +17,8 @@ import numpy as np
 
 from fastergpt.ops import op_error_to_value_error
 from fastergpt.pretrained import read_export_config
-from fastergpt.settings import check_int_array, resolve_settings, settings_numbers, settings_vector
+from fastergpt.settings import (check_int_array, over_defaults, resolve_settings, settings_numbers,
+                                settings_vector)
 
 
 class PredictorError(RuntimeError):
@@ -29,6 +30,7 @@ class PredictorOutput:
     texts: list      # decoded continuations (special tokens skipped), one per row
     ids: np.ndarray  # int64 [B*R, T]
     lengths: np.ndarray  # int64 [B*R]
+    scores: Optional[np.ndarray] = None  # float32 [B*R], as GenerationOutput.scores
 
 
 class Predictor:
@@ -111,18 +113,16 @@ class Predictor:
             ids = check_int_array(input_ids, "input_ids")
             mask = (np.ones_like(ids) if attention_mask is None
                     else check_int_array(attention_mask, "attention_mask"))
-        values = dict(self.defaults)
-        values["num_threads"] = self.threads
-        values.update({k: v for k, v in settings.items() if v is not None})
+        values = over_defaults(dict(self.defaults, num_threads=self.threads), settings)
         values = resolve_settings(**values)
         ids, mask = ids.astype(np.int64), mask.astype(np.int64)
         check_request(ids, mask, values, self.architecture)
         feeds = {"input_ids": ids, "attention_mask": mask,
                  "settings": settings_vector(values, self.settings_layout)}
         with self._lock:
-            out_ids, lengths = self._run(feeds)
+            out_ids, lengths, scores = self._run(feeds)
         texts = [self.tokenizer.decode(row[:n]) for row, n in zip(out_ids, lengths)]
-        return PredictorOutput(texts, out_ids, lengths)
+        return PredictorOutput(texts, out_ids, lengths, scores)
 
     def _run(self, feeds: dict):
         for name in self._inputs:
@@ -138,8 +138,7 @@ class Predictor:
             raise PredictorError(f"{self.dir}: the predictor failed ({e}); check the inputs "
                                  "and settings against the model's config.json") from None
         names = self._predictor.get_output_names()
-        return (self._predictor.get_output_handle(names[0]).copy_to_cpu(),
-                self._predictor.get_output_handle(names[1]).copy_to_cpu())
+        return tuple(self._predictor.get_output_handle(names[i]).copy_to_cpu() for i in (0, 1, 3))
 
 
 def check_request(ids: np.ndarray, mask: np.ndarray, values: dict, architecture: str) -> None:

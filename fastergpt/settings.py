@@ -28,6 +28,8 @@ class Setting:
     def to_number(self, value) -> float:
         """The engine's number for a Python value (a choice's name -> its index)."""
         if self.kind == "choice":
+            if isinstance(value, (bool, np.bool_)) and str(bool(value)).lower() in self.choices:
+                value = str(bool(value)).lower()  # early_stopping=True, as transformers takes it
             if isinstance(value, str):
                 if value not in self.choices:
                     raise ValueError(f"{self.name} must be one of {sorted(self.choices)}, got {value!r}")
@@ -81,6 +83,9 @@ def resolve_settings(config=None, **given) -> dict:
         raise ValueError(f"unknown generation setting(s) {unknown}; known: {sorted(table)}")
     values = {name: s.default for name, s in table.items()}
     values.update({k: v for k, v in given.items() if v is not None})
+    if given.get("decode_strategy") is None and _is_number(given.get("num_beams")) \
+            and given["num_beams"] > 1:
+        values["decode_strategy"] = "beam_search"  # num_beams > 1 means beam search, as in transformers
     for name in _FROM_CONFIG:
         if given.get(name) is None:
             from_config = getattr(config, name, None) if config is not None else None
@@ -90,6 +95,36 @@ def resolve_settings(config=None, **given) -> dict:
     for name, value in values.items():
         table[name].to_number(value)  # type checks, naming the setting
     return values
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def only_for(strategy: str) -> tuple:
+    """The settings only `strategy` reads ("sampling", "beam search"): the table's
+    help says so first."""
+    return tuple(s.name for s in setting_table() if s.help.startswith(strategy + ": "))
+
+
+def over_defaults(defaults: dict, given: dict) -> dict:
+    """A model's default settings (an export's config.json, a checkpoint's
+    generation_config.json) overridden by what the caller gave. When the caller
+    asks for beam search (decode_strategy, or num_beams > 1), the defaults'
+    sampling settings are dropped rather than refused: beam search does not use
+    them, and they were not the caller's choice."""
+    given = {k: v for k, v in given.items() if v is not None}
+    merged = dict(defaults)
+    merged.update(given)
+    beams = given.get("decode_strategy") == "beam_search" or (
+        "decode_strategy" not in given and _is_number(given.get("num_beams")) and given["num_beams"] > 1)
+    if beams:
+        merged["decode_strategy"] = "beam_search"
+        table = _by_name()
+        for name in only_for("sampling"):
+            if name not in given:
+                merged[name] = table[name].default
+    return merged
 
 
 def settings_numbers(values: dict) -> dict:

@@ -64,7 +64,22 @@ BAD = [
      r"repetition_penalty must be > 0"),
     ("repetition_penalty-inf", dict(repetition_penalty=float("inf")),
      r"repetition_penalty must be > 0"),
-    ("decode_strategy", dict(decode_strategy="beam_search"), r"decode_strategy.*beam_search"),
+    ("decode_strategy", dict(decode_strategy="contrastive"), r"decode_strategy.*contrastive"),
+    # Beam search.
+    ("num_beams-0", dict(decode_strategy="beam_search", num_beams=0), r"num_beams must be >= 1, got 0"),
+    ("num_beams-huge", dict(num_beams=1000), r"num_beams must be <= 256"),
+    ("beams-fewer-than-returns", dict(decode_strategy="beam_search", num_beams=2, num_return_sequences=3),
+     r"num_return_sequences \(3\) must be <= num_beams \(2\) for beam search"),
+    ("beams-with-top_k", dict(decode_strategy="beam_search", num_beams=2, top_k=5),
+     r"top_k is a sampling setting that beam search does not use"),
+    ("beams-with-temperature", dict(num_beams=3, temperature=0.7),
+     r"temperature is a sampling setting that beam search does not use"),
+    ("num_beams-with-sampling", dict(decode_strategy="sampling", num_beams=3),
+     r"num_beams is 3 but decode_strategy is not beam_search"),
+    ("early_stopping-unknown", dict(num_beams=2, early_stopping="sometimes"),
+     r"early_stopping must be one of .*'never'.* got 'sometimes'"),
+    ("length_penalty-nan", dict(num_beams=2, length_penalty=NAN), r"length_penalty must be"),
+    ("no_repeat_ngram_size-negative", dict(no_repeat_ngram_size=-2), r"no_repeat_ngram_size must be >= 0"),
     ("eos-outside-vocab", dict(eos_token_id=VOCAB), r"eos_token_id 53 is outside the vocabulary"),
     ("pad-outside-vocab", dict(pad_token_id=VOCAB), r"pad_token_id 53 is outside the vocabulary"),
     ("min_length-negative", dict(min_length=-1), r"min_length must be >= 0"),
@@ -114,7 +129,8 @@ def runs(model, tmp_path_factory):
                                        log=lambda s: None))
 
     def run_predictor(input_ids, attention_mask=None, **settings):
-        settings.setdefault("decode_strategy", "greedy_search")  # the export's default samples
+        if "num_beams" not in settings:  # num_beams alone asks for beam search
+            settings.setdefault("decode_strategy", "greedy_search")  # the export's default samples
         settings.setdefault("eos_token_id", -1)
         out = predictor.generate(input_ids=input_ids, attention_mask=attention_mask, **settings)
         return {"ids": out.ids, "lengths": out.lengths}

@@ -1,13 +1,24 @@
-"""One adapter per engine: the same greedy / top-k work, end token disabled.
+"""One adapter per engine: the same greedy / top-k / beam search work, end token disabled.
 
 `ids` is an int64 array [B, prompt]; every engine must return exactly
-`new_tokens` generated tokens per row.
+`new_tokens` generated tokens per row (the best beam's, with beams > 1).
 """
 from __future__ import annotations
 
 import os
 
 import numpy as np
+
+
+def _fastergpt_strategy(top_k, beams):
+    if beams > 1:
+        return dict(decode_strategy="beam_search", num_beams=beams)
+    return dict(decode_strategy="sampling", top_k=top_k, seed=1) if top_k else {}
+
+
+def _no_beams(beams, name):
+    if beams > 1:
+        raise SystemExit(f"{name}: no beam search here")
 
 
 class FasterGPTPaddle:
@@ -19,8 +30,8 @@ class FasterGPTPaddle:
         self.model = FasterGPT.from_pretrained(os.path.join(work_dir, "hf"), dtype=dtype)
         self.threads = threads
 
-    def generate(self, ids, new_tokens, top_k):
-        kw = dict(decode_strategy="sampling", top_k=top_k, seed=1) if top_k else {}
+    def generate(self, ids, new_tokens, top_k, beams=1):
+        kw = _fastergpt_strategy(top_k, beams)
         return self.model.generate(ids, max_new_tokens=new_tokens, eos_token_id=-1,
                                    num_threads=self.threads, **kw).ids.numpy()
 
@@ -34,8 +45,8 @@ class FasterGPTNumPy:
         self.engine = Engine.load(os.path.join(work_dir, f"fastergpt_{dtype}"))
         self.threads = threads
 
-    def generate(self, ids, new_tokens, top_k):
-        kw = dict(decode_strategy="sampling", top_k=top_k, seed=1) if top_k else {}
+    def generate(self, ids, new_tokens, top_k, beams=1):
+        kw = _fastergpt_strategy(top_k, beams)
         return self.engine.generate(ids, max_new_tokens=new_tokens, eos_token_id=-1,
                                     num_threads=self.threads, **kw)["ids"]
 
@@ -57,9 +68,10 @@ class ReferencePaddle:
         self.model.load_numpy_state_dict(state)
         self.model.eval()
 
-    def generate(self, ids, new_tokens, top_k):
+    def generate(self, ids, new_tokens, top_k, beams=1):
         from fastergpt.reference import generate
 
+        _no_beams(beams, self.name)
         kw = dict(decode_strategy="sampling", top_k=top_k, seed=1) if top_k else {}
         return generate(self.model, ids, max_new_tokens=new_tokens, **kw).ids
 
@@ -76,9 +88,11 @@ class HFTorch:
         self.torch = torch
         self.model = transformers.AutoModelForCausalLM.from_pretrained(os.path.join(work_dir, "hf")).eval()
 
-    def generate(self, ids, new_tokens, top_k):
+    def generate(self, ids, new_tokens, top_k, beams=1):
         t = self.torch.from_numpy(ids)
         kw = dict(do_sample=True, top_k=top_k) if top_k else dict(do_sample=False)
+        if beams > 1:
+            kw = dict(do_sample=False, num_beams=beams)
         with self.torch.no_grad():
             out = self.model.generate(t, attention_mask=self.torch.ones_like(t), max_new_tokens=new_tokens,
                                       min_new_tokens=new_tokens, pad_token_id=0, **kw)
@@ -100,11 +114,11 @@ class CTranslate2:
             vocab = json.load(f)
         self.id_to_token = {i: t for t, i in vocab.items()}
 
-    def generate(self, ids, new_tokens, top_k):
+    def generate(self, ids, new_tokens, top_k, beams=1):
         tokens = [[self.id_to_token[int(i)] for i in row] for row in ids]
         res = self.gen.generate_batch(tokens, max_length=new_tokens, min_length=new_tokens,
                                       include_prompt_in_result=False, end_token=[],
-                                      sampling_topk=top_k or 1)
+                                      sampling_topk=top_k or 1, beam_size=beams)
         return np.array([r.sequences_ids[0] for r in res], dtype=np.int64)
 
 
@@ -117,7 +131,8 @@ class OnnxRuntime:
         assert dtype in ("float32", "int8")
         self.model = OrtGPT2(os.path.join(work_dir, f"onnx_{dtype}", "model.onnx"), threads)
 
-    def generate(self, ids, new_tokens, top_k):
+    def generate(self, ids, new_tokens, top_k, beams=1):
+        _no_beams(beams, self.name)
         return self.model.generate(ids, new_tokens, top_k)
 
 

@@ -1,6 +1,6 @@
 """Runs one engine in this process and prints its figures as one JSON line:
 python engines/run_engine.py ENGINE DTYPE WORK_DIR --batch B --prompt P --new-tokens N
-[--top-k K] [--threads T] [--repeats R]
+[--top-k K] [--num-beams N] [--threads T] [--repeats R]
 
 tokens_per_s: generated tokens / wall time of a whole generate() call (best of R after a
 warm-up); ttft_ms: a 1-token generate() of the same prompt (prompt pass + first token);
@@ -44,6 +44,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--vocab", type=int, default=50257)
+    ap.add_argument("--num-beams", type=int, default=1, help="beam search with this many beams")
     a = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -51,21 +52,21 @@ def main():
     load_s = time.perf_counter() - t0
     ids = np.random.RandomState(0).randint(0, a.vocab, size=(a.batch, a.prompt)).astype(np.int64)
 
-    out = engine.generate(ids, 4, a.top_k)  # warm-up
+    out = engine.generate(ids, 4, a.top_k, a.num_beams)  # warm-up
     ttft = []
     for _ in range(3):
         t = time.perf_counter()
-        engine.generate(ids, 1, a.top_k)
+        engine.generate(ids, 1, a.top_k, a.num_beams)
         ttft.append(time.perf_counter() - t)
     best = float("inf")
     for _ in range(a.repeats):
         t = time.perf_counter()
-        out = engine.generate(ids, a.new_tokens, a.top_k)
+        out = engine.generate(ids, a.new_tokens, a.top_k, a.num_beams)
         best = min(best, time.perf_counter() - t)
     assert out.shape == (a.batch, a.new_tokens), f"{a.engine} returned {out.shape}"
     print(json.dumps({
         "engine": engine.name, "key": a.engine, "dtype": a.dtype, "batch": a.batch,
-        "top_k": a.top_k, "tokens_per_s": a.batch * a.new_tokens / best,
+        "top_k": a.top_k, "num_beams": a.num_beams, "tokens_per_s": a.batch * a.new_tokens / best,
         "ttft_ms": min(ttft) * 1e3, "peak_rss_mb": peak_rss_mb(),
         "load_s": load_s, "first_ids": out[0, :8].tolist(),
     }))

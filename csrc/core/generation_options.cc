@@ -116,6 +116,20 @@ void GenerationOptions::validate(int64_t vocab_size) const {
   }
   if (decode_strategy == DecodeStrategy::kSampling)
     FGPT_CHECK(temperature > 0.0f, "temperature must be > 0 for sampling, got ", temperature);
+  if (decode_strategy == DecodeStrategy::kBeamSearch) {
+    FGPT_CHECK(num_return_sequences <= num_beams, "num_return_sequences (", num_return_sequences,
+               ") must be <= num_beams (", num_beams, ") for beam search");
+    // Settings beam search would silently ignore are refused (transformers warns and
+    // ignores them): the help of every sampling-only row says "sampling: ".
+    const std::string sampling = "sampling: ";
+    for (const SettingInfo& s : setting_table())
+      FGPT_CHECK(std::string(s.help).rfind(sampling, 0) != 0 || s.get(*this) == s.default_value,
+                 s.name, " is a sampling setting that beam search does not use; leave it at its "
+                 "default (", s.default_value, ") or use decode_strategy='sampling'");
+  } else {
+    FGPT_CHECK(num_beams == 1, "num_beams is ", num_beams, " but decode_strategy is not "
+               "beam_search; set decode_strategy='beam_search' (or num_beams=1)");
+  }
   FGPT_CHECK(eos_token_id < vocab_size, "eos_token_id ", eos_token_id,
              " is outside the vocabulary of size ", vocab_size);
   FGPT_CHECK(pad_token_id < vocab_size, "pad_token_id ", pad_token_id,

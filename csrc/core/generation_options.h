@@ -20,7 +20,11 @@
 
 namespace fastergpt {
 
-enum class DecodeStrategy : int64_t { kGreedy = 0, kSampling = 1 };
+enum class DecodeStrategy : int64_t { kGreedy = 0, kSampling = 1, kBeamSearch = 2 };
+// transformers' early_stopping: kFalse stops when the best running beam cannot
+// beat the worst finished one at its current length, kTrue as soon as num_beams
+// sequences finished, kNever when it cannot at the longest length allowed.
+enum class EarlyStopping : int64_t { kFalse = 0, kTrue = 1, kNever = 2 };
 
 // The names a Choice setting accepts: canonical names first (their values
 // 0, 1, ...), then aliases; ends with {nullptr}.
@@ -29,7 +33,10 @@ struct ChoiceName {
   int64_t value;
 };
 constexpr ChoiceName kDecodeStrategies[] = {
-    {"greedy_search", 0}, {"sampling", 1}, {"greedy", 0} /* alias */, {nullptr, 0}};
+    {"greedy_search", 0}, {"sampling", 1}, {"beam_search", 2}, {"greedy", 0} /* alias */,
+    {nullptr, 0}};
+constexpr ChoiceName kEarlyStopping[] = {
+    {"false", 0}, {"true", 1}, {"never", 2}, {"False", 0}, {"True", 1}, {nullptr, 0}};
 
 constexpr double kMaxTokens = 1 << 30;  // far above any position table, far below overflow
 constexpr double kMaxId = (1LL << 31) - 1;
@@ -37,19 +44,23 @@ constexpr double kMaxSeed = 9007199254740991.0;  // 2^53 - 1: exact in float64
 constexpr double kMaxReturnSequences = 1 << 16;
 constexpr double kMaxThreads = 1024;
 constexpr double kMaxFloat = 3.4e38;
+constexpr double kMaxBeams = 256;  // each beam is a KV-cache row; the top-k merge is O(beams^2)
 
 // X(name, C++ type, kind, default, min, min_inclusive, max, choices, help)
 //   kind: Int (integral values), Float, Choice (an index into `choices`, a
 //   ChoiceName list; nullptr for the other kinds).
 //   The range check is min <(=) value <= max; checks that need the model
 //   (ids inside the vocabulary) or other settings live in validate().
+//   help: a setting only one strategy reads says so first ("sampling: ",
+//   "beam search: "); validate() and the front ends derive from that prefix
+//   which settings beam search refuses and which model defaults it drops.
 #define FGPT_SETTINGS(X)                                                                          \
   X(max_new_tokens, int64_t, Int, 20, 1, true, kMaxTokens, nullptr,                               \
     "new tokens to generate at most; prompt + new tokens must fit the position table")            \
   X(min_length, int64_t, Int, 0, 0, true, kMaxTokens, nullptr,                                    \
     "the end token is masked until a row generated this many tokens")                             \
-  X(decode_strategy, DecodeStrategy, Choice, 0, 0, true, 1, kDecodeStrategies,                    \
-    "greedy_search (argmax) or sampling")                                                         \
+  X(decode_strategy, DecodeStrategy, Choice, 0, 0, true, 2, kDecodeStrategies,                    \
+    "greedy_search (argmax), sampling or beam_search")                                            \
   X(top_k, int64_t, Int, 0, 0, true, kMaxId, nullptr,                                             \
     "sampling: keep the k most likely tokens; 0 = off")                                           \
   X(top_p, float, Float, 1.0, 0, false, 1, nullptr,                                               \
@@ -73,7 +84,15 @@ constexpr double kMaxFloat = 3.4e38;
   X(min_p, float, Float, 0.0, 0, true, 1, nullptr,                                                \
     "sampling: drop tokens below min_p x the top token's probability; 0 = off")                   \
   X(max_memory_mb, int64_t, Int, 0, 0, true, kMaxTokens, nullptr,                                 \
-    "memory a request may allocate, checked before it does; 0 = what the machine has available")
+    "memory a request may allocate, checked before it does; 0 = what the machine has available")  \
+  X(num_beams, int64_t, Int, 1, 1, true, kMaxBeams, nullptr,                                      \
+    "beam search: beams kept per prompt (1 = greedy search, as transformers)")                    \
+  X(length_penalty, float, Float, 1.0, -kMaxFloat, true, kMaxFloat, nullptr,                      \
+    "beam search: a finished beam scores sum(logprobs) / length^length_penalty")                  \
+  X(early_stopping, EarlyStopping, Choice, 0, 0, true, 2, kEarlyStopping,                         \
+    "beam search: false, true or never, with transformers' meaning")                              \
+  X(no_repeat_ngram_size, int64_t, Int, 0, 0, true, kMaxTokens, nullptr,                          \
+    "an n-gram of this size never appears twice in prompt + output; 0 = off")
 
 struct GenerationOptions {
 #define FGPT_SETTING_FIELD(name, type, kind, def, lo, lo_incl, hi, choices, help) \

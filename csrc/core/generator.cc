@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <mutex>
+#include <numeric>
 
 #include "error.h"
 #include "kv_cache.h"
 #include "memory_estimate.h"
+#include "beam_search.h"
 #include "philox.h"
 
 namespace fastergpt {
@@ -87,22 +89,40 @@ std::vector<int64_t> Generator::check(const GenerationInput& in) const {
 
 void Generator::prefill(BatchState& s, const GenerationInput& in,
                         const std::vector<int64_t>& real_lengths) {
-  const int64_t B = in.batch, R = o_.num_return_sequences, rows = B * R, D = c_.hidden_size;
+  const int64_t R = o_.num_return_sequences, rows = in.batch * R;
+  s = BatchState();
+  prompt_pass(in, real_lengths, R, s.tokens, s.slots);
+  s.rows.resize(rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    s.rows[r].prompt_row = r / R;
+    s.rows[r].length = real_lengths[r / R];
+  }
+}
+
+void Generator::prefill_beams(const GenerationInput& in, const std::vector<int64_t>& real_lengths) {
+  std::vector<int64_t> tokens;
+  std::vector<TokenSlot> slots;
+  prompt_pass(in, real_lengths, o_.num_beams, tokens, slots);
+}
+
+void Generator::prompt_pass(const GenerationInput& in, const std::vector<int64_t>& real_lengths,
+                            int64_t rows_per_prompt, std::vector<int64_t>& tokens,
+                            std::vector<TokenSlot>& slots) {
+  const int64_t B = in.batch, rows = B * rows_per_prompt, D = c_.hidden_size;
   const int64_t max_prompt = *std::max_element(real_lengths.begin(), real_lengths.end());
   ctx_.kv_cache().allocate(c_, rows, max_prompt + o_.max_new_tokens);
-  s = BatchState();
   std::vector<int64_t> last_token(B);  // index in the pass of each prompt's last token
   for (int64_t b = 0; b < B; ++b) {
-    pack_prompt(in, b, real_lengths[b], b * R, s.tokens, s.slots);
-    last_token[b] = static_cast<int64_t>(s.tokens.size()) - 1;
+    pack_prompt(in, b, real_lengths[b], b * rows_per_prompt, tokens, slots);
+    last_token[b] = static_cast<int64_t>(tokens.size()) - 1;
   }
   // Chunk by chunk, keeping the hidden state of each prompt's last token.
   Activations& a = ctx_.activations();
   std::vector<float> last_hidden(B * D);
-  const int64_t total = static_cast<int64_t>(s.tokens.size());
+  const int64_t total = static_cast<int64_t>(tokens.size());
   for (int64_t start = 0; start < total; start += kPrefillChunk) {
     const int64_t M = std::min(kPrefillChunk, total - start);
-    model_.forward(ctx_, s.tokens.data() + start, s.slots.data() + start, M);
+    model_.forward(ctx_, tokens.data() + start, slots.data() + start, M);
     for (int64_t b = 0; b < B; ++b)
       if (last_token[b] >= start && last_token[b] < start + M)
         std::copy(a.x.begin() + (last_token[b] - start) * D,
@@ -112,13 +132,8 @@ void Generator::prefill(BatchState& s, const GenerationInput& in,
   std::copy(last_hidden.begin(), last_hidden.end(), a.x.begin());
   std::vector<int64_t> first_rows(B);
   for (int64_t b = 0; b < B; ++b) first_rows[b] = b;
-  a.reserve_logits(rows, c_);  // expand() puts every row's logits side by side
+  a.reserve_logits(rows, c_);  // the steps put every row's logits side by side
   model_.logits(ctx_, first_rows.data(), B);
-  s.rows.resize(rows);
-  for (int64_t r = 0; r < rows; ++r) {
-    s.rows[r].prompt_row = r / R;
-    s.rows[r].length = real_lengths[r / R];
-  }
 }
 
 void Generator::expand(BatchState& s, const GenerationInput& in) {
@@ -135,6 +150,11 @@ void Generator::expand(BatchState& s, const GenerationInput& in) {
     if (r % R != 0) ctx_.kv_cache().copy_prefix(r - r % R, r, row.length);
     row.ids.reserve(o_.max_new_tokens);
     row.logprobs.reserve(o_.max_new_tokens);
+    if (o_.no_repeat_ngram_size > 0) {
+      const int64_t* ids = in.input_ids + row.prompt_row * in.length + (in.length - row.length);
+      row.history.reserve(row.length + o_.max_new_tokens);
+      row.history.assign(ids, ids + row.length);
+    }
     if (penalty) {
       row.seen_flag.assign(V, 0);
       const int64_t* ids = in.input_ids + row.prompt_row * in.length + (in.length - row.length);
@@ -159,8 +179,11 @@ void Generator::expand(BatchState& s, const GenerationInput& in) {
 TokenChoice Generator::choose(RowState& row, int64_t row_index, float* logits) const {
   const int64_t generated = static_cast<int64_t>(row.ids.size());
   apply_repetition_penalty(logits, row.seen, o_.repetition_penalty);
+  ban_repeated_ngrams(logits, row.history.data(), static_cast<int64_t>(row.history.size()),
+                      o_.no_repeat_ngram_size);
   if (o_.eos_token_id >= 0 && generated < o_.min_length) logits[o_.eos_token_id] = -INFINITY;
-  if (o_.decode_strategy == DecodeStrategy::kGreedy) return choose_greedy(logits, c_.vocab_size);
+  // beam_search with num_beams = 1 is greedy search, as in transformers.
+  if (o_.decode_strategy != DecodeStrategy::kSampling) return choose_greedy(logits, c_.vocab_size);
   const double u = philox_uniform(o_.seed, static_cast<uint64_t>(row_index),
                                   static_cast<uint64_t>(generated));
   return choose_sampled(logits, c_.vocab_size, o_, u, row.scratch);
@@ -185,6 +208,7 @@ bool Generator::step(BatchState& s) {
     const TokenChoice ch = s.chosen[i];
     row.ids.push_back(ch.token);
     row.logprobs.push_back(ch.logprob);
+    if (o_.no_repeat_ngram_size > 0) row.history.push_back(ch.token);
     if (o_.eos_token_id >= 0 && ch.token == o_.eos_token_id) {
       row.finished = true;
       continue;
@@ -217,10 +241,12 @@ GenerationResult Generator::collect(const BatchState& s) const {
       o_.pad_token_id >= 0 ? o_.pad_token_id : std::max<int64_t>(o_.eos_token_id, 0);
   res.ids.assign(rows * T, pad);
   res.lengths.resize(rows);
+  res.scores.resize(rows);
   if (o_.return_logprobs) res.logprobs.assign(rows * T, 0.0f);
   for (int64_t r = 0; r < rows; ++r) {
     const RowState& row = s.rows[r];
     res.lengths[r] = static_cast<int64_t>(row.ids.size());
+    res.scores[r] = std::accumulate(row.logprobs.begin(), row.logprobs.end(), 0.0f);
     std::copy(row.ids.begin(), row.ids.end(), res.ids.begin() + r * T);
     if (o_.return_logprobs)
       std::copy(row.logprobs.begin(), row.logprobs.end(), res.logprobs.begin() + r * T);
@@ -230,6 +256,8 @@ GenerationResult Generator::collect(const BatchState& s) const {
 
 GenerationResult Generator::run(const GenerationInput& in) {
   const std::vector<int64_t> real_lengths = check(in);
+  if (o_.decode_strategy == DecodeStrategy::kBeamSearch && o_.num_beams > 1)
+    return BeamSearch(model_, o_, ctx_, *this).run(in, real_lengths);
   BatchState s;
   prefill(s, in, real_lengths);
   expand(s, in);

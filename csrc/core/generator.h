@@ -40,6 +40,9 @@ struct GenerationResult {
   std::vector<int64_t> ids;
   std::vector<int64_t> lengths;
   std::vector<float> logprobs;
+  // [rows] beam search: each sequence's score, sum(logprobs) / length^length_penalty
+  // (transformers' sequences_scores); the other strategies: sum(logprobs).
+  std::vector<float> scores;
 };
 
 // One sequence being generated.
@@ -51,6 +54,7 @@ struct RowState {
   std::vector<float> logprobs;      // their log-probabilities
   std::vector<int32_t> seen;        // distinct ids of prompt + output (repetition penalty)
   std::vector<uint8_t> seen_flag;   // [V], only when the penalty is on
+  std::vector<int64_t> history;     // prompt + output, only for no_repeat_ngram_size
   SamplerScratch scratch;
 };
 
@@ -83,6 +87,9 @@ class Generator {
   // through the model. Returns false when no row is left or max_new_tokens is reached.
   bool step(BatchState& s);
   GenerationResult collect(const BatchState& s) const;
+  // The prompt pass for beam search: each prompt once, into the first of its
+  // num_beams cache rows, which then read it through the cache's source rows.
+  void prefill_beams(const GenerationInput& in, const std::vector<int64_t>& real_lengths);
 
   // The whole generation: the pieces above in a loop.
   GenerationResult run(const GenerationInput& in);
@@ -91,6 +98,12 @@ class Generator {
 
  private:
   TokenChoice choose(RowState& row, int64_t row_index, float* logits) const;
+  // Runs every prompt once into cache row b * rows_per_prompt (the cache holds
+  // B * rows_per_prompt rows) and leaves each prompt's next-token logits in
+  // rows 0..B-1 of act.logits. tokens/slots: scratch for the packed prompts.
+  void prompt_pass(const GenerationInput& in, const std::vector<int64_t>& real_lengths,
+                   int64_t rows_per_prompt, std::vector<int64_t>& tokens,
+                   std::vector<TokenSlot>& slots);
 
   const Model& model_;
   const ModelConfig& c_;

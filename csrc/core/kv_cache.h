@@ -2,6 +2,11 @@
 // row (prompt + max_new_tokens) so decoding steps never allocate.
 // Layout per layer: [rows, kv heads, max_length, head_size], so one head's keys
 // for a row are contiguous and attention streams them.
+//
+// Beam search shares history between rows without copying it: with sources
+// on, position p of row r is read from row sources(r)[p] (the row that wrote
+// it), so a beam that takes over another's history copies that row's small
+// table of row indices, not its keys and values.
 #pragma once
 
 #include <algorithm>
@@ -26,7 +31,19 @@ class KVCache {
       keys_.resize(layers_ * per_layer);
       values_.resize(layers_ * per_layer);
     }
+    sources_.clear();
   }
+
+  // Turns on per-position source rows, each row reading itself to begin with.
+  void enable_sources() {
+    sources_.resize(rows_ * max_length_);
+    for (int64_t r = 0; r < rows_; ++r)
+      std::fill(sources_.begin() + r * max_length_, sources_.begin() + (r + 1) * max_length_,
+                static_cast<int32_t>(r));
+  }
+  bool has_sources() const { return !sources_.empty(); }
+  // Row r's table: sources(r)[p] is the row holding position p of row r's history.
+  int32_t* sources(int64_t row) { return sources_.data() + row * max_length_; }
 
   int64_t max_length() const { return max_length_; }
   int64_t bytes() const {
@@ -59,6 +76,7 @@ class KVCache {
 
   int64_t layers_ = 0, rows_ = 0, heads_ = 0, head_size_ = 0, max_length_ = 0;
   std::vector<float> keys_, values_;
+  std::vector<int32_t> sources_;  // [rows, max_length] when on, else empty
 };
 
 }  // namespace fastergpt

@@ -21,6 +21,14 @@ void apply_repetition_penalty(float* logits, const std::vector<int32_t>& seen, f
   }
 }
 
+void ban_repeated_ngrams(float* logits, const int64_t* tokens, int64_t count, int64_t n) {
+  if (n <= 0 || count < n) return;
+  // The last n-1 tokens; a window whose first n-1 tokens equal them bans its last.
+  const int64_t* prefix = tokens + count - (n - 1);
+  for (int64_t i = 0; i + n <= count; ++i)
+    if (std::equal(prefix, prefix + (n - 1), tokens + i)) logits[tokens[i + n - 1]] = -INFINITY;
+}
+
 TokenChoice choose_greedy(const float* logits, int64_t vocab) {
   int64_t best = 0;
   for (int64_t i = 1; i < vocab; ++i)

@@ -19,6 +19,11 @@ struct TokenChoice {
 // For each DISTINCT id in `seen`: logit = logit < 0 ? logit * penalty : logit / penalty.
 void apply_repetition_penalty(float* logits, const std::vector<int32_t>& seen, float penalty);
 
+// no_repeat_ngram_size: every token that would complete an n-gram already in
+// tokens[0..count) (the prompt's real tokens, then the output) gets -inf, as
+// transformers' NoRepeatNGramLogitsProcessor (which also counts left padding).
+void ban_repeated_ngrams(float* logits, const int64_t* tokens, int64_t count, int64_t n);
+
 // Greedy: the highest logit (the lowest id on ties); logprob = log_softmax there.
 TokenChoice choose_greedy(const float* logits, int64_t vocab);
 

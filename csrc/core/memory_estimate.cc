@@ -20,7 +20,10 @@ std::string mb(int64_t bytes) {
 MemoryEstimate estimate_memory(const ModelConfig& c, int64_t batch, int64_t max_prompt,
                                int64_t total_prompt, int64_t padded_length,
                                const GenerationOptions& o, int64_t new_tokens) {
-  const int64_t R = new_tokens > 0 ? o.num_return_sequences : 1, rows = batch * R;
+  // Beam search keeps num_beams cache rows per prompt (>= num_return_sequences).
+  const bool beams = o.decode_strategy == DecodeStrategy::kBeamSearch;
+  const int64_t R = new_tokens > 0 ? (beams ? o.num_beams : o.num_return_sequences) : 1;
+  const int64_t rows = batch * R;
   const int64_t positions = max_prompt + new_tokens, V = c.vocab_size;
   const int64_t f = sizeof(float);
   MemoryEstimate m;
@@ -34,7 +37,8 @@ MemoryEstimate estimate_memory(const ModelConfig& c, int64_t batch, int64_t max_
     const bool sampling = o.decode_strategy == DecodeStrategy::kSampling;
     m.row_state = rows * new_tokens * (sizeof(int64_t) + f) * 2 +           // outputs
                   (o.repetition_penalty != 1.0f ? rows * (V + positions * 4) : 0) +  // penalty
-                  (sampling ? rows * V * (o.typical_p < 1.0f ? 20 : 8) : 0);  // sampler scratch
+                  (sampling ? rows * V * (o.typical_p < 1.0f ? 20 : 8) : 0) +  // sampler scratch
+                  (beams ? rows * positions * (4 + 2 * (sizeof(int64_t) + f)) : 0);  // histories
   } else {
     m.logits = (batch * padded_length + chunk) * V * f;  // the returned [B, L, V] and a chunk's
   }
@@ -59,7 +63,7 @@ void check_memory(const MemoryEstimate& need, const GenerationOptions& o) {
              mb(need.activations), ", row state ", mb(need.row_state), ") but ",
              given ? "max_memory_mb allows " : "the machine has ", mb(budget),
              given ? "" : " available (max_memory_mb sets a budget)",
-             "; lower the batch, num_return_sequences, the prompt length or max_new_tokens");
+             "; lower the batch, num_return_sequences, num_beams, the prompt length or max_new_tokens");
 }
 
 }  // namespace fastergpt

@@ -31,6 +31,28 @@ void attend(const float* q, const float* K, const float* V, int64_t n_keys, int6
   for (int64_t j = 0; j < n_keys; ++j) k.axpy(scores[j] * inv, V + j * Dh, out, Dh);
 }
 
+// attend() over keys/values gathered by source row: key j of the history is
+// cache.key(layer, src[j], head, j) (beam search's shared histories).
+void attend_sources(const float* q, KVCache& cache, int64_t layer, int64_t head,
+                    const int32_t* src, int64_t n_keys, float scale, float* out, float* scores) {
+  const auto& k = simd();
+  const int64_t Dh = cache.head_size();
+  float max_score = -INFINITY;
+  for (int64_t j = 0; j < n_keys; ++j) {
+    scores[j] = k.dot(q, cache.key(layer, src[j], head, j), Dh) * scale;
+    max_score = scores[j] > max_score ? scores[j] : max_score;
+  }
+  double total = 0.0;
+  for (int64_t j = 0; j < n_keys; ++j) {
+    scores[j] = std::exp(scores[j] - max_score);
+    total += scores[j];
+  }
+  const float inv = static_cast<float>(1.0 / total);
+  for (int64_t i = 0; i < Dh; ++i) out[i] = 0.0f;
+  for (int64_t j = 0; j < n_keys; ++j)
+    k.axpy(scores[j] * inv, cache.value(layer, src[j], head, j), out, Dh);
+}
+
 void rotary(Context& ctx, float* qkv, const TokenSlot* slots, int64_t M, int64_t H, int64_t KVH,
             int64_t Dh, const RotaryTable& t) {
   const int64_t heads = H + KVH, stride = (H + 2 * KVH) * Dh, half = t.half;
@@ -72,9 +94,13 @@ void attention(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const flo
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t m = t / H, h = t % H;
       const TokenSlot& s = slots[m];
-      attend(qkv + m * stride + h * Dh, cache.key(layer, s.row, h / group, 0),
-             cache.value(layer, s.row, h / group, 0), s.slot + 1, Dh, scale, out + m * Q + h * Dh,
-             scores.data());
+      if (cache.has_sources())
+        attend_sources(qkv + m * stride + h * Dh, cache, layer, h / group, cache.sources(s.row),
+                       s.slot + 1, scale, out + m * Q + h * Dh, scores.data());
+      else
+        attend(qkv + m * stride + h * Dh, cache.key(layer, s.row, h / group, 0),
+               cache.value(layer, s.row, h / group, 0), s.slot + 1, Dh, scale,
+               out + m * Q + h * Dh, scores.data());
     }
   });
 }

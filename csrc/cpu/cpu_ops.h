@@ -25,6 +25,9 @@ void attention(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const flo
 // out[Dh] = softmax(q.K^T * scale) V over K, V [n_keys, Dh]; `scores` holds n_keys floats.
 void attend(const float* q, const float* K, const float* V, int64_t n_keys, int64_t Dh,
             float scale, float* out, float* scores);
+// The same over a history gathered by source row: key j is cache.key(layer, src[j], head, j).
+void attend_sources(const float* q, KVCache& cache, int64_t layer, int64_t head,
+                    const int32_t* src, int64_t n_keys, float scale, float* out, float* scores);
 
 }  // namespace cpu
 }  // namespace fastergpt

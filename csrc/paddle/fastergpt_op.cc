@@ -14,7 +14,8 @@
 //             decoder as data), weight_format, settings_layout ("name,name,...":
 //             what `settings` holds, recorded in the graph so any later engine
 //             reads an export correctly).
-// Outputs: output_ids int64 [B*R, T], lengths int64 [B*R], logprobs float32 [B*R, T].
+// Outputs: output_ids int64 [B*R, T], lengths int64 [B*R], logprobs float32 [B*R, T],
+// scores float32 [B*R] (beam search: transformers' sequences_scores; else sum of logprobs).
 #include <string>
 #include <vector>
 
@@ -96,10 +97,12 @@ std::vector<paddle::Tensor> generate_kernel(
     auto ids = paddle::empty({r.rows, r.steps}, paddle::DataType::INT64, paddle::CPUPlace());
     auto lengths = paddle::empty({r.rows}, paddle::DataType::INT64, paddle::CPUPlace());
     auto logprobs = paddle::empty({r.rows, r.steps}, paddle::DataType::FLOAT32, paddle::CPUPlace());
+    auto scores = paddle::empty({r.rows}, paddle::DataType::FLOAT32, paddle::CPUPlace());
+    std::copy(r.scores.begin(), r.scores.end(), scores.data<float>());
     std::copy(r.ids.begin(), r.ids.end(), ids.data<int64_t>());
     std::copy(r.lengths.begin(), r.lengths.end(), lengths.data<int64_t>());
     std::copy(r.logprobs.begin(), r.logprobs.end(), logprobs.data<float>());
-    return {ids, lengths, logprobs};
+    return {ids, lengths, logprobs, scores};
   } catch (const Error& e) {
     PD_THROW("fastergpt_generate: ", e.what());
   } catch (const std::bad_alloc&) {
@@ -113,20 +116,21 @@ std::vector<std::vector<int64_t>> generate_shape(const std::vector<int64_t>&,
                                                  const std::vector<int64_t>&,
                                                  const std::vector<int64_t>&,
                                                  const std::vector<std::vector<int64_t>>&) {
-  return {{-1, -1}, {-1}, {-1, -1}};
+  return {{-1, -1}, {-1}, {-1, -1}, {-1}};
 }
 
 std::vector<paddle::DataType> generate_dtype(const paddle::DataType&, const paddle::DataType&,
                                              const paddle::DataType&,
                                              const std::vector<paddle::DataType>&) {
-  return {paddle::DataType::INT64, paddle::DataType::INT64, paddle::DataType::FLOAT32};
+  return {paddle::DataType::INT64, paddle::DataType::INT64, paddle::DataType::FLOAT32,
+          paddle::DataType::FLOAT32};
 }
 
 }  // namespace
 
 PD_BUILD_OP(fastergpt_generate)
     .Inputs({"input_ids", "attention_mask", "settings", paddle::Vec("weights")})
-    .Outputs({"output_ids", "lengths", "logprobs"})
+    .Outputs({"output_ids", "lengths", "logprobs", "scores"})
     .Attrs({"architecture: std::string", "weight_format: std::string",
             "settings_layout: std::string"})
     .SetKernelFn(PD_KERNEL(generate_kernel))

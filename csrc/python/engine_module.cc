@@ -84,8 +84,11 @@ class Engine {
     std::copy(r.ids.begin(), r.ids.end(), ids.mutable_data());
     IdArray lengths({r.rows});
     std::copy(r.lengths.begin(), r.lengths.end(), lengths.mutable_data());
+    FloatArray scores({r.rows});
+    std::copy(r.scores.begin(), r.scores.end(), scores.mutable_data());
     out["ids"] = ids;
     out["lengths"] = lengths;
+    out["scores"] = scores;
     if (return_logprobs) {
       FloatArray lp({r.rows, r.steps});
       std::copy(r.logprobs.begin(), r.logprobs.end(), lp.mutable_data());
@@ -258,7 +261,7 @@ PYBIND11_MODULE(_engine, m) {
            py::arg("attention_mask") = py::none(), py::arg("settings") = SettingValues(),
            py::arg("return_logprobs") = false,
            "Runs the whole generation with `settings` ({name: number}, see settings_table; "
-           "unnamed settings keep their defaults); returns {'ids', 'lengths'[, 'logprobs']}.")
+           "unnamed settings keep their defaults); returns {'ids', 'lengths', 'scores'[, 'logprobs']}.")
       .def("logits", &Engine::logits, py::arg("input_ids"), py::arg("attention_mask") = py::none(),
            py::arg("num_threads") = 0,
            "Next-token logits at every position, float32 [B, L, V] (zeros under padding).")

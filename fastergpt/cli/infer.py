@@ -15,6 +15,7 @@ import numpy as np
 
 from fastergpt.cli.settings_args import add_setting_arguments, settings_from_args
 from fastergpt.quantize import format_names
+from fastergpt.settings import over_defaults
 
 BUILTIN_PROMPTS = [
     "The function returns",
@@ -71,8 +72,7 @@ def read_prompts(args, tokenizer) -> list:
 
 
 def settings_from(args, defaults: dict, tokenizer) -> dict:
-    s = dict(defaults)
-    s.update(settings_from_args(args))
+    s = over_defaults(defaults, settings_from_args(args))
     if args.end_token:
         eos = tokenizer.token_to_id(args.end_token)
         if eos is None:

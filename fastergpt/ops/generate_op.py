@@ -19,7 +19,7 @@ OP_NAME = "fastergpt_generate"
 def fastergpt_generate(input_ids, attention_mask, settings, weights, *, architecture: str,
                        weight_format: str, settings_layout: str):
     """Runs the fused generation. `settings` is a float64 [S] tensor holding one value
-    per name of `settings_layout` ("name,name,..."); returns (output_ids, lengths, logprobs)."""
+    per name of `settings_layout` ("name,name,..."); returns (output_ids, lengths, logprobs, scores)."""
     load_ops()
     from paddle import _C_ops
     from paddle.framework import in_dynamic_or_pir_mode
@@ -39,11 +39,12 @@ def fastergpt_generate(input_ids, attention_mask, settings, weights, *, architec
         "output_ids": helper.create_variable(dtype="int64"),
         "lengths": helper.create_variable(dtype="int64"),
         "logprobs": helper.create_variable(dtype="float32"),
+        "scores": helper.create_variable(dtype="float32"),
     }
     helper.append_op(type=OP_NAME, inputs=ins, outputs=outs,
                      attrs={"architecture": attrs[0], "weight_format": attrs[1],
                             "settings_layout": attrs[2]})
-    return outs["output_ids"], outs["lengths"], outs["logprobs"]
+    return outs["output_ids"], outs["lengths"], outs["logprobs"], outs["scores"]
 
 
 def op_error_to_value_error(err: OSError) -> Exception:

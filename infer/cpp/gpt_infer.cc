@@ -242,12 +242,13 @@ class Runner {
     const auto outs = predictor_->GetOutputNames();
     ids_out_ = predictor_->GetOutputHandle(outs.at(0)).release();
     len_out_ = predictor_->GetOutputHandle(outs.at(1)).release();
+    scores_out_ = predictor_->GetOutputHandle(outs.at(3)).release();
   }
 
   // ids/mask [B, L], settings [S] in the export's layout; returns ids [B', T] and lengths [B'].
   void run(const std::vector<int64_t>& ids, const std::vector<int64_t>& mask, int B, int L,
            const std::vector<double>& settings, std::vector<int64_t>* out_ids,
-           std::vector<int64_t>* lengths, int* T) {
+           std::vector<int64_t>* lengths, std::vector<float>* scores, int* T) {
     feed("input_ids", {B, L}, ids.data());
     feed("attention_mask", {B, L}, mask.data());
     feed("settings", {static_cast<int>(settings.size())}, settings.data());
@@ -260,6 +261,8 @@ class Runner {
     if (!out_ids->empty()) ids_out_->CopyToCpu(out_ids->data());
     lengths->resize(len_out_->shape().at(0));
     len_out_->CopyToCpu(lengths->data());
+    scores->resize(lengths->size());
+    scores_out_->CopyToCpu(scores->data());
   }
 
  private:
@@ -275,6 +278,7 @@ class Runner {
   std::map<std::string, paddle_infer::Tensor*> inputs_;
   paddle_infer::Tensor* ids_out_ = nullptr;
   paddle_infer::Tensor* len_out_ = nullptr;
+  paddle_infer::Tensor* scores_out_ = nullptr;
 };
 
 // Every setting's value: the export's config.json "generation" defaults, then
@@ -293,6 +297,18 @@ fastergpt::GenerationOptions resolve_settings(const Options& o, const JsonValue&
     }
     fastergpt::set_setting(g, "num_return_sequences", 1);
     fastergpt::set_setting(g, "num_threads", 0);
+    // Beam search asked for on the command line (or num_beams > 1 alone, as in
+    // transformers) drops the export's sampling defaults: beam search does not
+    // use them, and they were not the caller's choice.
+    const auto given = [&](const char* name) { return o.settings.count(name) > 0; };
+    const double beam = static_cast<double>(fastergpt::DecodeStrategy::kBeamSearch);
+    if ((given("decode_strategy") && o.settings.at("decode_strategy") == beam) ||
+        (!given("decode_strategy") && given("num_beams") && o.settings.at("num_beams") > 1)) {
+      fastergpt::set_setting(g, "decode_strategy", beam);
+      for (const fastergpt::SettingInfo& s : fastergpt::setting_table())
+        if (std::string(s.help).rfind("sampling: ", 0) == 0 && !given(s.name))
+          fastergpt::set_setting(g, s.name, s.default_value);
+    }
     if (!o.settings.count("seed"))
       fastergpt::set_setting(g, "seed", static_cast<double>(std::random_device{}() & 0x7fffffff));
     for (const auto& kv : o.settings) fastergpt::set_setting(g, kv.first, kv.second);
@@ -369,6 +385,7 @@ int run_main(int argc, char** argv) {
   const size_t batch = o.batch_size > 0 ? o.batch_size : encoded.size();
   std::vector<std::vector<int64_t>> all_ids;
   std::vector<std::string> texts;
+  std::vector<float> scores;  // one per output row, as the op's scores output
   double seconds = 0;
   int64_t tokens = 0;
   std::vector<int64_t> bench_ids, bench_mask;
@@ -419,9 +436,11 @@ int run_main(int argc, char** argv) {
       bench_L = static_cast<int>(L);
     }
     std::vector<int64_t> out, lengths;
+    std::vector<float> row_scores;
     int T = 0;
     const auto t0 = std::chrono::steady_clock::now();
-    runner.run(ids, mask, B, static_cast<int>(L), settings, &out, &lengths, &T);
+    runner.run(ids, mask, B, static_cast<int>(L), settings, &out, &lengths, &row_scores, &T);
+    scores.insert(scores.end(), row_scores.begin(), row_scores.end());
     seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     for (size_t r = 0; r < lengths.size(); ++r) {
       std::vector<int64_t> row(out.begin() + r * T, out.begin() + r * T + lengths[r]);
@@ -440,6 +459,12 @@ int run_main(int argc, char** argv) {
     }
     js += "], \"texts\": [";
     for (size_t r = 0; r < texts.size(); ++r) js += (r ? ", " : "") + fastergpt_cpp::quote_json(texts[r]);
+    js += "], \"scores\": [";
+    for (size_t r = 0; r < scores.size(); ++r) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(scores[r]));
+      js += (r ? ", " : "") + std::string(buf);
+    }
     std::printf("%s]}\n", js.c_str());
   } else {
     for (size_t r = 0; r < texts.size(); ++r) {
@@ -457,13 +482,14 @@ int run_main(int argc, char** argv) {
 
   if (o.benchmark > 0) {
     std::vector<int64_t> out, lengths;
+    std::vector<float> row_scores;
     int T = 0;
-    runner.run(bench_ids, bench_mask, bench_B, bench_L, settings, &out, &lengths, &T);  // warm-up
+    runner.run(bench_ids, bench_mask, bench_B, bench_L, settings, &out, &lengths, &row_scores, &T);  // warm-up
     double total = 0;
     int64_t generated = 0;
     for (int i = 0; i < o.benchmark; ++i) {
       const auto t0 = std::chrono::steady_clock::now();
-      runner.run(bench_ids, bench_mask, bench_B, bench_L, settings, &out, &lengths, &T);
+      runner.run(bench_ids, bench_mask, bench_B, bench_L, settings, &out, &lengths, &row_scores, &T);
       total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       for (int64_t n : lengths) generated += n;
     }

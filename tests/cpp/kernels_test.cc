@@ -364,6 +364,59 @@ static void test_attention(Context& ctx) {
   }
 }
 
+// Attention over histories shared through the cache's source rows (beam search):
+// row 2 reads its positions from rows [0, 1, 0, 2] and then its own new token;
+// the result equals scalar attention over the gathered keys and values.
+static void test_attention_sources(Context& ctx) {
+  std::mt19937 rng(12);
+  ModelConfig c;
+  c.num_layers = 1;
+  c.num_heads = 2;
+  c.num_kv_heads = 1;
+  c.hidden_size = 2 * 7;
+  c.inner_size = c.vocab_size = c.max_positions = 1;
+  const int64_t H = 2, KVH = 1, Dh = 7, Q = H * Dh, S = (H + 2 * KVH) * Dh, rows = 3, P = 6;
+  KVCache& cache = ctx.kv_cache();
+  cache.allocate(c, rows, P);
+  std::vector<TokenSlot> first;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < 4; ++j) first.push_back({r, j});
+  auto qkv1 = random_vec(12 * S, rng);
+  std::vector<float> out1(12 * Q);
+  ctx.backend().attention(ctx, cache, 0, H, qkv1.data(), first.data(), 12, out1.data());
+  cache.enable_sources();
+  const int32_t from[5] = {0, 1, 0, 2, 2};
+  std::copy(from, from + 5, cache.sources(2));
+  const TokenSlot next = {2, 4};
+  auto qkv2 = random_vec(S, rng);
+  std::vector<float> out2(Q);
+  ctx.backend().attention(ctx, cache, 0, H, qkv2.data(), &next, 1, out2.data());
+  // Key/value j of the gathered history: row from[j]'s token at position j.
+  auto kv = [&](int64_t j, int64_t part) -> const float* {
+    const float* t = j < 4 ? qkv1.data() + (from[j] * 4 + j) * S : qkv2.data();
+    return t + Q + part * KVH * Dh;
+  };
+  for (int64_t h = 0; h < H; ++h) {
+    const float* q = qkv2.data() + h * Dh;
+    std::vector<double> w(5);
+    double mx = -1e300, tot = 0;
+    for (int64_t j = 0; j < 5; ++j) {
+      double d = 0;
+      for (int64_t i = 0; i < Dh; ++i) d += double(q[i]) * kv(j, 0)[i];
+      w[j] = d / std::sqrt(double(Dh));
+      mx = std::max(mx, w[j]);
+    }
+    for (auto& v : w) tot += (v = std::exp(v - mx));
+    for (int64_t i = 0; i < Dh; ++i) {
+      double r = 0;
+      for (int64_t j = 0; j < 5; ++j) r += w[j] / tot * kv(j, 1)[i];
+      CHECK_NEAR(out2[h * Dh + i], r, 1e-5);
+    }
+  }
+  cache.allocate(c, rows, P);  // a new call starts without sources
+  CHECK(!cache.has_sources());
+}
+
 // RMSNorm, the gated MLP activation and rotary embeddings against scalar formulas.
 static void test_norm_glu_rotary(Context& ctx) {
   std::mt19937 rng(12);
@@ -437,6 +490,7 @@ int main() {
       test_linear(ctx);
       test_layer_norm(ctx);
       test_attention(ctx);
+      test_attention_sources(ctx);
       test_norm_glu_rotary(ctx);
       test_embed(ctx);
     }

@@ -49,6 +49,25 @@ static void test_repetition_penalty() {
   CHECK(l[0] == 1.0f && l[1] == -4.0f && l[2] == 1.0f);
 }
 
+// no_repeat_ngram_size: a token that would complete an n-gram already present gets -inf.
+static void test_repeated_ngrams() {
+  const int64_t seq[] = {1, 2, 3, 1, 2};
+  auto banned = [&](int64_t n, int64_t count) {
+    std::vector<float> l(6, 0.0f);
+    ban_repeated_ngrams(l.data(), seq, count, n);
+    std::vector<int> out;
+    for (int i = 0; i < 6; ++i)
+      if (std::isinf(l[i])) out.push_back(i);
+    return out;
+  };
+  CHECK((banned(3, 5) == std::vector<int>{3}));      // "1 2" was followed by 3
+  CHECK((banned(2, 5) == std::vector<int>{3}));      // "2" was followed by 3
+  CHECK((banned(1, 5) == std::vector<int>{1, 2, 3}));  // every token seen
+  CHECK(banned(4, 5).empty());                        // "3 1 2" never began a 4-gram
+  CHECK(banned(5, 4).empty());                        // shorter than n: nothing to ban
+  CHECK(banned(0, 5).empty());                        // off
+}
+
 // Expected distribution after temperature, top-k then top-p (as documented).
 static std::vector<double> expected(const std::vector<float>& l, int64_t k, float p, float t) {
   const int64_t V = l.size();
@@ -124,6 +143,7 @@ int main() {
   test_philox_known_answers();
   test_greedy();
   test_repetition_penalty();
+  test_repeated_ngrams();
   test_sampling_distribution();
   test_top_p_large_vocab();
   TEST_MAIN_END();
