@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -150,19 +149,12 @@ def _hf_names(config: GPTConfig, tensors: dict) -> dict:
 
 
 # ---- PaddleNLP -----------------------------------------------------------------
-
-_PADDLENLP_KEYS = {
-    "vocab_size": "vocab_size", "hidden_size": "n_embd", "num_hidden_layers": "n_layer",
-    "num_attention_heads": "n_head", "intermediate_size": "n_inner",
-    "max_position_embeddings": "n_positions", "layer_norm_epsilon": "layer_norm_epsilon",
-    "eos_token_id": "eos_token_id", "bos_token_id": "bos_token_id", "pad_token_id": "pad_token_id",
-    "tie_word_embeddings": "tie_word_embeddings",
-}
-# PaddleNLP's F.gelu is the exact erf form unless it says otherwise.
-_PADDLENLP_ACT = {"gelu": "gelu", "gelu_new": "gelu_new", "fast_gelu": "gelu_new"}
-
+# The key and name mapping of each family lives in fastergpt/models/paddlenlp_layout.py
+# (shared with live PaddleNLP models, fastergpt/paddlenlp.py).
 
 def _paddlenlp_config(path: Path) -> GPTConfig:
+    from fastergpt.models.paddlenlp_layout import LayoutError, config_from_paddlenlp
+
     for name in ("model_config.json", "config.json"):
         if (path / name).is_file():
             raw = _read_json(path / name)
@@ -173,47 +165,16 @@ def _paddlenlp_config(path: Path) -> GPTConfig:
         args = raw["init_args"][0] if raw["init_args"] else {}
         raw = dict(args.get("init_args", [args])[0]) if "init_args" in args else dict(args)
     model_type = raw.get("model_type", "gpt")
-    if model_type == "llama":
-        from fastergpt.models import llama
-
-        try:
-            return llama.config_from_hf(raw).validate()
-        except _CONFIG_ERRORS as e:
-            raise CheckpointError(f"{path} (PaddleNLP llama): {_config_error(e)}") from None
-    if model_type not in ("gpt", "gpt2"):
-        raise CheckpointError(f"{path}: unsupported architecture model_type={model_type!r}; "
-                              "fastergpt reads PaddleNLP gpt and llama checkpoints")
-    kwargs = {ours: raw[theirs] for theirs, ours in _PADDLENLP_KEYS.items() if theirs in raw}
-    act = raw.get("hidden_act", "gelu")
-    if act not in _PADDLENLP_ACT:
-        raise CheckpointError(f"{path}: unsupported hidden_act {act!r} (expected gelu or gelu_new)")
-    kwargs["activation_function"] = _PADDLENLP_ACT[act]
-    kwargs.setdefault("tie_word_embeddings", True)
     try:
-        return GPTConfig(**kwargs).validate()
-    except (TypeError, ValueError) as e:
+        return config_from_paddlenlp(raw)
+    except LayoutError as e:
         raise CheckpointError(f"{path}: {e}") from None
-
-
-_PADDLENLP_LAYER = re.compile(r"(?:gpt\.)?decoder\.layers\.(\d+)\.(.+)")
-_PADDLENLP_LAYER_NAMES = {
-    "norm1.weight": "ln_1.weight", "norm1.bias": "ln_1.bias",
-    "norm2.weight": "ln_2.weight", "norm2.bias": "ln_2.bias",
-    "self_attn.out_proj.weight": "attn.c_proj.weight", "self_attn.out_proj.bias": "attn.c_proj.bias",
-    "linear1.weight": "mlp.c_fc.weight", "linear1.bias": "mlp.c_fc.bias",
-    "linear2.weight": "mlp.c_proj.weight", "linear2.bias": "mlp.c_proj.bias",
-}
-_PADDLENLP_GLOBAL_NAMES = {
-    "embeddings.word_embeddings.weight": "transformer.wte.weight",
-    "embeddings.position_embeddings.weight": "transformer.wpe.weight",
-    "decoder.norm.weight": "transformer.ln_f.weight",
-    "decoder.norm.bias": "transformer.ln_f.bias",
-    "lm_head.decoder.weight": "lm_head.weight",
-    "lm_head.weight": "lm_head.weight",
-}
+    except _CONFIG_ERRORS as e:
+        raise CheckpointError(f"{path} (PaddleNLP {model_type}): {_config_error(e)}") from None
 
 
 def _paddlenlp_tensors(path: Path) -> dict:
+    from fastergpt.models.paddlenlp_layout import LayoutError, state_from_paddlenlp
     from fastergpt.safe_pickle import UnsafePickleError, load_parameters
 
     f = path / PADDLENLP_WEIGHT_FILE
@@ -221,57 +182,10 @@ def _paddlenlp_tensors(path: Path) -> dict:
         raw = load_parameters(f)  # never paddle.load: that unpickles, running the file's code
     except UnsafePickleError as e:
         raise CheckpointError(str(e)) from None
-    c = _paddlenlp_config(path)
-    if c.model_type == "llama":
-        from fastergpt.models import llama
-
-        return llama.from_paddlenlp(c, {k: np.asarray(v, dtype=np.float32) for k, v in raw.items()},
-                                    str(f))
-    out, qkv, unexpected = {}, {}, []
-    for name, value in raw.items():
-        value = np.asarray(value, dtype=np.float32)
-        m = _PADDLENLP_LAYER.fullmatch(name)
-        if m:
-            i, rest = m.group(1), m.group(2)
-            if rest in _PADDLENLP_LAYER_NAMES:
-                out[f"transformer.h.{i}.{_PADDLENLP_LAYER_NAMES[rest]}"] = value
-                continue
-            qm = re.fullmatch(r"self_attn\.([qkv])_proj\.(weight|bias)", rest)
-            if qm:
-                qkv.setdefault((i, qm.group(2)), {})[qm.group(1)] = value
-                continue
-            fm = re.fullmatch(r"self_attn\.qkv_proj\.(weight|bias)", rest)
-            if fm:  # fuse_attention_qkv: one Linear whose outputs are per head [q | k | v]
-                out[f"transformer.h.{i}.attn.c_attn.{fm.group(1)}"] = _unfuse_heads(
-                    value, c.n_head, f"{f}: {name}")
-                continue
-        key = name[4:] if name.startswith("gpt.") else name
-        if key in _PADDLENLP_GLOBAL_NAMES:
-            out[_PADDLENLP_GLOBAL_NAMES[key]] = value
-        else:
-            unexpected.append(name)
-    if unexpected:
-        raise CheckpointError(f"{f}: unexpected tensor(s) {sorted(unexpected)[:8]} (not a "
-                              "PaddleNLP GPT layout)")
-    # PaddleNLP keeps q, k and v as separate [in, out] Linears; HF's c_attn is [in, 3*out].
-    for (i, kind), parts in qkv.items():
-        missing = [p for p in "qkv" if p not in parts]
-        if missing:
-            raise CheckpointError(f"{f}: layer {i} lacks self_attn.{missing[0]}_proj.{kind}")
-        axis = 1 if kind == "weight" else 0
-        out[f"transformer.h.{i}.attn.c_attn.{kind}"] = np.concatenate(
-            [parts["q"], parts["k"], parts["v"]], axis=axis)
-    return out
-
-
-def _unfuse_heads(value: np.ndarray, heads: int, what: str) -> np.ndarray:
-    """PaddleNLP's fused qkv_proj ([in, H * 3 * Dh] weight or [H * 3 * Dh] bias, each
-    head's q, k, v side by side) -> GPT-2's c_attn layout (all q | all k | all v)."""
-    cols = value.shape[-1]
-    if cols % (3 * heads):
-        raise CheckpointError(f"{what} has shape {tuple(value.shape)}, not [.., 3 x heads x head size]")
-    per_head = value.reshape(*value.shape[:-1], heads, 3, cols // (3 * heads))
-    return np.ascontiguousarray(np.swapaxes(per_head, -3, -2).reshape(value.shape))
+    try:
+        return state_from_paddlenlp(_paddlenlp_config(path), raw)
+    except LayoutError as e:
+        raise CheckpointError(f"{f}: {e}") from None
 
 
 # ---- common ----------------------------------------------------------------------
@@ -313,6 +227,9 @@ def load_checkpoint(path) -> tuple[GPTConfig, dict]:
         config = _hf_config(path)
         state = _hf_names(config, _hf_tensors(path))
     else:
+        from fastergpt.models.paddlenlp_layout import untie_separate_head
+
         config = _paddlenlp_config(path)
         state = _paddlenlp_tensors(path)
+        config = untie_separate_head(config, state)
     return config, check_state_dict(config, state, str(path))

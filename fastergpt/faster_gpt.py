@@ -40,8 +40,9 @@ class FasterGPT(paddle.nn.Layer):
     fastergpt.models (GPT-2, OPT, GPT-J, CodeGen, GPT-NeoX, LLaMA, Mistral, Qwen2).
 
     Build it from a checkpoint (``FasterGPT.from_pretrained(dir)``), from the
-    reference model (``FasterGPT(GPTLMHeadModel)``) or from a config and a state
-    dict with the family's HF names (``FasterGPT(config, state_dict)``).
+    reference model (``FasterGPT(GPTLMHeadModel)``), from a live PaddleNLP causal
+    LM (``FasterGPT(model)``: GPT, LLaMA, OPT, CodeGen, GPT-J) or from a config and
+    a state dict with the family's HF names (``FasterGPT(config, state_dict)``).
     ``dtype`` picks the weight format: "float32", "float16" (half weights, fp32
     accumulation) or "int8" (weight-only, per-output-row scales).
     """
@@ -53,6 +54,10 @@ class FasterGPT(paddle.nn.Layer):
             if state_dict is None and packed is None:
                 raise ValueError("FasterGPT(config, state_dict): state_dict is required with a config")
             config = model_or_config
+        elif _is_paddlenlp(model_or_config):  # a live PaddleNLP causal LM, read in memory
+            from fastergpt.paddlenlp import from_model
+
+            config, state_dict = from_model(model_or_config)
         else:
             config = getattr(model_or_config, "config", None)
             if not isinstance(config, GPTConfig):
@@ -133,6 +138,10 @@ class FasterGPT(paddle.nn.Layer):
         except OSError as e:
             raise op_error_to_value_error(e) from None
         return GenerationOutput(out_ids, lengths, logprobs, scores)
+
+
+def _is_paddlenlp(obj) -> bool:
+    return any(c.__module__.startswith("paddlenlp.") for c in type(obj).__mro__)
 
 
 def _as_int_tensor(x, name: str) -> paddle.Tensor:
