@@ -96,6 +96,19 @@ class Engine:
         values = settings_numbers(resolve_settings(config=self.config, **settings))
         return self._engine.generate(ids, mask, values, return_logprobs=return_logprobs)
 
+    def generate_stream(self, input_ids, attention_mask=None, tokenizer=None, **settings):
+        """`generate` a step at a time: yields a `fastergpt.streaming.StreamStep` per step
+        (each row's new token, its log-probability and, with a tokenizer, its text
+        delta). Beam search cannot stream (it ranks whole sequences at the end)."""
+        from fastergpt.streaming import stream_steps
+
+        ids = check_int_array(input_ids, "input_ids")
+        mask = None if attention_mask is None else check_int_array(attention_mask, "attention_mask")
+        values = resolve_settings(config=self.config, **settings)
+        stream = self._engine.stream(ids, mask, settings_numbers(values))  # checks, prompt pass
+        rows = ids.shape[0] * int(values["num_return_sequences"])
+        return stream_steps(stream, rows, int(values["eos_token_id"]), tokenizer)
+
     def logits(self, input_ids, attention_mask=None, num_threads: int = 0):
         """Next-token logits at every position, float32 [B, L, V] (zeros under padding):
         for scoring text and for comparing weight formats."""

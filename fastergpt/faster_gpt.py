@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 import paddle
 
 from fastergpt.config import GPTConfig
@@ -114,6 +115,14 @@ class FasterGPT(paddle.nn.Layer):
             architecture=self.config.architecture_string(), weight_format=self.weight_format,
             settings_layout=",".join(setting_names()))
 
+    def generate_stream(self, input_ids, attention_mask=None, tokenizer=None, **settings):
+        """`generate` a step at a time (see `Engine.generate_stream`): yields each row's new
+        token, log-probability and, with a tokenizer, text delta per step. Runs on the
+        NumPy module over a copy of the packed weights, made at the first call."""
+        ids = input_ids.numpy() if isinstance(input_ids, paddle.Tensor) else input_ids
+        mask = attention_mask.numpy() if isinstance(attention_mask, paddle.Tensor) else attention_mask
+        return _engine_of(self).generate_stream(ids, mask, tokenizer=tokenizer, **settings)
+
     @paddle.no_grad()
     def generate(self, input_ids, attention_mask=None, **settings) -> GenerationOutput:
         """Generate continuations of left-padded prompts.
@@ -138,6 +147,16 @@ class FasterGPT(paddle.nn.Layer):
         except OSError as e:
             raise op_error_to_value_error(e) from None
         return GenerationOutput(out_ids, lengths, logprobs, scores)
+
+
+def _engine_of(model: "FasterGPT"):
+    """The NumPy-module Engine over a FasterGPT's packed weights (copied once, cached)."""
+    from fastergpt.engine import Engine
+
+    if getattr(model, "_stream_engine", None) is None:
+        packed = [(n, np.ascontiguousarray(getattr(model, n).numpy())) for n in model._weight_names]
+        model._stream_engine = Engine(model.config, dtype=model.weight_format, packed=packed)
+    return model._stream_engine
 
 
 def _is_paddlenlp(obj) -> bool:

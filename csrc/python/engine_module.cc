@@ -15,6 +15,7 @@
 
 #include "../core/context.h"
 #include "../core/error.h"
+#include "../core/generation_stream.h"
 #include "../core/generator.h"
 #include "../core/kernels.h"
 #include "../core/logits_processor.h"
@@ -112,11 +113,48 @@ class Engine {
   }
 
   std::string architecture() const { return fastergpt::format_architecture(model_->config()); }
+  const fastergpt::Model& model() const { return *model_; }
 
  private:
   std::vector<py::array> arrays_;  // owns the memory the model's weights point into
   std::vector<fastergpt::WeightView> views_;
   std::unique_ptr<fastergpt::Model> model_;
+};
+
+// A generation run a step at a time (Engine.stream). Holds its engine's Python object,
+// so the weights outlive it.
+class Stream {
+ public:
+  Stream(py::object owner, const Engine& engine, const IdArray& input_ids,
+         const py::object& attention_mask, const SettingValues& settings)
+      : owner_(std::move(owner)) {
+    IdArray mask;
+    const fastergpt::GenerationInput in = make_input(input_ids, attention_mask, &mask);
+    const fastergpt::GenerationOptions o = fastergpt::options_from_map(settings);
+    py::gil_scoped_release release;
+    stream_ = std::make_unique<fastergpt::GenerationStream>(engine.model(), in, o);
+  }
+
+  // (tokens int64 [rows], logprobs float32 [rows]) of the next step, -1 for a row that
+  // had finished; None when the generation is over.
+  py::object next() {
+    fastergpt::StepTokens step;
+    bool more;
+    {
+      py::gil_scoped_release release;
+      more = stream_->next(&step);
+    }
+    if (!more) return py::none();
+    IdArray tokens({static_cast<py::ssize_t>(step.tokens.size())});
+    FloatArray logprobs({static_cast<py::ssize_t>(step.logprobs.size())});
+    std::copy(step.tokens.begin(), step.tokens.end(), tokens.mutable_data());
+    std::copy(step.logprobs.begin(), step.logprobs.end(), logprobs.mutable_data());
+    return py::make_tuple(tokens, logprobs);
+  }
+
+ private:
+  py::object owner_;
+  std::unique_ptr<fastergpt::GenerationStream> stream_;
 };
 
 py::list weight_spec(const std::string& architecture, const std::string& weight_format) {
@@ -265,5 +303,15 @@ PYBIND11_MODULE(_engine, m) {
       .def("logits", &Engine::logits, py::arg("input_ids"), py::arg("attention_mask") = py::none(),
            py::arg("num_threads") = 0,
            "Next-token logits at every position, float32 [B, L, V] (zeros under padding).")
+      .def(
+          "stream",
+          [](py::object self, const IdArray& input_ids, const py::object& attention_mask,
+             const SettingValues& settings) {
+            return Stream(self, self.cast<const Engine&>(), input_ids, attention_mask, settings);
+          },
+          py::arg("input_ids"), py::arg("attention_mask") = py::none(),
+          py::arg("settings") = SettingValues(),
+          "A generation run a step at a time: .next() -> (tokens, logprobs) or None.")
       .def_property_readonly("architecture", &Engine::architecture);
+  py::class_<Stream>(m, "Stream").def("next", &Stream::next);
 }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "../../csrc/core/error.h"
+#include "../../csrc/core/generation_stream.h"
 #include "../../csrc/core/generator.h"
 #include "../../csrc/core/model.h"
 #include "check.h"
@@ -127,5 +128,35 @@ int main() {
                "settings: expected 1 values");
   CHECK(parse_choice(setting_info("decode_strategy"), "greedy") == 0);
   expect_error([&] { parse_choice(setting_info("decode_strategy"), "beam"); }, "expected one of");
+  {  // Step by step (stream and callback) gives generate()'s tokens; a callback can stop it.
+    TinyModel m;
+    const std::vector<int64_t> ids = {0, 3, 4, 5, 6, 7, 8, 9}, mask = {0, 1, 1, 1, 1, 1, 1, 1};
+    GenerationOptions o;
+    o.max_new_tokens = 7;
+    o.decode_strategy = DecodeStrategy::kSampling;
+    o.seed = 11;
+    o.num_return_sequences = 2;
+    o.eos_token_id = 1;
+    const GenerationResult whole = run(m, ids, mask, 2, o);
+    GenerationInput in{ids.data(), mask.data(), 2, 4};
+    GenerationStream stream(*m.model, in, o);
+    StepTokens step;
+    int64_t t = 0;
+    while (stream.next(&step)) {
+      for (int64_t r = 0; r < whole.rows; ++r)
+        CHECK(step.tokens[r] == (t < whole.lengths[r] ? whole.ids[r * whole.steps + t] : -1));
+      ++t;
+    }
+    CHECK(t == whole.steps);
+    CHECK(stream.result().ids == whole.ids);
+    int64_t calls = 0;
+    const GenerationResult stopped =
+        generate(*m.model, in, o, [&](const StepTokens&) { return ++calls < 3; });
+    CHECK(calls == 3 && stopped.steps == std::min<int64_t>(3, whole.steps));
+    o.decode_strategy = DecodeStrategy::kBeamSearch;
+    o.num_beams = 2;
+    o.num_return_sequences = 1;
+    expect_error([&] { GenerationStream s(*m.model, in, o); }, "streaming does not support beam search");
+  }
   TEST_MAIN_END();
 }

@@ -1,0 +1,58 @@
+// Generation a step at a time, for callers that act on tokens as they are made
+// (stream them, stop on a string, cancel): the same Generator pieces as the
+// one-shot generate(), so the tokens are the same.
+//
+// GenerationStream owns its Context (threads, KV cache, workspace), so a stream
+// that lives across a caller's pauses (a Python generator between yields) does
+// not hold the process-wide context that generate() calls share.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "context.h"
+#include "generation_options.h"
+#include "generator.h"
+#include "model.h"
+
+namespace fastergpt {
+
+// One step's output: for each of the B*R rows, the token it chose in this step,
+// or -1 when it had finished before; `logprobs` likewise (0 for -1).
+struct StepTokens {
+  std::vector<int64_t> tokens;
+  std::vector<float> logprobs;
+};
+
+class GenerationStream {
+ public:
+  // Checks the request (throws Error naming the argument, as generate()) and
+  // runs the prompt pass. Beam search is refused: it ranks whole sequences only
+  // at the end. `input` is read here only.
+  GenerationStream(const Model& model, const GenerationInput& input,
+                   const GenerationOptions& options);
+
+  // The next step's tokens into *out; false when the generation is over (every
+  // row ended or max_new_tokens was reached), with nothing written.
+  bool next(StepTokens* out);
+  // Everything generated so far, as generate() returns it.
+  GenerationResult result() const { return gen_.collect(state_); }
+
+ private:
+  GenerationOptions options_;
+  Context ctx_;
+  Generator gen_;
+  BatchState state_;
+  std::vector<size_t> emitted_;  // tokens of each row handed out so far
+  bool more_ = true;
+};
+
+// generate() with `on_step` called after every step (on the process-wide context);
+// returning false from it stops the generation there (the result holds the steps
+// run so far).
+GenerationResult generate(const Model& model, const GenerationInput& input,
+                          const GenerationOptions& options,
+                          const std::function<bool(const StepTokens&)>& on_step);
+
+}  // namespace fastergpt

@@ -1,0 +1,107 @@
+"""Streaming: Engine.generate_stream and FasterGPT.generate_stream yield, step by step,
+the tokens generate() returns (greedy and seeded sampling, a ragged batch, several
+return sequences, the end token), their log-probabilities, and text deltas that never
+split a UTF-8 character and join to the decoded text."""
+import numpy as np
+import pytest
+
+from fastergpt import Engine, FasterGPT
+from fastergpt.streaming import REPLACEMENT, TextDeltas
+from fastergpt.tokenizer import Tokenizer
+from layouts import tokenizer_model, write_tokenizer
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tok = Tokenizer.from_dir(write_tokenizer(tmp_path_factory.mktemp("tok")))
+    model = tokenizer_model(seed=3, n_positions=64)
+    return tok, model, Engine.from_model(model), FasterGPT(model)
+
+
+SETTINGS = [
+    dict(max_new_tokens=24),
+    dict(max_new_tokens=24, decode_strategy="sampling", top_k=20, seed=5, num_return_sequences=3),
+    dict(max_new_tokens=16, decode_strategy="sampling", top_p=0.9, seed=1, repetition_penalty=1.2,
+         min_length=3, no_repeat_ngram_size=2),
+]
+
+
+@pytest.mark.parametrize("front_end", ["Engine", "FasterGPT"])
+@pytest.mark.parametrize("settings", SETTINGS, ids=["greedy", "top_k", "top_p"])
+def test_steps_equal_generate(setup, front_end, settings):
+    tok, model, engine, faster = setup
+    ids, mask = tok.encode_batch(["hello world, hello", "café", "日本語のテキスト"])
+    # An end token the model is likely to make, so rows finish at different steps.
+    eos = int(np.argsort(engine.logits(ids, mask)[:, -1].mean(0))[-2])
+    whole = engine.generate(ids, mask, eos_token_id=eos, return_logprobs=True, **settings)
+    run = engine if front_end == "Engine" else faster
+    steps = list(run.generate_stream(ids, mask, tokenizer=tok, eos_token_id=eos, **settings))
+    rows = whole["ids"].shape[0]
+    # One step per generated column; then, only if a row's text ends inside a character,
+    # one more carrying that held-back tail (no tokens).
+    made = [s for s in steps if (s.tokens >= 0).any()]
+    assert len(made) == whole["ids"].shape[1] and len(steps) - len(made) in (0, 1)
+    tokens = np.stack([s.tokens for s in made], 1)
+    logprobs = np.stack([s.logprobs for s in made], 1)
+    for r in range(rows):
+        n = whole["lengths"][r]
+        np.testing.assert_array_equal(tokens[r, :n], whole["ids"][r, :n])
+        assert (tokens[r, n:] == -1).all()
+        np.testing.assert_allclose(logprobs[r, :n], whole["logprobs"][r, :n], atol=1e-6)
+        text = "".join(s.texts[r] for s in steps)
+        assert text == tok.decode(whole["ids"][r, :n])
+        ended = whole["ids"][r, n - 1] == eos
+        assert bool(made[-1].finished[r]) == bool(ended)
+
+
+def _byte_tokens(tok):
+    """GPT-2's byte -> visible character table, to find each single byte's token."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    table, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return {b: tok.token_to_id(c) for b, c in table.items()}
+
+
+def test_text_deltas_never_split_a_character(setup):
+    tok = setup[0]
+    byte_token = _byte_tokens(tok)
+    text = "a café, 日本語 and 🚀!"
+    ids = [byte_token[b] for b in text.encode("utf-8")]  # one token per byte
+    assert None not in ids
+    deltas = TextDeltas(tok, 1)
+    pieces = [deltas.push(0, t) for t in ids]
+    assert "".join(pieces) == text
+    for p in pieces:
+        assert REPLACEMENT not in p
+        p.encode("utf-8")  # whole characters only
+    # The bytes of 🚀 arrive one by one: nothing is sent until the fourth.
+    rocket = [byte_token[b] for b in "🚀".encode("utf-8")]
+    d = TextDeltas(tok, 1)
+    assert [d.push(0, t) for t in rocket] == ["", "", "", "🚀"]
+    # Bytes that never complete a character come out as U+FFFD at the end.
+    d = TextDeltas(tok, 1)
+    assert d.push(0, rocket[0]) == ""
+    assert d.push(0, -1, final=True) == REPLACEMENT
+
+
+def test_beam_search_is_refused_and_bad_input_raises_at_once(setup):
+    _, _, engine, faster = setup
+    with pytest.raises(ValueError, match="streaming does not support beam search"):
+        engine.generate_stream(np.array([[1, 2, 3]]), num_beams=3)
+    with pytest.raises(ValueError, match=r"top_p must be in \(0, 1\]"):
+        faster.generate_stream(np.array([[1, 2, 3]]), top_p=2.0)
+
+
+def test_a_stream_left_early_frees_its_state(setup):
+    _, _, engine, _ = setup
+    for _ in range(20):
+        stream = engine.generate_stream(np.array([[1, 2, 3]]), max_new_tokens=30)
+        next(stream)
+        del stream
+    out = engine.generate(np.array([[1, 2, 3]]), max_new_tokens=5)
+    assert out["ids"].shape == (1, 5)
