@@ -96,18 +96,29 @@ class Engine:
         values = settings_numbers(resolve_settings(config=self.config, **settings))
         return self._engine.generate(ids, mask, values, return_logprobs=return_logprobs)
 
-    def generate_stream(self, input_ids, attention_mask=None, tokenizer=None, **settings):
+    def generate_stream(self, input_ids, attention_mask=None, tokenizer=None, stop=(),
+                        end_token_ids=(), **settings):
         """`generate` a step at a time: yields a `fastergpt.streaming.StreamStep` per step
         (each row's new token, its log-probability and, with a tokenizer, its text
-        delta). Beam search cannot stream (it ranks whole sequences at the end)."""
+        delta). `stop`: strings that end a row (not returned; needs the tokenizer);
+        `end_token_ids`: more ids that end a row besides eos_token_id. Beam search
+        cannot stream (it ranks whole sequences at the end)."""
         from fastergpt.streaming import stream_steps
 
         ids = check_int_array(input_ids, "input_ids")
         mask = None if attention_mask is None else check_int_array(attention_mask, "attention_mask")
         values = resolve_settings(config=self.config, **settings)
+        if isinstance(stop, str):
+            stop = [stop]
+        if stop and tokenizer is None:
+            raise ValueError("stop strings need a tokenizer to match the text")
+        ends = [int(values["eos_token_id"])] + [int(t) for t in end_token_ids]
+        bad = [t for t in ends[1:] if not 0 <= t < self.config.vocab_size]
+        if bad:
+            raise ValueError(f"end_token_ids: {bad} outside the vocabulary [0, {self.config.vocab_size})")
         stream = self._engine.stream(ids, mask, settings_numbers(values))  # checks, prompt pass
         rows = ids.shape[0] * int(values["num_return_sequences"])
-        return stream_steps(stream, rows, int(values["eos_token_id"]), tokenizer)
+        return stream_steps(stream, rows, ends, tokenizer, list(stop))
 
     def logits(self, input_ids, attention_mask=None, num_threads: int = 0):
         """Next-token logits at every position, float32 [B, L, V] (zeros under padding):

@@ -115,13 +115,15 @@ class FasterGPT(paddle.nn.Layer):
             architecture=self.config.architecture_string(), weight_format=self.weight_format,
             settings_layout=",".join(setting_names()))
 
-    def generate_stream(self, input_ids, attention_mask=None, tokenizer=None, **settings):
+    def generate_stream(self, input_ids, attention_mask=None, tokenizer=None, stop=(),
+                        end_token_ids=(), **settings):
         """`generate` a step at a time (see `Engine.generate_stream`): yields each row's new
         token, log-probability and, with a tokenizer, text delta per step. Runs on the
         NumPy module over a copy of the packed weights, made at the first call."""
         ids = input_ids.numpy() if isinstance(input_ids, paddle.Tensor) else input_ids
         mask = attention_mask.numpy() if isinstance(attention_mask, paddle.Tensor) else attention_mask
-        return _engine_of(self).generate_stream(ids, mask, tokenizer=tokenizer, **settings)
+        return _engine_of(self).generate_stream(ids, mask, tokenizer=tokenizer, stop=stop,
+                                                end_token_ids=end_token_ids, **settings)
 
     @paddle.no_grad()
     def generate(self, input_ids, attention_mask=None, **settings) -> GenerationOutput:

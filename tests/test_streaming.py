@@ -74,7 +74,7 @@ def test_text_deltas_never_split_a_character(setup):
     ids = [byte_token[b] for b in text.encode("utf-8")]  # one token per byte
     assert None not in ids
     deltas = TextDeltas(tok, 1)
-    pieces = [deltas.push(0, t) for t in ids]
+    pieces = [deltas.push(0, t)[0] for t in ids]
     assert "".join(pieces) == text
     for p in pieces:
         assert REPLACEMENT not in p
@@ -82,11 +82,11 @@ def test_text_deltas_never_split_a_character(setup):
     # The bytes of 🚀 arrive one by one: nothing is sent until the fourth.
     rocket = [byte_token[b] for b in "🚀".encode("utf-8")]
     d = TextDeltas(tok, 1)
-    assert [d.push(0, t) for t in rocket] == ["", "", "", "🚀"]
+    assert [d.push(0, t)[0] for t in rocket] == ["", "", "", "🚀"]
     # Bytes that never complete a character come out as U+FFFD at the end.
     d = TextDeltas(tok, 1)
-    assert d.push(0, rocket[0]) == ""
-    assert d.push(0, -1, final=True) == REPLACEMENT
+    assert d.push(0, rocket[0]) == ("", False)
+    assert d.push(0, -1, final=True) == (REPLACEMENT, False)
 
 
 def test_beam_search_is_refused_and_bad_input_raises_at_once(setup):
@@ -105,3 +105,44 @@ def test_a_stream_left_early_frees_its_state(setup):
         del stream
     out = engine.generate(np.array([[1, 2, 3]]), max_new_tokens=5)
     assert out["ids"].shape == (1, 5)
+
+
+def _rows(steps):
+    made = [s for s in steps if (s.tokens >= 0).any()]
+    tokens = np.stack([s.tokens for s in made], 1) if made else np.zeros((0, 0), np.int64)
+    return [[int(t) for t in row if t >= 0] for row in tokens]
+
+
+@pytest.mark.parametrize("front_end", ["Engine", "FasterGPT"])
+def test_stop_strings_across_tokens_and_extra_end_tokens(setup, front_end):
+    tok, _, engine, faster = setup
+    run = engine if front_end == "Engine" else faster
+    ids, mask = tok.encode_batch(["hello world, hello", "the function returns"])
+    kw = dict(max_new_tokens=30, eos_token_id=-1)
+    free = engine.generate(ids, mask, **kw)
+    texts = [tok.decode(r) for r in free["ids"]]
+    # A stop string that spans a token boundary of row 0's text, starting at its 4th token.
+    first = len(tok.decode(free["ids"][0][:3]))
+    stop = texts[0][first:first + 4]
+    assert len(stop) == 4 and tok.decode(free["ids"][0][:4]) != texts[0][:first + 4]
+    steps = list(run.generate_stream(ids, mask, tokenizer=tok, stop=[stop, "never-in-this-text"], **kw))
+    got = ["".join(s.texts[r] for s in steps) for r in range(2)]
+    cut = texts[0].find(stop)
+    assert got[0] == texts[0][:cut] and stop not in got[0]
+    assert steps[-1].finished[0]
+    made = _rows(steps)
+    assert len(made[0]) < 30 and made[0] == list(free["ids"][0][:len(made[0])])
+    # The other row, stopped or not, keeps its own tokens (it does not depend on row 0).
+    assert made[1] == list(free["ids"][1][:len(made[1])])
+    if stop not in texts[1]:
+        assert got[1] == texts[1] and len(made[1]) == 30
+    # More end tokens: as generate() with that token as eos_token_id.
+    end = int(free["ids"][0][5])
+    want = engine.generate(ids, mask, max_new_tokens=30, eos_token_id=end)
+    made = _rows(list(run.generate_stream(ids, mask, end_token_ids=[end], **kw)))
+    for r in range(2):
+        assert made[r] == list(want["ids"][r][:want["lengths"][r]])
+    with pytest.raises(ValueError, match="stop strings need a tokenizer"):
+        run.generate_stream(ids, mask, stop=["x"], **kw)
+    with pytest.raises(ValueError, match=r"end_token_ids: \[100000\] outside the vocabulary"):
+        run.generate_stream(ids, mask, end_token_ids=[100000], **kw)

@@ -44,6 +44,7 @@ GenerationStream::GenerationStream(const Model& model, const GenerationInput& in
 }
 
 bool GenerationStream::next(StepTokens* out) {
+  if (state_.active.empty()) more_ = false;  // every row was finished by the caller
   if (!more_) return false;
   more_ = gen_.step(state_);
   take_new(state_, emitted_, out);

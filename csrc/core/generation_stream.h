@@ -36,6 +36,8 @@ class GenerationStream {
   // The next step's tokens into *out; false when the generation is over (every
   // row ended or max_new_tokens was reached), with nothing written.
   bool next(StepTokens* out);
+  // Ends row `row` before the next step (see Generator::finish_row).
+  void finish(int64_t row) { gen_.finish_row(state_, row); }
   // Everything generated so far, as generate() returns it.
   GenerationResult result() const { return gen_.collect(state_); }
 

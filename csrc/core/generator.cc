@@ -232,6 +232,20 @@ bool Generator::step(BatchState& s) {
   return true;
 }
 
+void Generator::finish_row(BatchState& s, int64_t r) const {
+  FGPT_CHECK(r >= 0 && r < static_cast<int64_t>(s.rows.size()), "finish_row: row ", r,
+             " is outside the batch of ", s.rows.size(), " rows");
+  s.rows[r].finished = true;
+  const auto it = std::find(s.active.begin(), s.active.end(), r);
+  if (it == s.active.end()) return;
+  // Row i of act.logits belongs to active[i]: close the gap it leaves.
+  const int64_t i = it - s.active.begin(), n = static_cast<int64_t>(s.active.size());
+  const int64_t V = c_.vocab_size;
+  float* logits = ctx_.activations().logits.data();
+  std::copy(logits + (i + 1) * V, logits + n * V, logits + i * V);
+  s.active.erase(it);
+}
+
 GenerationResult Generator::collect(const BatchState& s) const {
   GenerationResult res;
   const int64_t rows = static_cast<int64_t>(s.rows.size()), T = s.steps;

@@ -87,6 +87,9 @@ class Generator {
   // through the model. Returns false when no row is left or max_new_tokens is reached.
   bool step(BatchState& s);
   GenerationResult collect(const BatchState& s) const;
+  // Ends row r now (a caller's stop condition: a stop string, a cancelled request):
+  // it leaves the batch before the next step; what it generated stays.
+  void finish_row(BatchState& s, int64_t r) const;
   // The prompt pass for beam search: each prompt once, into the first of its
   // num_beams cache rows, which then read it through the cache's source rows.
   void prefill_beams(const GenerationInput& in, const std::vector<int64_t>& real_lengths);

@@ -151,6 +151,7 @@ class Stream {
     std::copy(step.logprobs.begin(), step.logprobs.end(), logprobs.mutable_data());
     return py::make_tuple(tokens, logprobs);
   }
+  void finish(int64_t row) { stream_->finish(row); }
 
  private:
   py::object owner_;
@@ -313,5 +314,7 @@ PYBIND11_MODULE(_engine, m) {
           py::arg("settings") = SettingValues(),
           "A generation run a step at a time: .next() -> (tokens, logprobs) or None.")
       .def_property_readonly("architecture", &Engine::architecture);
-  py::class_<Stream>(m, "Stream").def("next", &Stream::next);
+  py::class_<Stream>(m, "Stream")
+      .def("next", &Stream::next)
+      .def("finish", &Stream::finish, py::arg("row"), "Ends a row before the next step.");
 }

@@ -149,6 +149,19 @@ int main() {
     }
     CHECK(t == whole.steps);
     CHECK(stream.result().ids == whole.ids);
+    {  // A row finished by the caller leaves; the others keep their tokens.
+      GenerationStream cut(*m.model, in, o);
+      CHECK(cut.next(&step));
+      cut.finish(0);
+      int64_t t2 = 1;
+      while (cut.next(&step)) {
+        CHECK(step.tokens[0] == -1);
+        for (int64_t r = 1; r < whole.rows; ++r)
+          CHECK(step.tokens[r] == (t2 < whole.lengths[r] ? whole.ids[r * whole.steps + t2] : -1));
+        ++t2;
+      }
+      CHECK(cut.result().lengths[0] == 1);
+    }
     int64_t calls = 0;
     const GenerationResult stopped =
         generate(*m.model, in, o, [&](const StepTokens&) { return ++calls < 3; });
