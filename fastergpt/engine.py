@@ -120,6 +120,14 @@ class Engine:
         rows = ids.shape[0] * int(values["num_return_sequences"])
         return stream_steps(stream, rows, ends, tokenizer, list(stop))
 
+    def batch(self, capacity: int, max_positions: Optional[int] = None, num_threads: int = 0,
+              max_memory_mb: int = 0):
+        """An empty continuous batch (`fastergpt.continuous.ContinuousBatch`) of `capacity`
+        rows: sequences join and leave it between steps."""
+        from fastergpt.continuous import ContinuousBatch
+
+        return ContinuousBatch(self, capacity, max_positions, num_threads, max_memory_mb)
+
     def logits(self, input_ids, attention_mask=None, num_threads: int = 0):
         """Next-token logits at every position, float32 [B, L, V] (zeros under padding):
         for scoring text and for comparing weight formats."""

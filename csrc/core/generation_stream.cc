@@ -1,6 +1,9 @@
 #include "generation_stream.h"
 
+#include <algorithm>
 #include <mutex>
+
+#include "memory_estimate.h"
 
 #include "error.h"
 #include "kernels.h"
@@ -43,9 +46,69 @@ GenerationStream::GenerationStream(const Model& model, const GenerationInput& in
   emitted_.assign(state_.rows.size(), 0);
 }
 
+GenerationStream::GenerationStream(const Model& model, int64_t capacity, int64_t max_positions,
+                                   const GenerationOptions& options)
+    : options_(options), ctx_(cpu_backend(), static_cast<int>(options.num_threads)),
+      gen_(model, options_, ctx_), continuous_(true) {
+  const ModelConfig& c = model.config();
+  FGPT_CHECK(capacity >= 1 && capacity <= kMaxReturnSequences, "capacity must be in [1, ",
+             kMaxReturnSequences, "], got ", capacity);
+  FGPT_CHECK(max_positions >= 2 && max_positions <= c.max_positions, "max_positions must be in "
+             "[2, ", c.max_positions, "] (the model's position table), got ", max_positions);
+  // The whole batch's memory, once: capacity rows of max_positions positions.
+  GenerationOptions sizing = options;
+  sizing.num_return_sequences = 1;
+  sizing.decode_strategy = DecodeStrategy::kSampling;  // the sampler's scratch too
+  check_memory(estimate_memory(c, capacity, 1, capacity, 1, sizing, max_positions - 1), sizing);
+  options_.max_new_tokens = static_cast<int64_t>(kMaxTokens);  // each row counts its own
+  ctx_.kv_cache().allocate(c, capacity, max_positions);
+  ctx_.activations().reserve_logits(capacity, c);
+  state_.rows.resize(capacity);
+  for (RowState& row : state_.rows) row.finished = true;
+  state_.chosen.resize(capacity);
+  for (auto* v : {&state_.tokens, &state_.still, &state_.order}) v->reserve(capacity);
+  state_.slots.reserve(capacity);
+  state_.active.reserve(capacity);
+  row_options_.resize(capacity);
+  emitted_.assign(capacity, 0);
+  for (int64_t r = capacity - 1; r >= 0; --r) free_.push_back(r);
+}
+
+int64_t GenerationStream::join(const std::vector<int64_t>& prompt, const GenerationOptions& options,
+                               int64_t rng_row) {
+  FGPT_CHECK(continuous_, "join: this stream runs one call's batch; build it with a capacity");
+  FGPT_CHECK(!free_.empty(), "join: all ", state_.rows.size(), " rows are running");
+  check_streamable(options);
+  options.validate(gen_.model_config().vocab_size);
+  FGPT_CHECK(!prompt.empty(), "input_ids: prompts must have at least one token");
+  const int64_t r = free_.back();
+  auto owned = std::make_unique<GenerationOptions>(options);
+  gen_.join(state_, r, prompt.data(), static_cast<int64_t>(prompt.size()), owned.get(), rng_row);
+  row_options_[r] = std::move(owned);
+  emitted_[r] = 0;
+  free_.pop_back();
+  return r;
+}
+
+void GenerationStream::release(int64_t row) {
+  FGPT_CHECK(continuous_, "release: this stream runs one call's batch");
+  FGPT_CHECK(row >= 0 && row < static_cast<int64_t>(state_.rows.size()), "release: row ", row,
+             " is outside the batch");
+  FGPT_CHECK(std::find(free_.begin(), free_.end(), row) == free_.end(), "release: row ", row,
+             " is already free");
+  gen_.finish_row(state_, row);
+  state_.rows[row] = RowState();
+  state_.rows[row].finished = true;
+  row_options_[row].reset();
+  free_.push_back(row);
+}
+
 bool GenerationStream::next(StepTokens* out) {
-  if (state_.active.empty()) more_ = false;  // every row was finished by the caller
-  if (!more_) return false;
+  if (state_.active.empty()) {
+    if (!continuous_) more_ = false;  // every row was finished by the caller
+    return false;
+  }
+  if (!more_ && !continuous_) return false;
   more_ = gen_.step(state_);
   take_new(state_, emitted_, out);
   return true;

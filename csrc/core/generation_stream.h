@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "context.h"
@@ -33,8 +34,27 @@ class GenerationStream {
   GenerationStream(const Model& model, const GenerationInput& input,
                    const GenerationOptions& options);
 
-  // The next step's tokens into *out; false when the generation is over (every
-  // row ended or max_new_tokens was reached), with nothing written.
+  // A batch that sequences join and leave between steps (continuous batching): up to
+  // `capacity` rows of up to `max_positions` positions each, its KV cache reserved
+  // here, once (checked against the memory budget of `options`, whose num_threads
+  // and max_memory_mb it takes). Starts empty; see join() and release().
+  GenerationStream(const Model& model, int64_t capacity, int64_t max_positions,
+                   const GenerationOptions& options);
+
+  // A new sequence joins before the next step: its prompt pass runs now, then it is
+  // decoded with its own `options` (Philox row `rng_row` for sampling, so its tokens
+  // are what generate() gives that prompt as row rng_row). Returns its row; throws
+  // Error naming the problem (bad prompt or settings, no free row).
+  int64_t join(const std::vector<int64_t>& prompt, const GenerationOptions& options,
+               int64_t rng_row = 0);
+  // A finished row's slot is free again (its tokens are gone).
+  void release(int64_t row);
+  int64_t running() const { return static_cast<int64_t>(state_.active.size()); }
+  int64_t free_rows() const { return static_cast<int64_t>(free_.size()); }
+
+  // The next step's tokens into *out; false when nothing ran: every row ended (or,
+  // for one call's batch, max_new_tokens was reached), with nothing written. A
+  // continuous batch continues once a sequence joins.
   bool next(StepTokens* out);
   // Ends row `row` before the next step (see Generator::finish_row).
   void finish(int64_t row) { gen_.finish_row(state_, row); }
@@ -48,6 +68,9 @@ class GenerationStream {
   BatchState state_;
   std::vector<size_t> emitted_;  // tokens of each row handed out so far
   bool more_ = true;
+  bool continuous_ = false;
+  std::vector<std::unique_ptr<GenerationOptions>> row_options_;  // per row, when continuous
+  std::vector<int64_t> free_;
 };
 
 // generate() with `on_step` called after every step (on the process-wide context);

@@ -108,7 +108,7 @@ void Generator::prefill_beams(const GenerationInput& in, const std::vector<int64
 void Generator::prompt_pass(const GenerationInput& in, const std::vector<int64_t>& real_lengths,
                             int64_t rows_per_prompt, std::vector<int64_t>& tokens,
                             std::vector<TokenSlot>& slots) {
-  const int64_t B = in.batch, rows = B * rows_per_prompt, D = c_.hidden_size;
+  const int64_t B = in.batch, rows = B * rows_per_prompt;
   const int64_t max_prompt = *std::max_element(real_lengths.begin(), real_lengths.end());
   ctx_.kv_cache().allocate(c_, rows, max_prompt + o_.max_new_tokens);
   std::vector<int64_t> last_token(B);  // index in the pass of each prompt's last token
@@ -116,6 +116,14 @@ void Generator::prompt_pass(const GenerationInput& in, const std::vector<int64_t
     pack_prompt(in, b, real_lengths[b], b * rows_per_prompt, tokens, slots);
     last_token[b] = static_cast<int64_t>(tokens.size()) - 1;
   }
+  ctx_.activations().reserve_logits(rows, c_);  // the steps put every row's logits side by side
+  forward_prompts(tokens, slots, last_token, 0);
+}
+
+void Generator::forward_prompts(const std::vector<int64_t>& tokens,
+                                const std::vector<TokenSlot>& slots,
+                                const std::vector<int64_t>& last_token, int64_t first_logits_row) {
+  const int64_t B = static_cast<int64_t>(last_token.size()), D = c_.hidden_size;
   // Chunk by chunk, keeping the hidden state of each prompt's last token.
   Activations& a = ctx_.activations();
   std::vector<float> last_hidden(B * D);
@@ -132,8 +140,10 @@ void Generator::prompt_pass(const GenerationInput& in, const std::vector<int64_t
   std::copy(last_hidden.begin(), last_hidden.end(), a.x.begin());
   std::vector<int64_t> first_rows(B);
   for (int64_t b = 0; b < B; ++b) first_rows[b] = b;
-  a.reserve_logits(rows, c_);  // the steps put every row's logits side by side
-  model_.logits(ctx_, first_rows.data(), B);
+  model_.logits(ctx_, first_rows.data(), B);  // into logits rows 0..B-1
+  if (first_logits_row > 0)
+    std::copy_backward(a.logits.begin(), a.logits.begin() + B * c_.vocab_size,
+                       a.logits.begin() + (first_logits_row + B) * c_.vocab_size);
 }
 
 void Generator::expand(BatchState& s, const GenerationInput& in) {
@@ -177,16 +187,18 @@ void Generator::expand(BatchState& s, const GenerationInput& in) {
 }
 
 TokenChoice Generator::choose(RowState& row, int64_t row_index, float* logits) const {
+  const GenerationOptions& o = options_of(row);
   const int64_t generated = static_cast<int64_t>(row.ids.size());
-  apply_repetition_penalty(logits, row.seen, o_.repetition_penalty);
+  apply_repetition_penalty(logits, row.seen, o.repetition_penalty);
   ban_repeated_ngrams(logits, row.history.data(), static_cast<int64_t>(row.history.size()),
-                      o_.no_repeat_ngram_size);
-  if (o_.eos_token_id >= 0 && generated < o_.min_length) logits[o_.eos_token_id] = -INFINITY;
+                      o.no_repeat_ngram_size);
+  if (o.eos_token_id >= 0 && generated < o.min_length) logits[o.eos_token_id] = -INFINITY;
   // beam_search with num_beams = 1 is greedy search, as in transformers.
-  if (o_.decode_strategy != DecodeStrategy::kSampling) return choose_greedy(logits, c_.vocab_size);
-  const double u = philox_uniform(o_.seed, static_cast<uint64_t>(row_index),
+  if (o.decode_strategy != DecodeStrategy::kSampling) return choose_greedy(logits, c_.vocab_size);
+  const int64_t stream_row = row.rng_row >= 0 ? row.rng_row : row_index;
+  const double u = philox_uniform(o.seed, static_cast<uint64_t>(stream_row),
                                   static_cast<uint64_t>(generated));
-  return choose_sampled(logits, c_.vocab_size, o_, u, row.scratch);
+  return choose_sampled(logits, c_.vocab_size, o, u, row.scratch);
 }
 
 bool Generator::step(BatchState& s) {
@@ -198,19 +210,21 @@ bool Generator::step(BatchState& s) {
       s.chosen[i] = choose(s.rows[s.active[i]], s.active[i], logits + i * V);
   });
   s.steps += 1;
-  const bool penalty = o_.repetition_penalty != 1.0f;
   s.still.clear();
   s.tokens.clear();
   s.slots.clear();
   for (int64_t i = 0; i < n_active; ++i) {
     const int64_t r = s.active[i];
     RowState& row = s.rows[r];
+    const GenerationOptions& o = options_of(row);
+    const bool penalty = o.repetition_penalty != 1.0f;
     const TokenChoice ch = s.chosen[i];
     row.ids.push_back(ch.token);
     row.logprobs.push_back(ch.logprob);
-    if (o_.no_repeat_ngram_size > 0) row.history.push_back(ch.token);
-    if (o_.eos_token_id >= 0 && ch.token == o_.eos_token_id) {
-      row.finished = true;
+    if (o.no_repeat_ngram_size > 0) row.history.push_back(ch.token);
+    if ((o.eos_token_id >= 0 && ch.token == o.eos_token_id) ||
+        (row.options && static_cast<int64_t>(row.ids.size()) == o.max_new_tokens)) {
+      row.finished = true;  // (a joined row counts its own max_new_tokens)
       continue;
     }
     if (penalty && !row.seen_flag[ch.token]) {
@@ -230,6 +244,48 @@ bool Generator::step(BatchState& s) {
   for (int64_t i = 0; i < M; ++i) s.order[i] = i;
   model_.logits(ctx_, s.order.data(), M);
   return true;
+}
+
+void Generator::join(BatchState& s, int64_t r, const int64_t* prompt, int64_t n,
+                     const GenerationOptions* options, int64_t rng_row) {
+  FGPT_CHECK(r >= 0 && r < static_cast<int64_t>(s.rows.size()), "join: row ", r,
+             " is outside the batch of ", s.rows.size(), " rows");
+  FGPT_CHECK(std::find(s.active.begin(), s.active.end(), r) == s.active.end(), "join: row ", r,
+             " is still running");
+  GenerationInput one{prompt, nullptr, 1, n};
+  std::vector<int64_t> real_lengths;
+  check_input(c_, one, *options, options->max_new_tokens, &real_lengths);
+  FGPT_CHECK(n + options->max_new_tokens <= ctx_.kv_cache().max_length(), "input_ids: a prompt of ",
+             n, " tokens with max_new_tokens=", options->max_new_tokens,
+             " does not fit the batch's ", ctx_.kv_cache().max_length(), " positions per row");
+  RowState& row = s.rows[r];
+  row = RowState();
+  row.prompt_row = -1;
+  row.length = n;
+  row.options = options;
+  row.rng_row = rng_row;
+  row.ids.reserve(options->max_new_tokens);
+  row.logprobs.reserve(options->max_new_tokens);
+  if (options->repetition_penalty != 1.0f) {
+    row.seen_flag.assign(c_.vocab_size, 0);
+    for (int64_t j = 0; j < n; ++j)
+      if (!row.seen_flag[prompt[j]]) {
+        row.seen_flag[prompt[j]] = 1;
+        row.seen.push_back(static_cast<int32_t>(prompt[j]));
+      }
+  }
+  if (options->no_repeat_ngram_size > 0) row.history.assign(prompt, prompt + n);
+  // The prompt pass overwrites act.logits: keep the running rows' logits aside.
+  const int64_t V = c_.vocab_size, n_active = static_cast<int64_t>(s.active.size());
+  std::vector<float>& logits = ctx_.activations().logits;
+  s.saved_logits.assign(logits.begin(), logits.begin() + n_active * V);
+  std::vector<int64_t> tokens(prompt, prompt + n);
+  std::vector<TokenSlot> slots(n);
+  for (int64_t j = 0; j < n; ++j) slots[j] = {r, j};
+  ctx_.activations().reserve_logits(n_active + 1, c_);
+  forward_prompts(tokens, slots, {n - 1}, n_active);
+  std::copy(s.saved_logits.begin(), s.saved_logits.end(), logits.begin());
+  s.active.push_back(r);
 }
 
 void Generator::finish_row(BatchState& s, int64_t r) const {

@@ -56,6 +56,11 @@ struct RowState {
   std::vector<uint8_t> seen_flag;   // [V], only when the penalty is on
   std::vector<int64_t> history;     // prompt + output, only for no_repeat_ngram_size
   SamplerScratch scratch;
+  // A request that joined a running batch (GenerationStream::join): its own settings,
+  // and the row index its random stream is drawn with (so its tokens do not depend
+  // on the slot it got). Null / -1 for the rows of one generate() call.
+  const GenerationOptions* options = nullptr;
+  int64_t rng_row = -1;
 };
 
 // Everything that changes between steps. `active[i]` is the row whose next-token
@@ -68,6 +73,7 @@ struct BatchState {
   std::vector<int64_t> tokens, still, order;
   std::vector<TokenSlot> slots;
   std::vector<TokenChoice> chosen;
+  std::vector<float> saved_logits;  // join(): the running rows' logits during a prompt pass
 };
 
 class Generator {
@@ -87,9 +93,16 @@ class Generator {
   // through the model. Returns false when no row is left or max_new_tokens is reached.
   bool step(BatchState& s);
   GenerationResult collect(const BatchState& s) const;
+  const ModelConfig& model_config() const { return c_; }
   // Ends row r now (a caller's stop condition: a stop string, a cancelled request):
   // it leaves the batch before the next step; what it generated stays.
   void finish_row(BatchState& s, int64_t r) const;
+  // A new sequence joins the running batch in cache row r (free, of a cache sized
+  // for it): its prompt pass runs now (the active rows' logits are kept), and it is
+  // decoded from the next step with `options` (which must outlive it) and random
+  // row `rng_row`. Checks the prompt and options first (throws Error).
+  void join(BatchState& s, int64_t r, const int64_t* prompt, int64_t n,
+            const GenerationOptions* options, int64_t rng_row);
   // The prompt pass for beam search: each prompt once, into the first of its
   // num_beams cache rows, which then read it through the cache's source rows.
   void prefill_beams(const GenerationInput& in, const std::vector<int64_t>& real_lengths);
@@ -107,6 +120,16 @@ class Generator {
   void prompt_pass(const GenerationInput& in, const std::vector<int64_t>& real_lengths,
                    int64_t rows_per_prompt, std::vector<int64_t>& tokens,
                    std::vector<TokenSlot>& slots);
+  // The model over packed prompt tokens (in chunks); the next-token logits of the
+  // tokens at `last_token` go to logits rows first_logits_row, first_logits_row + 1, ...
+  // (rows before it are kept only if the pass's own logits fit before them: callers
+  // save them, see join()).
+  void forward_prompts(const std::vector<int64_t>& tokens, const std::vector<TokenSlot>& slots,
+                       const std::vector<int64_t>& last_token, int64_t first_logits_row);
+  // The settings a row runs with: its own (a joined request's) or the call's.
+  const GenerationOptions& options_of(const RowState& row) const {
+    return row.options ? *row.options : o_;
+  }
 
   const Model& model_;
   const ModelConfig& c_;

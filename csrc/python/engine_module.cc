@@ -153,6 +153,25 @@ class Stream {
   }
   void finish(int64_t row) { stream_->finish(row); }
 
+  // A continuous batch (Engine.batch): empty, sequences join and leave between steps.
+  Stream(py::object owner, const Engine& engine, int64_t capacity, int64_t max_positions,
+         const SettingValues& settings)
+      : owner_(std::move(owner)) {
+    const fastergpt::GenerationOptions o = fastergpt::options_from_map(settings);
+    py::gil_scoped_release release;
+    stream_ = std::make_unique<fastergpt::GenerationStream>(engine.model(), capacity, max_positions, o);
+  }
+  int64_t join(const IdArray& prompt, const SettingValues& settings, int64_t rng_row) {
+    FGPT_CHECK(prompt.ndim() == 1, "prompt: must be 1-D token ids, got rank ", prompt.ndim());
+    std::vector<int64_t> ids(prompt.data(), prompt.data() + prompt.size());
+    const fastergpt::GenerationOptions o = fastergpt::options_from_map(settings);
+    py::gil_scoped_release release;
+    return stream_->join(ids, o, rng_row);
+  }
+  void release(int64_t row) { stream_->release(row); }
+  int64_t running() const { return stream_->running(); }
+  int64_t free_rows() const { return stream_->free_rows(); }
+
  private:
   py::object owner_;
   std::unique_ptr<fastergpt::GenerationStream> stream_;
@@ -313,8 +332,20 @@ PYBIND11_MODULE(_engine, m) {
           py::arg("input_ids"), py::arg("attention_mask") = py::none(),
           py::arg("settings") = SettingValues(),
           "A generation run a step at a time: .next() -> (tokens, logprobs) or None.")
+      .def(
+          "batch",
+          [](py::object self, int64_t capacity, int64_t max_positions, const SettingValues& settings) {
+            return Stream(self, self.cast<const Engine&>(), capacity, max_positions, settings);
+          },
+          py::arg("capacity"), py::arg("max_positions"), py::arg("settings") = SettingValues(),
+          "An empty continuous batch of `capacity` rows: .join/.next/.release.")
       .def_property_readonly("architecture", &Engine::architecture);
   py::class_<Stream>(m, "Stream")
       .def("next", &Stream::next)
-      .def("finish", &Stream::finish, py::arg("row"), "Ends a row before the next step.");
+      .def("finish", &Stream::finish, py::arg("row"), "Ends a row before the next step.")
+      .def("join", &Stream::join, py::arg("prompt"), py::arg("settings"), py::arg("rng_row") = 0,
+           "A continuous batch: a sequence joins before the next step; returns its row.")
+      .def("release", &Stream::release, py::arg("row"), "Frees a finished row's slot.")
+      .def_property_readonly("running", &Stream::running)
+      .def_property_readonly("free_rows", &Stream::free_rows);
 }

@@ -162,6 +162,55 @@ int main() {
       }
       CHECK(cut.result().lengths[0] == 1);
     }
+    {  // Continuous batching: sequences join a running batch at different steps and
+       // leave it; each gets what generate() gives its prompt alone (as row rng_row).
+      GenerationStream batch(*m.model, 3, 32, GenerationOptions());
+      struct Req { std::vector<int64_t> prompt; GenerationOptions o; int64_t rng_row; };
+      GenerationOptions greedy;
+      greedy.max_new_tokens = 9;
+      GenerationOptions sampled = greedy;
+      sampled.decode_strategy = DecodeStrategy::kSampling;
+      sampled.seed = 5;
+      sampled.max_new_tokens = 6;
+      sampled.repetition_penalty = 1.3f;
+      const std::vector<Req> reqs = {{{3, 4, 5}, greedy, 0}, {{7, 8}, sampled, 1},
+                                     {{9, 10, 11, 12, 13}, greedy, 0}, {{6}, sampled, 0}};
+      std::vector<std::vector<int64_t>> got(reqs.size());
+      std::vector<int64_t> row_of(reqs.size(), -1);
+      size_t next_req = 0;
+      StepTokens st;
+      for (int step = 0; step < 40; ++step) {
+        // One joins every other step while a row is free.
+        if (step % 2 == 0 && next_req < reqs.size() && batch.free_rows() > 0) {
+          row_of[next_req] = batch.join(reqs[next_req].prompt, reqs[next_req].o, reqs[next_req].rng_row);
+          ++next_req;
+        }
+        if (!batch.next(&st)) continue;
+        for (size_t q = 0; q < reqs.size(); ++q) {
+          const int64_t r = row_of[q];
+          if (r < 0 || st.tokens[r] < 0) continue;
+          got[q].push_back(st.tokens[r]);
+          if (static_cast<int64_t>(got[q].size()) == reqs[q].o.max_new_tokens) {
+            batch.release(r);  // done: its slot is free for the next request
+            row_of[q] = -1;
+          }
+        }
+      }
+      CHECK(next_req == reqs.size());
+      for (size_t q = 0; q < reqs.size(); ++q) {
+        GenerationOptions o = reqs[q].o;
+        o.num_return_sequences = reqs[q].rng_row + 1;  // row rng_row of a one-prompt call
+        const GenerationResult alone = run(m, reqs[q].prompt, {}, 1, o);
+        const int64_t row = reqs[q].rng_row;
+        std::vector<int64_t> want(alone.ids.begin() + row * alone.steps,
+                                  alone.ids.begin() + row * alone.steps + alone.lengths[row]);
+        CHECK(got[q] == want);
+      }
+      expect_error([&] { batch.join({}, greedy); }, "at least one token");
+      GenerationOptions too_long = greedy;
+      too_long.max_new_tokens = 40;
+      expect_error([&] { batch.join({1, 2}, too_long); }, "positions");
+    }
     int64_t calls = 0;
     const GenerationResult stopped =
         generate(*m.model, in, o, [&](const StepTokens&) { return ++calls < 3; });

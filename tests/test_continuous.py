@@ -1,0 +1,84 @@
+"""Continuous batching (fastergpt.continuous): 32 requests of different prompt lengths
+and settings join a batch of 8 rows at different steps and leave it as they finish;
+each gets exactly what generate() gives its prompt alone, nothing lost or duplicated."""
+import numpy as np
+import pytest
+
+from fastergpt import Engine
+from helpers import tiny_model
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return Engine.from_model(tiny_model(seed=6, vocab_size=61, n_positions=64, std=0.3))
+
+
+def alone(engine, prompt, rng_row, settings):
+    out = engine.generate(np.array([prompt]), num_return_sequences=rng_row + 1, **settings)
+    return list(map(int, out["ids"][rng_row][:out["lengths"][rng_row]]))
+
+
+def test_requests_joining_and_leaving_get_what_each_gets_alone(engine):
+    rng = np.random.RandomState(0)
+    requests = []
+    for q in range(32):
+        prompt = list(map(int, rng.randint(3, 61, size=rng.randint(1, 12))))
+        settings = dict(max_new_tokens=int(rng.randint(1, 20)), eos_token_id=2, pad_token_id=0)
+        if q % 3 == 1:
+            settings.update(decode_strategy="sampling", top_k=10, seed=q, temperature=0.8)
+        if q % 4 == 2:
+            settings.update(repetition_penalty=1.3, no_repeat_ngram_size=2)
+        requests.append((prompt, int(q % 2), settings))
+    batch = engine.batch(capacity=8)
+    queue, got, row_of, step = list(range(32)), {}, {}, 0
+    while queue or batch.running:
+        # A few join every step while rows are free (the rest wait, as a server's queue).
+        for _ in range(rng.randint(0, 3)):
+            if queue and batch.free_rows:
+                q = queue.pop(0)
+                prompt, rng_row, settings = requests[q]
+                row_of[batch.join(prompt, rng_row=rng_row, **settings)] = q
+                got[q] = []
+        out = batch.step()
+        step += 1
+        assert step < 2000
+        if out is None:
+            continue
+        tokens, _ = out
+        for row, q in list(row_of.items()):
+            if tokens[row] < 0:
+                continue
+            got[q].append(int(tokens[row]))
+            settings = requests[q][2]
+            if tokens[row] == settings["eos_token_id"] or len(got[q]) == settings["max_new_tokens"]:
+                batch.release(row)
+                del row_of[row]
+    assert sorted(got) == list(range(32))
+    for q, (prompt, rng_row, settings) in enumerate(requests):
+        assert got[q] == alone(engine, prompt, rng_row, settings), q
+
+
+def test_bad_requests_are_refused_and_the_batch_goes_on(engine):
+    batch = engine.batch(capacity=2, max_positions=16)
+    row = batch.join([5, 6, 7], max_new_tokens=4)
+    with pytest.raises(ValueError, match=r"top_p must be in \(0, 1\]"):
+        batch.join([1, 2], top_p=1.5)
+    with pytest.raises(ValueError, match=r"id 99 at \[0, 1\] is outside the vocabulary"):
+        batch.join([1, 99])
+    with pytest.raises(ValueError, match=r"does not fit the batch's 16 positions"):
+        batch.join([1, 2, 3], max_new_tokens=20)
+    with pytest.raises(ValueError, match="streaming does not support beam search"):
+        batch.join([1, 2], num_beams=2)
+    with pytest.raises(ValueError, match="1-D integer token ids"):
+        batch.join([[1, 2]])
+    batch.join([8], max_new_tokens=2)
+    with pytest.raises(ValueError, match="all 2 rows are running"):
+        batch.join([9])
+    tokens = []
+    while batch.running:
+        out = batch.step()
+        if out[0][row] >= 0:
+            tokens.append(int(out[0][row]))
+    assert tokens == alone(engine, [5, 6, 7], 0, dict(max_new_tokens=4))
+    with pytest.raises(ValueError, match=r"needs about \d+ MB .* but max_memory_mb allows 1 MB"):
+        engine.batch(capacity=4096, max_memory_mb=1)
