@@ -116,9 +116,12 @@ class Engine:
         bad = [t for t in ends[1:] if not 0 <= t < self.config.vocab_size]
         if bad:
             raise ValueError(f"end_token_ids: {bad} outside the vocabulary [0, {self.config.vocab_size})")
+        if end_token_ids and int(values["min_length"]) > 0:
+            raise ValueError("end_token_ids with min_length > 0 is not supported yet (min_length "
+                             "masks only eos_token_id)")
         stream = self._engine.stream(ids, mask, settings_numbers(values))  # checks, prompt pass
         rows = ids.shape[0] * int(values["num_return_sequences"])
-        return stream_steps(stream, rows, ends, tokenizer, list(stop))
+        return stream_steps(stream, rows, ends, tokenizer, list(stop), int(values["max_new_tokens"]))
 
     def batch(self, capacity: int, max_positions: Optional[int] = None, num_threads: int = 0,
               max_memory_mb: int = 0):

@@ -101,8 +101,17 @@ def generate_fast(fast, input_ids, attention_mask=None, position_ids=None, num_t
             raise ValueError(f"use_fast=True does not support {key}={value!r}; drop it or call "
                              "generate with use_fast=False")
     settings.setdefault("max_new_tokens", 20)  # PaddleNLP's default max_length
-    if settings.get("decode_strategy") == "greedy_search" and settings.get("num_beams", 1) > 1:
+    beams = settings.get("decode_strategy") == "beam_search" or (
+        settings.get("decode_strategy") in (None, "greedy_search") and settings.get("num_beams", 1) > 1)
+    if beams:
         settings["decode_strategy"] = "beam_search"
+        # PaddleNLP scores a finished beam sum / ((len + 5) / 6)^lp, transformers (and the
+        # engine) sum / len^lp: they agree only at PaddleNLP's default, 0.
+        if settings.setdefault("length_penalty", 0.0) != 0.0:
+            raise ValueError(f"use_fast=True does not support length_penalty="
+                             f"{settings['length_penalty']!r} with beam search: the engine scores "
+                             "beams as transformers does (sum / len^lp), PaddleNLP as sum / "
+                             "((len + 5) / 6)^lp; pass 0.0 or use_fast=False")
     ids = input_ids.numpy() if hasattr(input_ids, "numpy") else np.asarray(input_ids)
     mask = None
     if attention_mask is not None:
@@ -122,7 +131,7 @@ def generate_fast(fast, input_ids, attention_mask=None, position_ids=None, num_t
     out = fast.generate(ids, mask, **settings)
     lengths = out.lengths.numpy()
     scores = out.scores.numpy()
-    if settings.get("decode_strategy") != "beam_search":
+    if not beams:
         scores = scores / np.maximum(lengths, 1)
     return out.ids, paddle.to_tensor(scores.reshape(-1, 1).astype(np.float32))
 

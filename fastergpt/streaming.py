@@ -24,7 +24,7 @@ REPLACEMENT = "\ufffd"  # what decoding gives for an incomplete UTF-8 sequence
 class StreamStep:
     tokens: np.ndarray       # int64 [rows]: this step's token of each row, -1 if it had finished
     logprobs: np.ndarray     # float32 [rows]
-    finished: np.ndarray     # bool [rows]: the row ended in this step or before
+    finished: np.ndarray     # bool [rows]: the row ended (end token, stop, max_new_tokens) by now
     texts: Optional[list] = field(default=None)  # str per row: its new text ("" if none yet)
 
 
@@ -72,7 +72,8 @@ def _stop_prefix_length(text: str, stops) -> int:
     return best
 
 
-def stream_steps(stream, rows: int, end_tokens, tokenizer=None, stops=()) -> Iterator[StreamStep]:
+def stream_steps(stream, rows: int, end_tokens, tokenizer=None, stops=(),
+                 max_new_tokens: int = 0) -> Iterator[StreamStep]:
     """Drives a native stream (fastergpt._engine.Stream) to its end. `end_tokens`: ids
     that end a row (the engine's eos_token_id among them); `stops`: strings that end a
     row (needs the tokenizer). A row ended here leaves the engine's batch at once."""
@@ -81,13 +82,17 @@ def stream_steps(stream, rows: int, end_tokens, tokenizer=None, stops=()) -> Ite
     ends = np.array(sorted(set(int(t) for t in end_tokens if int(t) >= 0)), dtype=np.int64)
     deltas = TextDeltas(tokenizer, rows, stops) if tokenizer is not None else None
     finished = np.zeros(rows, dtype=bool)
+    made = np.zeros(rows, dtype=np.int64)
     while True:
         out = stream.next()
         if out is None:
             break
         tokens, logprobs = out
         new = tokens >= 0
+        made += new
         ended = new & np.isin(tokens, ends)
+        if max_new_tokens > 0:
+            ended |= new & (made >= max_new_tokens)  # its last token
         texts = None
         if deltas is not None:
             texts = []

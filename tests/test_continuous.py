@@ -82,3 +82,47 @@ def test_bad_requests_are_refused_and_the_batch_goes_on(engine):
     assert tokens == alone(engine, [5, 6, 7], 0, dict(max_new_tokens=4))
     with pytest.raises(ValueError, match=r"needs about \d+ MB .* but max_memory_mb allows 1 MB"):
         engine.batch(capacity=4096, max_memory_mb=1)
+
+
+def test_joins_from_other_threads_while_the_loop_steps(engine):
+    """A server's shape: request threads join (and release) while one loop thread steps."""
+    import threading
+
+    batch = engine.batch(capacity=4)
+    prompts = [[5 + q, 6, 7 + q % 5] for q in range(12)]
+    results, rows, lock = {}, {}, threading.Lock()
+    done = threading.Event()
+
+    def loop():
+        while not done.is_set() or batch.running:
+            out = batch.step()
+            if out is None:
+                continue
+            with lock:
+                for row, q in list(rows.items()):
+                    if out[0][row] >= 0:
+                        results[q].append(int(out[0][row]))
+                        if len(results[q]) == 6:
+                            del rows[row]
+                            batch.release(row)
+
+    def client(q):
+        while True:
+            with lock:
+                if batch.free_rows:
+                    results[q] = []
+                    rows[batch.join(prompts[q], max_new_tokens=6, eos_token_id=-1)] = q
+                    return
+
+    t = threading.Thread(target=loop)
+    t.start()
+    clients = [threading.Thread(target=client, args=(q,)) for q in range(12)]
+    for c in clients:
+        c.start()
+    for c in clients:
+        c.join()
+    done.set()
+    t.join(timeout=60)
+    assert not t.is_alive()
+    for q in range(12):
+        assert results[q] == alone(engine, prompts[q], 0, dict(max_new_tokens=6, eos_token_id=-1))

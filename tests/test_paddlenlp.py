@@ -185,6 +185,15 @@ def test_use_fast(model):
                                      decode_strategy="beam_search", num_beams=3,
                                      num_return_sequences=2, use_fast=True)
         assert b_ids.shape[0] == 6 and list(b_scores.shape) == [6, 1]
+        # num_beams alone means beam search; its scores are the engine's beam scores (sum of
+        # log-probabilities at PaddleNLP's default length_penalty 0), not divided again.
+        n_ids, n_scores = m.generate(input_ids=pids, attention_mask=pmask, max_length=8, num_beams=3,
+                                     use_fast=True)
+        beam = FasterGPT(m).generate(ids, mask, max_new_tokens=8, num_beams=3, length_penalty=0.0)
+        np.testing.assert_array_equal(n_ids.numpy(), beam.ids.numpy())
+        np.testing.assert_allclose(n_scores.numpy()[:, 0], beam.scores.numpy(), rtol=1e-6)
+        with pytest.raises(ValueError, match=r"does not support length_penalty=1.0 with beam search"):
+            m.generate(input_ids=pids, max_length=4, num_beams=2, length_penalty=1.0, use_fast=True)
         # Position ids other than the engine's are refused; the engine's are accepted.
         pos = np.clip(np.cumsum(mask, -1) - 1, 0, None)
         m.generate(input_ids=pids, attention_mask=pmask, position_ids=paddle.to_tensor(pos),

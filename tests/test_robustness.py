@@ -226,6 +226,21 @@ def test_overflowing_activations_are_an_error_not_a_token(model, strategy):
         engine.generate(np.array([[1, 2, 3]]), max_new_tokens=3, decode_strategy=strategy)
 
 
+def test_an_error_inside_the_thread_pool_is_raised_not_fatal(model):
+    """Beam search checks each beam's logits on the pool's threads (several beams run in
+    parallel): the error reaches the caller as ValueError instead of ending the process
+    (a C++ exception on a worker thread used to call std::terminate)."""
+    state = model.state_dict_numpy()
+    state["transformer.h.1.mlp.c_proj.weight"] = np.full_like(state["transformer.h.1.mlp.c_proj.weight"], 1e38)
+    engine = Engine(model.config, state)
+    prompts = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9], [3, 2, 1]])
+    for _ in range(3):
+        with pytest.raises(ValueError, match="logits are not finite"):
+            engine.generate(prompts, max_new_tokens=3, num_beams=4, num_threads=2)
+    ok = Engine.from_model(model).generate(prompts, max_new_tokens=3, num_beams=4, num_threads=2)
+    assert ok["ids"].shape == (4, 3)
+
+
 class _Marker:
     """Pickles as a call to os.system that would create a marker file."""
 

@@ -55,6 +55,7 @@ GenerationStream::GenerationStream(const Model& model, int64_t capacity, int64_t
              kMaxReturnSequences, "], got ", capacity);
   FGPT_CHECK(max_positions >= 2 && max_positions <= c.max_positions, "max_positions must be in "
              "[2, ", c.max_positions, "] (the model's position table), got ", max_positions);
+  options.validate(c.vocab_size);
   // The whole batch's memory, once: capacity rows of max_positions positions.
   GenerationOptions sizing = options;
   sizing.num_return_sequences = 1;

@@ -21,7 +21,7 @@ constexpr int64_t kPrefillChunk = 512;
 
 // `new_tokens` positions must fit after each prompt (0 when only scoring).
 void check_input(const ModelConfig& c, const GenerationInput& in, const GenerationOptions& o,
-                 int64_t new_tokens, std::vector<int64_t>* real_lengths) {
+                 int64_t new_tokens, std::vector<int64_t>* real_lengths, bool check_budget = true) {
   FGPT_CHECK(in.batch >= 1, "input_ids: the batch is empty (shape [", in.batch, ", ",
              in.length, "])");
   FGPT_CHECK(in.length >= 1, "input_ids: prompts must have at least one token (shape [",
@@ -60,6 +60,7 @@ void check_input(const ModelConfig& c, const GenerationInput& in, const Generati
                (*real_lengths)[b] + new_tokens, " positions, beyond the model's sliding window "
                "of ", c.sliding_window, " (sliding-window attention is not supported)");
   }
+  if (!check_budget) return;  // (join: the batch's memory is reserved already)
   // Only now, with every size known and bounded, the memory it will take.
   int64_t max_prompt = 0, total_prompt = 0;
   for (int64_t n : *real_lengths) {
@@ -252,9 +253,12 @@ void Generator::join(BatchState& s, int64_t r, const int64_t* prompt, int64_t n,
              " is outside the batch of ", s.rows.size(), " rows");
   FGPT_CHECK(std::find(s.active.begin(), s.active.end(), r) == s.active.end(), "join: row ", r,
              " is still running");
+  FGPT_CHECK(options->num_return_sequences == 1, "join: num_return_sequences must be 1 (join ",
+             "each copy with its own rng_row), got ", options->num_return_sequences);
+  FGPT_CHECK(rng_row >= 0, "join: rng_row must be >= 0, got ", rng_row);
   GenerationInput one{prompt, nullptr, 1, n};
   std::vector<int64_t> real_lengths;
-  check_input(c_, one, *options, options->max_new_tokens, &real_lengths);
+  check_input(c_, one, *options, options->max_new_tokens, &real_lengths, false);
   FGPT_CHECK(n + options->max_new_tokens <= ctx_.kv_cache().max_length(), "input_ids: a prompt of ",
              n, " tokens with max_new_tokens=", options->max_new_tokens,
              " does not fit the batch's ", ctx_.kv_cache().max_length(), " positions per row");

@@ -76,7 +76,15 @@ void ThreadPool::run_share(int index) {
   const int64_t count = per + (index < extra ? 1 : 0);
   const int64_t begin = std::min(n, first * grain);
   const int64_t end = std::min(n, (first + count) * grain);
-  if (begin < end) (*job_)(begin, end);
+  if (begin >= end) return;
+  // An exception must not end a worker thread (std::terminate) nor leave
+  // parallel_for before every share is done: keep the first, rethrow it after.
+  try {
+    (*job_)(begin, end);
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(error_mutex_);
+    if (!error_) error_ = std::current_exception();
+  }
 }
 
 void ThreadPool::worker_loop(int index) {
@@ -119,6 +127,12 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, RangeFn fn) {
   run_share(0);
   int spins = 0;
   while (pending_.load(std::memory_order_acquire) != 0) relax_or_yield(spins);
+  std::exception_ptr error;
+  {
+    std::lock_guard<std::mutex> lock(error_mutex_);
+    std::swap(error, error_);
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 int default_num_threads() {

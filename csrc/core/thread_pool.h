@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <exception>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -42,7 +43,8 @@ class ThreadPool {
   int num_threads() const { return num_threads_; }
 
   // Calls fn(begin, end) on disjoint ranges covering [0, n), at most one range
-  // per thread, ranges aligned to `grain`. Returns when all ranges are done.
+  // per thread, ranges aligned to `grain`. Returns when all ranges are done; an
+  // exception thrown in a range is rethrown here then (the first, if several).
   void parallel_for(int64_t n, int64_t grain, RangeFn fn);
   template <typename F>
   void parallel_for(int64_t n, int64_t grain, F&& fn) {
@@ -61,6 +63,8 @@ class ThreadPool {
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
+  std::mutex error_mutex_;
+  std::exception_ptr error_;  // the first exception a share threw in this parallel_for
   // The current job, published before generation_ is bumped.
   const RangeFn* job_ = nullptr;
   int64_t job_n_ = 0;

@@ -142,6 +142,7 @@ class Stream {
     bool more;
     {
       py::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
       more = stream_->next(&step);
     }
     if (!more) return py::none();
@@ -151,7 +152,13 @@ class Stream {
     std::copy(step.logprobs.begin(), step.logprobs.end(), logprobs.mutable_data());
     return py::make_tuple(tokens, logprobs);
   }
-  void finish(int64_t row) { stream_->finish(row); }
+  // Every call takes the stream's lock (after giving up the GIL): a server's request
+  // threads join, finish and release while its loop thread steps.
+  void finish(int64_t row) {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    stream_->finish(row);
+  }
 
   // A continuous batch (Engine.batch): empty, sequences join and leave between steps.
   Stream(py::object owner, const Engine& engine, int64_t capacity, int64_t max_positions,
@@ -166,15 +173,29 @@ class Stream {
     std::vector<int64_t> ids(prompt.data(), prompt.data() + prompt.size());
     const fastergpt::GenerationOptions o = fastergpt::options_from_map(settings);
     py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
     return stream_->join(ids, o, rng_row);
   }
-  void release(int64_t row) { stream_->release(row); }
-  int64_t running() const { return stream_->running(); }
-  int64_t free_rows() const { return stream_->free_rows(); }
+  void release(int64_t row) {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    stream_->release(row);
+  }
+  int64_t running() {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stream_->running();
+  }
+  int64_t free_rows() {
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stream_->free_rows();
+  }
 
  private:
   py::object owner_;
   std::unique_ptr<fastergpt::GenerationStream> stream_;
+  std::mutex mutex_;
 };
 
 py::list weight_spec(const std::string& architecture, const std::string& weight_format) {
@@ -327,7 +348,8 @@ PYBIND11_MODULE(_engine, m) {
           "stream",
           [](py::object self, const IdArray& input_ids, const py::object& attention_mask,
              const SettingValues& settings) {
-            return Stream(self, self.cast<const Engine&>(), input_ids, attention_mask, settings);
+            return std::make_unique<Stream>(self, self.cast<const Engine&>(), input_ids,
+                                            attention_mask, settings);
           },
           py::arg("input_ids"), py::arg("attention_mask") = py::none(),
           py::arg("settings") = SettingValues(),
@@ -335,7 +357,8 @@ PYBIND11_MODULE(_engine, m) {
       .def(
           "batch",
           [](py::object self, int64_t capacity, int64_t max_positions, const SettingValues& settings) {
-            return Stream(self, self.cast<const Engine&>(), capacity, max_positions, settings);
+            return std::make_unique<Stream>(self, self.cast<const Engine&>(), capacity,
+                                            max_positions, settings);
           },
           py::arg("capacity"), py::arg("max_positions"), py::arg("settings") = SettingValues(),
           "An empty continuous batch of `capacity` rows: .join/.next/.release.")
