@@ -39,12 +39,12 @@ setup(
     packages=find_packages(include=["fastergpt", "fastergpt.*"]),
     python_requires=">=3.9",
     install_requires=["paddlepaddle==3.3.1", "numpy", "pybind11>=2.10", "tokenizers",
-                      "safetensors"],
+                      "safetensors", "fastapi", "uvicorn"],
     # paddlenlp: the pins of requirements-paddlenlp.txt (they conflict with transformers>=5).
     extras_require={"sentencepiece": ["sentencepiece"],
                     "paddlenlp": ["paddlenlp==2.8.1", "huggingface_hub<1.0", "aistudio-sdk<0.3",
                                   "datasets<3", "pyarrow<17"]},
-    package_data={"fastergpt": ["default_model/*"]},
+    package_data={"fastergpt": ["default_model/*", "server/page.html"]},
     entry_points={"console_scripts": [
         "fastergpt-infer=fastergpt.cli.infer:main",
         "fastergpt-export=fastergpt.cli.export:main",

@@ -1,4 +1,4 @@
-"""`python -m fastergpt <command>` / `fastergpt <command>`: infer, export, perplexity, settings."""
+"""`python -m fastergpt <command>` / `fastergpt <command>`: infer, export, perplexity, settings, serve."""
 import sys
 
 COMMANDS = {
@@ -6,6 +6,7 @@ COMMANDS = {
     "export": "fastergpt.cli.export",
     "perplexity": "fastergpt.cli.perplexity",
     "settings": "fastergpt.cli.settings",
+    "serve": "fastergpt.cli.serve",
 }
 
 

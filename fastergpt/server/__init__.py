@@ -1,0 +1,1 @@
+"""`fastergpt serve`: an OpenAI-compatible HTTP server over the continuous batch."""
