@@ -104,11 +104,18 @@ def create_app(scheduler: Scheduler, model_name: str, chat_template: Optional[st
         ids, mask = tok.encode_batch([text])
         return [int(i) for i, m in zip(ids[0], mask[0]) if m]
 
+    def attach(request: Request) -> Request:
+        """The loop thread hands this request's events to an asyncio queue of this event
+        loop (no thread waits per request)."""
+        loop, inbox = asyncio.get_running_loop(), asyncio.Queue()
+        request.inbox = inbox
+        request.sink = lambda event: loop.call_soon_threadsafe(inbox.put_nowait, event)
+        return request
+
     async def events(request: Request):
         """The request's events, as the loop thread makes them."""
-        loop = asyncio.get_running_loop()
         while True:
-            event = await loop.run_in_executor(None, request.events.get)
+            event = await request.inbox.get()
             if event[0] == "end":
                 return
             yield event
@@ -120,7 +127,7 @@ def create_app(scheduler: Scheduler, model_name: str, chat_template: Optional[st
             if not ids:
                 raise BadRequest("the prompt encodes to no tokens", "prompt")
             settings, n, stop = _settings(body, scheduler, len(ids))
-            requests.append((Request(ids, settings, n, stop), len(ids)))
+            requests.append((attach(Request(ids, settings, n, stop)), len(ids)))
         try:
             for req, _ in requests:
                 scheduler.submit(req)
@@ -144,9 +151,9 @@ def create_app(scheduler: Scheduler, model_name: str, chat_template: Optional[st
                                 yield f"data: {json.dumps({'error': {'message': ev[1], 'type': 'server_error'}})}\n\n"
                                 continue
                             if ev[0] == "token":
+                                # One chunk per token, as OpenAI streams (its text may be
+                                # "" while a character is incomplete).
                                 _, c, token, logprob, delta = ev
-                                if not delta:
-                                    continue
                                 choice = {"index": choice_index(p, c), "finish_reason": None}
                                 if chat:
                                     choice["delta"] = {"content": delta}

@@ -32,8 +32,16 @@ class Request:
     cancelled: threading.Event = field(default_factory=threading.Event)
     submitted: float = field(default_factory=time.monotonic)
     first_token: Optional[float] = None
+    # Where events go instead of `events` (an asyncio loop's queue, fed thread-safely).
+    sink: Optional[object] = None
     # Events: ("token", choice, token_id, logprob, text_delta), ("done", choice,
     # finish_reason), ("error", message); all choices done -> ("end",).
+
+    def emit(self, event) -> None:
+        if self.sink is not None:
+            self.sink(event)
+        else:
+            self.events.put(event)
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -124,7 +132,7 @@ class Scheduler:
             request = self._waiting.queue[0]  # FIFO: the oldest waits for room, nothing jumps it
             if request.cancelled.is_set():
                 self._waiting.get()
-                request.events.put(("end",))
+                request.emit(("end",))
                 continue
             if self.batch.free_rows < request.n:
                 return
@@ -137,8 +145,8 @@ class Scheduler:
                 for r in rows:
                     self.batch.finish(r)
                     self.batch.release(r)
-                request.events.put(("error", str(e)))
-                request.events.put(("end",))
+                request.emit(("error", str(e)))
+                request.emit(("end",))
                 continue
             for choice, r in enumerate(rows):
                 self._rows[r] = _Row(request, choice, TextDeltas(self.tokenizer, 1, request.stop))
@@ -149,11 +157,11 @@ class Scheduler:
         self.batch.finish(row)
         self.batch.release(row)
         request = state.request
-        request.events.put(("done", state.choice, reason))
+        request.emit(("done", state.choice, reason))
         self._left[request.id] -= 1
         if self._left[request.id] == 0:
             del self._left[request.id]
-            request.events.put(("end",))
+            request.emit(("end",))
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -186,7 +194,7 @@ class Scheduler:
                     ended_by_eos = eos is not None and eos >= 0 and token == eos
                     at_max = state.made >= request.settings["max_new_tokens"]
                     delta, stopped = state.deltas.push(0, token, final=ended_by_eos or at_max)
-                    request.events.put(("token", state.choice, token, float(logprobs[row]), delta))
+                    request.emit(("token", state.choice, token, float(logprobs[row]), delta))
                     with self.metrics.lock:
                         self.metrics.tokens += 1
                     if stopped or ended_by_eos:
@@ -196,5 +204,5 @@ class Scheduler:
             except Exception as e:  # never let the loop die: fail the running requests
                 for row in list(self._rows):
                     state = self._rows[row]
-                    state.request.events.put(("error", f"internal error: {e}"))
+                    state.request.emit(("error", f"internal error: {e}"))
                     self._end_row(row, "error")

@@ -1,0 +1,160 @@
+"""Load on `fastergpt serve`: N concurrent clients (default 1, 8, 32), each sending
+greedy completions back to back, against the same server; and the same requests
+served one at a time as the baseline. Prints requests/s, generated tokens/s, time to
+first token (p50) and latency (p50, p99) per level, with the ratios the serving
+issue asks for; writes JSON (and a PNG when matplotlib is installed).
+
+    python benchmarks/bench_serve.py                 # GPT-2 small shape, random weights
+    python benchmarks/bench_serve.py --layers 2 --requests 16   # smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, ROOT)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def one_request(url, prompt, max_tokens):
+    """(time to first token, latency, tokens) of one streamed greedy completion."""
+    body = json.dumps({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
+                       "stream": True}).encode()
+    req = urllib.request.Request(url + "/v1/completions", data=body,
+                                 headers={"Content-Type": "application/json"})
+    t0 = time.perf_counter()
+    first, chunks = None, 0
+    with urllib.request.urlopen(req, timeout=600) as r:
+        for line in r:
+            if not line.startswith(b"data: ") or line.strip() == b"data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk["choices"][0].get("finish_reason") is None:
+                chunks += 1
+                if first is None:
+                    first = time.perf_counter() - t0
+    return first or 0.0, time.perf_counter() - t0, chunks  # one chunk per token
+
+
+def load(url, clients, requests, prompts, max_tokens):
+    results, lock, next_i = [], threading.Lock(), [0]
+
+    def worker():
+        while True:
+            with lock:
+                i = next_i[0]
+                next_i[0] += 1
+            if i >= requests:
+                return
+            r = one_request(url, prompts[i % len(prompts)], max_tokens)
+            with lock:
+                results.append(r)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    ttft = sorted(r[0] for r in results)
+    lat = sorted(r[1] for r in results)
+    tokens = sum(r[2] for r in results)
+
+    def pct(xs, p):
+        return xs[min(len(xs) - 1, int(p * len(xs)))]
+    return {"clients": clients, "requests": len(results), "requests_per_s": len(results) / wall,
+            "tokens_per_s": tokens / wall, "ttft_p50_ms": 1e3 * pct(ttft, 0.5),
+            "latency_p50_ms": 1e3 * pct(lat, 0.5), "latency_p99_ms": 1e3 * pct(lat, 0.99)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--requests", type=int, default=64, help="requests per level")
+    ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-batch", type=int, default=32)
+    ap.add_argument("--work-dir", default=os.path.join(HERE, "results", "work"))
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "bench_serve.json"))
+    a = ap.parse_args()
+
+    from engines.prepare import prepare
+    from fastergpt.machine import cpu_model
+
+    work = os.path.join(a.work_dir, f"small_{a.layers}l_50257v")
+    prepare(work, a.layers, 768, 12, 50257, {"fastergpt-numpy"}, log=lambda s: print("  " + s))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "fastergpt", "serve", "--model_name_or_path",
+                             os.path.join(work, "hf"), "--port", str(port), "--threads", str(a.threads),
+                             "--max_batch", str(a.max_batch), "--max_queue", "1024",
+                             "--max_positions", "256"], env=env)
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(url + "/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        # Prompts of different lengths (ragged), so joins and leaves interleave.
+        prompts = [" ".join(["The function returns a new list"] * (1 + i % 6)) for i in range(16)]
+        one_request(url, prompts[0], 4)  # warm-up
+        print(f"fastergpt serve, GPT-2 small shape ({a.layers} layers, random weights), "
+              f"{a.max_tokens} new tokens per request, greedy, {a.threads} threads, max_batch "
+              f"{a.max_batch}; CPU {cpu_model()}")
+        rows = []
+        for clients in a.clients:
+            r = load(url, clients, a.requests, prompts, a.max_tokens)
+            rows.append(r)
+            print(f"  {clients:3d} client(s): {r['requests_per_s']:6.2f} req/s, {r['tokens_per_s']:7.1f} "
+                  f"tok/s, TTFT p50 {r['ttft_p50_ms']:7.1f} ms, latency p50 {r['latency_p50_ms']:7.1f} "
+                  f"p99 {r['latency_p99_ms']:7.1f} ms", flush=True)
+        base = next((r for r in rows if r["clients"] == 1), rows[0])
+        for r in rows:
+            r["tokens_per_s_vs_one_at_a_time"] = r["tokens_per_s"] / base["tokens_per_s"]
+            r["ttft_p50_vs_idle"] = r["ttft_p50_ms"] / base["ttft_p50_ms"]
+        print("  ratios to one client at a time: " + "; ".join(
+            f"{r['clients']} clients: {r['tokens_per_s_vs_one_at_a_time']:.1f}x tok/s, TTFT "
+            f"{r['ttft_p50_vs_idle']:.1f}x" for r in rows))
+        os.makedirs(os.path.dirname(a.out), exist_ok=True)
+        with open(a.out, "w") as f:
+            json.dump({"args": vars(a), "cpu": cpu_model(), "results": rows}, f, indent=1)
+        print(f"wrote {a.out}")
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            fig, ax = plt.subplots(figsize=(6, 4))
+            ax.bar([str(r["clients"]) for r in rows], [r["tokens_per_s"] for r in rows])
+            ax.set_xlabel("concurrent clients")
+            ax.set_ylabel("generated tokens/s")
+            fig.savefig(a.out.replace(".json", ".png"), dpi=110)
+        except ImportError:
+            print("matplotlib not installed: no chart")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
