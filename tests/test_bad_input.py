@@ -80,6 +80,8 @@ BAD = [
      r"early_stopping must be one of .*'never'.* got 'sometimes'"),
     ("length_penalty-nan", dict(num_beams=2, length_penalty=NAN), r"length_penalty must be"),
     ("no_repeat_ngram_size-negative", dict(no_repeat_ngram_size=-2), r"no_repeat_ngram_size must be >= 0"),
+    ("max_time-negative", dict(max_time=-1.0), r"max_time must be >= 0"),
+    ("max_time-nan", dict(max_time=NAN), r"max_time must be"),
     ("eos-outside-vocab", dict(eos_token_id=VOCAB), r"eos_token_id 53 is outside the vocabulary"),
     ("pad-outside-vocab", dict(pad_token_id=VOCAB), r"pad_token_id 53 is outside the vocabulary"),
     ("min_length-negative", dict(min_length=-1), r"min_length must be >= 0"),

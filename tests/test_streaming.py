@@ -148,3 +148,28 @@ def test_stop_strings_across_tokens_and_extra_end_tokens(setup, front_end):
         run.generate_stream(ids, mask, stop=["x"], **kw)
     with pytest.raises(ValueError, match=r"end_token_ids: \[100000\] outside the vocabulary"):
         run.generate_stream(ids, mask, end_token_ids=[100000], **kw)
+
+
+def test_max_time_stops_after_the_step_it_runs_out_in(setup):
+    """max_time (transformers' MaxTimeCriteria: checked after each step, so at least one
+    token) in generate, beam search, the Paddle op, streams and a continuous batch."""
+    tok, _, engine, faster = setup
+    ids = np.array([[5, 6, 7], [8, 9, 10]])
+    kw = dict(max_new_tokens=40, eos_token_id=-1, max_time=1e-9)
+    assert engine.generate(ids, **kw)["ids"].shape == (2, 1)
+    assert faster.generate(ids, **kw).ids.shape == [2, 1]
+    beams = engine.generate(ids, num_beams=3, num_return_sequences=2, **kw)
+    assert (beams["lengths"] == 1).all()
+    assert len(list(engine.generate_stream(ids, **kw))) == 1
+    batch = engine.batch(capacity=2)
+    row = batch.join([5, 6, 7], **kw)
+    other = batch.join([8, 9], max_new_tokens=3, eos_token_id=-1)
+    made = {row: 0, other: 0}
+    while batch.running:
+        out = batch.step()
+        for r in made:
+            made[r] += int(out[0][r] >= 0)
+    assert made == {row: 1, other: 3}
+    # A generous limit changes nothing.
+    np.testing.assert_array_equal(engine.generate(ids, max_new_tokens=8, max_time=600.0)["ids"],
+                                  engine.generate(ids, max_new_tokens=8)["ids"])

@@ -71,7 +71,9 @@ void BeamSearch::top_continuations(const Group& g, const Sequence& beam, int64_t
 void BeamSearch::advance(Group& g, int64_t group_index, int64_t step,
                          const std::vector<Candidate>& best) {
   const int64_t N = o_.num_beams, generated = step + 1;
-  const bool last = generated == o_.max_new_tokens;
+  // At max_new_tokens, or when max_time ran out (transformers' MaxTimeCriteria makes
+  // every candidate of that step end), the best N candidates finish as they are.
+  const bool last = generated == o_.max_new_tokens || time_up_;
   auto ends = [&](const Candidate& c) {
     return last || (o_.eos_token_id >= 0 && c.token == o_.eos_token_id);
   };
@@ -137,7 +139,7 @@ void BeamSearch::advance(Group& g, int64_t group_index, int64_t step,
 }
 
 GenerationResult BeamSearch::run(const GenerationInput& in,
-                                 const std::vector<int64_t>& real_lengths) {
+                                 const std::vector<int64_t>& real_lengths, const Deadline& deadline) {
   const int64_t B = in.batch, N = o_.num_beams, R = o_.num_return_sequences, V = c_.vocab_size;
   const int64_t K = std::min<int64_t>(2 * N, V);  // transformers keeps (1 + end tokens) * N
   gen_.prefill_beams(in, real_lengths);
@@ -179,6 +181,7 @@ GenerationResult BeamSearch::run(const GenerationInput& in,
       }
     });
     // Per prompt: its best K over all its beams, then the step.
+    time_up_ = deadline.passed();
     for (int64_t i = 0; i < M;) {
       const int64_t b = rows[i].first;
       int64_t end = i;

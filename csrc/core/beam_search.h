@@ -47,7 +47,10 @@ class BeamSearch {
   BeamSearch(const Model& model, const GenerationOptions& options, Context& ctx, Generator& gen)
       : model_(model), c_(model.config()), o_(options), ctx_(ctx), gen_(gen) {}
 
-  GenerationResult run(const GenerationInput& in, const std::vector<int64_t>& real_lengths);
+  // Stops at `deadline` too (max_time), as transformers does: every prompt then
+  // finishes its best running beams as they are.
+  GenerationResult run(const GenerationInput& in, const std::vector<int64_t>& real_lengths,
+                       const Deadline& deadline = Deadline());
 
  private:
   struct Sequence {
@@ -79,6 +82,7 @@ class BeamSearch {
   Context& ctx_;
   Generator& gen_;
   std::vector<int32_t> history_;  // scratch: a prompt's source tables before reordering
+  bool time_up_ = false;           // max_time ran out: this step is the last
 };
 
 }  // namespace fastergpt

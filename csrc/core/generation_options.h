@@ -92,7 +92,9 @@ constexpr double kMaxBeams = 256;  // each beam is a KV-cache row; the top-k mer
   X(early_stopping, EarlyStopping, Choice, 0, 0, true, 2, kEarlyStopping,                         \
     "beam search: false, true or never, with transformers' meaning")                              \
   X(no_repeat_ngram_size, int64_t, Int, 0, 0, true, kMaxTokens, nullptr,                          \
-    "an n-gram of this size never appears twice in prompt + output; 0 = off")
+    "an n-gram of this size never appears twice in prompt + output; 0 = off")                    \
+  X(max_time, double, Float, 0.0, 0, true, kMaxFloat, nullptr,                                    \
+    "seconds a call may run; checked after each step (at least one token); 0 = no limit")
 
 struct GenerationOptions {
 #define FGPT_SETTING_FIELD(name, type, kind, def, lo, lo_incl, hi, choices, help) \

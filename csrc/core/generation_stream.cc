@@ -39,6 +39,7 @@ GenerationStream::GenerationStream(const Model& model, const GenerationInput& in
     : options_((check_streamable(options), options)),
       ctx_(cpu_backend(), static_cast<int>(options.num_threads)),
       gen_(model, options_, ctx_) {
+  deadline_ = Deadline::after(options_.max_time);  // from the call, prompt pass included
   validate_request(model.config(), input, options_);
   const std::vector<int64_t> real_lengths = gen_.check(input);
   gen_.prefill(state_, input, real_lengths);
@@ -110,8 +111,11 @@ bool GenerationStream::next(StepTokens* out) {
     return false;
   }
   if (!more_ && !continuous_) return false;
-  more_ = gen_.step(state_);
+  more_ = gen_.step(state_) && !deadline_.passed();
   take_new(state_, emitted_, out);
+  if (continuous_)  // a joined row's own max_time
+    for (int64_t i = static_cast<int64_t>(state_.active.size()) - 1; i >= 0; --i)
+      if (state_.rows[state_.active[i]].deadline.passed()) gen_.finish_row(state_, state_.active[i]);
   return true;
 }
 
@@ -129,8 +133,9 @@ GenerationResult generate(const Model& model, const GenerationInput& input,
   gen.expand(s, input);
   std::vector<size_t> emitted(s.rows.size(), 0);
   StepTokens step;
+  const Deadline deadline = Deadline::after(options.max_time);
   for (bool more = true; more;) {
-    more = gen.step(s);
+    more = gen.step(s) && !deadline.passed();
     take_new(s, emitted, &step);
     if (!on_step(step)) break;
   }

@@ -69,6 +69,7 @@ class GenerationStream {
   std::vector<size_t> emitted_;  // tokens of each row handed out so far
   bool more_ = true;
   bool continuous_ = false;
+  Deadline deadline_;  // one call's max_time
   std::vector<std::unique_ptr<GenerationOptions>> row_options_;  // per row, when continuous
   std::vector<int64_t> free_;
 };

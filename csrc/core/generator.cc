@@ -268,6 +268,7 @@ void Generator::join(BatchState& s, int64_t r, const int64_t* prompt, int64_t n,
   row.length = n;
   row.options = options;
   row.rng_row = rng_row;
+  row.deadline = Deadline::after(options->max_time);
   row.ids.reserve(options->max_new_tokens);
   row.logprobs.reserve(options->max_new_tokens);
   if (options->repetition_penalty != 1.0f) {
@@ -330,12 +331,13 @@ GenerationResult Generator::collect(const BatchState& s) const {
 
 GenerationResult Generator::run(const GenerationInput& in) {
   const std::vector<int64_t> real_lengths = check(in);
+  const Deadline deadline = Deadline::after(o_.max_time);
   if (o_.decode_strategy == DecodeStrategy::kBeamSearch && o_.num_beams > 1)
-    return BeamSearch(model_, o_, ctx_, *this).run(in, real_lengths);
+    return BeamSearch(model_, o_, ctx_, *this).run(in, real_lengths, deadline);
   BatchState s;
   prefill(s, in, real_lengths);
   expand(s, in);
-  while (step(s)) {
+  while (step(s) && !deadline.passed()) {
   }
   return collect(s);
 }

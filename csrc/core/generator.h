@@ -17,6 +17,7 @@
 // T is the number of steps actually run (<= max_new_tokens).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <vector>
 
@@ -45,6 +46,23 @@ struct GenerationResult {
   std::vector<float> scores;
 };
 
+// max_time: the moment a call (or a joined row) must stop, checked after each step
+// as transformers' MaxTimeCriteria does.
+struct Deadline {
+  bool on = false;
+  std::chrono::steady_clock::time_point at;
+  static Deadline after(double seconds) {
+    Deadline d;
+    d.on = seconds > 0;
+    if (d.on)
+      d.at = std::chrono::steady_clock::now() +
+             std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                 std::chrono::duration<double>(seconds));
+    return d;
+  }
+  bool passed() const { return on && std::chrono::steady_clock::now() >= at; }
+};
+
 // One sequence being generated.
 struct RowState {
   int64_t prompt_row = 0;   // which input row it came from
@@ -61,6 +79,7 @@ struct RowState {
   // on the slot it got). Null / -1 for the rows of one generate() call.
   const GenerationOptions* options = nullptr;
   int64_t rng_row = -1;
+  Deadline deadline;  // a joined row's max_time, from its join
 };
 
 // Everything that changes between steps. `active[i]` is the row whose next-token
