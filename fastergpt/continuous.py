@@ -42,6 +42,22 @@ class ContinuousBatch:
         values = settings_numbers(resolve_settings(config=self.config, **settings))
         return int(self._batch.join(prompt.astype(np.int64), values, int(rng_row)))
 
+    def join_many(self, joins) -> list:
+        """Several sequences at once, `[(prompt_ids, rng_row, settings dict), ...]`, in one
+        prompt pass (the weights read once); all join or, on a bad one, none."""
+        prompts, values, rng_rows = [], [], []
+        for prompt_ids, rng_row, settings in joins:
+            prompt = np.asarray(prompt_ids)
+            if prompt.dtype.kind not in "iu" or prompt.ndim != 1:
+                raise ValueError(f"prompt_ids: must be 1-D integer token ids, got {prompt.dtype} "
+                                 f"shape {list(prompt.shape)}")
+            settings = dict(settings)
+            settings.setdefault("num_threads", self.num_threads)
+            prompts.append(prompt.astype(np.int64))
+            values.append(settings_numbers(resolve_settings(config=self.config, **settings)))
+            rng_rows.append(int(rng_row))
+        return [int(r) for r in self._batch.join_many(prompts, values, rng_rows)]
+
     def step(self):
         """(tokens int64 [capacity], logprobs float32 [capacity]) of one step, -1 where a
         row made no token; None when no row is running."""

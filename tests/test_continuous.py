@@ -126,3 +126,28 @@ def test_joins_from_other_threads_while_the_loop_steps(engine):
     assert not t.is_alive()
     for q in range(12):
         assert results[q] == alone(engine, prompts[q], 0, dict(max_new_tokens=6, eos_token_id=-1))
+
+
+def test_several_join_in_one_prompt_pass(engine):
+    """join_many: one prompt pass for several sequences; each still gets what it gets alone,
+    and a bad one among them leaves the batch unchanged."""
+    batch = engine.batch(capacity=6)
+    first = batch.join([5, 6], max_new_tokens=10, eos_token_id=-1)
+    first_token = int(batch.step()[0][first])
+    joins = [([7, 8, 9, 10], 0, dict(max_new_tokens=6, eos_token_id=-1)),
+             ([11], 1, dict(max_new_tokens=5, eos_token_id=-1, decode_strategy="sampling", seed=4)),
+             ([12, 13, 14], 0, dict(max_new_tokens=7, eos_token_id=-1, repetition_penalty=1.4))]
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        batch.join_many(joins + [([999], 0, {})])
+    assert batch.free_rows == 5 and batch.running == 1
+    rows = batch.join_many(joins)
+    got = {r: [] for r in rows}
+    got[first] = [first_token]
+    while batch.running:
+        out = batch.step()
+        for r in got:
+            if out[0][r] >= 0:
+                got[r].append(int(out[0][r]))
+    for r, (prompt, rng_row, settings) in zip(rows, joins):
+        assert got[r] == alone(engine, prompt, rng_row, settings)
+    assert got[first] == alone(engine, [5, 6], 0, dict(max_new_tokens=10, eos_token_id=-1))

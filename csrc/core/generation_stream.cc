@@ -78,18 +78,37 @@ GenerationStream::GenerationStream(const Model& model, int64_t capacity, int64_t
 
 int64_t GenerationStream::join(const std::vector<int64_t>& prompt, const GenerationOptions& options,
                                int64_t rng_row) {
+  return join(std::vector<std::vector<int64_t>>{prompt}, {options}, {rng_row}).front();
+}
+
+std::vector<int64_t> GenerationStream::join(const std::vector<std::vector<int64_t>>& prompts,
+                                            const std::vector<GenerationOptions>& options,
+                                            const std::vector<int64_t>& rng_rows) {
   FGPT_CHECK(continuous_, "join: this stream runs one call's batch; build it with a capacity");
-  FGPT_CHECK(!free_.empty(), "join: all ", state_.rows.size(), " rows are running");
-  check_streamable(options);
-  options.validate(gen_.model_config().vocab_size);
-  FGPT_CHECK(!prompt.empty(), "input_ids: prompts must have at least one token");
-  const int64_t r = free_.back();
-  auto owned = std::make_unique<GenerationOptions>(options);
-  gen_.join(state_, r, prompt.data(), static_cast<int64_t>(prompt.size()), owned.get(), rng_row);
-  row_options_[r] = std::move(owned);
-  emitted_[r] = 0;
-  free_.pop_back();
-  return r;
+  FGPT_CHECK(options.size() == prompts.size() && rng_rows.size() == prompts.size(),
+             "join: ", prompts.size(), " prompts but ", options.size(), " settings and ",
+             rng_rows.size(), " rng rows");
+  FGPT_CHECK(prompts.size() <= free_.size(), "join: all ", state_.rows.size(), " rows are running");
+  std::vector<std::unique_ptr<GenerationOptions>> owned;
+  std::vector<JoinRequest> joins;
+  for (size_t k = 0; k < prompts.size(); ++k) {
+    check_streamable(options[k]);
+    options[k].validate(gen_.model_config().vocab_size);
+    FGPT_CHECK(!prompts[k].empty(), "input_ids: prompts must have at least one token");
+    owned.push_back(std::make_unique<GenerationOptions>(options[k]));
+    joins.push_back({free_[free_.size() - 1 - k], prompts[k].data(),
+                     static_cast<int64_t>(prompts[k].size()), owned.back().get(), rng_rows[k]});
+  }
+  gen_.join(state_, joins);  // checks everything before it changes anything
+  std::vector<int64_t> rows;
+  for (size_t k = 0; k < joins.size(); ++k) {
+    const int64_t r = joins[k].row;
+    row_options_[r] = std::move(owned[k]);
+    emitted_[r] = 0;
+    rows.push_back(r);
+  }
+  free_.resize(free_.size() - joins.size());
+  return rows;
 }
 
 void GenerationStream::release(int64_t row) {

@@ -47,6 +47,10 @@ class GenerationStream {
   // Error naming the problem (bad prompt or settings, no free row).
   int64_t join(const std::vector<int64_t>& prompt, const GenerationOptions& options,
                int64_t rng_row = 0);
+  // Several at once, in one prompt pass; all or none join (a bad one throws first).
+  std::vector<int64_t> join(const std::vector<std::vector<int64_t>>& prompts,
+                            const std::vector<GenerationOptions>& options,
+                            const std::vector<int64_t>& rng_rows);
   // A finished row's slot is free again (its tokens are gone).
   void release(int64_t row);
   int64_t running() const { return static_cast<int64_t>(state_.active.size()); }

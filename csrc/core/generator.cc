@@ -249,48 +249,68 @@ bool Generator::step(BatchState& s) {
 
 void Generator::join(BatchState& s, int64_t r, const int64_t* prompt, int64_t n,
                      const GenerationOptions* options, int64_t rng_row) {
-  FGPT_CHECK(r >= 0 && r < static_cast<int64_t>(s.rows.size()), "join: row ", r,
-             " is outside the batch of ", s.rows.size(), " rows");
-  FGPT_CHECK(std::find(s.active.begin(), s.active.end(), r) == s.active.end(), "join: row ", r,
-             " is still running");
-  FGPT_CHECK(options->num_return_sequences == 1, "join: num_return_sequences must be 1 (join ",
-             "each copy with its own rng_row), got ", options->num_return_sequences);
-  FGPT_CHECK(rng_row >= 0, "join: rng_row must be >= 0, got ", rng_row);
-  GenerationInput one{prompt, nullptr, 1, n};
-  std::vector<int64_t> real_lengths;
-  check_input(c_, one, *options, options->max_new_tokens, &real_lengths, false);
-  FGPT_CHECK(n + options->max_new_tokens <= ctx_.kv_cache().max_length(), "input_ids: a prompt of ",
-             n, " tokens with max_new_tokens=", options->max_new_tokens,
-             " does not fit the batch's ", ctx_.kv_cache().max_length(), " positions per row");
-  RowState& row = s.rows[r];
-  row = RowState();
-  row.prompt_row = -1;
-  row.length = n;
-  row.options = options;
-  row.rng_row = rng_row;
-  row.deadline = Deadline::after(options->max_time);
-  row.ids.reserve(options->max_new_tokens);
-  row.logprobs.reserve(options->max_new_tokens);
-  if (options->repetition_penalty != 1.0f) {
-    row.seen_flag.assign(c_.vocab_size, 0);
-    for (int64_t j = 0; j < n; ++j)
-      if (!row.seen_flag[prompt[j]]) {
-        row.seen_flag[prompt[j]] = 1;
-        row.seen.push_back(static_cast<int32_t>(prompt[j]));
-      }
+  join(s, {JoinRequest{r, prompt, n, options, rng_row}});
+}
+
+void Generator::join(BatchState& s, const std::vector<JoinRequest>& joins) {
+  // Every check before any change: a bad request leaves the batch as it was.
+  for (size_t k = 0; k < joins.size(); ++k) {
+    const JoinRequest& j = joins[k];
+    FGPT_CHECK(j.row >= 0 && j.row < static_cast<int64_t>(s.rows.size()), "join: row ", j.row,
+               " is outside the batch of ", s.rows.size(), " rows");
+    FGPT_CHECK(std::find(s.active.begin(), s.active.end(), j.row) == s.active.end(), "join: row ",
+               j.row, " is still running");
+    for (size_t e = 0; e < k; ++e)
+      FGPT_CHECK(joins[e].row != j.row, "join: row ", j.row, " is given twice");
+    const GenerationOptions& o = *j.options;
+    FGPT_CHECK(o.num_return_sequences == 1, "join: num_return_sequences must be 1 (join each ",
+               "copy with its own rng_row), got ", o.num_return_sequences);
+    FGPT_CHECK(j.rng_row >= 0, "join: rng_row must be >= 0, got ", j.rng_row);
+    GenerationInput one{j.prompt, nullptr, 1, j.length};
+    std::vector<int64_t> real_lengths;
+    check_input(c_, one, o, o.max_new_tokens, &real_lengths, false);
+    FGPT_CHECK(j.length + o.max_new_tokens <= ctx_.kv_cache().max_length(), "input_ids: a prompt of ",
+               j.length, " tokens with max_new_tokens=", o.max_new_tokens, " does not fit the batch's ",
+               ctx_.kv_cache().max_length(), " positions per row");
   }
-  if (options->no_repeat_ngram_size > 0) row.history.assign(prompt, prompt + n);
-  // The prompt pass overwrites act.logits: keep the running rows' logits aside.
+  std::vector<int64_t> tokens, last_token;
+  std::vector<TokenSlot> slots;
+  for (const JoinRequest& j : joins) {
+    const GenerationOptions& o = *j.options;
+    RowState& row = s.rows[j.row];
+    row = RowState();
+    row.prompt_row = -1;
+    row.length = j.length;
+    row.options = j.options;
+    row.rng_row = j.rng_row;
+    row.deadline = Deadline::after(o.max_time);
+    row.ids.reserve(o.max_new_tokens);
+    row.logprobs.reserve(o.max_new_tokens);
+    if (o.repetition_penalty != 1.0f) {
+      row.seen_flag.assign(c_.vocab_size, 0);
+      for (int64_t t = 0; t < j.length; ++t)
+        if (!row.seen_flag[j.prompt[t]]) {
+          row.seen_flag[j.prompt[t]] = 1;
+          row.seen.push_back(static_cast<int32_t>(j.prompt[t]));
+        }
+    }
+    if (o.no_repeat_ngram_size > 0) row.history.assign(j.prompt, j.prompt + j.length);
+    for (int64_t t = 0; t < j.length; ++t) {
+      tokens.push_back(j.prompt[t]);
+      slots.push_back({j.row, t});
+    }
+    last_token.push_back(static_cast<int64_t>(tokens.size()) - 1);
+  }
+  // One prompt pass for all of them (the weights read once); it overwrites act.logits,
+  // so the running rows' logits are kept aside and the new ones go after them.
   const int64_t V = c_.vocab_size, n_active = static_cast<int64_t>(s.active.size());
+  const int64_t B = static_cast<int64_t>(joins.size());
   std::vector<float>& logits = ctx_.activations().logits;
   s.saved_logits.assign(logits.begin(), logits.begin() + n_active * V);
-  std::vector<int64_t> tokens(prompt, prompt + n);
-  std::vector<TokenSlot> slots(n);
-  for (int64_t j = 0; j < n; ++j) slots[j] = {r, j};
-  ctx_.activations().reserve_logits(n_active + 1, c_);
-  forward_prompts(tokens, slots, {n - 1}, n_active);
+  ctx_.activations().reserve_logits(n_active + B, c_);
+  forward_prompts(tokens, slots, last_token, n_active);
   std::copy(s.saved_logits.begin(), s.saved_logits.end(), logits.begin());
-  s.active.push_back(r);
+  for (const JoinRequest& j : joins) s.active.push_back(j.row);
 }
 
 void Generator::finish_row(BatchState& s, int64_t r) const {

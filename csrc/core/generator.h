@@ -63,6 +63,15 @@ struct Deadline {
   bool passed() const { return on && std::chrono::steady_clock::now() >= at; }
 };
 
+// A sequence joining a running batch (Generator::join).
+struct JoinRequest {
+  int64_t row;                       // a free cache row
+  const int64_t* prompt;             // its token ids
+  int64_t length;
+  const GenerationOptions* options;  // outlives the row
+  int64_t rng_row;                   // Philox row for sampling
+};
+
 // One sequence being generated.
 struct RowState {
   int64_t prompt_row = 0;   // which input row it came from
@@ -122,6 +131,9 @@ class Generator {
   // row `rng_row`. Checks the prompt and options first (throws Error).
   void join(BatchState& s, int64_t r, const int64_t* prompt, int64_t n,
             const GenerationOptions* options, int64_t rng_row);
+  // Several at once: one prompt pass over all their tokens, so the weights are read
+  // once (what a server does with the requests that arrived during a step).
+  void join(BatchState& s, const std::vector<JoinRequest>& joins);
   // The prompt pass for beam search: each prompt once, into the first of its
   // num_beams cache rows, which then read it through the cache's source rows.
   void prefill_beams(const GenerationInput& in, const std::vector<int64_t>& real_lengths);

@@ -176,6 +176,20 @@ class Stream {
     std::lock_guard<std::mutex> lock(mutex_);
     return stream_->join(ids, o, rng_row);
   }
+  std::vector<int64_t> join_many(const std::vector<IdArray>& prompts,
+                                 const std::vector<SettingValues>& settings,
+                                 const std::vector<int64_t>& rng_rows) {
+    std::vector<std::vector<int64_t>> ids;
+    for (const IdArray& p : prompts) {
+      FGPT_CHECK(p.ndim() == 1, "prompt: must be 1-D token ids, got rank ", p.ndim());
+      ids.emplace_back(p.data(), p.data() + p.size());
+    }
+    std::vector<fastergpt::GenerationOptions> options;
+    for (const SettingValues& s : settings) options.push_back(fastergpt::options_from_map(s));
+    py::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stream_->join(ids, options, rng_rows);
+  }
   void release(int64_t row) {
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(mutex_);
@@ -368,6 +382,8 @@ PYBIND11_MODULE(_engine, m) {
       .def("finish", &Stream::finish, py::arg("row"), "Ends a row before the next step.")
       .def("join", &Stream::join, py::arg("prompt"), py::arg("settings"), py::arg("rng_row") = 0,
            "A continuous batch: a sequence joins before the next step; returns its row.")
+      .def("join_many", &Stream::join_many, py::arg("prompts"), py::arg("settings"),
+           py::arg("rng_rows"), "Several sequences join in one prompt pass; returns their rows.")
       .def("release", &Stream::release, py::arg("row"), "Frees a finished row's slot.")
       .def_property_readonly("running", &Stream::running)
       .def_property_readonly("free_rows", &Stream::free_rows);

@@ -128,29 +128,47 @@ class Scheduler:
 
     # ---- the loop thread ----
     def _admit(self) -> None:
+        """The waiting requests that fit join together, in one prompt pass; if one of
+        them is bad, they join one by one so that only it fails."""
+        admitted, free = [], self.batch.free_rows
         while not self._waiting.empty():
             request = self._waiting.queue[0]  # FIFO: the oldest waits for room, nothing jumps it
             if request.cancelled.is_set():
                 self._waiting.get()
                 request.emit(("end",))
                 continue
-            if self.batch.free_rows < request.n:
-                return
+            if free < request.n:
+                break
             self._waiting.get()
-            rows = []
+            admitted.append(request)
+            free -= request.n
+        if not admitted:
+            return
+        joins = [(r.prompt_ids, choice, r.settings) for r in admitted for choice in range(r.n)]
+        try:
+            rows = self.batch.join_many(joins)
+        except ValueError:
+            rows = None
+        if rows is not None:
+            for (request, choice), row in zip(((r, c) for r in admitted for c in range(r.n)), rows):
+                self._start(row, request, choice)
+            for request in admitted:
+                self._left[request.id] = request.n
+            return
+        for request in admitted:
             try:
-                for choice in range(request.n):
-                    rows.append(self.batch.join(request.prompt_ids, rng_row=choice, **request.settings))
+                rows = self.batch.join_many([(request.prompt_ids, c, request.settings)
+                                             for c in range(request.n)])
             except ValueError as e:
-                for r in rows:
-                    self.batch.finish(r)
-                    self.batch.release(r)
                 request.emit(("error", str(e)))
                 request.emit(("end",))
                 continue
-            for choice, r in enumerate(rows):
-                self._rows[r] = _Row(request, choice, TextDeltas(self.tokenizer, 1, request.stop))
+            for choice, row in enumerate(rows):
+                self._start(row, request, choice)
             self._left[request.id] = request.n
+
+    def _start(self, row: int, request: Request, choice: int) -> None:
+        self._rows[row] = _Row(request, choice, TextDeltas(self.tokenizer, 1, request.stop))
 
     def _end_row(self, row: int, reason: str) -> None:
         state = self._rows.pop(row)
