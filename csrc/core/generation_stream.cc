@@ -125,6 +125,7 @@ void GenerationStream::release(int64_t row) {
 }
 
 bool GenerationStream::next(StepTokens* out) {
+  if (state_.active.empty()) gen_.run_pending(state_);  // e.g. every running row was finished
   if (state_.active.empty()) {
     if (!continuous_) more_ = false;  // every row was finished by the caller
     return false;

@@ -53,7 +53,9 @@ class GenerationStream {
                             const std::vector<int64_t>& rng_rows);
   // A finished row's slot is free again (its tokens are gone).
   void release(int64_t row);
-  int64_t running() const { return static_cast<int64_t>(state_.active.size()); }
+  int64_t running() const {
+    return static_cast<int64_t>(state_.active.size() + state_.pending.size());
+  }
   int64_t free_rows() const { return static_cast<int64_t>(free_.size()); }
 
   // The next step's tokens into *out; false when nothing ran: every row ended (or,

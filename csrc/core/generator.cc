@@ -238,12 +238,32 @@ bool Generator::step(BatchState& s) {
     row.length += 1;
   }
   s.active.swap(s.still);
-  if (s.active.empty() || s.steps == o_.max_new_tokens) return false;
+  if ((s.active.empty() && s.pending.empty()) || s.steps == o_.max_new_tokens) return false;
   const int64_t M = static_cast<int64_t>(s.active.size());
-  model_.forward(ctx_, s.tokens.data(), s.slots.data(), M);
   s.order.resize(M);  // logits for rows 0..M-1 of the pass, in place
   for (int64_t i = 0; i < M; ++i) s.order[i] = i;
-  model_.logits(ctx_, s.order.data(), M);
+  // Sequences that joined since the last step ride along: their prompt tokens go
+  // into this same pass (the weights are read once for both), as far as a chunk
+  // allows; their next-token logits follow the running rows'.
+  size_t taken = 0;
+  for (const PendingJoin& p : s.pending) {
+    const int64_t n = static_cast<int64_t>(p.tokens.size());
+    if (static_cast<int64_t>(s.tokens.size()) + n > kPrefillChunk) break;
+    for (int64_t j = 0; j < n; ++j) {
+      s.tokens.push_back(p.tokens[j]);
+      s.slots.push_back({p.row, j});
+    }
+    s.order.push_back(static_cast<int64_t>(s.tokens.size()) - 1);
+    ++taken;
+  }
+  const int64_t pass = static_cast<int64_t>(s.tokens.size());
+  if (pass > M) ctx_.activations().reserve(pass, c_);
+  model_.forward(ctx_, s.tokens.data(), s.slots.data(), pass);
+  model_.logits(ctx_, s.order.data(), static_cast<int64_t>(s.order.size()));
+  for (size_t k = 0; k < taken; ++k) s.active.push_back(s.pending[k].row);
+  s.pending.erase(s.pending.begin(), s.pending.begin() + taken);
+  // A prompt too long to ride along runs on its own, in chunks, now.
+  if (taken == 0 && !s.pending.empty()) run_pending(s);
   return true;
 }
 
@@ -258,8 +278,10 @@ void Generator::join(BatchState& s, const std::vector<JoinRequest>& joins) {
     const JoinRequest& j = joins[k];
     FGPT_CHECK(j.row >= 0 && j.row < static_cast<int64_t>(s.rows.size()), "join: row ", j.row,
                " is outside the batch of ", s.rows.size(), " rows");
-    FGPT_CHECK(std::find(s.active.begin(), s.active.end(), j.row) == s.active.end(), "join: row ",
-               j.row, " is still running");
+    FGPT_CHECK(std::find(s.active.begin(), s.active.end(), j.row) == s.active.end() &&
+                   std::none_of(s.pending.begin(), s.pending.end(),
+                                [&](const PendingJoin& p) { return p.row == j.row; }),
+               "join: row ", j.row, " is still running");
     for (size_t e = 0; e < k; ++e)
       FGPT_CHECK(joins[e].row != j.row, "join: row ", j.row, " is given twice");
     const GenerationOptions& o = *j.options;
@@ -295,28 +317,46 @@ void Generator::join(BatchState& s, const std::vector<JoinRequest>& joins) {
         }
     }
     if (o.no_repeat_ngram_size > 0) row.history.assign(j.prompt, j.prompt + j.length);
-    for (int64_t t = 0; t < j.length; ++t) {
-      tokens.push_back(j.prompt[t]);
-      slots.push_back({j.row, t});
+    s.pending.push_back({j.row, std::vector<int64_t>(j.prompt, j.prompt + j.length)});
+  }
+  // With rows running, the prompts go into the next step's pass (step()); with none,
+  // they run now, so the next step has logits to choose from.
+  if (s.active.empty()) run_pending(s);
+}
+
+void Generator::run_pending(BatchState& s) {
+  if (s.pending.empty()) return;
+  std::vector<int64_t> tokens, last_token;
+  std::vector<TokenSlot> slots;
+  for (const PendingJoin& p : s.pending) {
+    for (int64_t t = 0; t < static_cast<int64_t>(p.tokens.size()); ++t) {
+      tokens.push_back(p.tokens[t]);
+      slots.push_back({p.row, t});
     }
     last_token.push_back(static_cast<int64_t>(tokens.size()) - 1);
   }
   // One prompt pass for all of them (the weights read once); it overwrites act.logits,
   // so the running rows' logits are kept aside and the new ones go after them.
   const int64_t V = c_.vocab_size, n_active = static_cast<int64_t>(s.active.size());
-  const int64_t B = static_cast<int64_t>(joins.size());
+  const int64_t B = static_cast<int64_t>(s.pending.size());
   std::vector<float>& logits = ctx_.activations().logits;
   s.saved_logits.assign(logits.begin(), logits.begin() + n_active * V);
   ctx_.activations().reserve_logits(n_active + B, c_);
   forward_prompts(tokens, slots, last_token, n_active);
   std::copy(s.saved_logits.begin(), s.saved_logits.end(), logits.begin());
-  for (const JoinRequest& j : joins) s.active.push_back(j.row);
+  for (const PendingJoin& p : s.pending) s.active.push_back(p.row);
+  s.pending.clear();
 }
 
 void Generator::finish_row(BatchState& s, int64_t r) const {
   FGPT_CHECK(r >= 0 && r < static_cast<int64_t>(s.rows.size()), "finish_row: row ", r,
              " is outside the batch of ", s.rows.size(), " rows");
   s.rows[r].finished = true;
+  for (auto p = s.pending.begin(); p != s.pending.end(); ++p)
+    if (p->row == r) {  // it never started
+      s.pending.erase(p);
+      return;
+    }
   const auto it = std::find(s.active.begin(), s.active.end(), r);
   if (it == s.active.end()) return;
   // Row i of act.logits belongs to active[i]: close the gap it leaves.

@@ -63,6 +63,12 @@ struct Deadline {
   bool passed() const { return on && std::chrono::steady_clock::now() >= at; }
 };
 
+// A joined sequence waiting for its prompt pass.
+struct PendingJoin {
+  int64_t row;
+  std::vector<int64_t> tokens;
+};
+
 // A sequence joining a running batch (Generator::join).
 struct JoinRequest {
   int64_t row;                       // a free cache row
@@ -102,6 +108,9 @@ struct BatchState {
   std::vector<TokenSlot> slots;
   std::vector<TokenChoice> chosen;
   std::vector<float> saved_logits;  // join(): the running rows' logits during a prompt pass
+  // Joined sequences whose prompt pass has not run yet: it runs inside the next step's
+  // pass (or at once when nothing is running), and then they are active.
+  std::vector<PendingJoin> pending;
 };
 
 class Generator {
@@ -134,6 +143,8 @@ class Generator {
   // Several at once: one prompt pass over all their tokens, so the weights are read
   // once (what a server does with the requests that arrived during a step).
   void join(BatchState& s, const std::vector<JoinRequest>& joins);
+  // The pending prompt passes now, together (when a step cannot carry them).
+  void run_pending(BatchState& s);
   // The prompt pass for beam search: each prompt once, into the first of its
   // num_beams cache rows, which then read it through the cache's source rows.
   void prefill_beams(const GenerationInput& in, const std::vector<int64_t>& real_lengths);
