@@ -173,7 +173,7 @@ def _paddlenlp_config(path: Path) -> GPTConfig:
         raise CheckpointError(f"{path} (PaddleNLP {model_type}): {_config_error(e)}") from None
 
 
-def _paddlenlp_tensors(path: Path) -> dict:
+def _paddlenlp_tensors(path: Path, config: GPTConfig) -> dict:
     from fastergpt.models.paddlenlp_layout import LayoutError, state_from_paddlenlp
     from fastergpt.safe_pickle import UnsafePickleError, load_parameters
 
@@ -183,7 +183,7 @@ def _paddlenlp_tensors(path: Path) -> dict:
     except UnsafePickleError as e:
         raise CheckpointError(str(e)) from None
     try:
-        return state_from_paddlenlp(_paddlenlp_config(path), raw)
+        return state_from_paddlenlp(config, raw)
     except LayoutError as e:
         raise CheckpointError(f"{f}: {e}") from None
 
@@ -230,6 +230,6 @@ def load_checkpoint(path) -> tuple[GPTConfig, dict]:
         from fastergpt.models.paddlenlp_layout import untie_separate_head
 
         config = _paddlenlp_config(path)
-        state = _paddlenlp_tensors(path)
+        state = _paddlenlp_tensors(path, config)
         config = untie_separate_head(config, state)
     return config, check_state_dict(config, state, str(path))

@@ -34,13 +34,7 @@ class ContinuousBatch:
     def join(self, prompt_ids, rng_row: int = 0, **settings) -> int:
         """Adds a sequence (1-D token ids; settings as `Engine.generate`); returns its row.
         Raises ValueError naming the problem, or when every row is running."""
-        prompt = np.asarray(prompt_ids)
-        if prompt.dtype.kind not in "iu" or prompt.ndim != 1:
-            raise ValueError(f"prompt_ids: must be 1-D integer token ids, got {prompt.dtype} "
-                             f"shape {list(prompt.shape)}")
-        settings.setdefault("num_threads", self.num_threads)
-        values = settings_numbers(resolve_settings(config=self.config, **settings))
-        return int(self._batch.join(prompt.astype(np.int64), values, int(rng_row)))
+        return self.join_many([(prompt_ids, rng_row, settings)])[0]
 
     def join_many(self, joins) -> list:
         """Several sequences at once, `[(prompt_ids, rng_row, settings dict), ...]`, in one

@@ -83,9 +83,8 @@ def resolve_settings(config=None, **given) -> dict:
         raise ValueError(f"unknown generation setting(s) {unknown}; known: {sorted(table)}")
     values = {name: s.default for name, s in table.items()}
     values.update({k: v for k, v in given.items() if v is not None})
-    if given.get("decode_strategy") is None and _is_number(given.get("num_beams")) \
-            and given["num_beams"] > 1:
-        values["decode_strategy"] = "beam_search"  # num_beams > 1 means beam search, as in transformers
+    if _asks_for_beam_search(given):
+        values["decode_strategy"] = "beam_search"
     for name in _FROM_CONFIG:
         if given.get(name) is None:
             from_config = getattr(config, name, None) if config is not None else None
@@ -99,6 +98,14 @@ def resolve_settings(config=None, **given) -> dict:
 
 def _is_number(v) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def _asks_for_beam_search(given: dict) -> bool:
+    """decode_strategy="beam_search", or num_beams > 1 with no decode_strategy (as in
+    transformers)."""
+    strategy = given.get("decode_strategy")
+    return strategy == "beam_search" or (
+        strategy is None and _is_number(given.get("num_beams")) and given["num_beams"] > 1)
 
 
 def only_for(strategy: str) -> tuple:
@@ -116,9 +123,7 @@ def over_defaults(defaults: dict, given: dict) -> dict:
     given = {k: v for k, v in given.items() if v is not None}
     merged = dict(defaults)
     merged.update(given)
-    beams = given.get("decode_strategy") == "beam_search" or (
-        "decode_strategy" not in given and _is_number(given.get("num_beams")) and given["num_beams"] > 1)
-    if beams:
+    if _asks_for_beam_search(given):
         merged["decode_strategy"] = "beam_search"
         table = _by_name()
         for name in only_for("sampling"):

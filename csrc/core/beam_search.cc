@@ -43,13 +43,15 @@ void BeamSearch::top_continuations(const Group& g, const Sequence& beam, int64_t
   history.insert(history.end(), beam.tokens.begin(), beam.tokens.end());
   if (o_.repetition_penalty != 1.0f) {
     thread_local std::vector<uint8_t> seen;
+    thread_local std::vector<int32_t> distinct;
     seen.assign(V, 0);
+    distinct.clear();
     for (int64_t id : history)
       if (!seen[id]) {
         seen[id] = 1;
-        float& v = x[id];
-        v = v < 0.0f ? v * o_.repetition_penalty : v / o_.repetition_penalty;
+        distinct.push_back(static_cast<int32_t>(id));
       }
+    apply_repetition_penalty(x, distinct, o_.repetition_penalty);
   }
   ban_repeated_ngrams(x, history.data(), static_cast<int64_t>(history.size()),
                       o_.no_repeat_ngram_size);

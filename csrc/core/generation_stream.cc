@@ -35,12 +35,13 @@ void take_new(const BatchState& s, std::vector<size_t>& emitted, StepTokens* out
 }  // namespace
 
 GenerationStream::GenerationStream(const Model& model, const GenerationInput& input,
-                                   const GenerationOptions& options)
+                                   const GenerationOptions& options, Context* ctx)
     : options_((check_streamable(options), options)),
-      ctx_(cpu_backend(), static_cast<int>(options.num_threads)),
+      own_ctx_(ctx ? nullptr
+                   : std::make_unique<Context>(cpu_backend(), static_cast<int>(options.num_threads))),
+      ctx_(ctx ? *ctx : *own_ctx_),
       gen_(model, options_, ctx_) {
   deadline_ = Deadline::after(options_.max_time);  // from the call, prompt pass included
-  validate_request(model.config(), input, options_);
   const std::vector<int64_t> real_lengths = gen_.check(input);
   gen_.prefill(state_, input, real_lengths);
   gen_.expand(state_, input);
@@ -49,8 +50,9 @@ GenerationStream::GenerationStream(const Model& model, const GenerationInput& in
 
 GenerationStream::GenerationStream(const Model& model, int64_t capacity, int64_t max_positions,
                                    const GenerationOptions& options)
-    : options_(options), ctx_(cpu_backend(), static_cast<int>(options.num_threads)),
-      gen_(model, options_, ctx_), continuous_(true) {
+    : options_(options),
+      own_ctx_(std::make_unique<Context>(cpu_backend(), static_cast<int>(options.num_threads))),
+      ctx_(*own_ctx_), gen_(model, options_, ctx_), continuous_(true) {
   const ModelConfig& c = model.config();
   FGPT_CHECK(capacity >= 1 && capacity <= kMaxReturnSequences, "capacity must be in [1, ",
              kMaxReturnSequences, "], got ", capacity);
@@ -92,9 +94,7 @@ std::vector<int64_t> GenerationStream::join(const std::vector<std::vector<int64_
   std::vector<std::unique_ptr<GenerationOptions>> owned;
   std::vector<JoinRequest> joins;
   for (size_t k = 0; k < prompts.size(); ++k) {
-    check_streamable(options[k]);
-    options[k].validate(gen_.model_config().vocab_size);
-    FGPT_CHECK(!prompts[k].empty(), "input_ids: prompts must have at least one token");
+    check_streamable(options[k]);  // (the settings and the prompt: Generator::join)
     owned.push_back(std::make_unique<GenerationOptions>(options[k]));
     joins.push_back({free_[free_.size() - 1 - k], prompts[k].data(),
                      static_cast<int64_t>(prompts[k].size()), owned.back().get(), rng_rows[k]});
@@ -143,23 +143,17 @@ GenerationResult generate(const Model& model, const GenerationInput& input,
                           const GenerationOptions& options,
                           const std::function<bool(const StepTokens&)>& on_step) {
   check_streamable(options);
-  validate_request(model.config(), input, options);
+  validate_request(model.config(), input, options);  // before taking the shared context
   std::unique_lock<std::mutex> lock;
   Context& ctx = cpu_context(static_cast<int>(options.num_threads), &lock);
-  Generator gen(model, options, ctx);
-  const std::vector<int64_t> real_lengths = gen.check(input);
-  BatchState s;
-  gen.prefill(s, input, real_lengths);
-  gen.expand(s, input);
-  std::vector<size_t> emitted(s.rows.size(), 0);
-  StepTokens step;
-  const Deadline deadline = Deadline::after(options.max_time);
-  for (bool more = true; more;) {
-    more = gen.step(s) && !deadline.passed();
-    take_new(s, emitted, &step);
-    if (!on_step(step)) break;
+  GenerationResult result;
+  {
+    GenerationStream stream(model, input, options, &ctx);
+    StepTokens step;
+    while (stream.next(&step))
+      if (!on_step(step)) break;
+    result = stream.result();
   }
-  GenerationResult result = gen.collect(s);
   ctx.trim();
   return result;
 }

@@ -30,9 +30,10 @@ class GenerationStream {
  public:
   // Checks the request (throws Error naming the argument, as generate()) and
   // runs the prompt pass. Beam search is refused: it ranks whole sequences only
-  // at the end. `input` is read here only.
+  // at the end. `input` is read here only. Runs on a context of its own, or on
+  // `ctx` (which the caller holds for the stream's life).
   GenerationStream(const Model& model, const GenerationInput& input,
-                   const GenerationOptions& options);
+                   const GenerationOptions& options, Context* ctx = nullptr);
 
   // A batch that sequences join and leave between steps (continuous batching): up to
   // `capacity` rows of up to `max_positions` positions each, its KV cache reserved
@@ -69,7 +70,8 @@ class GenerationStream {
 
  private:
   GenerationOptions options_;
-  Context ctx_;
+  std::unique_ptr<Context> own_ctx_;  // unless the caller lent one
+  Context& ctx_;
   Generator gen_;
   BatchState state_;
   std::vector<size_t> emitted_;  // tokens of each row handed out so far

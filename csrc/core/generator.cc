@@ -155,26 +155,10 @@ void Generator::expand(BatchState& s, const GenerationInput& in) {
     if (r / R != r)
       std::copy(logits.begin() + (r / R) * V, logits.begin() + (r / R + 1) * V,
                 logits.begin() + r * V);
-  const bool penalty = o_.repetition_penalty != 1.0f;
   for (int64_t r = 0; r < rows; ++r) {
     RowState& row = s.rows[r];
     if (r % R != 0) ctx_.kv_cache().copy_prefix(r - r % R, r, row.length);
-    row.ids.reserve(o_.max_new_tokens);
-    row.logprobs.reserve(o_.max_new_tokens);
-    if (o_.no_repeat_ngram_size > 0) {
-      const int64_t* ids = in.input_ids + row.prompt_row * in.length + (in.length - row.length);
-      row.history.reserve(row.length + o_.max_new_tokens);
-      row.history.assign(ids, ids + row.length);
-    }
-    if (penalty) {
-      row.seen_flag.assign(V, 0);
-      const int64_t* ids = in.input_ids + row.prompt_row * in.length + (in.length - row.length);
-      for (int64_t j = 0; j < row.length; ++j)
-        if (!row.seen_flag[ids[j]]) {
-          row.seen_flag[ids[j]] = 1;
-          row.seen.push_back(static_cast<int32_t>(ids[j]));
-        }
-    }
+    start_row(row, in.input_ids + row.prompt_row * in.length + (in.length - row.length), o_);
   }
   s.active.resize(rows);
   for (int64_t r = 0; r < rows; ++r) s.active[r] = r;
@@ -267,9 +251,21 @@ bool Generator::step(BatchState& s) {
   return true;
 }
 
-void Generator::join(BatchState& s, int64_t r, const int64_t* prompt, int64_t n,
-                     const GenerationOptions* options, int64_t rng_row) {
-  join(s, {JoinRequest{r, prompt, n, options, rng_row}});
+void Generator::start_row(RowState& row, const int64_t* prompt, const GenerationOptions& o) const {
+  row.ids.reserve(o.max_new_tokens);
+  row.logprobs.reserve(o.max_new_tokens);
+  if (o.no_repeat_ngram_size > 0) {
+    row.history.reserve(row.length + o.max_new_tokens);
+    row.history.assign(prompt, prompt + row.length);
+  }
+  if (o.repetition_penalty != 1.0f) {
+    row.seen_flag.assign(c_.vocab_size, 0);
+    for (int64_t j = 0; j < row.length; ++j)
+      if (!row.seen_flag[prompt[j]]) {
+        row.seen_flag[prompt[j]] = 1;
+        row.seen.push_back(static_cast<int32_t>(prompt[j]));
+      }
+  }
 }
 
 void Generator::join(BatchState& s, const std::vector<JoinRequest>& joins) {
@@ -295,28 +291,15 @@ void Generator::join(BatchState& s, const std::vector<JoinRequest>& joins) {
                j.length, " tokens with max_new_tokens=", o.max_new_tokens, " does not fit the batch's ",
                ctx_.kv_cache().max_length(), " positions per row");
   }
-  std::vector<int64_t> tokens, last_token;
-  std::vector<TokenSlot> slots;
   for (const JoinRequest& j : joins) {
-    const GenerationOptions& o = *j.options;
     RowState& row = s.rows[j.row];
     row = RowState();
     row.prompt_row = -1;
     row.length = j.length;
     row.options = j.options;
     row.rng_row = j.rng_row;
-    row.deadline = Deadline::after(o.max_time);
-    row.ids.reserve(o.max_new_tokens);
-    row.logprobs.reserve(o.max_new_tokens);
-    if (o.repetition_penalty != 1.0f) {
-      row.seen_flag.assign(c_.vocab_size, 0);
-      for (int64_t t = 0; t < j.length; ++t)
-        if (!row.seen_flag[j.prompt[t]]) {
-          row.seen_flag[j.prompt[t]] = 1;
-          row.seen.push_back(static_cast<int32_t>(j.prompt[t]));
-        }
-    }
-    if (o.no_repeat_ngram_size > 0) row.history.assign(j.prompt, j.prompt + j.length);
+    row.deadline = Deadline::after(j.options->max_time);
+    start_row(row, j.prompt, *j.options);
     s.pending.push_back({j.row, std::vector<int64_t>(j.prompt, j.prompt + j.length)});
   }
   // With rows running, the prompts go into the next step's pass (step()); with none,

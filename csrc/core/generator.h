@@ -134,14 +134,10 @@ class Generator {
   // Ends row r now (a caller's stop condition: a stop string, a cancelled request):
   // it leaves the batch before the next step; what it generated stays.
   void finish_row(BatchState& s, int64_t r) const;
-  // A new sequence joins the running batch in cache row r (free, of a cache sized
-  // for it): its prompt pass runs now (the active rows' logits are kept), and it is
-  // decoded from the next step with `options` (which must outlive it) and random
-  // row `rng_row`. Checks the prompt and options first (throws Error).
-  void join(BatchState& s, int64_t r, const int64_t* prompt, int64_t n,
-            const GenerationOptions* options, int64_t rng_row);
-  // Several at once: one prompt pass over all their tokens, so the weights are read
-  // once (what a server does with the requests that arrived during a step).
+  // New sequences join the running batch, each in a free cache row of a cache sized
+  // for it, decoded with its own options (which must outlive it) and random row.
+  // Everything is checked first (throws Error; the batch is then unchanged). Their
+  // prompts ride in the next step's pass, or run now when nothing is running.
   void join(BatchState& s, const std::vector<JoinRequest>& joins);
   // The pending prompt passes now, together (when a step cannot carry them).
   void run_pending(BatchState& s);
@@ -168,6 +164,9 @@ class Generator {
   // save them, see join()).
   void forward_prompts(const std::vector<int64_t>& tokens, const std::vector<TokenSlot>& slots,
                        const std::vector<int64_t>& last_token, int64_t first_logits_row);
+  // A row's penalty and n-gram state from its prompt (row.length tokens), and room
+  // for its output: what expand() and join() both need.
+  void start_row(RowState& row, const int64_t* prompt, const GenerationOptions& o) const;
   // The settings a row runs with: its own (a joined request's) or the call's.
   const GenerationOptions& options_of(const RowState& row) const {
     return row.options ? *row.options : o_;

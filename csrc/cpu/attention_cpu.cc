@@ -13,12 +13,16 @@
 namespace fastergpt {
 namespace cpu {
 
-void attend(const float* q, const float* K, const float* V, int64_t n_keys, int64_t Dh,
-            float scale, float* out, float* scores) {
+namespace {
+// softmax(q.K^T * scale) V over n_keys keys; key(j) / value(j) give key j's vectors
+// (contiguous rows, or rows gathered by source), so both forms share one arithmetic.
+template <typename KeyOf, typename ValueOf>
+void attend_over(const float* q, KeyOf key, ValueOf value, int64_t n_keys, int64_t Dh,
+                 float scale, float* out, float* scores) {
   const auto& k = simd();
   float max_score = -INFINITY;
   for (int64_t j = 0; j < n_keys; ++j) {
-    scores[j] = k.dot(q, K + j * Dh, Dh) * scale;
+    scores[j] = k.dot(q, key(j), Dh) * scale;
     max_score = scores[j] > max_score ? scores[j] : max_score;
   }
   double total = 0.0;
@@ -28,29 +32,23 @@ void attend(const float* q, const float* K, const float* V, int64_t n_keys, int6
   }
   const float inv = static_cast<float>(1.0 / total);
   for (int64_t i = 0; i < Dh; ++i) out[i] = 0.0f;
-  for (int64_t j = 0; j < n_keys; ++j) k.axpy(scores[j] * inv, V + j * Dh, out, Dh);
+  for (int64_t j = 0; j < n_keys; ++j) k.axpy(scores[j] * inv, value(j), out, Dh);
+}
+}  // namespace
+
+void attend(const float* q, const float* K, const float* V, int64_t n_keys, int64_t Dh,
+            float scale, float* out, float* scores) {
+  attend_over(q, [&](int64_t j) { return K + j * Dh; }, [&](int64_t j) { return V + j * Dh; },
+              n_keys, Dh, scale, out, scores);
 }
 
 // attend() over keys/values gathered by source row: key j of the history is
 // cache.key(layer, src[j], head, j) (beam search's shared histories).
 void attend_sources(const float* q, KVCache& cache, int64_t layer, int64_t head,
                     const int32_t* src, int64_t n_keys, float scale, float* out, float* scores) {
-  const auto& k = simd();
-  const int64_t Dh = cache.head_size();
-  float max_score = -INFINITY;
-  for (int64_t j = 0; j < n_keys; ++j) {
-    scores[j] = k.dot(q, cache.key(layer, src[j], head, j), Dh) * scale;
-    max_score = scores[j] > max_score ? scores[j] : max_score;
-  }
-  double total = 0.0;
-  for (int64_t j = 0; j < n_keys; ++j) {
-    scores[j] = std::exp(scores[j] - max_score);
-    total += scores[j];
-  }
-  const float inv = static_cast<float>(1.0 / total);
-  for (int64_t i = 0; i < Dh; ++i) out[i] = 0.0f;
-  for (int64_t j = 0; j < n_keys; ++j)
-    k.axpy(scores[j] * inv, cache.value(layer, src[j], head, j), out, Dh);
+  attend_over(q, [&](int64_t j) { return cache.key(layer, src[j], head, j); },
+              [&](int64_t j) { return cache.value(layer, src[j], head, j); }, n_keys,
+              cache.head_size(), scale, out, scores);
 }
 
 void rotary(Context& ctx, float* qkv, const TokenSlot* slots, int64_t M, int64_t H, int64_t KVH,

@@ -144,27 +144,23 @@ class Scheduler:
             free -= request.n
         if not admitted:
             return
-        joins = [(r.prompt_ids, choice, r.settings) for r in admitted for choice in range(r.n)]
         try:
-            rows = self.batch.join_many(joins)
-        except ValueError:
-            rows = None
-        if rows is not None:
-            for (request, choice), row in zip(((r, c) for r in admitted for c in range(r.n)), rows):
-                self._start(row, request, choice)
+            self._join(admitted)
+        except ValueError:  # one of them is bad: join them one by one, so only it fails
             for request in admitted:
-                self._left[request.id] = request.n
-            return
-        for request in admitted:
-            try:
-                rows = self.batch.join_many([(request.prompt_ids, c, request.settings)
-                                             for c in range(request.n)])
-            except ValueError as e:
-                request.emit(("error", str(e)))
-                request.emit(("end",))
-                continue
-            for choice, row in enumerate(rows):
-                self._start(row, request, choice)
+                try:
+                    self._join([request])
+                except ValueError as e:
+                    request.emit(("error", str(e)))
+                    request.emit(("end",))
+
+    def _join(self, requests: list) -> None:
+        """Every choice of every request joins in one prompt pass (all or none)."""
+        rows = iter(self.batch.join_many([(r.prompt_ids, choice, r.settings)
+                                          for r in requests for choice in range(r.n)]))
+        for request in requests:
+            for choice in range(request.n):
+                self._start(next(rows), request, choice)
             self._left[request.id] = request.n
 
     def _start(self, row: int, request: Request, choice: int) -> None:
