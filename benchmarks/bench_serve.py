@@ -52,6 +52,8 @@ def one_request(url, prompt, max_tokens):
 
 
 def load(url, clients, requests, prompts, max_tokens):
+    """`clients` threads send `requests` in all, back to back; request i has prompt
+    prompts[i % len] and max_tokens[i % len]."""
     results, lock, next_i = [], threading.Lock(), [0]
 
     def worker():
@@ -61,7 +63,7 @@ def load(url, clients, requests, prompts, max_tokens):
                 next_i[0] += 1
             if i >= requests:
                 return
-            r = one_request(url, prompts[i % len(prompts)], max_tokens)
+            r = one_request(url, prompts[i % len(prompts)], max_tokens[i % len(max_tokens)])
             with lock:
                 results.append(r)
 
@@ -87,7 +89,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--requests", type=int, default=64, help="requests per level")
-    ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--max-tokens", type=int, default=32,
+                    help="new tokens per request: on average; see --same-length")
+    ap.add_argument("--same-length", action="store_true",
+                    help="every request generates exactly --max-tokens (default: 0.5x to 1.5x of "
+                         "it, as requests of real traffic differ; equal lengths keep closed-loop "
+                         "clients in lockstep, so all of them join in the same step)")
     ap.add_argument("--layers", type=int, default=12)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-batch", type=int, default=32)
@@ -117,12 +124,15 @@ def main():
         # Prompts of different lengths (ragged), so joins and leaves interleave.
         prompts = [" ".join(["The function returns a new list"] * (1 + i % 6)) for i in range(16)]
         one_request(url, prompts[0], 4)  # warm-up
+        # Output lengths 0.5x, 0.75x, 1x, 1.25x, 1.5x of --max-tokens (mean --max-tokens).
+        lengths = ([a.max_tokens] if a.same_length else
+                   [max(1, a.max_tokens * k // 4) for k in (2, 3, 4, 5, 6)])
         print(f"fastergpt serve, GPT-2 small shape ({a.layers} layers, random weights), "
-              f"{a.max_tokens} new tokens per request, greedy, {a.threads} threads, max_batch "
-              f"{a.max_batch}; CPU {cpu_model()}")
+              f"{'/'.join(map(str, lengths))} new tokens per request, greedy, {a.threads} threads, "
+              f"max_batch {a.max_batch}; CPU {cpu_model()}")
         rows = []
         for clients in a.clients:
-            r = load(url, clients, a.requests, prompts, a.max_tokens)
+            r = load(url, clients, a.requests, prompts, lengths)
             rows.append(r)
             print(f"  {clients:3d} client(s): {r['requests_per_s']:6.2f} req/s, {r['tokens_per_s']:7.1f} "
                   f"tok/s, TTFT p50 {r['ttft_p50_ms']:7.1f} ms, latency p50 {r['latency_p50_ms']:7.1f} "

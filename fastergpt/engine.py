@@ -28,7 +28,7 @@ class Engine:
     weight format ("float32", "float16" or "int8"), or with `from_pretrained`."""
 
     def __init__(self, config: GPTConfig, state_dict: Optional[dict] = None,
-                 dtype: str = "float32", *, packed: Optional[list] = None):
+                 dtype: str = "float32", *, packed: Optional[list] = None, tokenizer=None):
         self.config = config.validate()
         self.weight_format = normalize_dtype(dtype)
         if packed is None:
@@ -36,6 +36,16 @@ class Engine:
         self._packed = packed  # the engine reads these arrays in place
         self._engine = engine_module().Engine(
             config.architecture_string(), self.weight_format, [a for _, a in packed])
+        self.set_tokenizer(tokenizer)
+
+    def set_tokenizer(self, tokenizer) -> None:
+        """The tokenizer whose vocabulary `stop` strings are matched on. None, or one it
+        cannot use (larger than the model, an unknown decoder), leaves no vocabulary, and
+        stop strings then say why."""
+        from fastergpt.stops import vocabulary_of
+
+        data, offsets, self.no_vocabulary_reason = vocabulary_of(tokenizer, self.config.vocab_size)
+        self._vocabulary = (data, offsets)
 
     @classmethod
     def from_model(cls, model, dtype: str = "float32") -> "Engine":
@@ -44,10 +54,11 @@ class Engine:
     @classmethod
     def from_pretrained(cls, model_name_or_path=None, dtype: Optional[str] = None) -> "Engine":
         """Same sources as FasterGPT.from_pretrained."""
-        from fastergpt.pretrained import load_packed
+        from fastergpt.pretrained import load_packed, tokenizer_or_none
 
         config, packed, dtype = load_packed(model_name_or_path, dtype)
-        return cls(config, dtype=dtype, packed=packed)
+        return cls(config, dtype=dtype, packed=packed,
+                   tokenizer=tokenizer_or_none(model_name_or_path))
 
     def save(self, directory) -> Path:
         """Writes the packed weights (engine.safetensors) and their description, so
@@ -89,12 +100,18 @@ class Engine:
         return cls(GPTConfig.from_dict(info["model"]), dtype=info["dtype"], packed=packed)
 
     def generate(self, input_ids, attention_mask=None, return_logprobs: bool = False,
-                 **settings) -> dict:
-        """Settings as `FasterGPT.generate`; returns {'ids', 'lengths'[, 'logprobs']} arrays."""
+                 stop=None, end_token_ids=None, **settings) -> dict:
+        """Settings, `stop` and `end_token_ids` as `FasterGPT.generate`; returns {'ids',
+        'lengths', 'scores'[, 'logprobs']} arrays."""
+        from fastergpt.stops import need_vocabulary, normalize_end_ids, normalize_stops
+
         ids = check_int_array(input_ids, "input_ids")
         mask = None if attention_mask is None else check_int_array(attention_mask, "attention_mask")
         values = settings_numbers(resolve_settings(config=self.config, **settings))
-        return self._engine.generate(ids, mask, values, return_logprobs=return_logprobs)
+        need_vocabulary(stop, self.no_vocabulary_reason)
+        return self._engine.generate(ids, mask, values, return_logprobs=return_logprobs,
+                                     end_token_ids=normalize_end_ids(end_token_ids),
+                                     stop=normalize_stops(stop), vocabulary=self._vocabulary)
 
     def generate_stream(self, input_ids, attention_mask=None, tokenizer=None, stop=(),
                         end_token_ids=(), **settings):
@@ -103,23 +120,19 @@ class Engine:
         delta). `stop`: strings that end a row (not returned; needs the tokenizer);
         `end_token_ids`: more ids that end a row besides eos_token_id. Beam search
         cannot stream (it ranks whole sequences at the end)."""
+        from fastergpt.stops import normalize_end_ids, normalize_stops
         from fastergpt.streaming import stream_steps
 
         ids = check_int_array(input_ids, "input_ids")
         mask = None if attention_mask is None else check_int_array(attention_mask, "attention_mask")
         values = resolve_settings(config=self.config, **settings)
-        if isinstance(stop, str):
-            stop = [stop]
+        stop = normalize_stops(stop)
         if stop and tokenizer is None:
             raise ValueError("stop strings need a tokenizer to match the text")
-        ends = [int(values["eos_token_id"])] + [int(t) for t in end_token_ids]
-        bad = [t for t in ends[1:] if not 0 <= t < self.config.vocab_size]
-        if bad:
-            raise ValueError(f"end_token_ids: {bad} outside the vocabulary [0, {self.config.vocab_size})")
-        if end_token_ids and int(values["min_length"]) > 0:
-            raise ValueError("end_token_ids with min_length > 0 is not supported yet (min_length "
-                             "masks only eos_token_id)")
-        stream = self._engine.stream(ids, mask, settings_numbers(values))  # checks, prompt pass
+        extra = normalize_end_ids(end_token_ids)
+        ends = [int(values["eos_token_id"])] + extra
+        # checks (end ids included), then the prompt pass
+        stream = self._engine.stream(ids, mask, settings_numbers(values), end_token_ids=extra)
         rows = ids.shape[0] * int(values["num_return_sequences"])
         return stream_steps(stream, rows, ends, tokenizer, list(stop), int(values["max_new_tokens"]))
 

@@ -116,6 +116,9 @@ def export_model(model_name_or_path, inference_model_dir, dtype: str = "float32"
             "architecture": model.config.architecture_string(),  # for gpt_infer
             # The layout of the graph's `settings` input (also an attribute of its op).
             "settings": list(setting_names()),
+            # Whether the graph holds the tokenizer's vocabulary as bytes, which the
+            # engine matches stop strings on (fastergpt.stops).
+            "stop_strings": model.no_vocabulary_reason is None,
             "generation": generation_defaults(src, model.config, tokenizer),
         }
         (tmp / "config.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")

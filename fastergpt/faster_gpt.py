@@ -49,7 +49,7 @@ class FasterGPT(paddle.nn.Layer):
     """
 
     def __init__(self, model_or_config, state_dict: Optional[dict] = None, *,
-                 dtype: str = "float32", packed: Optional[list] = None):
+                 dtype: str = "float32", packed: Optional[list] = None, tokenizer=None):
         super().__init__()
         if isinstance(model_or_config, GPTConfig):
             if state_dict is None and packed is None:
@@ -80,6 +80,19 @@ class FasterGPT(paddle.nn.Layer):
             tensor.name = EXPORT_NAME_PREFIX + attr
             self.register_buffer(attr, tensor, persistable=True)
             self._weight_names.append(attr)
+        self.set_tokenizer(tokenizer)
+
+    def set_tokenizer(self, tokenizer) -> None:
+        """The tokenizer whose vocabulary (as bytes) the engine matches `stop` strings
+        on; an export keeps it. None, or one it cannot use (larger than the model, an
+        unknown decoder), leaves no vocabulary, and stop strings then say why."""
+        from fastergpt.stops import vocabulary_of
+
+        data, offsets, self.no_vocabulary_reason = vocabulary_of(tokenizer, self.config.vocab_size)
+        for attr, array in (("vocab_bytes", data), ("vocab_offsets", offsets)):
+            tensor = paddle.to_tensor(array)
+            tensor.name = EXPORT_NAME_PREFIX + attr
+            self.register_buffer(attr, tensor, persistable=True)
 
     @classmethod
     def from_pretrained(cls, model_name_or_path=None, dtype: Optional[str] = None) -> "FasterGPT":
@@ -88,30 +101,38 @@ class FasterGPT(paddle.nn.Layer):
         format (default float32; an exported directory keeps its own)."""
         from fastergpt.pretrained import load_packed
 
+        from fastergpt.pretrained import tokenizer_or_none
+
         config, packed, dtype = load_packed(model_name_or_path, dtype)
-        model = cls(config, dtype=dtype, packed=packed)
+        model = cls(config, dtype=dtype, packed=packed,
+                    tokenizer=tokenizer_or_none(model_name_or_path))
         model.eval()
         return model
 
     @staticmethod
     def input_spec() -> list:
-        """The graph inputs of `forward` for paddle.jit.to_static: ids, mask and the
-        settings vector (every generation setting stays a runtime input)."""
+        """The graph inputs of `forward` for paddle.jit.to_static: ids, mask, the
+        settings vector and the stop conditions (every one stays a runtime input)."""
         from paddle.static import InputSpec
 
         return [InputSpec([None, None], "int64", "input_ids"),
                 InputSpec([None, None], "int64", "attention_mask"),
-                InputSpec([len(setting_names())], "float64", "settings")]
+                InputSpec([len(setting_names())], "float64", "settings"),
+                InputSpec([None], "int64", "end_token_ids"),
+                InputSpec([None, None], "int32", "stop_strings")]
 
     def packed_weights(self) -> list:
         return [getattr(self, n) for n in self._weight_names]
 
-    def forward(self, input_ids, attention_mask, settings):
+    def forward(self, input_ids, attention_mask, settings, end_token_ids, stop_strings):
         """input_ids, attention_mask: int64 [B, L]; settings: float64 [S], one value per
-        name of `fastergpt.settings.setting_names()` (what `generate` builds). Returns
-        (ids, lengths, logprobs, scores); a to_static export has these four outputs."""
+        name of `fastergpt.settings.setting_names()` (what `generate` builds);
+        end_token_ids int64 [K] and stop_strings int32 [S, N] as `fastergpt.stops`
+        builds them. Returns (ids, lengths, logprobs, scores); a to_static export has
+        these four outputs."""
         return fastergpt_generate(
-            input_ids, attention_mask, settings, self.packed_weights(),
+            input_ids, attention_mask, settings, end_token_ids, stop_strings, self.vocab_bytes,
+            self.vocab_offsets, self.packed_weights(),
             architecture=self.config.architecture_string(), weight_format=self.weight_format,
             settings_layout=",".join(setting_names()))
 
@@ -126,7 +147,8 @@ class FasterGPT(paddle.nn.Layer):
                                                 end_token_ids=end_token_ids, **settings)
 
     @paddle.no_grad()
-    def generate(self, input_ids, attention_mask=None, **settings) -> GenerationOutput:
+    def generate(self, input_ids, attention_mask=None, stop=None, end_token_ids=None,
+                 **settings) -> GenerationOutput:
         """Generate continuations of left-padded prompts.
 
         input_ids: int [B, L] (tensor, array or nested list); attention_mask: [B, L]
@@ -138,14 +160,22 @@ class FasterGPT(paddle.nn.Layer):
         num_return_sequences, seed, num_threads, ...; `python -m fastergpt settings`
         lists them). eos_token_id/pad_token_id default to the config's; seed None
         draws a random seed. Bad arguments raise ValueError naming the argument.
+        stop: strings that end a row (matched on the text, see `fastergpt.stops`; the
+        ids keep the token that completed one; needs the model's tokenizer);
+        end_token_ids: more ids that end a row besides eos_token_id.
         """
+        from fastergpt.stops import end_ids_array, need_vocabulary, stop_strings_array
+
+        need_vocabulary(stop, self.no_vocabulary_reason)
         ids = _as_int_tensor(input_ids, "input_ids")
         mask = (paddle.ones_like(ids) if attention_mask is None
                 else _as_int_tensor(attention_mask, "attention_mask"))
         values = resolve_settings(config=self.config, **settings)
         vector = paddle.to_tensor(settings_vector(values), dtype="float64")
+        ends = paddle.to_tensor(end_ids_array(end_token_ids))
+        stops = paddle.to_tensor(stop_strings_array(stop))
         try:
-            out_ids, lengths, logprobs, scores = self.forward(ids, mask, vector)
+            out_ids, lengths, logprobs, scores = self.forward(ids, mask, vector, ends, stops)
         except OSError as e:
             raise op_error_to_value_error(e) from None
         return GenerationOutput(out_ids, lengths, logprobs, scores)

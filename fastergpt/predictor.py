@@ -100,9 +100,15 @@ class Predictor:
         self._lock = threading.Lock()
 
     def generate(self, prompts: Optional[Sequence[str]] = None, input_ids=None,
-                 attention_mask=None, **settings) -> PredictorOutput:
+                 attention_mask=None, stop=None, end_token_ids=None,
+                 **settings) -> PredictorOutput:
         """Generate from text prompts or from token ids (left-padded, with a mask).
-        Settings default to the directory's config.json `generation` entry."""
+        Settings default to the directory's config.json `generation` entry. `stop`
+        strings and `end_token_ids` end rows as in `FasterGPT.generate`; the texts are
+        cut before the stop string."""
+        from fastergpt.stops import (cut_at_stop, end_ids_array, normalize_end_ids,
+                                     normalize_stops, stop_strings_array)
+
         if (prompts is None) == (input_ids is None):
             raise ValueError("give exactly one of prompts or input_ids")
         if prompts is not None:
@@ -116,12 +122,19 @@ class Predictor:
         values = over_defaults(dict(self.defaults, num_threads=self.threads), settings)
         values = resolve_settings(**values)
         ids, mask = ids.astype(np.int64), mask.astype(np.int64)
-        check_request(ids, mask, values, self.architecture)
+        stops, ends = normalize_stops(stop), normalize_end_ids(end_token_ids)
+        if (stops or ends) and "stop_strings" not in self._inputs:
+            raise PredictorError(f"{self.dir} was exported before stop strings and end_token_ids "
+                                 "were graph inputs; re-export it with export_model.py")
+        check_request(ids, mask, values, self.architecture, ends, stops,
+                      self.tokenizer.vocabulary_bytes() if stops else None)
         feeds = {"input_ids": ids, "attention_mask": mask,
-                 "settings": settings_vector(values, self.settings_layout)}
+                 "settings": settings_vector(values, self.settings_layout),
+                 "end_token_ids": end_ids_array(ends), "stop_strings": stop_strings_array(stops)}
         with self._lock:
             out_ids, lengths, scores = self._run(feeds)
-        texts = [self.tokenizer.decode(row[:n]) for row, n in zip(out_ids, lengths)]
+        texts = [cut_at_stop(self.tokenizer.decode(row[:n]), stops)
+                 for row, n in zip(out_ids, lengths)]
         return PredictorOutput(texts, out_ids, lengths, scores)
 
     def _run(self, feeds: dict):
@@ -141,9 +154,12 @@ class Predictor:
         return tuple(self._predictor.get_output_handle(names[i]).copy_to_cpu() for i in (0, 1, 3))
 
 
-def check_request(ids: np.ndarray, mask: np.ndarray, values: dict, architecture: str) -> None:
+def check_request(ids: np.ndarray, mask: np.ndarray, values: dict, architecture: str,
+                  end_token_ids=(), stop=(), vocabulary=None) -> None:
     """The engine's own argument checks, run before the predictor: Paddle Inference
     replaces an operator's error message with a bare "std::exception"."""
     from fastergpt.ops import engine_module
 
-    engine_module().validate_request(ids, mask, architecture, settings_numbers(values))
+    engine_module().validate_request(ids, mask, architecture, settings_numbers(values),
+                                     end_token_ids=list(end_token_ids), stop=list(stop),
+                                     vocabulary=vocabulary)

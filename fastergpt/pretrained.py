@@ -40,6 +40,20 @@ def resolve_model_path(model_name_or_path: Optional[str]) -> Path:
     return path
 
 
+def tokenizer_or_none(model_name_or_path):
+    """The tokenizer of a model source, or None when it has no tokenizer files (a
+    tokenizer that is there but unreadable raises, naming its file)."""
+    from fastergpt.tokenizer import Tokenizer, TokenizerError
+
+    path = resolve_model_path(model_name_or_path)
+    try:
+        return Tokenizer.from_dir(path)
+    except TokenizerError as e:
+        if "no tokenizer found" in str(e):
+            return None
+        raise
+
+
 def is_export_dir(path: Path) -> bool:
     try:
         return EXPORT_MARKER in read_json_object(path / "config.json")

@@ -17,6 +17,8 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from fastergpt.stops import cut_at_stop
+
 REPLACEMENT = "\ufffd"  # what decoding gives for an incomplete UTF-8 sequence
 
 
@@ -44,12 +46,10 @@ class TextDeltas:
         it reached a stop string."""
         if token >= 0:
             self.ids[row].append(int(token))
-        text = self.tokenizer.decode(self.ids[row])
-        hits = [i for i in (text.find(s) for s in self.stops) if i >= 0]
-        stopped = bool(hits)
-        if stopped:
-            text = text[:min(hits)]
-        elif not final:
+        full = self.tokenizer.decode(self.ids[row])
+        text = cut_at_stop(full, self.stops)
+        stopped = len(text) < len(full)
+        if not stopped and not final:
             # Hold back a trailing incomplete character (decoded as U+FFFD so far) and a
             # tail that could still grow into a stop string.
             text = text.rstrip(REPLACEMENT)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -43,6 +44,8 @@ class Tokenizer:
         self.pad_token_id = self._id_or_none(pad_token)
         if self.pad_token_id is None:
             self.pad_token_id = self.eos_token_id
+        self._specials = None  # special token ids, found when first needed
+        self._vocabulary_bytes = None
 
     # ---- construction ----
     @classmethod
@@ -108,6 +111,46 @@ class Tokenizer:
     def _id_or_none(self, token: Optional[str]) -> Optional[int]:
         return None if token is None else self.token_to_id(token)
 
+    def vocabulary_bytes(self) -> tuple:
+        """(bytes uint8 [*], offsets int64 [V + 1]): the bytes each token spells in the
+        decoded text (token t: bytes[offsets[t]:offsets[t + 1]]; special tokens spell
+        nothing, as decoding skips them). The engine matches stop strings on these
+        (csrc/core/stop_conditions.h). Computed once per tokenizer."""
+        if getattr(self, "_vocabulary_bytes", None) is None:
+            tokens = [self._token_bytes(i) for i in range(self.vocab_size)]
+            offsets = np.zeros(len(tokens) + 1, dtype=np.int64)
+            offsets[1:] = np.cumsum([len(t) for t in tokens])
+            data = np.frombuffer(b"".join(tokens) or b"\0", dtype=np.uint8).copy()
+            self._vocabulary_bytes = (data, offsets)
+        return self._vocabulary_bytes
+
+    def _token_bytes(self, i: int) -> bytes:
+        if self.kind == "sentencepiece":
+            sp = self._backend
+            if sp.IsControl(i):
+                return b""
+            piece = sp.IdToPiece(i)
+            if sp.IsByte(i):  # "<0xE2>": one byte of a character outside the pieces
+                return bytes([int(piece[3:5], 16)])
+            return piece.replace("\u2581", " ").encode("utf-8")
+        if self._specials is None:
+            self._specials = {i for i, t in self._backend.get_added_tokens_decoder().items()
+                              if t.special}
+            self._decoder = _decoder_kind(self._backend)
+        if i in self._specials:
+            return b""
+        token = self._backend.id_to_token(i)
+        if token is None:
+            return b""
+        if self._decoder == "bytelevel":
+            table = _unicode_to_byte()
+            if all(c in table for c in token):
+                return bytes(table[c] for c in token)
+            return token.encode("utf-8")  # an added token, spelled as itself
+        if len(token) == 6 and token.startswith("<0x") and token.endswith(">"):
+            return bytes([int(token[3:5], 16)])  # byte fallback
+        return token.replace("\u2581", " ").encode("utf-8")
+
     # ---- encoding ----
     def encode(self, text: str) -> list[int]:
         if not isinstance(text, str):
@@ -144,6 +187,37 @@ class Tokenizer:
         if skip_special_tokens:
             ids = [i for i in ids if not self._backend.IsControl(i)]
         return self._backend.DecodeIds(ids)
+
+
+def _decoder_kind(backend) -> str:
+    """How a `tokenizers` backend turns tokens into text: "bytelevel" (GPT-2's byte
+    alphabet) or "metaspace" (U+2581 for a space, <0xNN> byte fallback, as LLaMA's
+    tokenizer.json). Others are refused: the engine could not match stop strings."""
+    decoder = json.loads(backend.to_str()).get("decoder") or {}
+    parts = decoder.get("decoders", [decoder]) if decoder.get("type") == "Sequence" else [decoder]
+    kinds = {p.get("type") for p in parts if isinstance(p, dict)}
+    if "ByteLevel" in kinds:
+        return "bytelevel"
+    if kinds & {"Metaspace", "Replace", "ByteFallback"}:
+        return "metaspace"
+    raise TokenizerError(f"stop strings: this tokenizer's decoder ({sorted(kinds)}) is not one "
+                         "fastergpt can spell tokens with (byte-level BPE or SentencePiece)")
+
+
+@lru_cache(maxsize=None)
+def _unicode_to_byte() -> dict:
+    """GPT-2's byte-level alphabet, reversed: the printable character that stands for
+    each byte in a token -> the byte."""
+    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1))
+                 + list(range(ord("\xae"), ord("\xff") + 1)))
+    chars = list(printable)
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(printable, chars)}
 
 
 def _special_tokens(path: Path) -> dict:

@@ -95,6 +95,13 @@ BAD = [
     ("seed-beyond-2^53", dict(seed=2**62), r"seed must be <= 9007199254740991"),
     ("top_k-fraction", dict(top_k=2.5), r"top_k: expected an integer"),
     ("unknown-setting", dict(beam_size=4), r"unknown generation setting\(s\) \['beam_size'\]"),
+    ("end_token_ids-outside-vocab", dict(end_token_ids=[3, VOCAB]),
+     r"end_token_ids: 53 is outside the vocabulary \[0, 53\)"),
+    ("end_token_ids-negative", dict(end_token_ids=[-2]), r"end_token_ids: -2 is outside"),
+    ("end_token_ids-not-ints", dict(end_token_ids=[1.5]), r"end_token_ids: 1.5 is not an integer id"),
+    ("stop-empty-string", dict(stop=["ok", ""]), r"stop: string 1 is empty"),
+    ("stop-not-strings", dict(stop=[b"x"]), r"stop: item 0 is a bytes, not a string"),
+    ("stop-not-a-list", dict(stop=5), r"stop: expected a string or a list of strings, got int"),
 ]
 
 FRONT_ENDS = ("FasterGPT", "Engine", "Predictor")

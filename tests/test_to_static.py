@@ -20,6 +20,7 @@ PREDICT = r"""
 import json, sys, numpy as np, paddle
 from fastergpt.ops import load_ops
 from fastergpt.settings import resolve_settings, settings_vector
+from fastergpt.stops import end_ids_array, stop_strings_array
 load_ops()
 prefix, feeds = sys.argv[1], json.loads(sys.argv[2])
 model = prefix + (".json" if __import__("os").path.exists(prefix + ".json") else ".pdmodel")
@@ -31,6 +32,8 @@ for feed in feeds:
     arrays = {"input_ids": np.array(feed["input_ids"], "int64"),
               "attention_mask": np.array(feed["attention_mask"], "int64")}
     arrays["settings"] = settings_vector(resolve_settings(**feed["settings"]))
+    arrays["end_token_ids"] = end_ids_array(feed.get("end_token_ids"))
+    arrays["stop_strings"] = stop_strings_array(feed.get("stop"))
     for name in predictor.get_input_names():
         h = predictor.get_input_handle(name)
         h.reshape(arrays[name].shape)

@@ -55,7 +55,7 @@ void BeamSearch::top_continuations(const Group& g, const Sequence& beam, int64_t
   }
   ban_repeated_ngrams(x, history.data(), static_cast<int64_t>(history.size()),
                       o_.no_repeat_ngram_size);
-  if (o_.eos_token_id >= 0 && step < o_.min_length) x[o_.eos_token_id] = -INFINITY;
+  if (step < o_.min_length) mask_end_tokens(x, o_);
   // The k best, kept sorted in out[0..n).
   int64_t n = 0;
   for (int64_t v = 0; v < V; ++v) {
@@ -77,7 +77,7 @@ void BeamSearch::advance(Group& g, int64_t group_index, int64_t step,
   // every candidate of that step end), the best N candidates finish as they are.
   const bool last = generated == o_.max_new_tokens || time_up_;
   auto ends = [&](const Candidate& c) {
-    return last || (o_.eos_token_id >= 0 && c.token == o_.eos_token_id);
+    return last || o_.stop.is_end(c.token, o_.eos_token_id);
   };
   // Finished hypotheses: only candidates among the best N count (the rest are
   // there so that N beams can run on).
@@ -143,7 +143,11 @@ void BeamSearch::advance(Group& g, int64_t group_index, int64_t step,
 GenerationResult BeamSearch::run(const GenerationInput& in,
                                  const std::vector<int64_t>& real_lengths, const Deadline& deadline) {
   const int64_t B = in.batch, N = o_.num_beams, R = o_.num_return_sequences, V = c_.vocab_size;
-  const int64_t K = std::min<int64_t>(2 * N, V);  // transformers keeps (1 + end tokens) * N
+  // Candidates kept per group, as transformers: max(2, 1 + end tokens) * N, so that N
+  // beams run on even when the best ones all end.
+  const int64_t end_tokens =
+      (o_.eos_token_id >= 0 ? 1 : 0) + static_cast<int64_t>(o_.stop.end_token_ids.size());
+  const int64_t K = std::min<int64_t>(std::max<int64_t>(2, 1 + end_tokens) * N, V);
   gen_.prefill_beams(in, real_lengths);
   KVCache& cache = ctx_.kv_cache();
   cache.enable_sources();

@@ -134,6 +134,13 @@ void GenerationOptions::validate(int64_t vocab_size) const {
              " is outside the vocabulary of size ", vocab_size);
   FGPT_CHECK(pad_token_id < vocab_size, "pad_token_id ", pad_token_id,
              " is outside the vocabulary of size ", vocab_size);
+  stop.validate(vocab_size);
+  // transformers' beam search stops only when every beam met a stop string; a
+  // finished hypothesis per string is not what a caller means, so it is refused.
+  FGPT_CHECK(decode_strategy != DecodeStrategy::kBeamSearch || num_beams == 1 ||
+                 stop.strings.empty(),
+             "stop strings are not supported with beam search (it ranks whole sequences at "
+             "the end); use end_token_ids, or greedy search or sampling");
 }
 
 }  // namespace fastergpt

@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "stop_conditions.h"
+
 namespace fastergpt {
 
 enum class DecodeStrategy : int64_t { kGreedy = 0, kSampling = 1, kBeamSearch = 2 };
@@ -103,6 +105,9 @@ struct GenerationOptions {
 #undef FGPT_SETTING_FIELD
   // Not a setting of the exported graph: the op always returns log-probs.
   bool return_logprobs = false;
+  // Not numbers, so not rows of the table: more end tokens and stop strings (the op
+  // and an export take them as inputs of their own).
+  StopConditions stop;
 
   // Throws Error naming the first invalid field (range, ids inside the vocabulary).
   void validate(int64_t vocab_size) const;

@@ -177,7 +177,7 @@ TokenChoice Generator::choose(RowState& row, int64_t row_index, float* logits) c
   apply_repetition_penalty(logits, row.seen, o.repetition_penalty);
   ban_repeated_ngrams(logits, row.history.data(), static_cast<int64_t>(row.history.size()),
                       o.no_repeat_ngram_size);
-  if (o.eos_token_id >= 0 && generated < o.min_length) logits[o.eos_token_id] = -INFINITY;
+  if (generated < o.min_length) mask_end_tokens(logits, o);
   // beam_search with num_beams = 1 is greedy search, as in transformers.
   if (o.decode_strategy != DecodeStrategy::kSampling) return choose_greedy(logits, c_.vocab_size);
   const int64_t stream_row = row.rng_row >= 0 ? row.rng_row : row_index;
@@ -207,7 +207,7 @@ bool Generator::step(BatchState& s) {
     row.ids.push_back(ch.token);
     row.logprobs.push_back(ch.logprob);
     if (o.no_repeat_ngram_size > 0) row.history.push_back(ch.token);
-    if ((o.eos_token_id >= 0 && ch.token == o.eos_token_id) ||
+    if (o.stop.is_end(ch.token, o.eos_token_id) || row.stop_matcher.push(o.stop, ch.token) ||
         (row.options && static_cast<int64_t>(row.ids.size()) == o.max_new_tokens)) {
       row.finished = true;  // (a joined row counts its own max_new_tokens)
       continue;
@@ -254,6 +254,7 @@ bool Generator::step(BatchState& s) {
 void Generator::start_row(RowState& row, const int64_t* prompt, const GenerationOptions& o) const {
   row.ids.reserve(o.max_new_tokens);
   row.logprobs.reserve(o.max_new_tokens);
+  row.stop_matcher.reset(o.stop);
   if (o.no_repeat_ngram_size > 0) {
     row.history.reserve(row.length + o.max_new_tokens);
     row.history.assign(prompt, prompt + row.length);

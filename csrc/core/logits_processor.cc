@@ -21,6 +21,11 @@ void apply_repetition_penalty(float* logits, const std::vector<int32_t>& seen, f
   }
 }
 
+void mask_end_tokens(float* logits, const GenerationOptions& o) {
+  if (o.eos_token_id >= 0) logits[o.eos_token_id] = -INFINITY;
+  for (int64_t t : o.stop.end_token_ids) logits[t] = -INFINITY;
+}
+
 void ban_repeated_ngrams(float* logits, const int64_t* tokens, int64_t count, int64_t n) {
   if (n <= 0 || count < n) return;
   // The last n-1 tokens; a window whose first n-1 tokens equal them bans its last.

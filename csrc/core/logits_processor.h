@@ -24,6 +24,10 @@ void apply_repetition_penalty(float* logits, const std::vector<int32_t>& seen, f
 // transformers' NoRepeatNGramLogitsProcessor (which also counts left padding).
 void ban_repeated_ngrams(float* logits, const int64_t* tokens, int64_t count, int64_t n);
 
+// min_length: eos_token_id and every other end token get -inf (transformers'
+// MinLengthLogitsProcessor masks each of its eos ids).
+void mask_end_tokens(float* logits, const GenerationOptions& o);
+
 // Greedy: the highest logit (the lowest id on ties); logprob = log_softmax there.
 TokenChoice choose_greedy(const float* logits, int64_t vocab);
 

@@ -8,6 +8,14 @@
 //   settings         float64 [S]      one value per name of the `settings_layout`
 //                                     attribute (the settings table, csrc/core/
 //                                     generation_options.h; a choice is its index)
+//   end_token_ids    int64   [K]      more ids that end a row besides eos_token_id;
+//                                     -1 entries are ignored ([-1]: none)
+//   stop_strings     int32   [S, N]   one stop string's UTF-8 bytes per row, -1 after
+//                                     its end; a row of only -1 is none ([[-1]]: none)
+//   vocab_bytes      uint8   [*]      the tokenizer's vocabulary as bytes, for the stop
+//   vocab_offsets    int64   [V + 1]  strings: token t spells vocab_bytes[offsets[t] ..
+//                                     offsets[t+1]) ([0] and offsets [0]: no vocabulary;
+//                                     see csrc/core/stop_conditions.h)
 //   weights          tensors in weight_spec() order (csrc/core/model.h): matrices in
 //                    the weight format's storage (+ float32 row scales for int8)
 // Attributes: architecture ("name=value;...", csrc/core/model_config.h: the
@@ -65,9 +73,46 @@ fastergpt::GenerationOptions read_settings(const paddle::Tensor& settings,
   return o;
 }
 
+// end_token_ids, stop_strings and the vocabulary into options.stop. The vocabulary is
+// a view into the tensors, which outlive the call.
+void read_stop_conditions(const paddle::Tensor& end_token_ids, const paddle::Tensor& stop_strings,
+                          const paddle::Tensor& vocab_bytes, const paddle::Tensor& vocab_offsets,
+                          fastergpt::StopConditions* stop) {
+  check_cpu(end_token_ids, "end_token_ids");
+  if (end_token_ids.dtype() != paddle::DataType::INT64 || end_token_ids.shape().size() != 1)
+    fastergpt::fail("end_token_ids: must be a 1-D int64 tensor ([-1] for none)");
+  const int64_t* ends = end_token_ids.data<int64_t>();
+  for (int64_t i = 0; i < end_token_ids.numel(); ++i)
+    if (ends[i] != -1) stop->end_token_ids.push_back(ends[i]);
+  check_cpu(stop_strings, "stop_strings");
+  if (stop_strings.dtype() != paddle::DataType::INT32 || stop_strings.shape().size() != 2)
+    fastergpt::fail("stop_strings: must be a 2-D int32 tensor of bytes ([[-1]] for none)");
+  const int32_t* bytes = stop_strings.data<int32_t>();
+  const int64_t S = stop_strings.shape()[0], N = stop_strings.shape()[1];
+  for (int64_t i = 0; i < S; ++i) {
+    std::string text;
+    for (int64_t j = 0; j < N && bytes[i * N + j] != -1; ++j) {
+      const int32_t b = bytes[i * N + j];
+      if (b < 0 || b > 255) fastergpt::fail("stop_strings: row ", i, " holds ", b, ", not a byte");
+      text.push_back(static_cast<char>(b));
+    }
+    if (!text.empty()) stop->strings.push_back(std::move(text));
+  }
+  check_cpu(vocab_bytes, "vocab_bytes");
+  check_cpu(vocab_offsets, "vocab_offsets");
+  if (vocab_bytes.dtype() != paddle::DataType::UINT8 || vocab_offsets.dtype() != paddle::DataType::INT64)
+    fastergpt::fail("vocab_bytes / vocab_offsets: dtypes must be uint8 / int64");
+  const int64_t count = vocab_offsets.numel() - 1;
+  if (count > 0 && vocab_offsets.data<int64_t>()[count] > vocab_bytes.numel())
+    fastergpt::fail("vocab_offsets: points past the end of vocab_bytes");
+  stop->vocabulary = {vocab_bytes.data<uint8_t>(), vocab_offsets.data<int64_t>(), count};
+}
+
 std::vector<paddle::Tensor> generate_kernel(
     const paddle::Tensor& input_ids, const paddle::Tensor& attention_mask,
-    const paddle::Tensor& settings, const std::vector<paddle::Tensor>& weights,
+    const paddle::Tensor& settings, const paddle::Tensor& end_token_ids,
+    const paddle::Tensor& stop_strings, const paddle::Tensor& vocab_bytes,
+    const paddle::Tensor& vocab_offsets, const std::vector<paddle::Tensor>& weights,
     const std::string& architecture, const std::string& weight_format,
     const std::string& settings_layout) {
   try {
@@ -75,7 +120,8 @@ std::vector<paddle::Tensor> generate_kernel(
     const int64_t* mask_data = id_data(attention_mask, "attention_mask");
     if (attention_mask.shape() != input_ids.shape())
       fastergpt::fail("attention_mask: shape must equal input_ids' shape");
-    const fastergpt::GenerationOptions options = read_settings(settings, settings_layout);
+    fastergpt::GenerationOptions options = read_settings(settings, settings_layout);
+    read_stop_conditions(end_token_ids, stop_strings, vocab_bytes, vocab_offsets, &options.stop);
 
     const fastergpt::WeightFormat format = fastergpt::parse_weight_format(weight_format);
     std::vector<fastergpt::WeightView> views;
@@ -115,11 +161,17 @@ std::vector<paddle::Tensor> generate_kernel(
 std::vector<std::vector<int64_t>> generate_shape(const std::vector<int64_t>&,
                                                  const std::vector<int64_t>&,
                                                  const std::vector<int64_t>&,
+                                                 const std::vector<int64_t>&,
+                                                 const std::vector<int64_t>&,
+                                                 const std::vector<int64_t>&,
+                                                 const std::vector<int64_t>&,
                                                  const std::vector<std::vector<int64_t>>&) {
   return {{-1, -1}, {-1}, {-1, -1}, {-1}};
 }
 
 std::vector<paddle::DataType> generate_dtype(const paddle::DataType&, const paddle::DataType&,
+                                             const paddle::DataType&, const paddle::DataType&,
+                                             const paddle::DataType&, const paddle::DataType&,
                                              const paddle::DataType&,
                                              const std::vector<paddle::DataType>&) {
   return {paddle::DataType::INT64, paddle::DataType::INT64, paddle::DataType::FLOAT32,
@@ -129,7 +181,8 @@ std::vector<paddle::DataType> generate_dtype(const paddle::DataType&, const padd
 }  // namespace
 
 PD_BUILD_OP(fastergpt_generate)
-    .Inputs({"input_ids", "attention_mask", "settings", paddle::Vec("weights")})
+    .Inputs({"input_ids", "attention_mask", "settings", "end_token_ids", "stop_strings",
+             "vocab_bytes", "vocab_offsets", paddle::Vec("weights")})
     .Outputs({"output_ids", "lengths", "logprobs", "scores"})
     .Attrs({"architecture: std::string", "weight_format: std::string",
             "settings_layout: std::string"})

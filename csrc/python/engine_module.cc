@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../core/context.h"
@@ -25,8 +26,29 @@ namespace py = pybind11;
 using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
 using IdArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
 using SettingValues = std::map<std::string, double>;
+using ByteArray = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
 
 namespace {
+
+// The stop conditions of a call (csrc/core/stop_conditions.h) into o->stop. The
+// vocabulary, None or (bytes uint8 [*], offsets int64 [V + 1]), is read in place from
+// arrays kept in *keep, which must outlive the call.
+void read_stop(const std::vector<int64_t>& end_token_ids, const std::vector<std::string>& stop,
+               const py::object& vocabulary, fastergpt::GenerationOptions* o,
+               std::pair<ByteArray, IdArray>* keep) {
+  o->stop.end_token_ids = end_token_ids;
+  o->stop.strings = stop;
+  if (vocabulary.is_none()) return;
+  const auto pair = vocabulary.cast<std::pair<py::object, py::object>>();
+  keep->first = pair.first.cast<ByteArray>();
+  keep->second = pair.second.cast<IdArray>();
+  FGPT_CHECK(keep->first.ndim() == 1 && keep->second.ndim() == 1 && keep->second.size() >= 1,
+             "vocabulary: expected (bytes uint8 [N], offsets int64 [V + 1])");
+  const int64_t count = keep->second.size() - 1;
+  FGPT_CHECK(count == 0 || keep->second.data()[count] <= keep->first.size(),
+             "vocabulary: offsets point past the end of the bytes");
+  o->stop.vocabulary = {keep->first.data(), keep->second.data(), count};
+}
 
 // The batch of ids and mask as the engine takes it, with the shape checks.
 fastergpt::GenerationInput make_input(const IdArray& input_ids, const py::object& attention_mask,
@@ -70,11 +92,15 @@ class Engine {
   }
 
   py::dict generate(const IdArray& input_ids, const py::object& attention_mask,
-                    const SettingValues& settings, bool return_logprobs) const {
+                    const SettingValues& settings, bool return_logprobs,
+                    const std::vector<int64_t>& end_token_ids, const std::vector<std::string>& stop,
+                    const py::object& vocabulary) const {
     IdArray mask;
     const fastergpt::GenerationInput in = make_input(input_ids, attention_mask, &mask);
     fastergpt::GenerationOptions o = fastergpt::options_from_map(settings);
     o.return_logprobs = return_logprobs;
+    std::pair<ByteArray, IdArray> vocabulary_arrays;
+    read_stop(end_token_ids, stop, vocabulary, &o, &vocabulary_arrays);
     fastergpt::GenerationResult r;
     {
       py::gil_scoped_release release;
@@ -126,11 +152,13 @@ class Engine {
 class Stream {
  public:
   Stream(py::object owner, const Engine& engine, const IdArray& input_ids,
-         const py::object& attention_mask, const SettingValues& settings)
+         const py::object& attention_mask, const SettingValues& settings,
+         const std::vector<int64_t>& end_token_ids)
       : owner_(std::move(owner)) {
     IdArray mask;
     const fastergpt::GenerationInput in = make_input(input_ids, attention_mask, &mask);
-    const fastergpt::GenerationOptions o = fastergpt::options_from_map(settings);
+    fastergpt::GenerationOptions o = fastergpt::options_from_map(settings);
+    o.stop.end_token_ids = end_token_ids;
     py::gil_scoped_release release;
     stream_ = std::make_unique<fastergpt::GenerationStream>(engine.model(), in, o);
   }
@@ -328,14 +356,19 @@ PYBIND11_MODULE(_engine, m) {
   m.def(
       "validate_request",
       [](const IdArray& input_ids, const py::object& attention_mask,
-         const std::string& architecture, const SettingValues& settings) {
+         const std::string& architecture, const SettingValues& settings,
+         const std::vector<int64_t>& end_token_ids, const std::vector<std::string>& stop,
+         const py::object& vocabulary) {
         IdArray mask;
         const fastergpt::GenerationInput in = make_input(input_ids, attention_mask, &mask);
-        fastergpt::validate_request(fastergpt::parse_architecture(architecture), in,
-                                    fastergpt::options_from_map(settings));
+        fastergpt::GenerationOptions o = fastergpt::options_from_map(settings);
+        std::pair<ByteArray, IdArray> vocabulary_arrays;
+        read_stop(end_token_ids, stop, vocabulary, &o, &vocabulary_arrays);
+        fastergpt::validate_request(fastergpt::parse_architecture(architecture), in, o);
       },
       py::arg("input_ids"), py::arg("attention_mask"), py::arg("architecture"),
-      py::arg("settings"),
+      py::arg("settings"), py::arg("end_token_ids") = std::vector<int64_t>(),
+      py::arg("stop") = std::vector<std::string>(), py::arg("vocabulary") = py::none(),
       "generate()'s argument checks alone; raises ValueError naming the problem.");
   m.def(
       "measure_read_bandwidth",
@@ -352,21 +385,24 @@ PYBIND11_MODULE(_engine, m) {
            py::arg("architecture"), py::arg("weight_format"), py::arg("weights"))
       .def("generate", &Engine::generate, py::arg("input_ids"),
            py::arg("attention_mask") = py::none(), py::arg("settings") = SettingValues(),
-           py::arg("return_logprobs") = false,
+           py::arg("return_logprobs") = false, py::arg("end_token_ids") = std::vector<int64_t>(),
+           py::arg("stop") = std::vector<std::string>(), py::arg("vocabulary") = py::none(),
            "Runs the whole generation with `settings` ({name: number}, see settings_table; "
-           "unnamed settings keep their defaults); returns {'ids', 'lengths', 'scores'[, 'logprobs']}.")
+           "unnamed settings keep their defaults), ending rows also at `end_token_ids` and "
+           "at `stop` strings (matched on `vocabulary`, (bytes, offsets)); returns {'ids', "
+           "'lengths', 'scores'[, 'logprobs']}.")
       .def("logits", &Engine::logits, py::arg("input_ids"), py::arg("attention_mask") = py::none(),
            py::arg("num_threads") = 0,
            "Next-token logits at every position, float32 [B, L, V] (zeros under padding).")
       .def(
           "stream",
           [](py::object self, const IdArray& input_ids, const py::object& attention_mask,
-             const SettingValues& settings) {
+             const SettingValues& settings, const std::vector<int64_t>& end_token_ids) {
             return std::make_unique<Stream>(self, self.cast<const Engine&>(), input_ids,
-                                            attention_mask, settings);
+                                            attention_mask, settings, end_token_ids);
           },
           py::arg("input_ids"), py::arg("attention_mask") = py::none(),
-          py::arg("settings") = SettingValues(),
+          py::arg("settings") = SettingValues(), py::arg("end_token_ids") = std::vector<int64_t>(),
           "A generation run a step at a time: .next() -> (tokens, logprobs) or None.")
       .def(
           "batch",

@@ -16,6 +16,7 @@ import numpy as np
 from fastergpt.cli.settings_args import add_setting_arguments, settings_from_args
 from fastergpt.quantize import format_names
 from fastergpt.settings import over_defaults
+from fastergpt.stops import cut_at_stop
 
 BUILTIN_PROMPTS = [
     "The function returns",
@@ -40,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prompts per call (default: all at once); rows for --start_token")
     p.add_argument("--start_token", help="generate unconditionally from this token (e.g. '<|endoftext|>')")
     p.add_argument("--end_token", help="stop at this token (default: the tokenizer's end token)")
+    p.add_argument("--stop", action="append", metavar="TEXT",
+                   help="a string that ends a row, matched on the text and not printed (repeatable)")
+    p.add_argument("--end_token_ids", metavar="ID,ID",
+                   help="more token ids that end a row, besides the end token")
     p.add_argument("--dtype", choices=format_names(),
                    help="weight format (default float32; an exported dir keeps its own)")
     p.add_argument("--use_fp16_decoding", action="store_true", help="same as --dtype float16")
@@ -83,6 +88,16 @@ def settings_from(args, defaults: dict, tokenizer) -> dict:
     return s
 
 
+def end_ids_from(text):
+    """--end_token_ids "1,2" -> [1, 2]."""
+    if text is None:
+        return []
+    items = [t for t in text.replace(",", " ").split() if t]
+    if not items or not all(t.isdigit() for t in items):
+        raise SystemExit(f"error: --end_token_ids: expected token ids like 1,2, got {text!r}")
+    return [int(t) for t in items]
+
+
 class Runner:
     """One generate(ids, mask, settings) -> (ids, lengths) over either backend."""
 
@@ -111,11 +126,12 @@ class Runner:
             name = "built-in default model" if args.model_name_or_path in (None, "", "default") else str(path)
             self.label = f"{name} (FasterGPT, dygraph)"
 
-    def generate(self, ids, mask, s):
+    def generate(self, ids, mask, s, stop=None, end_token_ids=None):
         if self.predictor is not None:
-            out = self.predictor.generate(input_ids=ids, attention_mask=mask, **s)
+            out = self.predictor.generate(input_ids=ids, attention_mask=mask, stop=stop,
+                                          end_token_ids=end_token_ids, **s)
             return out.ids, out.lengths
-        out = self.model.generate(ids, mask, **s)
+        out = self.model.generate(ids, mask, stop=stop, end_token_ids=end_token_ids, **s)
         return out.ids.numpy(), out.lengths.numpy()
 
 
@@ -170,6 +186,7 @@ def _main(argv) -> int:
     tok = runner.tokenizer
     prompts = read_prompts(args, tok)
     s = settings_from(args, runner.defaults, tok)
+    stops, end_ids = args.stop or [], end_ids_from(args.end_token_ids)
     print(f"model: {runner.label}")
     print(f"settings: {', '.join(f'{k}={v}' for k, v in s.items())}\n")
     batch = args.batch_size or len(prompts)
@@ -179,7 +196,7 @@ def _main(argv) -> int:
         try:
             ids, mask = tok.encode_batch(chunk)
             t0 = time.perf_counter()
-            out_ids, lengths = runner.generate(ids, mask, s)
+            out_ids, lengths = runner.generate(ids, mask, s, stops, end_ids)
             total_time += time.perf_counter() - t0
         except (ValueError, RuntimeError) as e:  # RuntimeError: PredictorError
             print(f"error: {e}", file=sys.stderr)
@@ -188,7 +205,7 @@ def _main(argv) -> int:
         R = s.get("num_return_sequences", 1)
         for i, row in enumerate(out_ids):
             prompt = chunk[i // R]
-            text = tok.decode(row[:lengths[i]])
+            text = cut_at_stop(tok.decode(row[:lengths[i]]), stops)
             shown = "" if prompt == args.start_token else prompt
             print(f"[{start + i // R}{'.' + str(i % R) if R > 1 else ''}] {shown}\033[1m{text}\033[0m"
                   if sys.stdout.isatty() else f"[{start + i // R}{'.' + str(i % R) if R > 1 else ''}] {shown}{text}")

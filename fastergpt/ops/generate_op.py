@@ -16,17 +16,20 @@ OP_NAME = "fastergpt_generate"
 
 # Plain Python that only appends the op: to_static must not rewrite it.
 @paddle.jit.not_to_static
-def fastergpt_generate(input_ids, attention_mask, settings, weights, *, architecture: str,
+def fastergpt_generate(input_ids, attention_mask, settings, end_token_ids, stop_strings,
+                       vocab_bytes, vocab_offsets, weights, *, architecture: str,
                        weight_format: str, settings_layout: str):
     """Runs the fused generation. `settings` is a float64 [S] tensor holding one value
-    per name of `settings_layout` ("name,name,..."); returns (output_ids, lengths, logprobs, scores)."""
+    per name of `settings_layout` ("name,name,..."); the stop conditions are tensors as
+    `fastergpt.stops` builds them; returns (output_ids, lengths, logprobs, scores)."""
     load_ops()
     from paddle import _C_ops
     from paddle.framework import in_dynamic_or_pir_mode
 
     attrs = (str(architecture), str(weight_format), str(settings_layout))
     if in_dynamic_or_pir_mode():
-        outs = _C_ops._run_custom_op(OP_NAME, input_ids, attention_mask, settings, list(weights),
+        outs = _C_ops._run_custom_op(OP_NAME, input_ids, attention_mask, settings, end_token_ids,
+                                     stop_strings, vocab_bytes, vocab_offsets, list(weights),
                                      *attrs)
         return tuple(outs)
 
@@ -34,6 +37,8 @@ def fastergpt_generate(input_ids, attention_mask, settings, weights, *, architec
 
     helper = LayerHelper(OP_NAME, **locals())
     ins = {"input_ids": input_ids, "attention_mask": attention_mask, "settings": settings,
+           "end_token_ids": end_token_ids, "stop_strings": stop_strings,
+           "vocab_bytes": vocab_bytes, "vocab_offsets": vocab_offsets,
            "weights@VECTOR": list(weights)}
     outs = {
         "output_ids": helper.create_variable(dtype="int64"),

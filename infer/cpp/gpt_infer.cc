@@ -53,6 +53,8 @@ struct Options {
   std::string prompt_file;
   int batch_size = 0;  // 0: all prompts in one batch
   std::map<std::string, double> settings;  // flags given on the command line
+  std::vector<std::string> stops;          // --stop: strings that end a row
+  std::vector<int64_t> end_token_ids;      // --end_token_ids: ids that end a row
   int benchmark = 0;
   bool print_json = false;
   bool trust_library = false;  // load the directory's library without checking its hash
@@ -69,10 +71,13 @@ std::string usage() {
   std::string u =
       "usage: gpt_infer --model_dir DIR [--prompt TEXT]... [--prompt_file FILE]\n"
       "                 [--input_ids 1,2,3]... [--batch_size N] [--benchmark N] [--json]\n"
+      "                 [--stop TEXT]... [--end_token_ids 1,2]\n"
       "                 [--op_library FILE | --trust_library] [SETTINGS]\n"
       "the directory's operator library is loaded only if its SHA-256 is the one its\n"
       "config.json recorded; --op_library names another, --trust_library skips the check\n"
       "--input_ids: a prompt as token ids (for tokenizers gpt_infer does not read)\n"
+      "--stop: a string that ends a row (matched on the text; not printed), repeatable\n"
+      "--end_token_ids: ids that end a row besides eos_token_id\n"
       "settings (default: the export's config.json; aliases --topk --topp --max_length --threads):\n";
   for (const fastergpt::SettingInfo& s : fastergpt::setting_table()) {
     std::string line = "  --" + std::string(s.name);
@@ -155,6 +160,11 @@ Options parse_args(int argc, char** argv) {
     else if (flag == "--prompt") o.prompts.push_back(v);
     else if (flag == "--input_ids") o.input_ids.push_back(parse_ids(flag, v));
     else if (flag == "--prompt_file") o.prompt_file = v;
+    else if (flag == "--stop") o.stops.push_back(v);
+    else if (flag == "--end_token_ids") {
+      const std::vector<int64_t> ids = parse_ids(flag, v);
+      o.end_token_ids.insert(o.end_token_ids.end(), ids.begin(), ids.end());
+    }
     else if (flag == "--op_library") o.op_library = v;
     else if (flag == "--batch_size") o.batch_size = parse_count(flag, v);
     else if (flag == "--benchmark") o.benchmark = parse_count(flag, v);
@@ -246,12 +256,35 @@ class Runner {
   }
 
   // ids/mask [B, L], settings [S] in the export's layout; returns ids [B', T] and lengths [B'].
+  // The stop conditions as the graph takes them (csrc/paddle/fastergpt_op.cc): end ids
+  // [K] with [-1] for none, stop strings as bytes [S, N] padded with -1, [[-1]] for none.
+  void set_stop_conditions(const fastergpt::StopConditions& stop) {
+    if (!inputs_.count("stop_strings")) {
+      if (!stop.strings.empty() || !stop.end_token_ids.empty())
+        throw UsageError("this directory was exported before stop strings and end_token_ids "
+                         "were graph inputs; re-export it with export_model.py");
+      return;
+    }
+    end_ids_ = stop.end_token_ids.empty() ? std::vector<int64_t>{-1} : stop.end_token_ids;
+    stop_shape_ = {std::max<int>(1, static_cast<int>(stop.strings.size())), 1};
+    for (const std::string& str : stop.strings)
+      stop_shape_[1] = std::max(stop_shape_[1], static_cast<int>(str.size()));
+    stop_bytes_.assign(static_cast<size_t>(stop_shape_[0]) * stop_shape_[1], -1);
+    for (size_t i = 0; i < stop.strings.size(); ++i)
+      for (size_t j = 0; j < stop.strings[i].size(); ++j)
+        stop_bytes_[i * stop_shape_[1] + j] = static_cast<uint8_t>(stop.strings[i][j]);
+  }
+
   void run(const std::vector<int64_t>& ids, const std::vector<int64_t>& mask, int B, int L,
            const std::vector<double>& settings, std::vector<int64_t>* out_ids,
            std::vector<int64_t>* lengths, std::vector<float>* scores, int* T) {
     feed("input_ids", {B, L}, ids.data());
     feed("attention_mask", {B, L}, mask.data());
     feed("settings", {static_cast<int>(settings.size())}, settings.data());
+    if (inputs_.count("stop_strings")) {
+      feed("end_token_ids", {static_cast<int>(end_ids_.size())}, end_ids_.data());
+      feed("stop_strings", stop_shape_, stop_bytes_.data());
+    }
     if (!predictor_->Run()) throw std::runtime_error("the predictor failed to run");
     // (An operator error inside Run() arrives as a bare std::exception; main()
     // reports it with a hint, and resolve_settings() catches bad settings before.)
@@ -276,6 +309,9 @@ class Runner {
 
   std::shared_ptr<paddle_infer::Predictor> predictor_;
   std::map<std::string, paddle_infer::Tensor*> inputs_;
+  std::vector<int64_t> end_ids_{-1};
+  std::vector<int> stop_shape_{1, 1};
+  std::vector<int32_t> stop_bytes_{-1};
   paddle_infer::Tensor* ids_out_ = nullptr;
   paddle_infer::Tensor* len_out_ = nullptr;
   paddle_infer::Tensor* scores_out_ = nullptr;
@@ -336,6 +372,41 @@ std::vector<double> settings_vector(const fastergpt::GenerationOptions& g, const
   return v;
 }
 
+// --stop and --end_token_ids, checked as the engine checks them (the predictor would
+// report an operator's error without its message). The export's vocabulary, which the
+// engine matches stop strings on, is inside the graph: config.json says if it has one.
+fastergpt::StopConditions stop_conditions(const Options& o, const JsonValue& info,
+                                          const fastergpt::GenerationOptions& options) {
+  fastergpt::StopConditions stop;
+  stop.end_token_ids = o.end_token_ids;
+  stop.strings = o.stops;
+  const bool has_vocabulary = info.has("stop_strings") &&
+                              info.at("stop_strings").kind == JsonValue::Kind::kBool &&
+                              info.at("stop_strings").boolean;
+  if (!stop.strings.empty() && !has_vocabulary)
+    throw UsageError("--stop: this export has no tokenizer vocabulary to match stop strings on "
+                     "(exported before stop strings, or from a tokenizer fastergpt cannot spell); "
+                     "re-export it, or use --end_token_ids");
+  static const uint8_t no_bytes = 0;
+  static const int64_t one_token[2] = {0, 0};  // stands for the graph's own vocabulary
+  fastergpt::GenerationOptions checked = options;  // with the settings (beam search refuses stops)
+  checked.stop = stop;
+  checked.stop.vocabulary = {&no_bytes, one_token, 1};
+  try {
+    checked.validate(static_cast<int64_t>(info.at("model").at("vocab_size").number));
+  } catch (const fastergpt::Error& e) {
+    throw UsageError(e.what());
+  }
+  return stop;
+}
+
+// The text up to the first occurrence of any stop string (which is not returned).
+std::string cut_at_stop(const std::string& text, const std::vector<std::string>& stops) {
+  size_t cut = text.size();
+  for (const std::string& s : stops) cut = std::min(cut, text.find(s));
+  return text.substr(0, cut);
+}
+
 int run_main(int argc, char** argv) {
   const Options o = parse_args(argc, argv);
   if (!is_dir(o.model_dir)) throw UsageError("--model_dir " + o.model_dir + " does not exist");
@@ -378,10 +449,12 @@ int run_main(int argc, char** argv) {
   }
   const fastergpt::GenerationOptions options = resolve_settings(o, info.at("generation"), info.at("model"));
   const std::vector<double> settings = settings_vector(options, info);
+  const fastergpt::StopConditions stop = stop_conditions(o, info, options);
   const int64_t max_positions = static_cast<int64_t>(info.at("model").at("n_positions").number);
   const int64_t pad = options.pad_token_id >= 0 ? options.pad_token_id : 0;
 
   Runner runner(o, info);
+  runner.set_stop_conditions(stop);
   const size_t batch = o.batch_size > 0 ? o.batch_size : encoded.size();
   std::vector<std::vector<int64_t>> all_ids;
   std::vector<std::string> texts;
@@ -445,7 +518,7 @@ int run_main(int argc, char** argv) {
     for (size_t r = 0; r < lengths.size(); ++r) {
       std::vector<int64_t> row(out.begin() + r * T, out.begin() + r * T + lengths[r]);
       tokens += lengths[r];
-      texts.push_back(tok ? tok->decode(row) : "");
+      texts.push_back(tok ? cut_at_stop(tok->decode(row), stop.strings) : "");
       all_ids.push_back(std::vector<int64_t>(out.begin() + r * T, out.begin() + (r + 1) * T));
     }
   }

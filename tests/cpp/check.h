@@ -31,6 +31,21 @@ inline int& failures() {
     }                                                                                       \
   } while (0)
 
+// `expr` must throw fastergpt::Error (an argument check).
+#define CHECK_THROWS(expr)                                                         \
+  do {                                                                             \
+    bool thrown_ = false;                                                          \
+    try {                                                                          \
+      expr;                                                                        \
+    } catch (const fastergpt::Error&) {                                            \
+      thrown_ = true;                                                              \
+    }                                                                              \
+    if (!thrown_) {                                                                \
+      std::fprintf(stderr, "%s:%d: no Error from %s\n", __FILE__, __LINE__, #expr); \
+      ++fgpt_test::failures();                                                     \
+    }                                                                              \
+  } while (0)
+
 #define TEST_MAIN_END()                                                          \
   do {                                                                           \
     if (fgpt_test::failures()) {                                                 \
