@@ -151,3 +151,43 @@ def test_several_join_in_one_prompt_pass(engine):
     for r, (prompt, rng_row, settings) in zip(rows, joins):
         assert got[r] == alone(engine, prompt, rng_row, settings)
     assert got[first] == alone(engine, [5, 6], 0, dict(max_new_tokens=10, eos_token_id=-1))
+
+
+def test_rows_finished_between_steps_leave_and_their_slots_serve_again(engine):
+    """A caller ends rows between steps (a stop string, a client gone), at every moment a
+    step can leave: the others still get what they get alone, and a new sequence in a
+    freed slot does too; a joined sequence's first token comes in the very next step
+    (the one that runs its prompt)."""
+    settings = dict(max_new_tokens=12, eos_token_id=-1)
+    prompts = [[5, 6, 7], [9, 10], [11, 12, 13, 14], [20], [30, 31]]
+    want = [alone(engine, p, 0, settings) for p in prompts]
+    for cut in range(1, 6):  # the step after which rows 0 and 1 are ended
+        batch = engine.batch(capacity=3)
+        rows = {batch.join(p, **settings): q for q, p in enumerate(prompts[:3])}
+        got = {q: [] for q in range(len(prompts))}
+        joined_after, first_at = {}, {}
+        waiting, step = [3, 4], 0
+        while batch.running or waiting:
+            out = batch.step()
+            step += 1
+            assert step < 100
+            if out is not None:
+                for row, q in rows.items():
+                    if out[0][row] >= 0:
+                        got[q].append(int(out[0][row]))
+                        first_at.setdefault(q, step)
+            for row, q in list(rows.items()):
+                if (step == cut and q in (0, 1)) or len(got[q]) == 12:
+                    batch.finish(row)
+                    batch.release(row)
+                    del rows[row]
+                    if waiting:
+                        new = waiting.pop(0)
+                        joined_after[new] = step
+                        rows[batch.join(prompts[new], **settings)] = new
+        for q in (0, 1):
+            assert got[q] == want[q][:cut], (cut, q)
+        for q in (2, 3, 4):
+            assert got[q] == want[q], (cut, q)
+            if q in joined_after:
+                assert first_at[q] == joined_after[q] + 1, (cut, q)

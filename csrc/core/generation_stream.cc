@@ -125,13 +125,19 @@ void GenerationStream::release(int64_t row) {
 }
 
 bool GenerationStream::next(StepTokens* out) {
-  if (state_.active.empty()) gen_.run_pending(state_);  // e.g. every running row was finished
+  if (!more_ && !continuous_) return false;
+  // The model pass of the last step's tokens runs now, at the start of this step, so
+  // that each step hands out its tokens as soon as they are chosen: a joined sequence's
+  // first token comes at the end of the step that ran its prompt.
+  if (state_.forward_due) gen_.forward(state_);
+  // Prompts that had no pass to ride in (the running rows' logits were already fresh)
+  // run now: a sequence that joins before a step gets its first token from that step.
+  if (!state_.pending.empty()) gen_.run_pending(state_);
   if (state_.active.empty()) {
     if (!continuous_) more_ = false;  // every row was finished by the caller
     return false;
   }
-  if (!more_ && !continuous_) return false;
-  more_ = gen_.step(state_) && !deadline_.passed();
+  more_ = gen_.choose_tokens(state_) && !deadline_.passed();
   take_new(state_, emitted_, out);
   if (continuous_)  // a joined row's own max_time
     for (int64_t i = static_cast<int64_t>(state_.active.size()) - 1; i >= 0; --i)

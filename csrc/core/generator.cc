@@ -186,7 +186,9 @@ TokenChoice Generator::choose(RowState& row, int64_t row_index, float* logits) c
   return choose_sampled(logits, c_.vocab_size, o, u, row.scratch);
 }
 
-bool Generator::step(BatchState& s) {
+bool Generator::step(BatchState& s) { return choose_tokens(s) && forward(s); }
+
+bool Generator::choose_tokens(BatchState& s) {
   const int64_t V = c_.vocab_size, n_active = static_cast<int64_t>(s.active.size());
   float* logits = ctx_.activations().logits.data();
   const int64_t choose_grain = std::max<int64_t>(1, 65536 / V);
@@ -223,6 +225,12 @@ bool Generator::step(BatchState& s) {
   }
   s.active.swap(s.still);
   if ((s.active.empty() && s.pending.empty()) || s.steps == o_.max_new_tokens) return false;
+  s.forward_due = true;
+  return true;
+}
+
+bool Generator::forward(BatchState& s) {
+  s.forward_due = false;
   const int64_t M = static_cast<int64_t>(s.active.size());
   s.order.resize(M);  // logits for rows 0..M-1 of the pass, in place
   for (int64_t i = 0; i < M; ++i) s.order[i] = i;
@@ -241,9 +249,11 @@ bool Generator::step(BatchState& s) {
     ++taken;
   }
   const int64_t pass = static_cast<int64_t>(s.tokens.size());
-  if (pass > M) ctx_.activations().reserve(pass, c_);
-  model_.forward(ctx_, s.tokens.data(), s.slots.data(), pass);
-  model_.logits(ctx_, s.order.data(), static_cast<int64_t>(s.order.size()));
+  if (pass > 0) {  // (none when every chosen row was finished before its pass)
+    if (pass > M) ctx_.activations().reserve(pass, c_);
+    model_.forward(ctx_, s.tokens.data(), s.slots.data(), pass);
+    model_.logits(ctx_, s.order.data(), static_cast<int64_t>(s.order.size()));
+  }
   for (size_t k = 0; k < taken; ++k) s.active.push_back(s.pending[k].row);
   s.pending.erase(s.pending.begin(), s.pending.begin() + taken);
   // A prompt too long to ride along runs on its own, in chunks, now.
@@ -343,11 +353,22 @@ void Generator::finish_row(BatchState& s, int64_t r) const {
     }
   const auto it = std::find(s.active.begin(), s.active.end(), r);
   if (it == s.active.end()) return;
-  // Row i of act.logits belongs to active[i]: close the gap it leaves.
   const int64_t i = it - s.active.begin(), n = static_cast<int64_t>(s.active.size());
-  const int64_t V = c_.vocab_size;
-  float* logits = ctx_.activations().logits.data();
-  std::copy(logits + (i + 1) * V, logits + n * V, logits + i * V);
+  if (s.forward_due) {
+    // Its chosen token has not been through the model yet: it leaves that pass too.
+    FGPT_CHECK(s.tokens.size() == s.active.size(), "finish_row: the pending pass holds ",
+               s.tokens.size(), " tokens for ", s.active.size(), " rows");
+    s.tokens.erase(s.tokens.begin() + i);
+    s.slots.erase(s.slots.begin() + i);
+    // With no row left, no pass is due: a sequence that joins now runs its prompt at
+    // once (join()), and becomes the first of the next choice.
+    if (n == 1) s.forward_due = false;
+  } else {
+    // Row i of act.logits belongs to active[i]: close the gap it leaves.
+    const int64_t V = c_.vocab_size;
+    float* logits = ctx_.activations().logits.data();
+    std::copy(logits + (i + 1) * V, logits + n * V, logits + i * V);
+  }
   s.active.erase(it);
 }
 

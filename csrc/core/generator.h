@@ -112,6 +112,9 @@ struct BatchState {
   // Joined sequences whose prompt pass has not run yet: it runs inside the next step's
   // pass (or at once when nothing is running), and then they are active.
   std::vector<PendingJoin> pending;
+  // choose_tokens() ran and its tokens (s.tokens / s.slots, in s.active's order) await
+  // forward(); act.logits then belongs to no row.
+  bool forward_due = false;
 };
 
 class Generator {
@@ -129,7 +132,13 @@ class Generator {
   void expand(BatchState& s, const GenerationInput& in);
   // Chooses the next token of every active row; runs the rows still going
   // through the model. Returns false when no row is left or max_new_tokens is reached.
+  // step() = choose_tokens() + forward(); a stream calls them apart, so that the tokens
+  // it hands out come before the model pass that follows them (see GenerationStream).
   bool step(BatchState& s);
+  // The choice half: false when nothing is left to run; else s.forward_due is set.
+  bool choose_tokens(BatchState& s);
+  // The model pass over the chosen tokens, and the prompts of the sequences that joined.
+  bool forward(BatchState& s);
   GenerationResult collect(const BatchState& s) const;
   const ModelConfig& model_config() const { return c_; }
   // Ends row r now (a caller's stop condition: a stop string, a cancelled request):
