@@ -85,6 +85,34 @@ def load(url, clients, requests, prompts, max_tokens):
             "latency_p50_ms": 1e3 * pct(lat, 0.5), "latency_p99_ms": 1e3 * pct(lat, 0.99)}
 
 
+def plot(json_path: str) -> None:
+    """The PNG next to a results JSON: tokens/s and TTFT p50 per level."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no chart")
+        return
+    with open(json_path) as f:
+        data = json.load(f)
+    rows = data["results"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    labels = [str(r["clients"]) for r in rows]
+    left.bar(labels, [r["tokens_per_s"] for r in rows])
+    left.set_xlabel("concurrent clients")
+    left.set_ylabel("generated tokens/s")
+    right.bar(labels, [r["ttft_p50_ms"] for r in rows], color="tab:orange")
+    right.set_xlabel("concurrent clients")
+    right.set_ylabel("time to first token p50 (ms)")
+    fig.suptitle(f"fastergpt serve, GPT-2 small shape, 2 threads, {data.get('cpu', '?')}")
+    fig.tight_layout()
+    out = json_path.replace(".json", ".png")
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
@@ -100,7 +128,10 @@ def main():
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--work-dir", default=os.path.join(HERE, "results", "work"))
     ap.add_argument("--out", default=os.path.join(HERE, "results", "bench_serve.json"))
+    ap.add_argument("--plot", metavar="JSON", help="only draw the PNG of an earlier run's JSON")
     a = ap.parse_args()
+    if a.plot:
+        return plot(a.plot)
 
     from engines.prepare import prepare
     from fastergpt.machine import cpu_model
@@ -148,19 +179,7 @@ def main():
         with open(a.out, "w") as f:
             json.dump({"args": vars(a), "cpu": cpu_model(), "results": rows}, f, indent=1)
         print(f"wrote {a.out}")
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-
-            fig, ax = plt.subplots(figsize=(6, 4))
-            ax.bar([str(r["clients"]) for r in rows], [r["tokens_per_s"] for r in rows])
-            ax.set_xlabel("concurrent clients")
-            ax.set_ylabel("generated tokens/s")
-            fig.savefig(a.out.replace(".json", ".png"), dpi=110)
-        except ImportError:
-            print("matplotlib not installed: no chart")
+        plot(a.out)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
