@@ -135,6 +135,11 @@ void GenerationOptions::validate(int64_t vocab_size) const {
   FGPT_CHECK(pad_token_id < vocab_size, "pad_token_id ", pad_token_id,
              " is outside the vocabulary of size ", vocab_size);
   stop.validate(vocab_size);
+  FGPT_CHECK(prompt_lookup_num_tokens == 0 ||
+                 decode_strategy == DecodeStrategy::kGreedy ||
+                 (decode_strategy == DecodeStrategy::kBeamSearch && num_beams == 1),
+             "prompt_lookup_num_tokens is for greedy search (its drafts are checked against "
+             "the argmax); use decode_strategy='greedy_search' or leave it at 0");
   // transformers' beam search stops only when every beam met a stop string; a
   // finished hypothesis per string is not what a caller means, so it is refused.
   FGPT_CHECK(decode_strategy != DecodeStrategy::kBeamSearch || num_beams == 1 ||

@@ -46,6 +46,7 @@ constexpr double kMaxSeed = 9007199254740991.0;  // 2^53 - 1: exact in float64
 constexpr double kMaxReturnSequences = 1 << 16;
 constexpr double kMaxThreads = 1024;
 constexpr double kMaxFloat = 3.4e38;
+constexpr double kMaxDraftTokens = 64;  // drafted tokens per step (prompt lookup)
 constexpr double kMaxBeams = 256;  // each beam is a KV-cache row; the top-k merge is O(beams^2)
 
 // X(name, C++ type, kind, default, min, min_inclusive, max, choices, help)
@@ -96,7 +97,12 @@ constexpr double kMaxBeams = 256;  // each beam is a KV-cache row; the top-k mer
   X(no_repeat_ngram_size, int64_t, Int, 0, 0, true, kMaxTokens, nullptr,                          \
     "an n-gram of this size never appears twice in prompt + output; 0 = off")                    \
   X(max_time, double, Float, 0.0, 0, true, kMaxFloat, nullptr,                                    \
-    "seconds a call may run; checked after each step (at least one token); 0 = no limit")
+    "seconds a call may run; checked after each step (at least one token); 0 = no limit")        \
+  X(prompt_lookup_num_tokens, int64_t, Int, 0, 0, true, kMaxDraftTokens, nullptr,                 \
+    "greedy search: draft up to this many tokens per step from an n-gram already in the prompt "  \
+    "or output, verified in one pass (the output is greedy's); 0 = off")                          \
+  X(max_matching_ngram_size, int64_t, Int, 2, 1, true, kMaxDraftTokens, nullptr,                  \
+    "greedy search: the longest n-gram prompt lookup matches (it tries shorter ones after)")
 
 struct GenerationOptions {
 #define FGPT_SETTING_FIELD(name, type, kind, def, lo, lo_incl, hi, choices, help) \

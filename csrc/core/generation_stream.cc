@@ -15,6 +15,9 @@ void check_streamable(const GenerationOptions& o) {
   FGPT_CHECK(!(o.decode_strategy == DecodeStrategy::kBeamSearch && o.num_beams > 1),
              "streaming does not support beam search (it ranks whole sequences only at the "
              "end); use generate");
+  FGPT_CHECK(o.prompt_lookup_num_tokens == 0,
+             "streaming does not support prompt_lookup_num_tokens (a stream decodes one token "
+             "per step); use generate");
 }
 
 // The tokens each row chose since `emitted`, one step's worth.

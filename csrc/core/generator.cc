@@ -9,6 +9,7 @@
 #include "kv_cache.h"
 #include "memory_estimate.h"
 #include "beam_search.h"
+#include "prompt_lookup.h"
 #include "philox.h"
 
 namespace fastergpt {
@@ -186,6 +187,23 @@ TokenChoice Generator::choose(RowState& row, int64_t row_index, float* logits) c
   return choose_sampled(logits, c_.vocab_size, o, u, row.scratch);
 }
 
+bool Generator::record(RowState& row, const TokenChoice& ch) const {
+  const GenerationOptions& o = options_of(row);
+  row.ids.push_back(ch.token);
+  row.logprobs.push_back(ch.logprob);
+  if (o.no_repeat_ngram_size > 0) row.history.push_back(ch.token);
+  if (o.stop.is_end(ch.token, o.eos_token_id) || row.stop_matcher.push(o.stop, ch.token) ||
+      (row.options && static_cast<int64_t>(row.ids.size()) == o.max_new_tokens)) {
+    row.finished = true;  // (a joined row counts its own max_new_tokens)
+    return false;
+  }
+  if (o.repetition_penalty != 1.0f && !row.seen_flag[ch.token]) {
+    row.seen_flag[ch.token] = 1;
+    row.seen.push_back(static_cast<int32_t>(ch.token));
+  }
+  return true;
+}
+
 bool Generator::step(BatchState& s) { return choose_tokens(s) && forward(s); }
 
 bool Generator::choose_tokens(BatchState& s) {
@@ -203,23 +221,9 @@ bool Generator::choose_tokens(BatchState& s) {
   for (int64_t i = 0; i < n_active; ++i) {
     const int64_t r = s.active[i];
     RowState& row = s.rows[r];
-    const GenerationOptions& o = options_of(row);
-    const bool penalty = o.repetition_penalty != 1.0f;
-    const TokenChoice ch = s.chosen[i];
-    row.ids.push_back(ch.token);
-    row.logprobs.push_back(ch.logprob);
-    if (o.no_repeat_ngram_size > 0) row.history.push_back(ch.token);
-    if (o.stop.is_end(ch.token, o.eos_token_id) || row.stop_matcher.push(o.stop, ch.token) ||
-        (row.options && static_cast<int64_t>(row.ids.size()) == o.max_new_tokens)) {
-      row.finished = true;  // (a joined row counts its own max_new_tokens)
-      continue;
-    }
-    if (penalty && !row.seen_flag[ch.token]) {
-      row.seen_flag[ch.token] = 1;
-      row.seen.push_back(static_cast<int32_t>(ch.token));
-    }
+    if (!record(row, s.chosen[i])) continue;
     s.still.push_back(r);
-    s.tokens.push_back(ch.token);
+    s.tokens.push_back(s.chosen[i].token);
     s.slots.push_back({r, row.length});
     row.length += 1;
   }
@@ -399,6 +403,8 @@ GenerationResult Generator::run(const GenerationInput& in) {
   const Deadline deadline = Deadline::after(o_.max_time);
   if (o_.decode_strategy == DecodeStrategy::kBeamSearch && o_.num_beams > 1)
     return BeamSearch(model_, o_, ctx_, *this).run(in, real_lengths, deadline);
+  if (o_.prompt_lookup_num_tokens > 0)
+    return PromptLookup(model_, o_, ctx_, *this).run(in, real_lengths, deadline);
   BatchState s;
   prefill(s, in, real_lengths);
   expand(s, in);

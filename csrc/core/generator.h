@@ -44,6 +44,9 @@ struct GenerationResult {
   // [rows] beam search: each sequence's score, sum(logprobs) / length^length_penalty
   // (transformers' sequences_scores); the other strategies: sum(logprobs).
   std::vector<float> scores;
+  // Prompt lookup: tokens drafted, and how many of them greedy search confirmed.
+  int64_t drafted_tokens = 0;
+  int64_t accepted_tokens = 0;
 };
 
 // max_time: the moment a call (or a joined row) must stop, checked after each step
@@ -161,7 +164,11 @@ class Generator {
   std::vector<float> score(const GenerationInput& in);
 
  private:
+  friend class PromptLookup;  // a decoding loop of its own over choose() and record()
   TokenChoice choose(RowState& row, int64_t row_index, float* logits) const;
+  // A chosen token into its row: output, penalty and n-gram state, end conditions.
+  // Returns false when the row ended with it.
+  bool record(RowState& row, const TokenChoice& ch) const;
   // Runs every prompt once into cache row b * rows_per_prompt (the cache holds
   // B * rows_per_prompt rows) and leaves each prompt's next-token logits in
   // rows 0..B-1 of act.logits. tokens/slots: scratch for the packed prompts.

@@ -31,9 +31,11 @@ MemoryEstimate estimate_memory(const ModelConfig& c, int64_t batch, int64_t max_
   const int64_t chunk = std::min(kPrefillChunk, std::max<int64_t>(total_prompt, 1));
   const int64_t width = 2 * std::max(c.hidden_size, c.embed_dim()) + c.hidden_size + c.qkv_size() +
                         c.q_size() + c.inner_size * (c.gated_mlp ? 3 : 1);
-  m.activations = std::max(chunk, batch) * width * f;
+  // Prompt lookup passes each row's newest token and its draft: logits at every one.
+  const int64_t per_row = 1 + (new_tokens > 0 ? o.prompt_lookup_num_tokens : 0);
+  m.activations = std::max(chunk, batch * per_row) * width * f;
   if (new_tokens > 0) {
-    m.logits = std::max(rows, chunk) * V * f;
+    m.logits = std::max(rows * per_row, chunk) * V * f;
     const bool sampling = o.decode_strategy == DecodeStrategy::kSampling;
     m.row_state = rows * new_tokens * (sizeof(int64_t) + f) * 2 +           // outputs
                   (o.repetition_penalty != 1.0f ? rows * (V + positions * 4) : 0) +  // penalty

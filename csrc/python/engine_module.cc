@@ -116,6 +116,10 @@ class Engine {
     out["ids"] = ids;
     out["lengths"] = lengths;
     out["scores"] = scores;
+    if (o.prompt_lookup_num_tokens > 0) {  // how well the drafts did
+      out["drafted_tokens"] = r.drafted_tokens;
+      out["accepted_tokens"] = r.accepted_tokens;
+    }
     if (return_logprobs) {
       FloatArray lp({r.rows, r.steps});
       std::copy(r.logprobs.begin(), r.logprobs.end(), lp.mutable_data());

@@ -1,0 +1,99 @@
+"""Prompt-lookup decoding against plain greedy search, same engine, same prompts, one run.
+
+Prompts ask the model to go on from the start of a summary of a text it was just
+given (the standard library's docstrings, the default model's own domain), where
+the output copies spans of the input. Every setting is timed interleaved with the
+others, `--repeats` times, and the median is kept; the output of every setting is
+checked to equal plain greedy's, token for token. Prints tokens/s, the ratio to
+plain greedy, and the drafts' acceptance rate, with the CPU model.
+
+    python benchmarks/bench_prompt_lookup.py                       # the default model
+    python benchmarks/bench_prompt_lookup.py --model DIR --dtype int8
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+
+def prompts(tokenizer, max_prompt: int) -> list:
+    docs = [str.split, str.join, list.sort, dict.get, str.replace, str.startswith, dict.update,
+            list.index, str.strip, sorted, zip, enumerate]
+    out = []
+    for f in docs:
+        text = " ".join(f.__doc__.split())
+        ids = tokenizer.encode(text + "\n\nIn short: " + " ".join(text.split()[:5]))
+        out.append(np.array([ids[-max_prompt:]], dtype=np.int64))
+    return out
+
+
+def main():
+    from fastergpt import Engine
+    from fastergpt.machine import cpu_model
+    from fastergpt.pretrained import resolve_model_path
+    from fastergpt.tokenizer import Tokenizer
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--drafts", type=int, nargs="+", default=[0, 1, 2, 4, 8],
+                    help="prompt_lookup_num_tokens values (0 = plain greedy)")
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--max-prompt", type=int, default=400)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "bench_prompt_lookup.json"))
+    a = ap.parse_args()
+
+    path = resolve_model_path(a.model)
+    engine = Engine.from_pretrained(path, dtype=a.dtype)
+    batch = prompts(Tokenizer.from_dir(path), a.max_prompt)
+    settings = {k: dict(max_new_tokens=a.new_tokens, eos_token_id=-1, num_threads=a.threads,
+                        decode_strategy="greedy_search", prompt_lookup_num_tokens=k)
+                for k in a.drafts}
+    want = [engine.generate(ids, **settings[0])["ids"] for ids in batch]  # also a warm-up
+    times = {k: [] for k in a.drafts}
+    stats = {}
+    for _ in range(a.repeats):
+        for k in a.drafts:  # interleaved, so that drift hits every setting alike
+            t0 = time.perf_counter()
+            outs = [engine.generate(ids, **settings[k]) for ids in batch]
+            times[k].append(time.perf_counter() - t0)
+            for got, ref in zip(outs, want):
+                assert np.array_equal(got["ids"], ref), f"prompt_lookup_num_tokens={k} changed the output"
+            stats[k] = (sum(o.get("drafted_tokens", 0) for o in outs),
+                        sum(o.get("accepted_tokens", 0) for o in outs))
+    tokens = a.new_tokens * len(batch)
+    base = tokens / statistics.median(times[0]) if 0 in times else None
+    print(f"prompt lookup, {path.name if a.model != 'default' else 'default model'} ({a.dtype}), "
+          f"{len(batch)} prompts, {a.new_tokens} new tokens each, batch 1, {a.threads} threads, "
+          f"median of {a.repeats}; CPU {cpu_model()}")
+    rows = []
+    for k in a.drafts:
+        tps = tokens / statistics.median(times[k])
+        drafted, accepted = stats[k]
+        row = {"prompt_lookup_num_tokens": k, "tokens_per_s": tps,
+               "vs_greedy": tps / base if base else None, "drafted": drafted, "accepted": accepted,
+               "acceptance": accepted / drafted if drafted else None,
+               "tokens_per_pass": tokens / (tokens - accepted)}
+        rows.append(row)
+        print(f"  K={k:2d}: {tps:8.1f} tok/s  {row['vs_greedy']:.2f}x greedy  drafted {drafted:5d} "
+              f"accepted {accepted:5d} ({100 * (row['acceptance'] or 0):.0f}%)  "
+              f"{row['tokens_per_pass']:.2f} tokens per pass")
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump({"args": vars(a), "cpu": cpu_model(), "results": rows}, f, indent=1)
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
