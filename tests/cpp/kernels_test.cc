@@ -179,7 +179,10 @@ static void test_weight_formats() {
 // quantisation error.
 static void test_int8_linear() {
   std::mt19937 rng(7);
-  const int64_t shapes[][3] = {{1, 5, 3}, {1, 64, 17}, {2, 130, 9}, {4, 768, 8}, {9, 200, 13}};
+  // M >= 32 takes VNNI's packed path (16-row blocks, K in steps of 4 and a tail).
+  const int64_t shapes[][3] = {{1, 5, 3},    {1, 64, 17},  {2, 130, 9},   {4, 768, 8},
+                               {9, 200, 13}, {32, 3, 1},   {32, 64, 16},  {33, 131, 33},
+                               {40, 768, 40}, {64, 70, 17}, {32, 260, 20}};
   for (const auto& s : shapes) {
     const int64_t M = s[0], K = s[1], N = s[2];
     auto x = random_vec(M * K, rng), w = random_vec(N * K, rng), b = random_vec(N, rng);
