@@ -13,42 +13,32 @@
 namespace fastergpt {
 namespace cpu {
 
-namespace {
-// softmax(q.K^T * scale) V over n_keys keys; key(j) / value(j) give key j's vectors
-// (contiguous rows, or rows gathered by source), so both forms share one arithmetic.
-template <typename KeyOf, typename ValueOf>
-void attend_over(const float* q, KeyOf key, ValueOf value, int64_t n_keys, int64_t Dh,
-                 float scale, float* out, float* scores) {
-  const auto& k = simd();
-  float max_score = -INFINITY;
-  for (int64_t j = 0; j < n_keys; ++j) {
-    scores[j] = k.dot(q, key(j), Dh) * scale;
-    max_score = scores[j] > max_score ? scores[j] : max_score;
-  }
-  double total = 0.0;
-  for (int64_t j = 0; j < n_keys; ++j) {
-    scores[j] = std::exp(scores[j] - max_score);
-    total += scores[j];
-  }
-  const float inv = static_cast<float>(1.0 / total);
-  for (int64_t i = 0; i < Dh; ++i) out[i] = 0.0f;
-  for (int64_t j = 0; j < n_keys; ++j) k.axpy(scores[j] * inv, value(j), out, Dh);
-}
-}  // namespace
-
+// softmax(q.K^T * scale) V over n_keys contiguous keys: three SIMD calls (scores,
+// exponentials, weighted sum), none per key.
 void attend(const float* q, const float* K, const float* V, int64_t n_keys, int64_t Dh,
             float scale, float* out, float* scores) {
-  attend_over(q, [&](int64_t j) { return K + j * Dh; }, [&](int64_t j) { return V + j * Dh; },
-              n_keys, Dh, scale, out, scores);
+  const auto& k = simd();
+  const float max_score = k.dot_rows(q, K, Dh, n_keys, Dh, scale, scores);
+  const float inv = static_cast<float>(1.0 / k.exp_shift(scores, n_keys, max_score));
+  k.weighted_rows(scores, inv, V, Dh, n_keys, Dh, out);
 }
 
 // attend() over keys/values gathered by source row: key j of the history is
-// cache.key(layer, src[j], head, j) (beam search's shared histories).
+// cache.key(layer, src[j], head, j) (beam search's shared histories). The same
+// arithmetic as attend(), key for key.
 void attend_sources(const float* q, KVCache& cache, int64_t layer, int64_t head,
                     const int32_t* src, int64_t n_keys, float scale, float* out, float* scores) {
-  attend_over(q, [&](int64_t j) { return cache.key(layer, src[j], head, j); },
-              [&](int64_t j) { return cache.value(layer, src[j], head, j); }, n_keys,
-              cache.head_size(), scale, out, scores);
+  const auto& k = simd();
+  const int64_t Dh = cache.head_size();
+  float max_score = -INFINITY;
+  for (int64_t j = 0; j < n_keys; ++j) {
+    scores[j] = k.dot(q, cache.key(layer, src[j], head, j), Dh) * scale;
+    max_score = scores[j] > max_score ? scores[j] : max_score;
+  }
+  const float inv = static_cast<float>(1.0 / k.exp_shift(scores, n_keys, max_score));
+  for (int64_t i = 0; i < Dh; ++i) out[i] = 0.0f;
+  for (int64_t j = 0; j < n_keys; ++j)
+    k.axpy(scores[j] * inv, cache.value(layer, src[j], head, j), out, Dh);
 }
 
 void rotary(Context& ctx, float* qkv, const TokenSlot* slots, int64_t M, int64_t H, int64_t KVH,

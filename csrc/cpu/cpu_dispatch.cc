@@ -15,7 +15,8 @@ static_assert(kNumWeightFormats == 3, "a new weight format needs its kernels her
         {{ns::linear_f32_rows, nullptr, ns::dequantize_f32_row},           \
          {ns::linear_f16_rows, nullptr, ns::dequantize_f16_row},           \
          {nullptr, ns::linear_q8_rows, ns::dequantize_i8_row}},            \
-        ns::dot, ns::axpy, ns::sum_exp, ns::quantize_rows                  \
+        ns::dot, ns::axpy, ns::sum_exp, ns::dot_rows, ns::exp_shift,       \
+        ns::weighted_rows, ns::quantize_rows                               \
   }
 
 bool cpu_has(const char* name) {

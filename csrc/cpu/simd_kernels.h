@@ -40,6 +40,11 @@ using DequantizeRowFn = void (*)(const void* W, const float* scales, int64_t K, 
   float dot(const float* a, const float* b, int64_t n);                                 \
   void axpy(float a, const float* x, float* y, int64_t n);                              \
   double sum_exp(const float* x, int64_t n, float shift);                               \
+  float dot_rows(const float* q, const float* K, int64_t ld, int64_t n, int64_t Dh,     \
+                 float scale, float* scores);                                           \
+  double exp_shift(float* x, int64_t n, float shift);                                   \
+  void weighted_rows(const float* p, float inv, const float* V, int64_t ld, int64_t n,  \
+                     int64_t Dh, float* out);                                           \
   void quantize_rows(const float* x, int64_t M, int64_t K, int8_t* xs, float* sx);      \
   void linear_q8_rows(const int8_t* xs, const float* sx, int64_t M, const void* W,      \
                       const float* scales, int64_t K, int64_t N, int64_t n_begin,       \
@@ -72,6 +77,10 @@ struct SimdKernels {
   float (*dot)(const float*, const float*, int64_t);
   void (*axpy)(float, const float*, float*, int64_t);
   double (*sum_exp)(const float*, int64_t, float);  // sum exp(x[i] - shift)
+  // Attention over contiguous key / value rows (csrc/cpu/attention_cpu.cc).
+  float (*dot_rows)(const float*, const float*, int64_t, int64_t, int64_t, float, float*);
+  double (*exp_shift)(float*, int64_t, float);  // x = exp(x - shift) in place; their sum
+  void (*weighted_rows)(const float*, float, const float*, int64_t, int64_t, int64_t, float*);
   // Per-row symmetric int8 activations (xs, scale sx) for kInt8Rows formats.
   void (*quantize_rows)(const float* x, int64_t M, int64_t K, int8_t* xs, float* sx);
 
