@@ -71,6 +71,12 @@ void check_input(const ModelConfig& c, const GenerationInput& in, const Generati
   check_memory(estimate_memory(c, in.batch, max_prompt, total_prompt, in.length, o, new_tokens), o);
 }
 
+// A row keeps its prompt + output when something reads it: the n-gram ban, or
+// prompt lookup's drafts.
+bool keeps_history(const GenerationOptions& o) {
+  return o.no_repeat_ngram_size > 0 || o.prompt_lookup_num_tokens > 0;
+}
+
 // The real tokens of prompt b, packed, at cache row `row`.
 void pack_prompt(const GenerationInput& in, int64_t b, int64_t n, int64_t row,
                  std::vector<int64_t>& tokens, std::vector<TokenSlot>& slots) {
@@ -191,7 +197,7 @@ bool Generator::record(RowState& row, const TokenChoice& ch) const {
   const GenerationOptions& o = options_of(row);
   row.ids.push_back(ch.token);
   row.logprobs.push_back(ch.logprob);
-  if (o.no_repeat_ngram_size > 0) row.history.push_back(ch.token);
+  if (keeps_history(o)) row.history.push_back(ch.token);
   if (o.stop.is_end(ch.token, o.eos_token_id) || row.stop_matcher.push(o.stop, ch.token) ||
       (row.options && static_cast<int64_t>(row.ids.size()) == o.max_new_tokens)) {
     row.finished = true;  // (a joined row counts its own max_new_tokens)
@@ -269,7 +275,7 @@ void Generator::start_row(RowState& row, const int64_t* prompt, const Generation
   row.ids.reserve(o.max_new_tokens);
   row.logprobs.reserve(o.max_new_tokens);
   row.stop_matcher.reset(o.stop);
-  if (o.no_repeat_ngram_size > 0) {
+  if (keeps_history(o)) {
     row.history.reserve(row.length + o.max_new_tokens);
     row.history.assign(prompt, prompt + row.length);
   }

@@ -90,7 +90,7 @@ struct RowState {
   std::vector<float> logprobs;      // their log-probabilities
   std::vector<int32_t> seen;        // distinct ids of prompt + output (repetition penalty)
   std::vector<uint8_t> seen_flag;   // [V], only when the penalty is on
-  std::vector<int64_t> history;     // prompt + output, only for no_repeat_ngram_size
+  std::vector<int64_t> history;     // prompt + output, for no_repeat_ngram_size / prompt lookup
   StopStringMatcher stop_matcher;   // the text's tail, only for stop strings
   SamplerScratch scratch;
   // A request that joined a running batch (GenerationStream::join): its own settings,

@@ -29,22 +29,14 @@ GenerationResult PromptLookup::run(const GenerationInput& in,
   gen_.prefill(s, in, real_lengths);
   gen_.expand(s, in);
   const int64_t rows = static_cast<int64_t>(s.rows.size());
-  // Each row's whole sequence (its prompt's real tokens, then its output): where drafts
-  // are looked up.
-  std::vector<std::vector<int64_t>> sequence(rows);
-  for (int64_t r = 0; r < rows; ++r) {
-    const RowState& row = s.rows[r];
-    const int64_t* prompt = in.input_ids + row.prompt_row * in.length + (in.length - row.length);
-    sequence[r].reserve(row.length + o_.max_new_tokens);
-    sequence[r].assign(prompt, prompt + row.length);
-  }
+  // Drafts are looked up in each row's history (its prompt's real tokens, then its
+  // output), which start_row() and record() keep when prompt lookup is on.
   // The first token of every row, from the prompt pass's logits.
   float* logits = ctx_.activations().logits.data();
   std::vector<int64_t> active;
   for (int64_t r = 0; r < rows; ++r) {
     RowState& row = s.rows[r];
     const TokenChoice ch = gen_.choose(row, r, logits + r * V);
-    sequence[r].push_back(ch.token);
     if (gen_.record(row, ch) && o_.max_new_tokens > 1) active.push_back(r);
   }
   s.steps = 1;
@@ -65,7 +57,7 @@ GenerationResult PromptLookup::run(const GenerationInput& in,
     for (int64_t r : active) {
       RowState& row = s.rows[r];
       const int64_t room = o_.max_new_tokens - static_cast<int64_t>(row.ids.size());
-      drafts[r] = lookup_draft(sequence[r], o_.max_matching_ngram_size,
+      drafts[r] = lookup_draft(row.history, o_.max_matching_ngram_size,
                                std::min(budget[r], room - 1));
       first.push_back(static_cast<int64_t>(tokens.size()));
       tokens.push_back(row.ids.back());
@@ -96,7 +88,6 @@ GenerationResult PromptLookup::run(const GenerationInput& in,
         int64_t m = 0;  // drafts accepted
         for (int64_t j = 0; j <= static_cast<int64_t>(draft.size()); ++j) {
           const TokenChoice ch = gen_.choose(row, r, logits + (first[i] + j) * V);
-          sequence[r].push_back(ch.token);
           const bool goes_on = gen_.record(row, ch) &&
                                static_cast<int64_t>(row.ids.size()) < o_.max_new_tokens;
           if (!goes_on) row.finished = true;
