@@ -205,19 +205,24 @@ def _decoder_kind(backend) -> str:
 
 
 @lru_cache(maxsize=None)
-def _unicode_to_byte() -> dict:
-    """GPT-2's byte-level alphabet, reversed: the printable character that stands for
-    each byte in a token -> the byte."""
-    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1))
-                 + list(range(ord("\xae"), ord("\xff") + 1)))
-    chars = list(printable)
-    extra = 0
+def byte_alphabet() -> tuple:
+    """GPT-2's byte-level alphabet: the printable character that stands for byte b
+    (0..255) in a token's spelling, at index b. Printable bytes stand for themselves;
+    the others, in order, for U+0100 onwards."""
+    out, extra = [], 0
     for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
+        if 0x21 <= b <= 0x7E or 0xA1 <= b <= 0xAC or b >= 0xAE:
+            out.append(chr(b))
+        else:
+            out.append(chr(256 + extra))
             extra += 1
-    return {chr(c): b for b, c in zip(printable, chars)}
+    return tuple(out)
+
+
+@lru_cache(maxsize=None)
+def _unicode_to_byte() -> dict:
+    """`byte_alphabet` reversed: a token's character -> the byte it stands for."""
+    return {c: b for b, c in enumerate(byte_alphabet())}
 
 
 def _special_tokens(path: Path) -> dict:

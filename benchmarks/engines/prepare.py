@@ -9,17 +9,7 @@ import os
 
 import numpy as np
 
-
-def byte_alphabet() -> list:
-    printable = [b for b in range(256) if (33 <= b <= 126) or (161 <= b <= 172) or b >= 174]
-    out, n = {}, 0
-    for b in range(256):
-        if b in printable:
-            out[b] = chr(b)
-        else:
-            out[b] = chr(256 + n)
-            n += 1
-    return [out[b] for b in range(256)]
+from fastergpt.tokenizer import byte_alphabet
 
 
 def write_hf(work: str, layers: int, hidden: int, heads: int, vocab: int, seed: int = 0,
@@ -43,7 +33,7 @@ def write_hf(work: str, layers: int, hidden: int, heads: int, vocab: int, seed: 
                                       n_positions=1024, bos_token_id=vocab - 1, eos_token_id=vocab - 1)
         model = transformers.GPT2LMHeadModel(cfg).eval()
     model.save_pretrained(hf_dir)
-    tokens = byte_alphabet() + [f"Ġw{i}" for i in range(vocab - 257)] + ["<|endoftext|>"]
+    tokens = list(byte_alphabet()) + [f"Ġw{i}" for i in range(vocab - 257)] + ["<|endoftext|>"]
     with open(os.path.join(hf_dir, "vocab.json"), "w") as f:
         json.dump({t: i for i, t in enumerate(tokens)}, f)
     with open(os.path.join(hf_dir, "merges.txt"), "w") as f:
