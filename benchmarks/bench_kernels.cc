@@ -33,21 +33,41 @@ int main(int argc, char** argv) {
                 {"lmhead M=1", 1, 768, 50257}, {"lmhead M=8", 8, 768, 50257},
                 {"fc    M=8", 8, 768, 3072},  {"fc   M=32", 32, 768, 3072},
                 {"fc  M=256", 256, 768, 3072}};
-  const WeightFormat formats[] = {WeightFormat::kF32, WeightFormat::kF16, WeightFormat::kI8};
+  // int4 twice: groups of 128 and of 32 columns.
+  struct Format {
+    WeightFormat f;
+    int64_t group_size;
+    const char* name;
+  } formats[] = {{WeightFormat::kF32, 0, "float32"}, {WeightFormat::kF16, 0, "float16"},
+                 {WeightFormat::kI8, 0, "int8"}, {WeightFormat::kI4, 128, "int4g128"},
+                 {WeightFormat::kI4, 32, "int4g32"}};
   for (int threads = 1; threads <= default_num_threads(); ++threads) {
     Context ctx(cpu_backend(), threads);
     const Backend& k = ctx.backend();
-    for (const Shape& s : shapes) for (WeightFormat f : formats) {
+    for (const Shape& s : shapes) for (const Format& fmt : formats) {
+      const WeightFormat f = fmt.f;
+      const std::vector<int64_t> stored = storage_shape(f, s.N, s.K);
       std::vector<float> x(s.M * s.K), w(s.N * s.K), y(s.M * s.N), scales(s.N, 0.01f);
       std::vector<uint16_t> w16(s.N * s.K, 0x3c00);  // 1.0 in half
-      std::vector<int8_t> w8(s.N * s.K, 3);
+      std::vector<int8_t> w8(stored[0] * stored[1], 3);
+      const int64_t groups = fmt.group_size ? (s.K + fmt.group_size - 1) / fmt.group_size : 0;
+      std::vector<uint16_t> params(q4_blocks(s.N) * groups * 32, 0x2000);  // small halves
       for (auto& v : x) v = d(rng);
       for (auto& v : w) v = d(rng);
       const void* data = f == WeightFormat::kF32 ? static_cast<const void*>(w.data())
                          : f == WeightFormat::kF16 ? static_cast<const void*>(w16.data())
                                                    : static_cast<const void*>(w8.data());
-      Matrix W{f, data, f == WeightFormat::kI8 ? scales.data() : nullptr, s.N, s.K};
-      const double bytes = double(s.N) * s.K * format_info(f).bits / 8;
+      Matrix W{f, data, f == WeightFormat::kI8 ? scales.data() : nullptr};
+      W.rows = s.N;
+      W.cols = s.K;
+      if (f == WeightFormat::kI4) {
+        W.group_params = params.data();
+        W.groups = groups;
+        W.group_size = q4_group_size(s.K, groups);
+      }
+      // bytes streamed per call: the weights and their scales
+      const double bytes = double(s.N) * s.K * format_info(f).bits / 8 +
+                           (f == WeightFormat::kI8 ? 4.0 * s.N : 0) + 2.0 * params.size();
       k.linear(ctx, x.data(), s.M, W, nullptr, Epilogue::kStore, y.data());
       int iters = 0;
       const auto t0 = Clock::now();
@@ -58,8 +78,8 @@ int main(int argc, char** argv) {
         elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
       }
       const double per = elapsed / iters;
-      std::printf("linear %-7s %-11s threads=%d  %8.3f ms  %6.2f GB/s weights  %7.2f GFLOP/s\n",
-                  format_info(f).name, s.name, threads, per * 1e3, bytes / per / 1e9,
+      std::printf("linear %-8s %-11s threads=%d  %8.3f ms  %6.2f GB/s weights  %7.2f GFLOP/s\n",
+                  fmt.name, s.name, threads, per * 1e3, bytes / per / 1e9,
                   2.0 * s.M * s.N * s.K / per / 1e9);
     }
   }

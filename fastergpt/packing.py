@@ -14,6 +14,7 @@ import numpy as np
 
 from fastergpt.config import GPTConfig
 from fastergpt.models import family
+from fastergpt import int4
 from fastergpt.quantize import normalize_dtype, pack_matrix, unpack_matrix
 
 
@@ -24,6 +25,7 @@ class WeightEntry(NamedTuple):
     shape: tuple
     dtype: str    # element type: "float32", "float16", "int8"
     matrix: bool  # stored in the weight format (else float32)
+    matrix_shape: tuple  # a matrix's [rows, cols] (shape is its storage's); () otherwise
 
 
 def weight_spec(config: GPTConfig, dtype: str = "float32") -> list[WeightEntry]:
@@ -31,8 +33,8 @@ def weight_spec(config: GPTConfig, dtype: str = "float32") -> list[WeightEntry]:
     from fastergpt.ops import engine_module
 
     spec = engine_module().weight_spec(config.architecture_string(), normalize_dtype(dtype))
-    return [WeightEntry(e["name"], e["key"], e["layer"], tuple(e["shape"]), e["dtype"], e["matrix"])
-            for e in spec]
+    return [WeightEntry(e["name"], e["key"], e["layer"], tuple(e["shape"]), e["dtype"], e["matrix"],
+                        tuple(e["matrix_shape"])) for e in spec]
 
 
 def _is_scale(name: str) -> bool:
@@ -46,7 +48,7 @@ def pack_weights(config: GPTConfig, state: dict, dtype: str = "float32") -> list
     names a missing or mis-shaped tensor in a ValueError."""
     fmt = normalize_dtype(dtype)
     try:
-        tensors = family(config.model_type).engine_tensors(config, state)
+        tensors, quantized = _engine_tensors(config, state, fmt)
     except KeyError as e:
         raise ValueError(f"weights: tensor {e} is missing") from None
     spec = weight_spec(config, fmt)
@@ -59,10 +61,13 @@ def pack_weights(config: GPTConfig, state: dict, dtype: str = "float32") -> list
         arr = tensors[entry.name]
         if not np.isfinite(arr).all():
             raise ValueError(f"weights: engine weight {entry.name} holds NaN or Inf values")
-        if tuple(arr.shape) != entry.shape:
+        want = entry.matrix_shape if entry.matrix else entry.shape
+        if tuple(arr.shape) != want:
             raise ValueError(f"weights: engine weight {entry.name} has shape {tuple(arr.shape)}, "
-                             f"expected {entry.shape}")
-        if entry.matrix:
+                             f"expected {want}")
+        if entry.name in quantized:  # 4-bit from the checkpoint: kept as it is
+            data, *scales = int4.pack_engine(quantized[entry.name], entry.name)
+        elif entry.matrix:
             data, *scales = pack_matrix(arr, fmt)
             if data.dtype.kind == "f" and not np.isfinite(data).all():
                 raise ValueError(f"weights: engine weight {entry.name} does not fit {fmt} (largest "
@@ -76,19 +81,83 @@ def pack_weights(config: GPTConfig, state: dict, dtype: str = "float32") -> list
     return [(e.name, array) for e, (_, array) in zip(spec, packed)]
 
 
+def _engine_tensors(config: GPTConfig, state: dict, fmt: str) -> tuple[dict, dict]:
+    """(engine name -> float32 array, engine name -> QuantizedMatrix kept in 4 bits).
+
+    A checkpoint's 4-bit matrices (int4.QuantizedMatrix values, from a GPTQ checkpoint)
+    go through the family's mapping as their float values. For the int4 format they are
+    kept as they are: the same mapping runs over their 4-bit values, scales and zero
+    points (spread to one per column), which the family only moves, stacks or splits,
+    so each engine matrix's parts come out where its values do. Other formats take the
+    float values (dequantized exactly)."""
+    fam = family(config.model_type)
+    quantized = {k: v for k, v in state.items() if isinstance(v, int4.QuantizedMatrix)}
+
+    def oriented(m, a):
+        return a.T if m.transposed else a
+
+    floats = {k: oriented(v, v.dequantize()) if k in quantized else v for k, v in state.items()}
+    tensors = fam.engine_tensors(config, floats)
+    if not quantized or fmt != "int4":
+        return tensors, {}
+    group_sizes = {m.group_size for m in quantized.values()}
+    if len(group_sizes) > 1:
+        raise ValueError(f"weights: the checkpoint's 4-bit matrices use group sizes "
+                         f"{sorted(group_sizes)}; the int4 format needs one")
+    G = group_sizes.pop()
+
+    def spread(part):  # NaN marks tensors that are not 4-bit in the checkpoint
+        out = {}
+        for k, v in state.items():
+            if k in quantized:
+                g = v.column_groups()
+                a = {"q": v.q.astype(np.float32), "s": v.scales[:, g],
+                     "z": v.zeros[:, g].astype(np.float32)}[part]
+                out[k] = oriented(v, a)
+            else:
+                out[k] = np.full(np.shape(v), np.nan, dtype=np.float32)
+        return fam.engine_tensors(config, out)
+
+    q, s, z = spread("q"), spread("s"), spread("z")
+    kept = {}
+    for name, values in q.items():
+        from_4bit = ~np.isnan(values)
+        if values.ndim != 2 or not from_4bit.any():
+            continue
+        if not from_4bit.all():
+            raise ValueError(f"weights: engine weight {name} joins 4-bit and float checkpoint "
+                             "tensors; load it with --dtype float32, float16 or int8")
+        cols = values.shape[1]
+        first = np.arange(0, cols, G)
+        m = int4.QuantizedMatrix(values.astype(np.uint8), np.ascontiguousarray(s[name][:, first]),
+                                 z[name][:, first].astype(np.int32), G)
+        if any(v.g_idx is not None and not np.array_equal(v.column_groups(), np.arange(v.cols) // G)
+               for v in quantized.values()):
+            raise ValueError(f"weights: engine weight {name}: the checkpoint groups columns out "
+                             "of order (act-order, desc_act with g_idx); the int4 kernels need "
+                             "contiguous groups: load it with --dtype float32, float16 or int8")
+        if not np.array_equal(m.dequantize(), tensors[name]):
+            raise ValueError(f"weights: engine weight {name} is not a plain rearrangement of the "
+                             f"checkpoint's 4-bit tensors ({config.model_type} changes its values); "
+                             "load it with --dtype float32, float16 or int8")
+        kept[name] = m
+    return tensors, kept
+
+
 def unpack_weights(packed: list, config: GPTConfig) -> dict:
     """HF-named float32 GPT-2 state dict from packed engine weights (any format), for
     the reference model (GPT-2 only)."""
     if config.model_type != "gpt2":
         raise ValueError(f"the reference model runs GPT-2 only, not {config.model_type}")
     fam = family("gpt2")
+    shapes = {e.name: e.matrix_shape for e in weight_spec(config) if e.matrix}
     state = {}
     for i, (name, array) in enumerate(packed):
         if _is_scale(name):
             continue
         if array.ndim == 2:  # a matrix; its scales, if any, come right after it
             nxt = packed[i + 1] if i + 1 < len(packed) else ("", None)
-            array = unpack_matrix(array, nxt[1] if _is_scale(nxt[0]) else None)
+            array = unpack_matrix(array, nxt[1] if _is_scale(nxt[0]) else None, shapes.get(name))
         key, layer = _split(name)
         src, transpose = fam.source_of(key, layer)
         state[src] = np.ascontiguousarray(array.T if transpose else array, dtype=np.float32)

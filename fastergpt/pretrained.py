@@ -101,9 +101,12 @@ def _packed_from_export(path: Path) -> tuple[GPTConfig, list, str]:
         raise CheckpointError(f"{path}: the export holds {len(numbered)} weights, the model "
                               f"described by config.json needs {len(spec)}")
     packed = []
-    for (name, _, _, shape, dt, _), (_, tensor) in zip(spec, numbered):
+    for entry, (_, tensor) in zip(spec, numbered):
+        name, shape, dt = entry.name, entry.shape, entry.dtype
         arr = np.asarray(tensor.numpy())
-        if tuple(arr.shape) != tuple(shape) or arr.dtype != np.dtype(dt):
+        fits = len(arr.shape) == len(shape) and all(  # -1: any size (int4's group count)
+            got == want or (want == -1 and got > 0) for got, want in zip(arr.shape, shape))
+        if not fits or arr.dtype != np.dtype(dt):
             raise CheckpointError(f"{path}: exported weight {name} is {arr.dtype} "
                                   f"{tuple(arr.shape)}, expected {dt} {tuple(shape)}")
         packed.append((name, arr))

@@ -9,6 +9,10 @@ without a packer here is an error, not a silent skip.
 | float32 | float32 [N, K]         | -                    | fp32 FMA                   |
 | float16 | IEEE half [N, K]       | -                    | F16C convert, fp32 FMA     |
 | int8    | int8 [N, K], symmetric | float32 [N] per row  | int8 activations, int32 dot |
+| int4    | 4-bit, 16-row blocks   | float16 scale + zero per group (fastergpt/int4.py) | int8 activations, int32 dot per group |
+
+int4 from float weights is round-to-nearest in groups of 128 columns; GPTQ comes from a
+quantized checkpoint (`fastergpt quantize`), whose groups the engine keeps.
 """
 from __future__ import annotations
 
@@ -37,7 +41,14 @@ PACKERS = {
     "float32": lambda w: [np.ascontiguousarray(w, dtype=np.float32)],
     "float16": lambda w: [_to_float16(w)],
     "int8": lambda w: [np.ascontiguousarray(a) for a in quantize_int8_rows(w)],
+    "int4": lambda w: _int4().pack_engine(_int4().quantize_rtn(w)),
 }
+
+
+def _int4():
+    from fastergpt import int4
+
+    return int4
 
 
 @lru_cache(maxsize=None)
@@ -69,7 +80,11 @@ def pack_matrix(w: np.ndarray, fmt: str) -> list[np.ndarray]:
     return PACKERS[normalize_dtype(fmt)](w)
 
 
-def unpack_matrix(data: np.ndarray, scales: np.ndarray | None = None) -> np.ndarray:
-    """float32 values of a packed matrix (what the kernels compute with)."""
+def unpack_matrix(data: np.ndarray, scales: np.ndarray | None = None,
+                  shape: tuple | None = None) -> np.ndarray:
+    """float32 values of a packed matrix (what the kernels compute with); an int4 one
+    (float16 group parameters) needs its [rows, cols] `shape`."""
+    if scales is not None and scales.dtype == np.float16:
+        return _int4().unpack_engine(data, scales, *shape).dequantize()
     w = np.asarray(data).astype(np.float32)
     return w * scales[:, None] if scales is not None else w

@@ -1,4 +1,4 @@
-"""fp16 and int8 weights: bounded logit error against fp32, identical results
+"""fp16, int8 and int4 weights: bounded logit error against fp32, identical results
 through every front end, and the formats survive export."""
 import json
 
@@ -12,8 +12,10 @@ from fastergpt.reference import generate
 from helpers import PROMPTS, padded_batch, tiny_config, tiny_model
 
 # Max |logit - fp32 logit| over every position of the test batch (tiny models,
-# weights ~N(0, 0.1)); measured 7e-4 (fp16) and 3e-2 (int8).
-LOGIT_TOLERANCE = {"float32": 1e-5, "float16": 5e-3, "int8": 0.1}
+# weights ~N(0, 0.1)); measured 7e-4 (fp16), 3e-2 (int8) and 0.57 (int4, round to
+# nearest in groups of 128).
+LOGIT_TOLERANCE = {"float32": 1e-5, "float16": 5e-3, "int8": 0.1, "int4": 1.0}
+AGREEMENT = {"float16": 0.95, "int8": 0.95, "int4": 0.8}  # int4 measured 0.85 and 0.89
 
 
 @pytest.fixture(scope="module", params=[dict(), dict(tie_word_embeddings=False, n_embd=64, n_head=4,
@@ -22,7 +24,7 @@ def model(request):
     return tiny_model(tiny_config(**request.param), seed=3)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16", "int8"])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int8", "int4"])
 def test_logit_error_is_bounded(model, dtype):
     ids, mask = padded_batch(PROMPTS)
     ref = Engine.from_model(model, "float32").logits(ids, mask)
@@ -38,7 +40,7 @@ def test_logit_error_is_bounded(model, dtype):
         np.testing.assert_allclose(ref[b, -n:], want, atol=1e-4)
 
 
-@pytest.mark.parametrize("dtype", ["float16", "int8"])
+@pytest.mark.parametrize("dtype", ["float16", "int8", "int4"])
 def test_front_ends_agree_and_next_token_choice_matches_fp32(model, dtype):
     ids, mask = padded_batch(PROMPTS)
     fused = FasterGPT(model, dtype=dtype).generate(ids, mask, max_new_tokens=12, eos_token_id=-1)
@@ -54,7 +56,7 @@ def test_front_ends_agree_and_next_token_choice_matches_fp32(model, dtype):
     got = Engine.from_model(model, dtype).logits(seq, seq_mask).argmax(-1)
     agreement = (want == got)[seq_mask.astype(bool)].mean()
     print(f"{dtype}: next-token agreement with fp32 {agreement:.3f}")
-    assert agreement >= 0.95, agreement
+    assert agreement >= AGREEMENT[dtype], agreement
     # Sampling is deterministic per format too.
     a = Engine.from_model(model, dtype).generate(ids, mask, max_new_tokens=8, decode_strategy="sampling",
                                                  top_k=5, seed=4)
@@ -78,21 +80,22 @@ def test_int8_quantizer_round_trip():
 def test_packed_sizes():
     model = tiny_model(seed=2)
     sizes = {}
-    for dtype in ("float32", "float16", "int8"):
+    for dtype in ("float32", "float16", "int8", "int4"):
         sizes[dtype] = sum(b.numpy().nbytes for b in FasterGPT(model, dtype=dtype).packed_weights())
     assert sizes["float16"] < 0.6 * sizes["float32"]
     assert sizes["int8"] < 0.35 * sizes["float32"]
+    assert sizes["int4"] < 0.25 * sizes["float32"]
 
 
 def test_bad_dtype():
     model = tiny_model(seed=2)
-    with pytest.raises(ValueError, match="dtype 'int4' is not supported"):
-        FasterGPT(model, dtype="int4")
+    with pytest.raises(ValueError, match="dtype 'int3' is not supported"):
+        FasterGPT(model, dtype="int3")
     with pytest.raises(ValueError, match="dtype 'bf16' is not supported"):
         Engine.from_model(model, "bf16")
 
 
-@pytest.mark.parametrize("dtype", ["float16", "int8"])
+@pytest.mark.parametrize("dtype", ["float16", "int8", "int4"])
 def test_export_stores_the_format(tmp_path, dtype):
     """The exported directory holds the compressed weights, and the predictor (a
     fresh process, via export's own verification) and dygraph agree on them."""
@@ -105,7 +108,7 @@ def test_export_stores_the_format(tmp_path, dtype):
     assert info["dtype"] == dtype
     fp32_size = 4 * sum(int(np.prod(a.shape)) for a in
                         FasterGPT.from_pretrained(DEFAULT_MODEL_DIR).packed_weights())
-    limit = {"float16": 0.6, "int8": 0.4}[dtype]
+    limit = {"float16": 0.6, "int8": 0.4, "int4": 0.25}[dtype]
     assert (out / "model.pdiparams").stat().st_size < limit * fp32_size
     prompts = ["The function returns", "Return a new"]
     settings = dict(max_new_tokens=10, decode_strategy="sampling", top_k=5, top_p=1.0, temperature=1.0,
@@ -120,7 +123,7 @@ def test_export_stores_the_format(tmp_path, dtype):
     np.testing.assert_array_equal(got.ids, want.ids.numpy())
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16", "int8"])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int8", "int4"])
 def test_engine_save_and_load(tmp_path, dtype):
     model = tiny_model(seed=4)
     engine = Engine.from_model(model, dtype)

@@ -19,6 +19,20 @@ const WeightFormatInfo& format_info(WeightFormat f) {
   fail("unknown weight format");
 }
 
+int64_t q4_group_size(int64_t cols, int64_t groups) {
+  int64_t g = 8;
+  while (g * groups < cols) g *= 2;
+  return g;
+}
+
+std::vector<int64_t> storage_shape(WeightFormat f, int64_t rows, int64_t cols) {
+  switch (format_info(f).layout) {
+    case StorageLayout::kRows: return {rows, cols};
+    case StorageLayout::kNibbleBlocks16: return {q4_blocks(rows), 8 * q4_padded_cols(cols)};
+  }
+  fail("unknown storage layout");
+}
+
 WeightFormat parse_weight_format(const std::string& name) {
   std::string known;
   for (const auto& info : kWeightFormats) {

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace fastergpt {
 
@@ -20,18 +21,32 @@ namespace fastergpt {
 enum class ElementType { kF32, kF16, kI8 };
 const char* element_name(ElementType t);  // "float32", "float16", "int8"
 
-enum class WeightFormat { kF32, kF16, kI8 };
-constexpr int kNumWeightFormats = 3;
+enum class WeightFormat { kF32, kF16, kI8, kI4 };
+constexpr int kNumWeightFormats = 4;
 
 enum class ScaleLayout {
   kNone,    // the stored values are the weights
   kPerRow,  // a float32 [N] tensor "<matrix>.scale" follows the matrix: W[n, :] ~= s[n] * q[n, :]
+  // A float16 tensor "<matrix>.scale" [ceil(N/16), groups * 32] follows the matrix: per block
+  // of 16 rows and group of G columns, 16 scales then 16 zero points,
+  // W[n, k] ~= s[n, k/G] * (q[n, k] - z[n, k/G]). The group count is the tensor's; G is the
+  // power of two (>= 8) that gives it (q4_group_size), so one format serves every group size.
+  kPerGroup,
 };
 
 // What a format's kernels multiply the weights with.
 enum class ActivationInput {
-  kFloat,    // float32 activations, fp32 FMA
-  kInt8Rows, // activations quantised to int8 per row first, exact int32 dot products
+  kFloat,      // float32 activations, fp32 FMA
+  kInt8Rows,   // activations quantised to int8 per row first, exact int32 dot products
+  kInt8Groups, // the same int8 rows (zero-padded to the packing), exact int32 sums per group
+};
+
+// How a format lays out its matrix.
+enum class StorageLayout {
+  kRows,             // [N, K] elements, row-major
+  kNibbleBlocks16,   // 4-bit: [ceil(N/16), 8 * Kp] bytes, Kp = K rounded up to 8; per block
+                     // of 16 rows and step of 8 columns 64 bytes, byte 4r + c = q[r, 8s + c]
+                     // | q[r, 8s + 4 + c] << 4 (fastergpt/int4.py writes it)
 };
 
 struct WeightFormatInfo {
@@ -42,19 +57,35 @@ struct WeightFormatInfo {
   int bits;                  // bits per stored weight
   ScaleLayout scales;
   ActivationInput activations;
+  StorageLayout layout;
   const char* description;
 };
 
 constexpr WeightFormatInfo kWeightFormats[kNumWeightFormats] = {
     {WeightFormat::kF32, "float32", "fp32", ElementType::kF32, 32, ScaleLayout::kNone,
-     ActivationInput::kFloat, "float32 weights"},
+     ActivationInput::kFloat, StorageLayout::kRows, "float32 weights"},
     {WeightFormat::kF16, "float16", "fp16", ElementType::kF16, 16, ScaleLayout::kNone,
-     ActivationInput::kFloat, "IEEE half weights, converted in registers; fp32 accumulation"},
+     ActivationInput::kFloat, StorageLayout::kRows, "IEEE half weights, converted in registers; fp32 accumulation"},
     {WeightFormat::kI8, "int8", "", ElementType::kI8, 8, ScaleLayout::kPerRow,
-     ActivationInput::kInt8Rows,
+     ActivationInput::kInt8Rows, StorageLayout::kRows,
      "symmetric int8 weights with a float32 scale per output row; int8 activations per row, "
      "exact int32 sums (VNNI where the CPU has it)"},
+    {WeightFormat::kI4, "int4", "q4", ElementType::kI8, 4, ScaleLayout::kPerGroup,
+     ActivationInput::kInt8Groups, StorageLayout::kNibbleBlocks16,
+     "4-bit weights (GPTQ's convention), a float16 scale and zero point per group of input "
+     "columns, 16 rows interleaved; int8 activations per row, exact int32 sums per group"},
 };
+
+// The int4 packing (StorageLayout::kNibbleBlocks16).
+constexpr int64_t kQ4BlockRows = 16;
+inline int64_t q4_blocks(int64_t rows) { return (rows + kQ4BlockRows - 1) / kQ4BlockRows; }
+inline int64_t q4_padded_cols(int64_t cols) { return (cols + 7) / 8 * 8; }
+// Columns per group for `groups` groups over `cols` columns: the least power of two >= 8
+// that covers them (one group: any size that covers the row).
+int64_t q4_group_size(int64_t cols, int64_t groups);
+
+// The shape the format stores an [rows, cols] matrix in.
+std::vector<int64_t> storage_shape(WeightFormat f, int64_t rows, int64_t cols);
 
 const WeightFormatInfo& format_info(WeightFormat f);
 // A format by name or alias; throws Error naming the value and the known names.
@@ -62,8 +93,11 @@ WeightFormat parse_weight_format(const std::string& name);
 
 struct Matrix {
   WeightFormat format = WeightFormat::kF32;
-  const void* data = nullptr;     // [rows, cols] elements of the format's storage
+  const void* data = nullptr;     // the format's storage (storage_shape)
   const float* scales = nullptr;  // [rows] for ScaleLayout::kPerRow, else null
+  const uint16_t* group_params = nullptr;  // ScaleLayout::kPerGroup: float16, see there
+  int64_t groups = 0;             // ScaleLayout::kPerGroup: groups per row
+  int64_t group_size = 0;         // ScaleLayout::kPerGroup: columns per group
   int64_t rows = 0;               // N (outputs)
   int64_t cols = 0;               // K (inputs)
 };

@@ -37,10 +37,21 @@ void add_vector(std::vector<WeightSpec>& spec, int64_t layer, const std::string&
 void add_matrix(std::vector<WeightSpec>& spec, int64_t layer, const std::string& key,
                 int64_t rows, int64_t cols, WeightFormat format) {
   const WeightFormatInfo& f = format_info(format);
-  spec.push_back({full_name(layer, key), key, layer, {rows, cols}, f.element, true});
+  spec.push_back({full_name(layer, key), key, layer, storage_shape(format, rows, cols), f.element,
+                  true, {rows, cols}});
   if (f.scales == ScaleLayout::kPerRow)
     spec.push_back({scale_name(full_name(layer, key)), scale_name(key), layer, {rows},
                     ElementType::kF32, false});
+  if (f.scales == ScaleLayout::kPerGroup)  // [blocks, groups * 32]: the groups are the file's
+    spec.push_back({scale_name(full_name(layer, key)), scale_name(key), layer,
+                    {q4_blocks(rows), -1}, ElementType::kF16, false});
+}
+
+static bool shape_fits(const std::vector<int64_t>& got, const std::vector<int64_t>& want) {
+  if (got.size() != want.size()) return false;
+  for (size_t i = 0; i < got.size(); ++i)
+    if (want[i] >= 0 ? got[i] != want[i] : got[i] <= 0) return false;
+  return true;
 }
 
 BoundWeights::BoundWeights(const std::vector<WeightSpec>& spec, WeightFormat format,
@@ -53,9 +64,10 @@ BoundWeights::BoundWeights(const std::vector<WeightSpec>& spec, WeightFormat for
     FGPT_CHECK(v.data != nullptr, "weights: tensor ", spec[i].name, " is empty");
     FGPT_CHECK(v.dtype == spec[i].dtype, "weights: tensor ", spec[i].name, " has dtype ",
                element_name(v.dtype), ", expected ", element_name(spec[i].dtype));
-    FGPT_CHECK(v.shape == spec[i].shape, "weights: tensor ", spec[i].name, " has shape ",
-               shape_str(v.shape), ", expected ", shape_str(spec[i].shape));
+    FGPT_CHECK(shape_fits(v.shape, spec[i].shape), "weights: tensor ", spec[i].name,
+               " has shape ", shape_str(v.shape), ", expected ", shape_str(spec[i].shape));
     by_name_[spec[i].name] = &v;
+    if (!spec[i].matrix_shape.empty()) shapes_[spec[i].name] = spec[i].matrix_shape;
   }
 }
 
@@ -74,9 +86,24 @@ Matrix BoundWeights::matrix(const std::string& name) const {
   Matrix m;
   m.format = format_;
   m.data = v.data;
-  m.rows = v.shape[0];
-  m.cols = v.shape[1];
-  if (format_info(format_).scales == ScaleLayout::kPerRow) m.scales = f32(scale_name(name));
+  const auto shape = shapes_.find(name);
+  FGPT_CHECK(shape != shapes_.end(), "weights: tensor ", name, " is not a matrix");
+  m.rows = shape->second[0];
+  m.cols = shape->second[1];
+  const ScaleLayout scales = format_info(format_).scales;
+  if (scales == ScaleLayout::kPerRow) m.scales = f32(scale_name(name));
+  if (scales == ScaleLayout::kPerGroup) {
+    const WeightView& p = view(scale_name(name));
+    const int64_t width = p.shape[1];
+    FGPT_CHECK(width % 32 == 0, "weights: tensor ", scale_name(name), " has shape ",
+               shape_str(p.shape), ": its width must be 32 x the number of groups");
+    m.groups = width / 32;
+    m.group_size = q4_group_size(m.cols, m.groups);
+    FGPT_CHECK(m.groups <= m.cols && (m.groups - 1) * m.group_size < m.cols, "weights: tensor ",
+               scale_name(name), " holds ", m.groups, " groups, which no group size (a power of "
+               "two >= 8) splits ", m.cols, " columns into");
+    m.group_params = static_cast<const uint16_t*>(p.data);
+  }
   return m;
 }
 

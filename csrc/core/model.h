@@ -25,9 +25,10 @@ struct WeightSpec {
   std::string name;            // e.g. "layers.3.qkv.weight" (= "layers." + layer + "." + key)
   std::string key;             // the name within its layer, e.g. "qkv.weight"; global: = name
   int64_t layer;               // -1 for tensors outside the layers
-  std::vector<int64_t> shape;  // expected shape
+  std::vector<int64_t> shape;  // expected shape; -1: any size (a group count, see matrix.h)
   ElementType dtype;           // expected element type
   bool matrix;                 // stored in the model's weight format (else float32)
+  std::vector<int64_t> matrix_shape = {};  // a matrix's [rows, cols] (shape is its storage's)
 };
 
 // One tensor as an adapter hands it over (row-major, contiguous, host memory).
@@ -81,6 +82,7 @@ class BoundWeights {
  private:
   const WeightView& view(const std::string& name) const;
   std::map<std::string, const WeightView*> by_name_;
+  std::map<std::string, std::vector<int64_t>> shapes_;  // matrices: [rows, cols]
   WeightFormat format_;
 };
 

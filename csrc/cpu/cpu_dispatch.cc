@@ -7,14 +7,15 @@ namespace fastergpt {
 namespace cpu {
 namespace {
 
-// Rows in kWeightFormats order: float32, float16, int8.
-static_assert(kNumWeightFormats == 3, "a new weight format needs its kernels here");
+// Rows in kWeightFormats order: float32, float16, int8, int4.
+static_assert(kNumWeightFormats == 4, "a new weight format needs its kernels here");
 #define FGPT_KERNELS(ns)                                                   \
   SimdKernels {                                                            \
     #ns,                                                                   \
-        {{ns::linear_f32_rows, nullptr, ns::dequantize_f32_row},           \
-         {ns::linear_f16_rows, nullptr, ns::dequantize_f16_row},           \
-         {nullptr, ns::linear_q8_rows, ns::dequantize_i8_row}},            \
+        {{ns::linear_f32_rows, nullptr, nullptr, ns::dequantize_f32_row},  \
+         {ns::linear_f16_rows, nullptr, nullptr, ns::dequantize_f16_row},  \
+         {nullptr, ns::linear_q8_rows, nullptr, ns::dequantize_i8_row},    \
+         {nullptr, nullptr, ns::linear_q4_rows, ns::dequantize_i4_row}},   \
         ns::dot, ns::axpy, ns::sum_exp, ns::dot_rows, ns::exp_shift,       \
         ns::weighted_rows, ns::quantize_rows                               \
   }

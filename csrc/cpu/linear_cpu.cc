@@ -24,7 +24,8 @@ void linear(Context& ctx, const float* x, int64_t M, const Matrix& W, const floa
   // for a thread hand-off that costs more than the arithmetic.
   constexpr int64_t kMinMacs = 1 << 16;
   const int64_t grain = std::max<int64_t>(16, (kMinMacs / std::max<int64_t>(1, M * K) + 15) / 16 * 16);
-  if (format_info(W.format).activations == ActivationInput::kInt8Rows) {
+  const ActivationInput input = format_info(W.format).activations;
+  if (input != ActivationInput::kFloat) {
     thread_local std::vector<int8_t> xs;
     thread_local std::vector<float> sx;
     if (static_cast<int64_t>(xs.size()) < M * K) xs.resize(M * K);
@@ -33,6 +34,12 @@ void linear(Context& ctx, const float* x, int64_t M, const Matrix& W, const floa
     // Plain pointers: inside the lambda, `xs` would name the worker's own thread_local.
     const int8_t* xq = xs.data();
     const float* xscale = sx.data();
+    if (input == ActivationInput::kInt8Groups) {
+      pool.parallel_for(N, grain, [&](int64_t n0, int64_t n1) {
+        k.int8_groups(xq, xscale, M, W, n0, n1, bias, epilogue, y);
+      });
+      return;
+    }
     pool.parallel_for(N, grain, [&](int64_t n0, int64_t n1) {
       k.int8_rows(xq, xscale, M, W.data, W.scales, K, N, n0, n1, bias, epilogue, y);
     });
@@ -49,7 +56,7 @@ void embed(Context& ctx, const Matrix& table, const float* positions, const int6
   const DequantizeRowFn row = simd().of(table.format).dequantize_row;
   for (int64_t m = 0; m < M; ++m) {
     float* xm = x + m * D;
-    row(table.data, table.scales, D, tokens[m], xm);
+    row(table, tokens[m], xm);
     if (!positions) continue;
     const float* pe = positions + slots[m].slot * D;
     for (int64_t i = 0; i < D; ++i) xm[i] += pe[i];
@@ -59,7 +66,7 @@ void embed(Context& ctx, const Matrix& table, const float* positions, const int6
 }  // namespace cpu
 
 void dequantize_row(const Matrix& W, int64_t row, float* out) {
-  cpu::simd().of(W.format).dequantize_row(W.data, W.scales, W.cols, row, out);
+  cpu::simd().of(W.format).dequantize_row(W, row, out);
 }
 
 }  // namespace fastergpt

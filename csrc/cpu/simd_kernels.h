@@ -24,9 +24,8 @@ static inline float gelu_erf(float v) { return 0.5f * v * (1.0f + std::erf(v * 0
 using LinearRowsFn = void (*)(const float* x, int64_t M, const void* W, const float* scales,
                               int64_t K, int64_t N, int64_t n_begin, int64_t n_end,
                               const float* bias, Epilogue ep, float* y);
-// out[K] = scale[row] * W[row, :] as floats.
-using DequantizeRowFn = void (*)(const void* W, const float* scales, int64_t K, int64_t row,
-                                 float* out);
+// out[cols] = row `row` of W as floats.
+using DequantizeRowFn = void (*)(const Matrix& W, int64_t row, float* out);
 
 #define FGPT_DECLARE_SIMD(ns)                                                           \
   namespace ns {                                                                        \
@@ -34,9 +33,10 @@ using DequantizeRowFn = void (*)(const void* W, const float* scales, int64_t K, 
                        int64_t, int64_t, const float*, Epilogue, float*);               \
   void linear_f16_rows(const float*, int64_t, const void*, const float*, int64_t, int64_t, \
                        int64_t, int64_t, const float*, Epilogue, float*);               \
-  void dequantize_f32_row(const void*, const float*, int64_t, int64_t, float*);         \
-  void dequantize_f16_row(const void*, const float*, int64_t, int64_t, float*);         \
-  void dequantize_i8_row(const void*, const float*, int64_t, int64_t, float*);          \
+  void dequantize_f32_row(const Matrix&, int64_t, float*);                              \
+  void dequantize_f16_row(const Matrix&, int64_t, float*);                              \
+  void dequantize_i8_row(const Matrix&, int64_t, float*);                               \
+  void dequantize_i4_row(const Matrix&, int64_t, float*);                               \
   float dot(const float* a, const float* b, int64_t n);                                 \
   void axpy(float a, const float* x, float* y, int64_t n);                              \
   double sum_exp(const float* x, int64_t n, float shift);                               \
@@ -49,6 +49,9 @@ using DequantizeRowFn = void (*)(const void* W, const float* scales, int64_t K, 
   void linear_q8_rows(const int8_t* xs, const float* sx, int64_t M, const void* W,      \
                       const float* scales, int64_t K, int64_t N, int64_t n_begin,       \
                       int64_t n_end, const float* bias, Epilogue ep, float* y);         \
+  void linear_q4_rows(const int8_t* xs, const float* sx, int64_t M, const Matrix& W,     \
+                      int64_t n_begin, int64_t n_end, const float* bias, Epilogue ep,   \
+                      float* y);                                                        \
   }
 FGPT_DECLARE_SIMD(generic)
 FGPT_DECLARE_SIMD(avx2)
@@ -61,12 +64,19 @@ using Q8RowsFn = void (*)(const int8_t* xs, const float* sx, int64_t M, const vo
                           const float* scales, int64_t K, int64_t N, int64_t n_begin,
                           int64_t n_end, const float* bias, Epilogue ep, float* y);
 
+// int8 activations times a grouped format's weights (ActivationInput::kInt8Groups):
+// y rows [n_begin, n_end), n_begin a multiple of the format's block of rows.
+using Q4RowsFn = void (*)(const int8_t* xs, const float* sx, int64_t M, const Matrix& W,
+                          int64_t n_begin, int64_t n_end, const float* bias, Epilogue ep,
+                          float* y);
+
 // One weight format's kernels on one ISA: the CPU half of its row in
 // kWeightFormats (csrc/core/matrix.h). Which linear entry is set follows the
 // row's ActivationInput.
 struct FormatKernels {
   LinearRowsFn float_rows;  // ActivationInput::kFloat
   Q8RowsFn int8_rows;       // ActivationInput::kInt8Rows
+  Q4RowsFn int8_groups;     // ActivationInput::kInt8Groups
   DequantizeRowFn dequantize_row;
 };
 

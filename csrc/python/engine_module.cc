@@ -255,6 +255,7 @@ py::list weight_spec(const std::string& architecture, const std::string& weight_
     d["shape"] = py::tuple(py::cast(s.shape));
     d["dtype"] = fastergpt::element_name(s.dtype);
     d["matrix"] = s.matrix;
+    d["matrix_shape"] = py::tuple(py::cast(s.matrix_shape));
     out.append(d);
   }
   return out;
@@ -305,7 +306,8 @@ py::list weight_formats() {
     d["alias"] = f.alias;
     d["element"] = fastergpt::element_name(f.element);
     d["bits"] = f.bits;
-    d["scales"] = f.scales == fastergpt::ScaleLayout::kPerRow ? "per_row" : "none";
+    static const char* scales[] = {"none", "per_row", "per_group"};
+    d["scales"] = scales[static_cast<int>(f.scales)];
     d["description"] = f.description;
     out.append(d);
   }

@@ -30,16 +30,73 @@ struct Packed {
   std::vector<float> f32, scales, exact;
   std::vector<uint16_t> f16;
   std::vector<int8_t> i8;
+  std::vector<uint16_t> params;  // int4: float16 scales and zero points
+  std::vector<uint8_t> q4;       // int4: the 4-bit values, [N, K]
+  std::vector<float> q4_scale;   // int4: [N, groups]
+  std::vector<int32_t> q4_zero;  // int4: [N, groups]
+  int64_t groups = 0;
   Matrix matrix(int64_t N, int64_t K) const {
     const void* data = format == WeightFormat::kF32   ? static_cast<const void*>(f32.data())
                        : format == WeightFormat::kF16 ? static_cast<const void*>(f16.data())
                                                       : static_cast<const void*>(i8.data());
-    return Matrix{format, data, scales.empty() ? nullptr : scales.data(), N, K};
+    Matrix m{format, data, scales.empty() ? nullptr : scales.data()};
+    m.rows = N;
+    m.cols = K;
+    if (format == WeightFormat::kI4) {
+      m.group_params = params.data();
+      m.groups = groups;
+      m.group_size = q4_group_size(K, groups);
+    }
+    return m;
   }
 };
 
-static Packed pack(const std::vector<float>& w, int64_t N, int64_t K, WeightFormat f) {
+static uint16_t to_half(float v) {
+  const _Float16 h = static_cast<_Float16>(v);
+  uint16_t bits;
+  std::memcpy(&bits, &h, 2);
+  return bits;
+}
+
+// int4 written from the layout's description in csrc/core/matrix.h (independently of
+// fastergpt/int4.py): asymmetric groups of G columns over [min(w, 0), max(w, 0)].
+static void pack_int4(Packed& p, const std::vector<float>& w, int64_t N, int64_t K, int64_t G) {
+  const int64_t groups = (K + G - 1) / G, Kp = q4_padded_cols(K);
+  p.groups = groups;
+  p.i8.assign(q4_blocks(N) * 8 * Kp, 0);
+  p.params.assign(q4_blocks(N) * groups * 32, 0);
+  p.q4.assign(N * K, 0);
+  p.q4_scale.assign(N * groups, 0);
+  p.q4_zero.assign(N * groups, 0);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t g = 0; g < groups; ++g) {
+      float lo = 0, hi = 0;
+      for (int64_t k = g * G; k < std::min(K, (g + 1) * G); ++k) {
+        lo = std::min(lo, w[n * K + k]);
+        hi = std::max(hi, w[n * K + k]);
+      }
+      if (lo == hi) hi = 1;
+      const float scale = cpu::half_to_float(to_half((hi - lo) / 15.0f));
+      const int32_t zero = std::min(15, std::max(0, int(std::lround(-lo / scale))));
+      p.q4_scale[n * groups + g] = scale;
+      p.q4_zero[n * groups + g] = zero;
+      const int64_t b = n / 16, r = n % 16;
+      p.params[(b * groups + g) * 32 + r] = to_half(scale);
+      p.params[(b * groups + g) * 32 + 16 + r] = to_half(float(zero));
+      for (int64_t k = g * G; k < std::min(K, (g + 1) * G); ++k) {
+        const int32_t q = std::min(15, std::max(0, int(std::lround(w[n * K + k] / scale)) + zero));
+        p.q4[n * K + k] = uint8_t(q);
+        p.exact[n * K + k] = scale * float(q - zero);
+        uint8_t& byte = reinterpret_cast<uint8_t&>(p.i8[b * 8 * Kp + (k / 8) * 64 + 4 * r + k % 4]);
+        byte |= (k % 8) < 4 ? uint8_t(q) : uint8_t(q << 4);
+      }
+    }
+}
+
+static Packed pack(const std::vector<float>& w, int64_t N, int64_t K, WeightFormat f,
+                   int64_t group_size = 32) {
   Packed p{f, w, {}, w, {}, {}};
+  if (f == WeightFormat::kI4) pack_int4(p, w, N, K, group_size);
   if (f == WeightFormat::kF16) {
     for (size_t i = 0; i < w.size(); ++i) {
       const _Float16 h = static_cast<_Float16>(w[i]);
@@ -71,6 +128,7 @@ static double linear_tolerance(WeightFormat f) {
     case WeightFormat::kF32: return 2e-5;
     case WeightFormat::kF16: return 2e-5;
     case WeightFormat::kI8: return 2e-2;
+    case WeightFormat::kI4: return 3e-2;  // the same activation rounding; larger int4 steps
   }
   return 0;
 }
@@ -146,7 +204,7 @@ static void test_simd_paths() {
 static void test_weight_formats() {
   std::mt19937 rng(6);
   const int64_t shapes[][3] = {{1, 5, 3}, {1, 33, 17}, {3, 64, 20}, {8, 100, 9}, {5, 768, 12}};
-  for (WeightFormat f : {WeightFormat::kF32, WeightFormat::kF16, WeightFormat::kI8}) {
+  for (WeightFormat f : {WeightFormat::kF32, WeightFormat::kF16, WeightFormat::kI8, WeightFormat::kI4}) {
     for (const char* isa : {"generic", "avx2", "avx512", "avx512vnni"}) {
       const cpu::SimdKernels* k = cpu::simd_by_name(isa);
       if (!k) continue;
@@ -156,9 +214,11 @@ static void test_weight_formats() {
         const Packed p = pack(w, N, K, f);
         const Matrix W = p.matrix(N, K);
         std::vector<float> row(K);
-        k->of(f).dequantize_row(W.data, W.scales, K, N - 1, row.data());
-        for (int64_t i = 0; i < K; ++i) CHECK_NEAR(row[i], p.exact[(N - 1) * K + i], 1e-6);
-        if (f == WeightFormat::kI8) continue;  // int8 linear: test_int8_linear
+        for (int64_t n : {int64_t(0), N / 2, N - 1}) {
+          k->of(f).dequantize_row(W, n, row.data());
+          for (int64_t i = 0; i < K; ++i) CHECK_NEAR(row[i], p.exact[n * K + i], 1e-6);
+        }
+        if (f == WeightFormat::kI8 || f == WeightFormat::kI4) continue;  // test_int8/int4_linear
         std::vector<float> y(M * N);
         k->of(f).float_rows(x.data(), M, W.data, W.scales, K, N, 0, N, b.data(),
                                             Epilogue::kStore, y.data());
@@ -217,6 +277,67 @@ static void test_int8_linear() {
   }
 }
 
+// int4 weights: int8 activations per row, exact int32 sums per group, the groups'
+// float steps in order (csrc/cpu/simd_int4.inc). Bit for bit on every ISA against a
+// scalar reference of that definition, for one token row and for tiles of many, every
+// group size, K not a multiple of 8 and N not a multiple of 16.
+static void test_int4_linear() {
+  std::mt19937 rng(12);
+  const int64_t shapes[][4] = {{1, 5, 3, 8},     {1, 64, 17, 32},   {2, 130, 9, 64},
+                               {4, 768, 40, 128}, {9, 200, 33, 32}, {1, 768, 16, 768},
+                               {13, 96, 20, 16},  {32, 260, 20, 128}, {1, 3072, 24, 128},
+                               {17, 42, 18, 8}};
+  for (const auto& s : shapes) {
+    const int64_t M = s[0], K = s[1], N = s[2], G = s[3];
+    auto x = random_vec(M * K, rng), w = random_vec(N * K, rng, 0.05f), b = random_vec(N, rng);
+    const Packed p = pack(w, N, K, WeightFormat::kI4, G);
+    const Matrix W = p.matrix(N, K);
+    CHECK(W.group_size == G || p.groups == 1);
+    std::vector<float> ref(M * N);
+    for (int64_t m = 0; m < M; ++m) {
+      float amax = 0;
+      for (int64_t i = 0; i < K; ++i) amax = std::max(amax, std::fabs(x[m * K + i]));
+      const float sx = amax > 0 ? amax / 127.0f : 1.0f;
+      std::vector<int32_t> xq(K);
+      for (int64_t i = 0; i < K; ++i)
+        xq[i] = int32_t(std::max(-127.0f, std::min(127.0f, std::nearbyint(x[m * K + i] * (1.0f / sx)))));
+      for (int64_t n = 0; n < N; ++n) {
+        float acc = 0;
+        for (int64_t g = 0; g < p.groups; ++g) {
+          int32_t dot = 0, xsum = 0;
+          for (int64_t k = g * G; k < std::min(K, (g + 1) * G); ++k) {
+            dot += int32_t(p.q4[n * K + k]) * xq[k];
+            xsum += xq[k];
+          }
+          acc = std::fma(p.q4_scale[n * p.groups + g], float(dot - p.q4_zero[n * p.groups + g] * xsum), acc);
+        }
+        ref[m * N + n] = acc * sx + b[n];
+        double exact = b[n];
+        for (int64_t i = 0; i < K; ++i) exact += double(x[m * K + i]) * p.exact[n * K + i];
+        CHECK_NEAR(ref[m * N + n], exact, 0.01 * std::sqrt(double(K)));  // activation rounding
+      }
+    }
+    for (const char* isa : {"generic", "avx2", "avx512", "avx512vnni"}) {
+      const cpu::SimdKernels* k = cpu::simd_by_name(isa);
+      if (!k) continue;
+      std::vector<int8_t> xs(M * K);
+      std::vector<float> sx(M), y(M * N);
+      k->quantize_rows(x.data(), M, K, xs.data(), sx.data());
+      // in two shares, as two threads split N
+      const int64_t half = N > 16 ? 16 : N;
+      k->of(WeightFormat::kI4).int8_groups(xs.data(), sx.data(), M, W, 0, half, b.data(),
+                                           Epilogue::kStore, y.data());
+      k->of(WeightFormat::kI4).int8_groups(xs.data(), sx.data(), M, W, half, N, b.data(),
+                                           Epilogue::kStore, y.data());
+      int64_t bad = 0;
+      for (int64_t i = 0; i < M * N; ++i) bad += y[i] != ref[i];
+      if (bad) std::fprintf(stderr, "int4 %s M=%lld K=%lld N=%lld G=%lld: %lld differ\n", isa,
+                            (long long)M, (long long)K, (long long)N, (long long)G, (long long)bad);
+      CHECK(bad == 0);
+    }
+  }
+}
+
 // Results must not depend on the number of rows processed together (compressed
 // weights are widened once per chunk of rows when M > 4) or on threads.
 static void test_linear_deterministic() {
@@ -224,7 +345,7 @@ static void test_linear_deterministic() {
   const int64_t K = 77, N = 45, M = 37;
   auto x = random_vec(M * K, rng), w = random_vec(N * K, rng);
   Context one(cpu_backend(), 1), two(cpu_backend(), 2);
-  for (WeightFormat f : {WeightFormat::kF32, WeightFormat::kF16, WeightFormat::kI8}) {
+  for (WeightFormat f : {WeightFormat::kF32, WeightFormat::kF16, WeightFormat::kI8, WeightFormat::kI4}) {
     const auto p = pack(w, N, K, f);
     const Matrix W = p.matrix(N, K);
     std::vector<float> all(M * N), single(N);
@@ -504,6 +625,7 @@ int main() {
   test_half_conversion();
   test_sum_exp();
   test_int8_linear();
+  test_int4_linear();
   test_weight_formats();
   TEST_MAIN_END();
 }
