@@ -41,7 +41,9 @@ SHAPES = {"small": (12, 768, 12), "medium": (24, 1024, 16)}  # layers, hidden, h
 ARCH_ENGINES = {"gpt2": None, "llama": {"fastergpt-paddle", "fastergpt-numpy", "hf-torch", "ctranslate2"}}
 RUNS = [  # (engine key, dtype)
     ("fastergpt-paddle", "float32"), ("fastergpt-paddle", "float16"), ("fastergpt-paddle", "int8"),
+    ("fastergpt-paddle", "int4"),
     ("fastergpt-numpy", "float32"), ("fastergpt-numpy", "float16"), ("fastergpt-numpy", "int8"),
+    ("fastergpt-numpy", "int4"),
     ("reference", "float32"), ("hf-torch", "float32"),
     ("ctranslate2", "float32"), ("ctranslate2", "int8"),
     ("onnxruntime", "float32"), ("onnxruntime", "int8"),
@@ -166,7 +168,7 @@ def main() -> None:
           f"{args.prompt}, {args.new_tokens} new tokens, {args.threads} threads; CPU {cpu_model()} "
           f"(kernels: {engine_module().cpu_isa()}); measured read bandwidth {bandwidth:.1f} GB/s")
     roofline = {}
-    for dtype in ("float32", "float16", "int8"):
+    for dtype in ("float32", "float16", "int8", "int4"):
         b = weight_bytes_per_token(work, dtype)
         roofline[dtype] = bandwidth * 1e9 / b
         print(f"  {dtype}: {b / 1e6:7.1f} MB of weights per step -> batch-1 roofline "
@@ -210,6 +212,10 @@ def main() -> None:
                         r["rss_vs_same_dtype"] = {o["engine"]: r["peak_rss_mb"] / o["peak_rss_mb"] for o in same}
                     if ref:
                         r["vs_reference"] = r["tokens_per_s"] / ref[0]["tokens_per_s"]
+                    if r["dtype"] == "int4":  # no other engine here runs int4: against int8
+                        for o in group:
+                            if o["dtype"] == "int8" and o["key"] in (r["key"], "ctranslate2"):
+                                r.setdefault("vs_int8", {})[o["engine"]] = r["tokens_per_s"] / o["tokens_per_s"]
             print("  ratios:")
             for r in group:
                 if r["key"].startswith("fastergpt"):
@@ -221,6 +227,8 @@ def main() -> None:
                         parts.append(f"{r['vs_reference']:.1f}x reference")
                     if "vs_transformers" in r:
                         parts.append(f"{r['vs_transformers']:.1f}x transformers")
+                    for engine, ratio in r.get("vs_int8", {}).items():
+                        parts.append(f"{ratio:.2f}x {engine} int8")
                     print(f"    {r['engine']:28s} {r['dtype']:8s} " + "; ".join(parts))
             results.extend(group)
 

@@ -1,4 +1,4 @@
-"""`python -m fastergpt <command>` / `fastergpt <command>`: infer, export, perplexity, settings, serve."""
+"""`python -m fastergpt <command>` / `fastergpt <command>`: infer, export, perplexity, settings, serve, quantize."""
 import sys
 
 COMMANDS = {
@@ -7,6 +7,7 @@ COMMANDS = {
     "perplexity": "fastergpt.cli.perplexity",
     "settings": "fastergpt.cli.settings",
     "serve": "fastergpt.cli.serve",
+    "quantize": "fastergpt.cli.quantize",
 }
 
 

@@ -214,18 +214,25 @@ def check_state_dict(config: GPTConfig, state: dict, source: str) -> dict:
         if tuple(state[name].shape) != shape:
             raise CheckpointError(f"{source}: tensor {name} has shape {tuple(state[name].shape)}, "
                                   f"expected {shape}")
-        if not np.isfinite(state[name]).all():
+        values = getattr(state[name], "scales", state[name])  # a QuantizedMatrix: its scales
+        if not np.isfinite(values).all():
             raise CheckpointError(f"{source}: tensor {name} holds NaN or Inf values")
     return state
 
 
 def load_checkpoint(path) -> tuple[GPTConfig, dict]:
-    """(config, state dict with the family's HF names, float32) from a local checkpoint directory."""
+    """(config, state dict with the family's HF names, float32; a GPTQ checkpoint's quantized
+    weights are fastergpt.int4.QuantizedMatrix values) from a local checkpoint directory."""
     path = Path(os.fspath(path))
     layout = detect_layout(path)
     if layout == "hf":
+        from fastergpt.gptq_format import gptq_config, read_gptq_checkpoint
+
         config = _hf_config(path)
-        state = _hf_names(config, _hf_tensors(path))
+        if gptq_config(path) is not None:  # 4-bit GPTQ: QuantizedMatrix values
+            state = read_gptq_checkpoint(path, config)
+        else:
+            state = _hf_names(config, _hf_tensors(path))
     else:
         from fastergpt.models.paddlenlp_layout import untie_separate_head
 

@@ -65,10 +65,11 @@ def pack_weights(config: GPTConfig, state: dict, dtype: str = "float32") -> list
         if tuple(arr.shape) != want:
             raise ValueError(f"weights: engine weight {entry.name} has shape {tuple(arr.shape)}, "
                              f"expected {want}")
-        if entry.name in quantized:  # 4-bit from the checkpoint: kept as it is
-            data, *scales = int4.pack_engine(quantized[entry.name], entry.name)
-        elif entry.matrix:
-            data, *scales = pack_matrix(arr, fmt)
+        if entry.matrix:
+            if entry.name in quantized:  # 4-bit in the checkpoint: kept as it is
+                data, *scales = int4.pack_engine(quantized[entry.name], entry.name)
+            else:
+                data, *scales = pack_matrix(arr, fmt)
             if data.dtype.kind == "f" and not np.isfinite(data).all():
                 raise ValueError(f"weights: engine weight {entry.name} does not fit {fmt} (largest "
                                  f"magnitude {np.abs(arr).max():.3g} overflows)")

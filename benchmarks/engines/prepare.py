@@ -58,7 +58,7 @@ def prepare(work: str, layers: int, hidden: int, heads: int, vocab: int, engines
     if "fastergpt-numpy" in engines:
         from fastergpt.engine import Engine
 
-        for dtype in ("float32", "float16", "int8"):
+        for dtype in ("float32", "float16", "int8", "int4"):
             out = os.path.join(work, f"fastergpt_{dtype}")
             if not os.path.exists(os.path.join(out, "engine_config.json")):
                 Engine.from_pretrained(hf_dir, dtype).save(out)

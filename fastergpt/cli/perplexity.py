@@ -1,5 +1,11 @@
 """`fastergpt perplexity FILE`: perplexity of a text file under any supported model
-and weight format (the fused engine's logits; method in fastergpt/evaluation.py)."""
+and weight format (the fused engine's logits; method in fastergpt/evaluation.py).
+
+`--compare float32,float16,int8,int4-rtn,int4-gptq` scores the same tokens under each
+and prints a table. int4-rtn and int4-gptq quantize the checkpoint's decoder layers with
+`fastergpt quantize` (round to nearest, or GPTQ on its default calibration text) into a
+temporary directory, in groups of --group_size; both then run as int4 (the float
+embedding / LM head of such a checkpoint is rounded to int4 at load, the same for both)."""
 from __future__ import annotations
 
 import argparse
@@ -20,7 +26,17 @@ def main(argv=None) -> int:
     p.add_argument("--block_size", type=int, help="window length (default: the model's n_positions)")
     p.add_argument("--stride", type=int, help="new tokens scored per window (default block_size/2)")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--compare", help="comma-separated formats to score the same tokens under: "
+                   f"{', '.join(format_names() + list(QUANTIZED))}")
+    p.add_argument("--group_size", type=int, default=128, help="--compare's int4-*: columns per group")
+    p.add_argument("--nsamples", type=int, default=128, help="--compare's int4-gptq: calibration windows")
+    p.add_argument("--seqlen", type=int, default=512, help="--compare's int4-gptq: tokens per window")
     args = p.parse_args(argv)
+    if args.compare is not None:
+        if args.dtype is not None:
+            print("error: --dtype and --compare exclude each other", file=sys.stderr)
+            return 2
+        return compare(args)
 
     from fastergpt.engine import Engine
     from fastergpt.evaluation import negative_log_likelihood
@@ -43,6 +59,67 @@ def main(argv=None) -> int:
         return 2
     print(f"{args.file}: {count} tokens scored, {nll:.4f} nats/token, perplexity {np.exp(nll):.2f} "
           f"({engine.weight_format} weights)")
+    return 0
+
+
+# --compare entries that quantize first: (fastergpt quantize --method, engine format)
+QUANTIZED = {"int4-rtn": ("rtn", "int4"), "int4-gptq": ("gptq", "int4")}
+
+
+def compare(args) -> int:
+    import tempfile
+    from pathlib import Path
+
+    from fastergpt.engine import Engine
+    from fastergpt.evaluation import negative_log_likelihood
+    from fastergpt.pretrained import resolve_model_path
+    from fastergpt.quantize import format_names, normalize_dtype
+    from fastergpt.tokenizer import Tokenizer
+
+    names = [n.strip() for n in args.compare.split(",") if n.strip()]
+    bad = [n for n in names if n not in QUANTIZED and n not in format_names()
+           and n not in ("fp32", "fp16", "q4")]
+    if not names or bad:
+        print(f"error: --compare: unknown format(s) {bad or names}; expected some of "
+              f"{', '.join(format_names() + list(QUANTIZED))}", file=sys.stderr)
+        return 2
+    try:
+        path = resolve_model_path(args.model_name_or_path)
+        tok = Tokenizer.from_dir(path)
+        with open(args.file, encoding="utf-8") as f:
+            ids = tok.encode(f.read())
+        if tok.eos_token_id is not None:
+            ids = [tok.eos_token_id] + ids
+        ids = np.asarray(ids)
+        rows = []
+        with tempfile.TemporaryDirectory(prefix="fastergpt-compare-") as tmp:
+            for name in names:
+                if name in QUANTIZED:
+                    from fastergpt.gptq import quantize_model
+
+                    method, dtype = QUANTIZED[name]
+                    source = Path(tmp) / name
+                    quantize_model(path, source, method=method, group_size=args.group_size,
+                                   nsamples=args.nsamples, seqlen=args.seqlen,
+                                   progress=lambda line: print("  " + line, file=sys.stderr))
+                else:
+                    source, dtype = path, normalize_dtype(name)
+                engine = Engine.from_pretrained(source, dtype=dtype)
+                nll, count = negative_log_likelihood(engine, ids, args.block_size, args.stride,
+                                                     num_threads=args.threads)
+                rows.append((name, nll, count))
+                print(f"  {name}: {np.exp(nll):.3f}", file=sys.stderr, flush=True)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    base = dict((n, v) for n, v, _ in rows).get("float32", dict((n, v) for n, v, _ in rows).get("fp32"))
+    print(f"{args.file}: {rows[0][2]} tokens scored ({args.model_name_or_path}"
+          f"{f', int4 groups of {args.group_size}' if any(n in QUANTIZED for n in names) else ''})")
+    print(f"| format | nats/token | perplexity |{' vs float32 |' if base is not None else ''}")
+    print(f"|---|---:|---:|{'---:|' if base is not None else ''}")
+    for name, nll, _ in rows:
+        extra = f" {np.exp(nll - base):.4f}x |" if base is not None else ""
+        print(f"| {name} | {nll:.4f} | {np.exp(nll):.3f} |{extra}")
     return 0
 
 
