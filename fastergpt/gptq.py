@@ -486,6 +486,7 @@ def quantize_model(model_dir, output_dir, method: str = "gptq", bits: int = BITS
                         hooks.batch_done()
                 finally:
                     hooks.remove()
+                t_hessians = time.perf_counter()
                 for name, m in modules:
                     full = f"{prefix}.{i}.{name}"
                     qm = _gptq_with_retries(linear_weight(m), hooks.hessian(name), log, full,
@@ -495,11 +496,14 @@ def quantize_model(model_dir, output_dir, method: str = "gptq", bits: int = BITS
                     qm.transposed = _is_conv1d(m)
                     quantized[f"{full}.weight"] = qm
                 del hooks
+                t_gptq = time.perf_counter()
                 if i + 1 < len(layers):
                     outs = _run_layer(layer, inputs)
                     inputs = [_with_hidden(a, k, h) for (a, k), h in zip(inputs, outs)]
+                t_end = time.perf_counter()
                 log(f"layer {i + 1}/{len(layers)}: {len(modules)} modules (gptq) in "
-                    f"{time.perf_counter() - t:.1f} s")
+                    f"{t_end - t:.1f} s (inputs and Hessians {t_hessians - t:.1f} s, GPTQ "
+                    f"{t_gptq - t_hessians:.1f} s, quantized layer {t_end - t_gptq:.1f} s)")
     qconfig = quantization_config(group_size, desc_act=act_order, sym=sym, damp_percent=damp,
                                   meta=meta)
     out = write_gptq_checkpoint(out, src, config, quantized, qconfig, overwrite=overwrite)

@@ -26,6 +26,7 @@ class WeightEntry(NamedTuple):
     dtype: str    # element type: "float32", "float16", "int8"
     matrix: bool  # stored in the weight format (else float32)
     matrix_shape: tuple  # a matrix's [rows, cols] (shape is its storage's); () otherwise
+    format: str   # a matrix's weight format (the vocabulary matrices may differ); "" otherwise
 
 
 def weight_spec(config: GPTConfig, dtype: str = "float32") -> list[WeightEntry]:
@@ -34,7 +35,7 @@ def weight_spec(config: GPTConfig, dtype: str = "float32") -> list[WeightEntry]:
 
     spec = engine_module().weight_spec(config.architecture_string(), normalize_dtype(dtype))
     return [WeightEntry(e["name"], e["key"], e["layer"], tuple(e["shape"]), e["dtype"], e["matrix"],
-                        tuple(e["matrix_shape"])) for e in spec]
+                        tuple(e["matrix_shape"]), e["format"]) for e in spec]
 
 
 def _is_scale(name: str) -> bool:
@@ -66,12 +67,12 @@ def pack_weights(config: GPTConfig, state: dict, dtype: str = "float32") -> list
             raise ValueError(f"weights: engine weight {entry.name} has shape {tuple(arr.shape)}, "
                              f"expected {want}")
         if entry.matrix:
-            if entry.name in quantized:  # 4-bit in the checkpoint: kept as it is
+            if entry.name in quantized and entry.format == "int4":  # kept as the checkpoint has it
                 data, *scales = int4.pack_engine(quantized[entry.name], entry.name)
             else:
-                data, *scales = pack_matrix(arr, fmt)
+                data, *scales = pack_matrix(arr, entry.format)
             if data.dtype.kind == "f" and not np.isfinite(data).all():
-                raise ValueError(f"weights: engine weight {entry.name} does not fit {fmt} (largest "
+                raise ValueError(f"weights: engine weight {entry.name} does not fit {entry.format} (largest "
                                  f"magnitude {np.abs(arr).max():.3g} overflows)")
             packed.append((entry.name, data))
             packed.extend(("", s) for s in scales)  # named from the spec below

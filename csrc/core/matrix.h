@@ -58,22 +58,27 @@ struct WeightFormatInfo {
   ScaleLayout scales;
   ActivationInput activations;
   StorageLayout layout;
+  // The format of the vocabulary matrices (token table, LM head). Every logit depends on
+  // them, so int4 keeps them in int8, as GPTQ checkpoints keep them in float16 and
+  // llama.cpp's q4 models keep their output matrix at 6 bits.
+  WeightFormat vocabulary;
   const char* description;
 };
 
 constexpr WeightFormatInfo kWeightFormats[kNumWeightFormats] = {
     {WeightFormat::kF32, "float32", "fp32", ElementType::kF32, 32, ScaleLayout::kNone,
-     ActivationInput::kFloat, StorageLayout::kRows, "float32 weights"},
+     ActivationInput::kFloat, StorageLayout::kRows, WeightFormat::kF32, "float32 weights"},
     {WeightFormat::kF16, "float16", "fp16", ElementType::kF16, 16, ScaleLayout::kNone,
-     ActivationInput::kFloat, StorageLayout::kRows, "IEEE half weights, converted in registers; fp32 accumulation"},
+     ActivationInput::kFloat, StorageLayout::kRows, WeightFormat::kF16, "IEEE half weights, converted in registers; fp32 accumulation"},
     {WeightFormat::kI8, "int8", "", ElementType::kI8, 8, ScaleLayout::kPerRow,
-     ActivationInput::kInt8Rows, StorageLayout::kRows,
+     ActivationInput::kInt8Rows, StorageLayout::kRows, WeightFormat::kI8,
      "symmetric int8 weights with a float32 scale per output row; int8 activations per row, "
      "exact int32 sums (VNNI where the CPU has it)"},
     {WeightFormat::kI4, "int4", "q4", ElementType::kI8, 4, ScaleLayout::kPerGroup,
-     ActivationInput::kInt8Groups, StorageLayout::kNibbleBlocks16,
+     ActivationInput::kInt8Groups, StorageLayout::kNibbleBlocks16, WeightFormat::kI8,
      "4-bit weights (GPTQ's convention), a float16 scale and zero point per group of input "
-     "columns, 16 rows interleaved; int8 activations per row, exact int32 sums per group"},
+     "columns, 16 rows interleaved; int8 activations per row, exact int32 sums per group; "
+     "token table and LM head in int8"},
 };
 
 // The int4 packing (StorageLayout::kNibbleBlocks16).

@@ -38,7 +38,7 @@ void add_matrix(std::vector<WeightSpec>& spec, int64_t layer, const std::string&
                 int64_t rows, int64_t cols, WeightFormat format) {
   const WeightFormatInfo& f = format_info(format);
   spec.push_back({full_name(layer, key), key, layer, storage_shape(format, rows, cols), f.element,
-                  true, {rows, cols}});
+                  true, {rows, cols}, format});
   if (f.scales == ScaleLayout::kPerRow)
     spec.push_back({scale_name(full_name(layer, key)), scale_name(key), layer, {rows},
                     ElementType::kF32, false});
@@ -54,9 +54,8 @@ static bool shape_fits(const std::vector<int64_t>& got, const std::vector<int64_
   return true;
 }
 
-BoundWeights::BoundWeights(const std::vector<WeightSpec>& spec, WeightFormat format,
-                           const std::vector<WeightView>& views)
-    : format_(format) {
+BoundWeights::BoundWeights(const std::vector<WeightSpec>& spec,
+                           const std::vector<WeightView>& views) {
   FGPT_CHECK(views.size() == spec.size(), "weights: expected ", spec.size(), " tensors, got ",
              views.size());
   for (size_t i = 0; i < spec.size(); ++i) {
@@ -67,7 +66,7 @@ BoundWeights::BoundWeights(const std::vector<WeightSpec>& spec, WeightFormat for
     FGPT_CHECK(shape_fits(v.shape, spec[i].shape), "weights: tensor ", spec[i].name,
                " has shape ", shape_str(v.shape), ", expected ", shape_str(spec[i].shape));
     by_name_[spec[i].name] = &v;
-    if (!spec[i].matrix_shape.empty()) shapes_[spec[i].name] = spec[i].matrix_shape;
+    if (spec[i].matrix) matrices_[spec[i].name] = {spec[i].matrix_shape, spec[i].format};
   }
 }
 
@@ -83,14 +82,14 @@ const float* BoundWeights::f32(const std::string& name) const {
 
 Matrix BoundWeights::matrix(const std::string& name) const {
   const WeightView& v = view(name);
+  const auto info = matrices_.find(name);
+  FGPT_CHECK(info != matrices_.end(), "weights: tensor ", name, " is not a matrix");
   Matrix m;
-  m.format = format_;
+  m.format = info->second.second;
   m.data = v.data;
-  const auto shape = shapes_.find(name);
-  FGPT_CHECK(shape != shapes_.end(), "weights: tensor ", name, " is not a matrix");
-  m.rows = shape->second[0];
-  m.cols = shape->second[1];
-  const ScaleLayout scales = format_info(format_).scales;
+  m.rows = info->second.first[0];
+  m.cols = info->second.first[1];
+  const ScaleLayout scales = format_info(m.format).scales;
   if (scales == ScaleLayout::kPerRow) m.scales = f32(scale_name(name));
   if (scales == ScaleLayout::kPerGroup) {
     const WeightView& p = view(scale_name(name));

@@ -29,6 +29,7 @@ struct WeightSpec {
   ElementType dtype;           // expected element type
   bool matrix;                 // stored in the model's weight format (else float32)
   std::vector<int64_t> matrix_shape = {};  // a matrix's [rows, cols] (shape is its storage's)
+  WeightFormat format = WeightFormat::kF32;  // a matrix's format (the model's, or its vocabulary one)
 };
 
 // One tensor as an adapter hands it over (row-major, contiguous, host memory).
@@ -74,16 +75,14 @@ void add_vector(std::vector<WeightSpec>& spec, int64_t layer, const std::string&
 // Views checked against a spec (count, dtype, shape), then found by name.
 class BoundWeights {
  public:
-  BoundWeights(const std::vector<WeightSpec>& spec, WeightFormat format,
-               const std::vector<WeightView>& views);
+  BoundWeights(const std::vector<WeightSpec>& spec, const std::vector<WeightView>& views);
   const float* f32(const std::string& name) const;
   Matrix matrix(const std::string& name) const;  // with its scales when the format has them
 
  private:
   const WeightView& view(const std::string& name) const;
   std::map<std::string, const WeightView*> by_name_;
-  std::map<std::string, std::vector<int64_t>> shapes_;  // matrices: [rows, cols]
-  WeightFormat format_;
+  std::map<std::string, std::pair<std::vector<int64_t>, WeightFormat>> matrices_;  // [rows, cols]
 };
 
 // "layers.0.qkv.weight" -> "layers.0.qkv.scale": the scale tensor of a matrix.

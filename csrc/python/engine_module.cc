@@ -256,6 +256,7 @@ py::list weight_spec(const std::string& architecture, const std::string& weight_
     d["dtype"] = fastergpt::element_name(s.dtype);
     d["matrix"] = s.matrix;
     d["matrix_shape"] = py::tuple(py::cast(s.matrix_shape));
+    d["format"] = s.matrix ? fastergpt::format_info(s.format).name : "";
     out.append(d);
   }
   return out;
@@ -308,6 +309,7 @@ py::list weight_formats() {
     d["bits"] = f.bits;
     static const char* scales[] = {"none", "per_row", "per_group"};
     d["scales"] = scales[static_cast<int>(f.scales)];
+    d["vocabulary"] = fastergpt::format_info(f.vocabulary).name;
     d["description"] = f.description;
     out.append(d);
   }

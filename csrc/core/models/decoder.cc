@@ -141,7 +141,7 @@ class Decoder final : public Model {
  public:
   Decoder(const ModelConfig& c, WeightFormat format, const std::vector<WeightView>& views)
       : Model(c) {
-    const BoundWeights w(decoder_weight_spec(c, format), format, views);
+    const BoundWeights w(decoder_weight_spec(c, format), views);
     token_embedding_ = w.matrix("token_embedding");
     if (c.positions == Positions::kLearned) position_embedding_ = w.f32("position_embedding");
     if (c.embed_dim() != c.hidden_size) {
@@ -307,8 +307,9 @@ class Decoder final : public Model {
 
 std::vector<WeightSpec> decoder_weight_spec(const ModelConfig& c, WeightFormat format) {
   const int64_t D = c.hidden_size, E = c.embed_dim();
+  const WeightFormat vocabulary = format_info(format).vocabulary;
   std::vector<WeightSpec> spec;
-  add_matrix(spec, -1, "token_embedding", c.vocab_size, E, format);
+  add_matrix(spec, -1, "token_embedding", c.vocab_size, E, vocabulary);
   if (c.positions == Positions::kLearned)
     add_vector(spec, -1, "position_embedding", {c.max_positions, D});
   if (E != D) add_matrix(spec, -1, "project_in.weight", D, E, format);
@@ -323,7 +324,7 @@ std::vector<WeightSpec> decoder_weight_spec(const ModelConfig& c, WeightFormat f
     if (c.norm == Norm::kLayerNorm) add_vector(spec, -1, "final_ln.beta", {D});
   }
   if (E != D) add_matrix(spec, -1, "project_out.weight", E, D, format);
-  if (!c.tied_lm_head) add_matrix(spec, -1, "lm_head.weight", c.vocab_size, E, format);
+  if (!c.tied_lm_head) add_matrix(spec, -1, "lm_head.weight", c.vocab_size, E, vocabulary);
   if (c.lm_head_bias) add_vector(spec, -1, "lm_head.bias", {c.vocab_size});
   return spec;
 }
