@@ -2,11 +2,19 @@
 // decoding) at GPT-2-small shapes in every weight format, reporting GB/s of
 // weights streamed and GFLOP/s at 1..N threads; the machine's read bandwidth;
 // and the sampler over a GPT-2 vocabulary.
+// The GFLOP/s figures are against the machine's arithmetic peak, which this
+// benchmark measures rather than quotes: register-only loops of independent
+// vpdpbusd (int8, 64 multiply-adds each) and vfmadd231ps (fp32, 16 each), one
+// thread per core at once, so clock speed and how many 512-bit units a core
+// has are what the loop finds.
 // Usage: bench_kernels [seconds_per_case]
+#include <immintrin.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "../csrc/core/context.h"
@@ -16,6 +24,53 @@
 using namespace fastergpt;
 using Clock = std::chrono::steady_clock;
 
+// Operations (multiply + add = 2) of `iters` rounds of 12 independent accumulators.
+constexpr int kPeakChains = 12;
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static double peak_int8_loop(int64_t iters) {
+  __m512i acc[kPeakChains];
+  for (int i = 0; i < kPeakChains; ++i) acc[i] = _mm512_set1_epi32(i);
+  __m512i a = _mm512_set1_epi8(1), b = _mm512_set1_epi8(2);
+  __asm__ volatile("" : "+v"(a), "+v"(b));  // opaque operands: nothing to fold
+  for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 12
+    for (int i = 0; i < kPeakChains; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], a, b);
+  }
+  int32_t sink = 0;
+  for (int i = 0; i < kPeakChains; ++i) sink += _mm512_reduce_add_epi32(acc[i]);
+  __asm__ volatile("" : : "r"(sink));
+  return double(iters) * kPeakChains * 64 * 2;
+}
+
+__attribute__((target("avx512f,fma"))) static double peak_fp32_loop(int64_t iters) {
+  __m512 acc[kPeakChains];
+  for (int i = 0; i < kPeakChains; ++i) acc[i] = _mm512_set1_ps(float(i));
+  __m512 a = _mm512_set1_ps(1.0f), b = _mm512_set1_ps(1e-9f);
+  __asm__ volatile("" : "+v"(a), "+v"(b));
+  for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 12
+    for (int i = 0; i < kPeakChains; ++i) acc[i] = _mm512_fmadd_ps(a, b, acc[i]);
+  }
+  float sink = 0;
+  for (int i = 0; i < kPeakChains; ++i) sink += _mm512_reduce_add_ps(acc[i]);
+  __asm__ volatile("" : : "x"(sink));
+  return double(iters) * kPeakChains * 16 * 2;
+}
+
+// G(FL)OP/s of `loop` on `threads` threads at once (each a core's worth).
+static double measure_peak(double (*loop)(int64_t), int threads) {
+  const int64_t iters = 20000000;
+  std::vector<std::thread> pool;
+  std::vector<double> ops(threads);
+  const auto t0 = Clock::now();
+  for (int t = 0; t < threads; ++t) pool.emplace_back([&, t] { ops[t] = loop(iters); });
+  for (auto& th : pool) th.join();
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  double total = 0;
+  for (double o : ops) total += o;
+  return total / secs / 1e9;
+}
+
 int main(int argc, char** argv) {
   const double seconds = argc > 1 ? std::atof(argv[1]) : 0.5;
   std::printf("ISA: %s\n", cpu_isa_name());
@@ -23,6 +78,12 @@ int main(int argc, char** argv) {
     Context ctx(cpu_backend(), default_num_threads());
     std::printf("read bandwidth (%d threads): %.1f GB/s\n", default_num_threads(),
                 measure_read_bandwidth(int64_t(1) << 30, 3, ctx));
+  }
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni") &&
+      __builtin_cpu_supports("avx512bw")) {
+    for (int threads = 1; threads <= default_num_threads(); ++threads)
+      std::printf("peak (measured, %d threads): int8 vpdpbusd %.0f GOP/s, fp32 vfmadd %.0f GFLOP/s\n",
+                  threads, measure_peak(peak_int8_loop, threads), measure_peak(peak_fp32_loop, threads));
   }
   std::mt19937 rng(0);
   std::normal_distribution<float> d;

@@ -8,8 +8,14 @@ without a packer here is an error, not a silent skip.
 |---------|------------------------|----------------------|----------------------------|
 | float32 | float32 [N, K]         | -                    | fp32 FMA                   |
 | float16 | IEEE half [N, K]       | -                    | F16C convert, fp32 FMA     |
-| int8    | int8 [N, K], symmetric | float32 [N] per row  | int8 activations, int32 dot |
+| int8    | int8, symmetric, 16-row blocks | float32 [N] per row | int8 activations, int32 dot |
 | int4    | 4-bit, 16-row blocks   | float16 scale + zero per group (fastergpt/int4.py) | int8 activations, int32 dot per group |
+
+int8's layout (csrc/core/matrix.h, StorageLayout::kByteBlocks16; csrc/cpu/simd_int8.inc
+reads it): rows in blocks of 16 (N padded with zero rows), K padded to a multiple of 4;
+int8 [ceil(N/16), 16 * Kp], per block and step of 4 columns 64 bytes, byte 4*r + c holding
+q[16b + r, 4s + c]. One 64-byte load is 4 weights of 16 rows: the kernels keep output rows
+in vector lanes and read W strictly in order, for one token or many.
 
 int4 from float weights is round-to-nearest in groups of 128 columns; GPTQ comes from a
 quantized checkpoint (`fastergpt quantize`), whose groups the engine keeps.
@@ -30,6 +36,35 @@ def quantize_int8_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q, scale
 
 
+BLOCK_ROWS = 16
+
+
+def pack_int8_blocks(q: np.ndarray) -> np.ndarray:
+    """int8 [N, K] values -> the engine's int8 layout, int8 [ceil(N/16), 16 * Kp]."""
+    N, K = q.shape
+    B, Kp = -(-N // BLOCK_ROWS), -(-K // 4) * 4
+    padded = np.zeros((B * BLOCK_ROWS, Kp), dtype=np.int8)
+    padded[:N, :K] = q
+    blocks = padded.reshape(B, BLOCK_ROWS, Kp // 4, 4).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(blocks.reshape(B, BLOCK_ROWS * Kp))
+
+
+def unpack_int8_blocks(data: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """The engine's int8 layout -> int8 [rows, cols] values."""
+    data = np.asarray(data)
+    B, Kp = -(-rows // BLOCK_ROWS), -(-cols // 4) * 4
+    if data.shape != (B, BLOCK_ROWS * Kp):
+        raise ValueError(f"int8 matrix [{rows}, {cols}]: packed shape {data.shape}, expected "
+                         f"{(B, BLOCK_ROWS * Kp)}")
+    q = data.reshape(B, Kp // 4, BLOCK_ROWS, 4).transpose(0, 2, 1, 3).reshape(B * BLOCK_ROWS, Kp)
+    return np.ascontiguousarray(q[:rows, :cols])
+
+
+def _pack_int8(w: np.ndarray) -> list[np.ndarray]:
+    q, scale = quantize_int8_rows(w)
+    return [pack_int8_blocks(q), np.ascontiguousarray(scale)]
+
+
 def _to_float16(w: np.ndarray) -> np.ndarray:
     """Half precision; values beyond its range become inf (the packer reports them)."""
     with np.errstate(over="ignore"):
@@ -40,7 +75,7 @@ def _to_float16(w: np.ndarray) -> np.ndarray:
 PACKERS = {
     "float32": lambda w: [np.ascontiguousarray(w, dtype=np.float32)],
     "float16": lambda w: [_to_float16(w)],
-    "int8": lambda w: [np.ascontiguousarray(a) for a in quantize_int8_rows(w)],
+    "int8": _pack_int8,
     "int4": lambda w: _int4().pack_engine(_int4().quantize_rtn(w)),
 }
 
@@ -82,9 +117,12 @@ def pack_matrix(w: np.ndarray, fmt: str) -> list[np.ndarray]:
 
 def unpack_matrix(data: np.ndarray, scales: np.ndarray | None = None,
                   shape: tuple | None = None) -> np.ndarray:
-    """float32 values of a packed matrix (what the kernels compute with); an int4 one
-    (float16 group parameters) needs its [rows, cols] `shape`."""
+    """float32 values of a packed matrix (what the kernels compute with); an int8 or int4
+    one (with scales) needs its [rows, cols] `shape`."""
+    if scales is not None and shape is None:
+        raise ValueError("unpack_matrix: an int8 or int4 matrix needs its [rows, cols] shape")
     if scales is not None and scales.dtype == np.float16:
         return _int4().unpack_engine(data, scales, *shape).dequantize()
-    w = np.asarray(data).astype(np.float32)
-    return w * scales[:, None] if scales is not None else w
+    if scales is not None:
+        return unpack_int8_blocks(data, *shape).astype(np.float32) * scales[:, None]
+    return np.asarray(data).astype(np.float32)

@@ -7,7 +7,7 @@ import paddle
 import pytest
 
 from fastergpt import Engine, FasterGPT
-from fastergpt.quantize import quantize_int8_rows, unpack_matrix
+from fastergpt.quantize import pack_int8_blocks, quantize_int8_rows, unpack_int8_blocks, unpack_matrix
 from fastergpt.reference import generate
 from helpers import PROMPTS, padded_batch, tiny_config, tiny_model
 
@@ -72,13 +72,35 @@ def test_int8_quantizer_round_trip():
     q, scale = quantize_int8_rows(w)
     assert q.dtype == np.int8 and scale.dtype == np.float32 and scale.shape == (7,)
     assert np.abs(q).max() <= 127
-    err = np.abs(unpack_matrix(q, scale) - w)
+    packed = pack_int8_blocks(q)
+    assert packed.shape == (1, 16 * 36)  # 7 rows in one block of 16, 33 columns padded to 36
+    np.testing.assert_array_equal(unpack_int8_blocks(packed, 7, 33), q)
+    err = np.abs(unpack_matrix(packed, scale, (7, 33)) - w)
     assert (err <= scale[:, None] / 2 + 1e-7).all()  # at most half a step per weight
-    assert (unpack_matrix(q, scale)[3] == 0).all()
+    assert (unpack_matrix(packed, scale, (7, 33))[3] == 0).all()
+
+
+def test_int8_block_layout_from_its_description():
+    """The layout written from csrc/core/matrix.h's words, element by element."""
+    rng = np.random.RandomState(1)
+    N, K = 35, 13
+    q = rng.randint(-127, 128, size=(N, K)).astype(np.int8)
+    packed = pack_int8_blocks(q)
+    Kp = 16
+    assert packed.shape == (3, 16 * Kp)
+    for n in range(48):
+        for k in range(Kp):
+            b, r, s, c = n // 16, n % 16, k // 4, k % 4
+            want = q[n, k] if n < N and k < K else 0
+            assert packed[b, s * 64 + 4 * r + c] == want
+    with pytest.raises(ValueError, match=r"packed shape \(3, 256\), expected \(3, 192\)"):
+        unpack_int8_blocks(packed, N, 12)
 
 
 def test_packed_sizes():
-    model = tiny_model(seed=2)
+    # A vocabulary of whole 16-row blocks: int8 and int4 pad rows to blocks of 16, which a
+    # 53-token vocabulary would grow by a fifth.
+    model = tiny_model(seed=2, vocab_size=64)
     sizes = {}
     for dtype in ("float32", "float16", "int8", "int4"):
         sizes[dtype] = sum(b.numpy().nbytes for b in FasterGPT(model, dtype=dtype).packed_weights())
@@ -138,3 +160,22 @@ def test_engine_save_and_load(tmp_path, dtype):
     (tmp_path / "e" / "engine.safetensors").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="unreadable"):
         Engine.load(tmp_path / "e")
+
+
+def test_int8_in_the_old_row_major_layout_is_refused_by_name(tmp_path):
+    """A saved engine from before the blocked int8 layout holds [rows, cols] int8 matrices:
+    loading it names the tensor and says to save again, instead of reading garbage."""
+    from safetensors.numpy import load_file, save_file
+
+    engine = Engine.from_model(tiny_model(seed=2), "int8")
+    engine.save(tmp_path)
+    tensors = load_file(str(tmp_path / "engine.safetensors"))
+    name = "layers.0.qkv.weight"
+    scale = tensors["layers.0.qkv.scale"]
+    rows = scale.shape[0]
+    cols = tensors[name].shape[1] // 16
+    tensors[name] = unpack_int8_blocks(tensors[name], rows, cols)  # the old layout
+    save_file(tensors, str(tmp_path / "engine.safetensors"))
+    with pytest.raises(ValueError, match=rf"{name} has shape \[{rows}, {cols}\].*row-major layout "
+                                         r"of an earlier fastergpt: export or save the model again"):
+        Engine.load(tmp_path)

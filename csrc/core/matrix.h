@@ -44,6 +44,9 @@ enum class ActivationInput {
 // How a format lays out its matrix.
 enum class StorageLayout {
   kRows,             // [N, K] elements, row-major
+  kByteBlocks16,     // int8: [ceil(N/16), 16 * Kp] bytes, Kp = K rounded up to 4; per block
+                     // of 16 rows and step of 4 columns 64 bytes, byte 4r + c = q[r, 4s + c]
+                     // (fastergpt/quantize.py writes it): output rows sit in vector lanes
   kNibbleBlocks16,   // 4-bit: [ceil(N/16), 8 * Kp] bytes, Kp = K rounded up to 8; per block
                      // of 16 rows and step of 8 columns 64 bytes, byte 4r + c = q[r, 8s + c]
                      // | q[r, 8s + 4 + c] << 4 (fastergpt/int4.py writes it)
@@ -71,9 +74,9 @@ constexpr WeightFormatInfo kWeightFormats[kNumWeightFormats] = {
     {WeightFormat::kF16, "float16", "fp16", ElementType::kF16, 16, ScaleLayout::kNone,
      ActivationInput::kFloat, StorageLayout::kRows, WeightFormat::kF16, "IEEE half weights, converted in registers; fp32 accumulation"},
     {WeightFormat::kI8, "int8", "", ElementType::kI8, 8, ScaleLayout::kPerRow,
-     ActivationInput::kInt8Rows, StorageLayout::kRows, WeightFormat::kI8,
-     "symmetric int8 weights with a float32 scale per output row; int8 activations per row, "
-     "exact int32 sums (VNNI where the CPU has it)"},
+     ActivationInput::kInt8Rows, StorageLayout::kByteBlocks16, WeightFormat::kI8,
+     "symmetric int8 weights with a float32 scale per output row, 16 rows interleaved; int8 "
+     "activations per row, exact int32 sums (VNNI where the CPU has it)"},
     {WeightFormat::kI4, "int4", "q4", ElementType::kI8, 4, ScaleLayout::kPerGroup,
      ActivationInput::kInt8Groups, StorageLayout::kNibbleBlocks16, WeightFormat::kI8,
      "4-bit weights (GPTQ's convention), a float16 scale and zero point per group of input "
@@ -81,10 +84,12 @@ constexpr WeightFormatInfo kWeightFormats[kNumWeightFormats] = {
      "token table and LM head in int8"},
 };
 
-// The int4 packing (StorageLayout::kNibbleBlocks16).
+// The int4 packing (StorageLayout::kNibbleBlocks16) and the int8 one (kByteBlocks16): both
+// keep 16 output rows together, so one 64-byte load feeds one vpdpbusd into 16 outputs.
 constexpr int64_t kQ4BlockRows = 16;
 inline int64_t q4_blocks(int64_t rows) { return (rows + kQ4BlockRows - 1) / kQ4BlockRows; }
 inline int64_t q4_padded_cols(int64_t cols) { return (cols + 7) / 8 * 8; }
+inline int64_t q8_padded_cols(int64_t cols) { return (cols + 3) / 4 * 4; }
 // Columns per group for `groups` groups over `cols` columns: the least power of two >= 8
 // that covers them (one group: any size that covers the row).
 int64_t q4_group_size(int64_t cols, int64_t groups);

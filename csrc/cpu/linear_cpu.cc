@@ -41,7 +41,7 @@ void linear(Context& ctx, const float* x, int64_t M, const Matrix& W, const floa
       return;
     }
     pool.parallel_for(N, grain, [&](int64_t n0, int64_t n1) {
-      k.int8_rows(xq, xscale, M, W.data, W.scales, K, N, n0, n1, bias, epilogue, y);
+      k.int8_rows(xq, xscale, M, W, n0, n1, bias, epilogue, y);
     });
     return;
   }

@@ -46,9 +46,9 @@ using DequantizeRowFn = void (*)(const Matrix& W, int64_t row, float* out);
   void weighted_rows(const float* p, float inv, const float* V, int64_t ld, int64_t n,  \
                      int64_t Dh, float* out);                                           \
   void quantize_rows(const float* x, int64_t M, int64_t K, int8_t* xs, float* sx);      \
-  void linear_q8_rows(const int8_t* xs, const float* sx, int64_t M, const void* W,      \
-                      const float* scales, int64_t K, int64_t N, int64_t n_begin,       \
-                      int64_t n_end, const float* bias, Epilogue ep, float* y);         \
+  void linear_q8_rows(const int8_t* xs, const float* sx, int64_t M, const Matrix& W,    \
+                      int64_t n_begin, int64_t n_end, const float* bias, Epilogue ep,   \
+                      float* y);                                                        \
   void linear_q4_rows(const int8_t* xs, const float* sx, int64_t M, const Matrix& W,     \
                       int64_t n_begin, int64_t n_end, const float* bias, Epilogue ep,   \
                       float* y);                                                        \
@@ -59,10 +59,11 @@ FGPT_DECLARE_SIMD(avx512)
 FGPT_DECLARE_SIMD(avx512vnni)
 #undef FGPT_DECLARE_SIMD
 
-// int8 activations times a format's weights: y rows [n_begin, n_end).
-using Q8RowsFn = void (*)(const int8_t* xs, const float* sx, int64_t M, const void* W,
-                          const float* scales, int64_t K, int64_t N, int64_t n_begin,
-                          int64_t n_end, const float* bias, Epilogue ep, float* y);
+// int8 activations times a format's weights (ActivationInput::kInt8Rows): y rows
+// [n_begin, n_end), n_begin a multiple of the format's block of rows.
+using Q8RowsFn = void (*)(const int8_t* xs, const float* sx, int64_t M, const Matrix& W,
+                          int64_t n_begin, int64_t n_end, const float* bias, Epilogue ep,
+                          float* y);
 
 // int8 activations times a grouped format's weights (ActivationInput::kInt8Groups):
 // y rows [n_begin, n_end), n_begin a multiple of the format's block of rows.

@@ -31,6 +31,7 @@ struct Packed {
   std::vector<uint16_t> f16;
   std::vector<int8_t> i8;
   std::vector<uint16_t> params;  // int4: float16 scales and zero points
+  std::vector<int8_t> q8;        // int8: the values, [N, K] (i8 holds them packed)
   std::vector<uint8_t> q4;       // int4: the 4-bit values, [N, K]
   std::vector<float> q4_scale;   // int4: [N, groups]
   std::vector<int32_t> q4_zero;  // int4: [N, groups]
@@ -106,6 +107,10 @@ static Packed pack(const std::vector<float>& w, int64_t N, int64_t K, WeightForm
       p.exact[i] = cpu::half_to_float(bits);
     }
   } else if (f == WeightFormat::kI8) {
+    // Packed as csrc/core/matrix.h describes kByteBlocks16 (independently of
+    // fastergpt/quantize.py): blocks of 16 rows, steps of 4 columns, byte 4r + c.
+    const int64_t Kp = q8_padded_cols(K);
+    p.i8.assign(q4_blocks(N) * 16 * Kp, 0);
     for (int64_t n = 0; n < N; ++n) {
       float mx = 0;
       for (int64_t k = 0; k < K; ++k) mx = std::max(mx, std::fabs(w[n * K + k]));
@@ -113,7 +118,8 @@ static Packed pack(const std::vector<float>& w, int64_t N, int64_t K, WeightForm
       p.scales.push_back(scale);
       for (int64_t k = 0; k < K; ++k) {
         const int8_t q = static_cast<int8_t>(std::lround(w[n * K + k] / scale));
-        p.i8.push_back(q);
+        p.q8.push_back(q);
+        p.i8[(n / 16) * 16 * Kp + (k / 4) * 64 + 4 * (n % 16) + k % 4] = q;
         p.exact[n * K + k] = q * scale;
       }
     }
@@ -239,10 +245,12 @@ static void test_weight_formats() {
 // quantisation error.
 static void test_int8_linear() {
   std::mt19937 rng(7);
-  // M >= 32 takes VNNI's packed path (16-row blocks, K in steps of 4 and a tail).
+  // Tiles of 1..8 token rows, chunks of 64, 1, 2 and 4 blocks at a time, partial
+  // blocks, K not a multiple of 4 (padded columns).
   const int64_t shapes[][3] = {{1, 5, 3},    {1, 64, 17},  {2, 130, 9},   {4, 768, 8},
                                {9, 200, 13}, {32, 3, 1},   {32, 64, 16},  {33, 131, 33},
-                               {40, 768, 40}, {64, 70, 17}, {32, 260, 20}};
+                               {40, 768, 40}, {64, 70, 17}, {32, 260, 20}, {1, 96, 80},
+                               {2, 33, 130}, {3, 8, 64},   {70, 20, 50},  {130, 12, 33}};
   for (const auto& s : shapes) {
     const int64_t M = s[0], K = s[1], N = s[2];
     auto x = random_vec(M * K, rng), w = random_vec(N * K, rng), b = random_vec(N, rng);
@@ -256,7 +264,7 @@ static void test_int8_linear() {
         int32_t dot = 0;
         for (int64_t i = 0; i < K; ++i) {
           const float q = std::max(-127.0f, std::min(127.0f, std::nearbyint(x[m * K + i] * (1.0f / sx))));
-          dot += int32_t(q) * int32_t(p.i8[n * K + i]);
+          dot += int32_t(q) * int32_t(p.q8[n * K + i]);
         }
         ref[m * N + n] = float(dot) * sx * p.scales[n] + b[n];
         double exact = b[n];
@@ -270,9 +278,18 @@ static void test_int8_linear() {
       std::vector<int8_t> xs(M * K);
       std::vector<float> sx(M), y(M * N);
       k->quantize_rows(x.data(), M, K, xs.data(), sx.data());
-      k->of(WeightFormat::kI8).int8_rows(xs.data(), sx.data(), M, p.i8.data(), p.scales.data(), K,
-                                         N, 0, N, b.data(), Epilogue::kStore, y.data());
+      const Matrix W = p.matrix(N, K);
+      k->of(WeightFormat::kI8).int8_rows(xs.data(), sx.data(), M, W, 0, N, b.data(),
+                                         Epilogue::kStore, y.data());
       for (int64_t i = 0; i < M * N; ++i) CHECK(y[i] == ref[i]);
+      if (N > 16) {  // two threads' shares: rows [0, 16) and [16, N)
+        std::vector<float> y2(M * N);
+        k->of(WeightFormat::kI8).int8_rows(xs.data(), sx.data(), M, W, 0, 16, b.data(),
+                                           Epilogue::kStore, y2.data());
+        k->of(WeightFormat::kI8).int8_rows(xs.data(), sx.data(), M, W, 16, N, b.data(),
+                                           Epilogue::kStore, y2.data());
+        for (int64_t i = 0; i < M * N; ++i) CHECK(y2[i] == ref[i]);
+      }
     }
   }
 }
