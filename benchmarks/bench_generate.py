@@ -137,6 +137,7 @@ def main() -> None:
     ap.add_argument("--engines", nargs="+", help="only these engine keys")
     ap.add_argument("--work-dir", default=os.path.join(HERE, "results", "work"))
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--dtypes", nargs="+", help="only these weight formats (e.g. int8 int4)")
     ap.add_argument("--quick", action="store_true", help="16 new tokens, 1 repeat, greedy only")
     ap.add_argument("--num-beams", type=int, default=1,
                     help="beam search with this many beams (engines that have it; no top-k runs)")
@@ -151,6 +152,7 @@ def main() -> None:
         args.top_k = [0]
         supported = BEAM_ENGINES if supported is None else supported & BEAM_ENGINES
     runs = [r for r in RUNS if installed(r[0]) and (not args.engines or r[0] in args.engines)
+            and (not args.dtypes or r[1] in args.dtypes)
             and (supported is None or r[0] in supported)]
     arch_tag = "" if args.arch == "gpt2" else f"{args.arch}_"
     work = os.path.join(args.work_dir, f"{arch_tag}{args.model}_{layers}l_{args.vocab}v")

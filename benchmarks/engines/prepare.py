@@ -51,6 +51,18 @@ def write_hf(work: str, layers: int, hidden: int, heads: int, vocab: int, seed: 
     return hf_dir
 
 
+def _engine_loads(Engine, out: str) -> bool:
+    """Whether `out` holds a saved engine this fastergpt reads (a weight format's layout
+    may have changed since it was packed)."""
+    if not os.path.exists(os.path.join(out, "engine_config.json")):
+        return False
+    try:
+        Engine.load(out)
+    except ValueError:
+        return False
+    return True
+
+
 def prepare(work: str, layers: int, hidden: int, heads: int, vocab: int, engines: set, log=print,
             arch: str = "gpt2") -> None:
     os.makedirs(work, exist_ok=True)
@@ -60,7 +72,7 @@ def prepare(work: str, layers: int, hidden: int, heads: int, vocab: int, engines
 
         for dtype in ("float32", "float16", "int8", "int4"):
             out = os.path.join(work, f"fastergpt_{dtype}")
-            if not os.path.exists(os.path.join(out, "engine_config.json")):
+            if not _engine_loads(Engine, out):  # absent, or packed by another layout
                 Engine.from_pretrained(hf_dir, dtype).save(out)
                 log(f"packed fastergpt {dtype}")
     if "ctranslate2" in engines:
