@@ -157,9 +157,9 @@ def unpack_weights(packed: list, config: GPTConfig) -> dict:
     for i, (name, array) in enumerate(packed):
         if _is_scale(name):
             continue
-        if array.ndim == 2:  # a matrix; its scales, if any, come right after it
+        if name in shapes:  # a matrix; its scales, if any, come right after it
             nxt = packed[i + 1] if i + 1 < len(packed) else ("", None)
-            array = unpack_matrix(array, nxt[1] if _is_scale(nxt[0]) else None, shapes.get(name))
+            array = unpack_matrix(array, nxt[1] if _is_scale(nxt[0]) else None, shapes[name])
         key, layer = _split(name)
         src, transpose = fam.source_of(key, layer)
         state[src] = np.ascontiguousarray(array.T if transpose else array, dtype=np.float32)

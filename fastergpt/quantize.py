@@ -6,13 +6,16 @@ without a packer here is an error, not a silent skip.
 
 | format  | stored                 | scales               | kernel                     |
 |---------|------------------------|----------------------|----------------------------|
-| float32 | float32 [N, K]         | -                    | fp32 FMA                   |
-| float16 | IEEE half [N, K]       | -                    | F16C convert, fp32 FMA     |
+| float32 | float32, 16-row blocks | -                    | fp32 FMA                   |
+| float16 | IEEE half, 16-row blocks | -                  | F16C convert, fp32 FMA     |
 | int8    | int8, symmetric, 16-row blocks | float32 [N] per row | int8 activations, int32 dot |
 | int4    | 4-bit, 16-row blocks   | float16 scale + zero per group (fastergpt/int4.py) | int8 activations, int32 dot per group |
 
-int8's layout (csrc/core/matrix.h, StorageLayout::kByteBlocks16; csrc/cpu/simd_int8.inc
-reads it): rows in blocks of 16 (N padded with zero rows), K padded to a multiple of 4;
+float32 and float16 (csrc/core/matrix.h, StorageLayout::kFloatBlocks16): rows in blocks
+of 16 (N padded with zero rows), [ceil(N/16), 16 * K], per block column after column:
+element 16*k + r of block b is W[16b + r, k].
+
+int8's layout (StorageLayout::kByteBlocks16; csrc/cpu/simd_int8.inc reads it): rows in blocks of 16 (N padded with zero rows), K padded to a multiple of 4;
 int8 [ceil(N/16), 16 * Kp], per block and step of 4 columns 64 bytes, byte 4*r + c holding
 q[16b + r, 4s + c]. One 64-byte load is 4 weights of 16 rows: the kernels keep output rows
 in vector lanes and read W strictly in order, for one token or many.
@@ -60,21 +63,36 @@ def unpack_int8_blocks(data: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return np.ascontiguousarray(q[:rows, :cols])
 
 
+def pack_float_blocks(w: np.ndarray, dtype) -> np.ndarray:
+    """float [N, K] -> the engine's float layout in `dtype`, [ceil(N/16), 16 * K]."""
+    N, K = w.shape
+    B = -(-N // BLOCK_ROWS)
+    padded = np.zeros((B * BLOCK_ROWS, K), dtype=dtype)
+    with np.errstate(over="ignore"):  # float16 overflow becomes inf (the packer reports it)
+        padded[:N] = w
+    return np.ascontiguousarray(padded.reshape(B, BLOCK_ROWS, K).transpose(0, 2, 1).reshape(B, BLOCK_ROWS * K))
+
+
+def unpack_float_blocks(data: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """The engine's float layout -> [rows, cols] in the stored dtype."""
+    data = np.asarray(data)
+    B = -(-rows // BLOCK_ROWS)
+    if data.shape != (B, BLOCK_ROWS * cols):
+        raise ValueError(f"float matrix [{rows}, {cols}]: packed shape {data.shape}, expected "
+                         f"{(B, BLOCK_ROWS * cols)}")
+    w = data.reshape(B, cols, BLOCK_ROWS).transpose(0, 2, 1).reshape(B * BLOCK_ROWS, cols)
+    return np.ascontiguousarray(w[:rows])
+
+
 def _pack_int8(w: np.ndarray) -> list[np.ndarray]:
     q, scale = quantize_int8_rows(w)
     return [pack_int8_blocks(q), np.ascontiguousarray(scale)]
 
 
-def _to_float16(w: np.ndarray) -> np.ndarray:
-    """Half precision; values beyond its range become inf (the packer reports them)."""
-    with np.errstate(over="ignore"):
-        return np.ascontiguousarray(w, dtype=np.float16)
-
-
 # format name -> pack: float32 [N, K] -> the arrays the engine takes ([data] or [data, scales]).
 PACKERS = {
-    "float32": lambda w: [np.ascontiguousarray(w, dtype=np.float32)],
-    "float16": lambda w: [_to_float16(w)],
+    "float32": lambda w: [pack_float_blocks(w, np.float32)],
+    "float16": lambda w: [pack_float_blocks(w, np.float16)],
     "int8": _pack_int8,
     "int4": lambda w: _int4().pack_engine(_int4().quantize_rtn(w)),
 }
@@ -115,14 +133,11 @@ def pack_matrix(w: np.ndarray, fmt: str) -> list[np.ndarray]:
     return PACKERS[normalize_dtype(fmt)](w)
 
 
-def unpack_matrix(data: np.ndarray, scales: np.ndarray | None = None,
-                  shape: tuple | None = None) -> np.ndarray:
-    """float32 values of a packed matrix (what the kernels compute with); an int8 or int4
-    one (with scales) needs its [rows, cols] `shape`."""
-    if scales is not None and shape is None:
-        raise ValueError("unpack_matrix: an int8 or int4 matrix needs its [rows, cols] shape")
+def unpack_matrix(data: np.ndarray, scales: np.ndarray | None, shape: tuple) -> np.ndarray:
+    """float32 values of a packed matrix [rows, cols] = `shape` (what the kernels compute
+    with), from its data and, for int8 and int4, its scales."""
     if scales is not None and scales.dtype == np.float16:
         return _int4().unpack_engine(data, scales, *shape).dequantize()
     if scales is not None:
         return unpack_int8_blocks(data, *shape).astype(np.float32) * scales[:, None]
-    return np.asarray(data).astype(np.float32)
+    return unpack_float_blocks(data, *shape).astype(np.float32)

@@ -7,7 +7,8 @@ import paddle
 import pytest
 
 from fastergpt import Engine, FasterGPT
-from fastergpt.quantize import pack_int8_blocks, quantize_int8_rows, unpack_int8_blocks, unpack_matrix
+from fastergpt.quantize import (pack_float_blocks, pack_int8_blocks, quantize_int8_rows, unpack_float_blocks,
+                                 unpack_int8_blocks, unpack_matrix)
 from fastergpt.reference import generate
 from helpers import PROMPTS, padded_batch, tiny_config, tiny_model
 
@@ -78,6 +79,22 @@ def test_int8_quantizer_round_trip():
     err = np.abs(unpack_matrix(packed, scale, (7, 33)) - w)
     assert (err <= scale[:, None] / 2 + 1e-7).all()  # at most half a step per weight
     assert (unpack_matrix(packed, scale, (7, 33))[3] == 0).all()
+
+
+def test_float_block_layout_from_its_description():
+    """float32 / float16 blocks written from csrc/core/matrix.h's words, element by element."""
+    rng = np.random.RandomState(2)
+    N, K = 19, 5
+    w = rng.randn(N, K).astype(np.float32)
+    for dtype in (np.float32, np.float16):
+        packed = pack_float_blocks(w, dtype)
+        assert packed.dtype == dtype and packed.shape == (2, 16 * K)
+        for n in range(32):
+            for k in range(K):
+                want = dtype(w[n, k]) if n < N else 0
+                assert packed[n // 16, 16 * k + n % 16] == want
+        np.testing.assert_array_equal(unpack_float_blocks(packed, N, K), w.astype(dtype))
+        np.testing.assert_array_equal(unpack_matrix(packed, None, (N, K)), w.astype(dtype).astype(np.float32))
 
 
 def test_int8_block_layout_from_its_description():
@@ -162,19 +179,19 @@ def test_engine_save_and_load(tmp_path, dtype):
         Engine.load(tmp_path / "e")
 
 
-def test_int8_in_the_old_row_major_layout_is_refused_by_name(tmp_path):
-    """A saved engine from before the blocked int8 layout holds [rows, cols] int8 matrices:
-    loading it names the tensor and says to save again, instead of reading garbage."""
+@pytest.mark.parametrize("dtype", ["float32", "float16", "int8"])
+def test_matrix_in_the_old_row_major_layout_is_refused_by_name(tmp_path, dtype):
+    """A saved engine from before the blocked layouts holds [rows, cols] matrices: loading
+    it names the tensor and says to save again, instead of reading garbage."""
     from safetensors.numpy import load_file, save_file
 
-    engine = Engine.from_model(tiny_model(seed=2), "int8")
+    engine = Engine.from_model(tiny_model(seed=2), dtype)
     engine.save(tmp_path)
     tensors = load_file(str(tmp_path / "engine.safetensors"))
     name = "layers.0.qkv.weight"
-    scale = tensors["layers.0.qkv.scale"]
-    rows = scale.shape[0]
-    cols = tensors[name].shape[1] // 16
-    tensors[name] = unpack_int8_blocks(tensors[name], rows, cols)  # the old layout
+    rows, cols = 3 * tiny_config().n_embd, tiny_config().n_embd
+    unpack = unpack_int8_blocks if dtype == "int8" else unpack_float_blocks
+    tensors[name] = unpack(tensors[name], rows, cols)  # the old layout
     save_file(tensors, str(tmp_path / "engine.safetensors"))
     with pytest.raises(ValueError, match=rf"{name} has shape \[{rows}, {cols}\].*row-major layout "
                                          r"of an earlier fastergpt: export or save the model again"):

@@ -27,7 +27,7 @@ int64_t q4_group_size(int64_t cols, int64_t groups) {
 
 std::vector<int64_t> storage_shape(WeightFormat f, int64_t rows, int64_t cols) {
   switch (format_info(f).layout) {
-    case StorageLayout::kRows: return {rows, cols};
+    case StorageLayout::kFloatBlocks16: return {q4_blocks(rows), 16 * cols};
     case StorageLayout::kByteBlocks16: return {q4_blocks(rows), 16 * q8_padded_cols(cols)};
     case StorageLayout::kNibbleBlocks16: return {q4_blocks(rows), 8 * q4_padded_cols(cols)};
   }

@@ -1,9 +1,10 @@
 // Weight formats and the read-only view of a packed weight matrix.
 //
-// Linear layers store W as [N, K] (out rows, in columns): each output is the
-// dot product of one contiguous row with the input, which is what a
-// bandwidth-bound GEMV wants. Decoding at small batch reads every weight once
-// per token, so the format decides the speed. Each format is ONE row of
+// A linear layer's W is [N, K] (out rows, in columns), stored as its kernels read it:
+// in blocks of 16 output rows, a column (or 4 or 8 columns) of the 16 rows side by side,
+// so one vector load holds weights of 16 outputs, the sums accumulate in vector lanes
+// with no horizontal reduction per row, and W streams strictly in order. Decoding at
+// small batch reads every weight once per token, so the format decides the speed. Each format is ONE row of
 // kWeightFormats: how it is stored, its scales and how its kernels take their
 // activations; the per-ISA kernels of a format sit in the CPU kernel table
 // under the same index (csrc/cpu/simd_kernels.h), Python's pack/unpack in
@@ -43,7 +44,9 @@ enum class ActivationInput {
 
 // How a format lays out its matrix.
 enum class StorageLayout {
-  kRows,             // [N, K] elements, row-major
+  kFloatBlocks16,    // float32 / float16: [ceil(N/16), 16 * K] elements; per block of 16 rows,
+                     // column after column, element 16k + r = W[r, k] (fastergpt/quantize.py
+                     // writes it): output rows sit in vector lanes
   kByteBlocks16,     // int8: [ceil(N/16), 16 * Kp] bytes, Kp = K rounded up to 4; per block
                      // of 16 rows and step of 4 columns 64 bytes, byte 4r + c = q[r, 4s + c]
                      // (fastergpt/quantize.py writes it): output rows sit in vector lanes
@@ -70,9 +73,11 @@ struct WeightFormatInfo {
 
 constexpr WeightFormatInfo kWeightFormats[kNumWeightFormats] = {
     {WeightFormat::kF32, "float32", "fp32", ElementType::kF32, 32, ScaleLayout::kNone,
-     ActivationInput::kFloat, StorageLayout::kRows, WeightFormat::kF32, "float32 weights"},
+     ActivationInput::kFloat, StorageLayout::kFloatBlocks16, WeightFormat::kF32,
+     "float32 weights, 16 rows interleaved"},
     {WeightFormat::kF16, "float16", "fp16", ElementType::kF16, 16, ScaleLayout::kNone,
-     ActivationInput::kFloat, StorageLayout::kRows, WeightFormat::kF16, "IEEE half weights, converted in registers; fp32 accumulation"},
+     ActivationInput::kFloat, StorageLayout::kFloatBlocks16, WeightFormat::kF16,
+     "IEEE half weights, 16 rows interleaved, converted in registers; fp32 accumulation"},
     {WeightFormat::kI8, "int8", "", ElementType::kI8, 8, ScaleLayout::kPerRow,
      ActivationInput::kInt8Rows, StorageLayout::kByteBlocks16, WeightFormat::kI8,
      "symmetric int8 weights with a float32 scale per output row, 16 rows interleaved; int8 "

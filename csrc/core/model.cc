@@ -63,14 +63,13 @@ BoundWeights::BoundWeights(const std::vector<WeightSpec>& spec,
     FGPT_CHECK(v.data != nullptr, "weights: tensor ", spec[i].name, " is empty");
     FGPT_CHECK(v.dtype == spec[i].dtype, "weights: tensor ", spec[i].name, " has dtype ",
                element_name(v.dtype), ", expected ", element_name(spec[i].dtype));
-    // An int8 matrix stored [rows, cols] is the row-major layout fastergpt used before the
-    // blocked one: say so, rather than only that the shape is wrong.
-    const bool row_major_int8 = spec[i].matrix && spec[i].format == WeightFormat::kI8 &&
-                                v.shape == spec[i].matrix_shape;
+    // A matrix stored [rows, cols] is the row-major layout fastergpt used before the
+    // blocked ones (no format stores that shape now): say so, not only that it is wrong.
+    const bool row_major = spec[i].matrix && v.shape == spec[i].matrix_shape;
     FGPT_CHECK(shape_fits(v.shape, spec[i].shape), "weights: tensor ", spec[i].name,
                " has shape ", shape_str(v.shape), ", expected ", shape_str(spec[i].shape),
-               row_major_int8 ? " (int8 weights in the row-major layout of an earlier fastergpt: "
-                                "export or save the model again)" : "");
+               row_major ? " (weights in the row-major layout of an earlier fastergpt: "
+                           "export or save the model again)" : "");
     by_name_[spec[i].name] = &v;
     if (spec[i].matrix) matrices_[spec[i].name] = {spec[i].matrix_shape, spec[i].format};
   }

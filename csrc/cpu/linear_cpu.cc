@@ -46,7 +46,7 @@ void linear(Context& ctx, const float* x, int64_t M, const Matrix& W, const floa
     return;
   }
   pool.parallel_for(N, grain, [&](int64_t n0, int64_t n1) {
-    k.float_rows(x, M, W.data, W.scales, K, N, n0, n1, bias, epilogue, y);
+    k.float_rows(x, M, W, n0, n1, bias, epilogue, y);
   });
 }
 

@@ -20,19 +20,19 @@ static inline float gelu_tanh(float v) {
 
 static inline float gelu_erf(float v) { return 0.5f * v * (1.0f + std::erf(v * 0.7071067811865476f)); }
 
-// y[m, n] (op)= scale[n] * dot(x[m, :], W[n, :]) + bias[n] for n in [n_begin, n_end).
-using LinearRowsFn = void (*)(const float* x, int64_t M, const void* W, const float* scales,
-                              int64_t K, int64_t N, int64_t n_begin, int64_t n_end,
-                              const float* bias, Epilogue ep, float* y);
+// y[m, n] (op)= dot(x[m, :], W[n, :]) + bias[n] for n in [n_begin, n_end), n_begin a
+// multiple of the format's block of rows.
+using LinearRowsFn = void (*)(const float* x, int64_t M, const Matrix& W, int64_t n_begin,
+                              int64_t n_end, const float* bias, Epilogue ep, float* y);
 // out[cols] = row `row` of W as floats.
 using DequantizeRowFn = void (*)(const Matrix& W, int64_t row, float* out);
 
 #define FGPT_DECLARE_SIMD(ns)                                                           \
   namespace ns {                                                                        \
-  void linear_f32_rows(const float*, int64_t, const void*, const float*, int64_t, int64_t, \
-                       int64_t, int64_t, const float*, Epilogue, float*);               \
-  void linear_f16_rows(const float*, int64_t, const void*, const float*, int64_t, int64_t, \
-                       int64_t, int64_t, const float*, Epilogue, float*);               \
+  void linear_f32_rows(const float*, int64_t, const Matrix&, int64_t, int64_t,          \
+                       const float*, Epilogue, float*);                                 \
+  void linear_f16_rows(const float*, int64_t, const Matrix&, int64_t, int64_t,          \
+                       const float*, Epilogue, float*);                                 \
   void dequantize_f32_row(const Matrix&, int64_t, float*);                              \
   void dequantize_f16_row(const Matrix&, int64_t, float*);                              \
   void dequantize_i8_row(const Matrix&, int64_t, float*);                               \

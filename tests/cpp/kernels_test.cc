@@ -94,18 +94,28 @@ static void pack_int4(Packed& p, const std::vector<float>& w, int64_t N, int64_t
     }
 }
 
+// Element (n, k) of a float matrix in csrc/core/matrix.h's kFloatBlocks16 words: block
+// n / 16, column k, row n % 16 (written here independently of fastergpt/quantize.py).
+static size_t float_block_index(int64_t n, int64_t k, int64_t K) {
+  return size_t((n / 16) * 16 * K + k * 16 + n % 16);
+}
+
 static Packed pack(const std::vector<float>& w, int64_t N, int64_t K, WeightFormat f,
                    int64_t group_size = 32) {
-  Packed p{f, w, {}, w, {}, {}};
+  Packed p{f, {}, {}, w, {}, {}};
   if (f == WeightFormat::kI4) pack_int4(p, w, N, K, group_size);
-  if (f == WeightFormat::kF16) {
-    for (size_t i = 0; i < w.size(); ++i) {
-      const _Float16 h = static_cast<_Float16>(w[i]);
-      uint16_t bits;
-      std::memcpy(&bits, &h, 2);
-      p.f16.push_back(bits);
-      p.exact[i] = cpu::half_to_float(bits);
-    }
+  if (f == WeightFormat::kF32) {
+    p.f32.assign(q4_blocks(N) * 16 * K, 0.0f);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) p.f32[float_block_index(n, k, K)] = w[n * K + k];
+  } else if (f == WeightFormat::kF16) {
+    p.f16.assign(q4_blocks(N) * 16 * K, 0);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) {
+        const uint16_t bits = to_half(w[n * K + k]);
+        p.f16[float_block_index(n, k, K)] = bits;
+        p.exact[n * K + k] = cpu::half_to_float(bits);
+      }
   } else if (f == WeightFormat::kI8) {
     // Packed as csrc/core/matrix.h describes kByteBlocks16 (independently of
     // fastergpt/quantize.py): blocks of 16 rows, steps of 4 columns, byte 4r + c.
@@ -193,7 +203,8 @@ static void test_simd_paths() {
       const int64_t M = 3, N = 5;
       auto x = random_vec(M * n, rng), w = random_vec(N * n, rng);
       std::vector<float> out(M * N, 0.0f);
-      k->of(WeightFormat::kF32).float_rows(x.data(), M, w.data(), nullptr, n, N, 0, N, nullptr,
+      const Packed p = pack(w, N, n, WeightFormat::kF32);
+      k->of(WeightFormat::kF32).float_rows(x.data(), M, p.matrix(N, n), 0, N, nullptr,
                                            Epilogue::kStore, out.data());
       for (int64_t m = 0; m < M; ++m)
         for (int64_t j = 0; j < N; ++j) {
@@ -226,14 +237,46 @@ static void test_weight_formats() {
         }
         if (f == WeightFormat::kI8 || f == WeightFormat::kI4) continue;  // test_int8/int4_linear
         std::vector<float> y(M * N);
-        k->of(f).float_rows(x.data(), M, W.data, W.scales, K, N, 0, N, b.data(),
-                                            Epilogue::kStore, y.data());
+        k->of(f).float_rows(x.data(), M, W, 0, N, b.data(), Epilogue::kStore, y.data());
         for (int64_t m = 0; m < M; ++m)
           for (int64_t n = 0; n < N; ++n) {
             double r = b[n];
             for (int64_t i = 0; i < K; ++i) r += double(x[m * K + i]) * p.exact[n * K + i];
             CHECK_NEAR(y[m * N + n], r, 2e-5 * std::sqrt(double(K)));
           }
+      }
+    }
+  }
+}
+
+// float32 / float16 in 16-row blocks: every output is one FMA chain over k in order, so a
+// token row gives the same bits alone or inside any tile of rows, in any thread's share,
+// and on AVX2 as on AVX-512.
+static void test_float_blocks_are_bit_identical() {
+  std::mt19937 rng(9);
+  const int64_t shapes[][3] = {{1, 33, 70}, {3, 64, 16}, {9, 100, 130}, {37, 17, 33}, {70, 48, 50}};
+  for (WeightFormat f : {WeightFormat::kF32, WeightFormat::kF16}) {
+    for (const auto& s : shapes) {
+      const int64_t M = s[0], K = s[1], N = s[2];
+      auto x = random_vec(M * K, rng), w = random_vec(N * K, rng), b = random_vec(N, rng);
+      const Packed p = pack(w, N, K, f);
+      const Matrix W = p.matrix(N, K);
+      std::vector<float> first;
+      for (const char* isa : {"avx2", "avx512", "avx512vnni"}) {
+        const cpu::SimdKernels* k = cpu::simd_by_name(isa);
+        if (!k) continue;
+        std::vector<float> all(M * N), one(M * N), split(M * N);
+        k->of(f).float_rows(x.data(), M, W, 0, N, b.data(), Epilogue::kStore, all.data());
+        for (int64_t m = 0; m < M; ++m)
+          k->of(f).float_rows(x.data() + m * K, 1, W, 0, N, b.data(), Epilogue::kStore,
+                              one.data() + m * N);
+        const int64_t half = N > 16 ? 16 : N;
+        k->of(f).float_rows(x.data(), M, W, 0, half, b.data(), Epilogue::kStore, split.data());
+        if (half < N)
+          k->of(f).float_rows(x.data(), M, W, half, N, b.data(), Epilogue::kStore, split.data());
+        for (int64_t i = 0; i < M * N; ++i) CHECK(all[i] == one[i] && all[i] == split[i]);
+        if (first.empty()) first = all;
+        for (int64_t i = 0; i < M * N; ++i) CHECK(all[i] == first[i]);
       }
     }
   }
@@ -642,6 +685,7 @@ int main() {
   test_half_conversion();
   test_sum_exp();
   test_int8_linear();
+  test_float_blocks_are_bit_identical();
   test_int4_linear();
   test_weight_formats();
   TEST_MAIN_END();
