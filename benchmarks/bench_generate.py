@@ -5,8 +5,10 @@ shape of about GPT-2-small size with grouped-query attention: --arch llama).
 Engines (each in its own process, see benchmarks/engines/): fastergpt through the
 Paddle op and through the NumPy module in float32 / float16 / int8; the reference
 Paddle dygraph generate(); and, when installed, HF transformers on torch,
-CTranslate2 (float32, int8) and ONNX Runtime (float32, int8 dynamic
-quantization), all converted from the same checkpoint. The end token is
+CTranslate2 (float32, int8), ONNX Runtime (float32, int8 dynamic
+quantization) and llama.cpp through llama-cpp-python (float32, float16, and q8_0 in the
+int8 rows; batch 1 only, as its API runs one sequence at a time), all converted from the
+same checkpoint. The end token is
 disabled, so every engine makes exactly --new-tokens tokens per row.
 
 Prints tokens/s, time to first token and peak resident memory per engine, the
@@ -47,10 +49,15 @@ RUNS = [  # (engine key, dtype)
     ("reference", "float32"), ("hf-torch", "float32"),
     ("ctranslate2", "float32"), ("ctranslate2", "int8"),
     ("onnxruntime", "float32"), ("onnxruntime", "int8"),
+    ("llama-cpp", "float32"), ("llama-cpp", "float16"), ("llama-cpp", "int8"),
 ]
 # Engines with beam search (--num-beams > 1).
 BEAM_ENGINES = {"fastergpt-paddle", "fastergpt-numpy", "hf-torch", "ctranslate2"}
-OPTIONAL = {"hf-torch": "transformers", "ctranslate2": "ctranslate2", "onnxruntime": "onnxruntime"}
+OPTIONAL = {"hf-torch": "transformers", "ctranslate2": "ctranslate2", "onnxruntime": "onnxruntime",
+            "llama-cpp": "llama_cpp"}
+# llama-cpp-python's API runs one sequence at a time (llama.cpp batches only in its own
+# server): its rows would be sequential throughput, not a batch, so it runs at batch 1.
+BATCH1_ENGINES = {"llama-cpp"}
 
 
 def installed(key: str) -> bool:
@@ -187,6 +194,8 @@ def main() -> None:
             for key, dtype in runs:
                 if key == "reference" and batch > 1 and top_k:
                     continue  # the slowest engine: greedy suffices for its ratio
+                if key in BATCH1_ENGINES and batch > 1:
+                    continue
                 t0 = time.time()
                 r = run_one(key, dtype, work, args, batch, top_k)
                 if r is None:

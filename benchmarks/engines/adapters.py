@@ -136,6 +136,33 @@ class OnnxRuntime:
         return self.model.generate(ids, new_tokens, top_k)
 
 
+class LlamaCpp:
+    """llama.cpp through llama-cpp-python, on a GGUF of the same weights (float32, float16,
+    or q8_0 for int8; engines/llama_cpp_gguf.py). One sequence at a time (its API has no
+    batch); greedy is its temperature-0 sampler, top-k its own top-k sampler."""
+    name = "llama.cpp (llama-cpp-python)"
+
+    def __init__(self, work_dir, dtype, threads):
+        from llama_cpp import Llama
+
+        self.llm = Llama(model_path=os.path.join(work_dir, f"gguf_{dtype}", "model.gguf"),
+                         n_ctx=1024, n_batch=512, n_threads=threads, n_threads_batch=threads,
+                         verbose=False)
+
+    def generate(self, ids, new_tokens, top_k, beams=1):
+        _no_beams(beams, self.name)
+        rows = []
+        for row in ids:
+            tokens = []
+            sampling = dict(top_k=top_k, temp=1.0, seed=1) if top_k else dict(top_k=1, temp=0.0)
+            for t in self.llm.generate(row.tolist(), reset=True, **sampling):
+                tokens.append(t)
+                if len(tokens) == new_tokens:
+                    break
+            rows.append(tokens)
+        return np.array(rows, dtype=np.int64)
+
+
 ENGINES = {
     "fastergpt-paddle": FasterGPTPaddle,
     "fastergpt-numpy": FasterGPTNumPy,
@@ -143,4 +170,5 @@ ENGINES = {
     "hf-torch": HFTorch,
     "ctranslate2": CTranslate2,
     "onnxruntime": OnnxRuntime,
+    "llama-cpp": LlamaCpp,
 }

@@ -1,7 +1,7 @@
 """Writes one random-weight checkpoint (GPT-2, or LLaMA with arch="llama") and every engine's converted copy of
 it into a work directory, so all engines run the same weights:
 hf/ (HF layout + a GPT-2-shaped byte-level tokenizer), fastergpt_<dtype>/
-(packed for the NumPy module), ct2_<dtype>/, onnx_<dtype>/."""
+(packed for the NumPy module), ct2_<dtype>/, onnx_<dtype>/, gguf_<dtype>/ (llama.cpp)."""
 from __future__ import annotations
 
 import json
@@ -83,6 +83,16 @@ def prepare(work: str, layers: int, hidden: int, heads: int, vocab: int, engines
             if not os.path.exists(os.path.join(out, "model.bin")):
                 ctranslate2.converters.TransformersConverter(hf_dir).convert(out, quantization=dtype, force=True)
                 log(f"converted CTranslate2 {dtype}")
+    if "llama-cpp" in engines:
+        from engines.llama_cpp_gguf import write_gguf
+
+        for dtype in ("float32", "float16", "int8"):
+            out = os.path.join(work, f"gguf_{dtype}", "model.gguf")
+            if not os.path.exists(out):
+                os.makedirs(os.path.dirname(out), exist_ok=True)
+                write_gguf(hf_dir, out + ".partial", dtype)
+                os.replace(out + ".partial", out)
+                log(f"wrote GGUF {dtype} for llama.cpp")
     if "onnxruntime" in engines:
         import transformers
 
