@@ -20,6 +20,7 @@
 #include "../csrc/core/context.h"
 #include "../csrc/core/kernels.h"
 #include "../csrc/core/logits_processor.h"
+#include "../csrc/cpu/simd_kernels.h"
 
 using namespace fastergpt;
 using Clock = std::chrono::steady_clock;
@@ -143,6 +144,21 @@ int main(int argc, char** argv) {
                   fmt.name, s.name, threads, per * 1e3, bytes / per / 1e9,
                   2.0 * s.M * s.N * s.K / per / 1e9);
     }
+  }
+  // int8 activations: the per-row quantisation every int8 / int4 linear runs first.
+  {
+    const int64_t M = 256, K = 768;
+    std::vector<float> x(M * K);
+    for (auto& v : x) v = d(rng);
+    std::vector<int8_t> xs(M * K);
+    std::vector<float> sx(M);
+    const auto& simd = cpu::simd();
+    const int n = 200;
+    const auto t0 = Clock::now();
+    for (int i = 0; i < n; ++i) simd.quantize_rows(x.data(), M, K, xs.data(), sx.data());
+    const double per = std::chrono::duration<double>(Clock::now() - t0).count() / n;
+    std::printf("quantize_rows M=%lld K=%lld: %.1f us (%.2f GB/s of activations)\n", (long long)M,
+                (long long)K, per * 1e6, M * K * 4.0 / per / 1e9);
   }
   // Sampling cost over a GPT-2 vocabulary.
   std::vector<float> logits(50257);
