@@ -153,6 +153,9 @@ class LlamaCpp:
         _no_beams(beams, self.name)
         rows = []
         for row in ids:
+            # generate() keeps the KV cache of the longest prefix shared with the last call;
+            # reset() first, so every call runs its prompt pass as the other engines do.
+            self.llm.reset()
             tokens = []
             sampling = dict(top_k=top_k, temp=1.0, seed=1) if top_k else dict(top_k=1, temp=0.0)
             for t in self.llm.generate(row.tolist(), reset=True, **sampling):
