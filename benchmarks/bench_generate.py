@@ -6,8 +6,8 @@ Engines (each in its own process, see benchmarks/engines/): fastergpt through th
 Paddle op and through the NumPy module in float32 / float16 / int8; the reference
 Paddle dygraph generate(); and, when installed, HF transformers on torch,
 CTranslate2 (float32, int8), ONNX Runtime (float32, int8 dynamic
-quantization) and llama.cpp through llama-cpp-python (float32, float16, and q8_0 in the
-int8 rows; batch 1 only, as its API runs one sequence at a time), all converted from the
+quantization) and llama.cpp through llama-cpp-python (float32, float16, q8_0 in the
+int8 rows and q4_0 in the int4 rows; batch 1 only, as its API runs one sequence at a time), all converted from the
 same checkpoint. The end token is
 disabled, so every engine makes exactly --new-tokens tokens per row.
 
@@ -49,7 +49,7 @@ RUNS = [  # (engine key, dtype)
     ("reference", "float32"), ("hf-torch", "float32"),
     ("ctranslate2", "float32"), ("ctranslate2", "int8"),
     ("onnxruntime", "float32"), ("onnxruntime", "int8"),
-    ("llama-cpp", "float32"), ("llama-cpp", "float16"), ("llama-cpp", "int8"),
+    ("llama-cpp", "float32"), ("llama-cpp", "float16"), ("llama-cpp", "int8"), ("llama-cpp", "int4"),
 ]
 # Engines with beam search (--num-beams > 1).
 BEAM_ENGINES = {"fastergpt-paddle", "fastergpt-numpy", "hf-torch", "ctranslate2"}
@@ -223,7 +223,7 @@ def main() -> None:
                         r["rss_vs_same_dtype"] = {o["engine"]: r["peak_rss_mb"] / o["peak_rss_mb"] for o in same}
                     if ref:
                         r["vs_reference"] = r["tokens_per_s"] / ref[0]["tokens_per_s"]
-                    if r["dtype"] == "int4":  # no other engine here runs int4: against int8
+                    if r["dtype"] == "int4":  # also against int8 (its own and CTranslate2's)
                         for o in group:
                             if o["dtype"] == "int8" and o["key"] in (r["key"], "ctranslate2"):
                                 r.setdefault("vs_int8", {})[o["engine"]] = r["tokens_per_s"] / o["tokens_per_s"]

@@ -138,7 +138,7 @@ class OnnxRuntime:
 
 class LlamaCpp:
     """llama.cpp through llama-cpp-python, on a GGUF of the same weights (float32, float16,
-    or q8_0 for int8; engines/llama_cpp_gguf.py). One sequence at a time (its API has no
+    q8_0 for int8, q4_0 for int4; engines/llama_cpp_gguf.py). One sequence at a time (its API has no
     batch); greedy is its temperature-0 sampler, top-k its own top-k sampler."""
     name = "llama.cpp (llama-cpp-python)"
 

@@ -16,9 +16,11 @@ import os
 
 import numpy as np
 
-# llama.cpp's dtype names for the benchmark's: int8 is q8_0 (blocks of 32, one float16
-# scale each), the format llama.cpp users run for 8 bits.
-GGUF_TYPES = {"float32": "F32", "float16": "F16", "int8": "Q8_0"}
+# llama.cpp's dtype names for the benchmark's: int8 is q8_0 and int4 q4_0 (blocks of 32,
+# one float16 scale each), the formats llama.cpp users run for 8 and 4 bits. With q4_0 the
+# token table (GPT-2's tied head) stays q8_0, as fastergpt's int4 keeps it int8 (and
+# llama.cpp's quantizer keeps the output matrix above 4 bits).
+GGUF_TYPES = {"float32": "F32", "float16": "F16", "int8": "Q8_0", "int4": "Q4_0"}
 
 
 def _matrix_names(layer: int) -> dict:
@@ -33,6 +35,7 @@ def write_gguf(hf_dir: str, out_path: str, dtype: str) -> None:
     from safetensors.numpy import load_file
 
     qtype = getattr(gguf.GGMLQuantizationType, GGUF_TYPES[dtype])
+    vocab_qtype = gguf.GGMLQuantizationType.Q8_0 if dtype == "int4" else qtype
     with open(os.path.join(hf_dir, "config.json")) as f:
         cfg = json.load(f)
     with open(os.path.join(hf_dir, "vocab.json")) as f:
@@ -47,7 +50,8 @@ def write_gguf(hf_dir: str, out_path: str, dtype: str) -> None:
     w.add_feed_forward_length(cfg.get("n_inner") or 4 * D)
     w.add_head_count(cfg["n_head"])
     w.add_layer_norm_eps(cfg["layer_norm_epsilon"])
-    w.add_file_type({"float32": 0, "float16": 1, "int8": 7}[dtype])  # llama_ftype ALL_F32 / MOSTLY_F16 / MOSTLY_Q8_0
+    # llama_ftype ALL_F32 / MOSTLY_F16 / MOSTLY_Q8_0 / MOSTLY_Q4_0
+    w.add_file_type({"float32": 0, "float16": 1, "int8": 7, "int4": 2}[dtype])
     tokens = sorted(vocab, key=vocab.get)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("gpt-2")
@@ -59,19 +63,19 @@ def write_gguf(hf_dir: str, out_path: str, dtype: str) -> None:
     w.add_bos_token_id(cfg["bos_token_id"])
     w.add_eos_token_id(cfg["eos_token_id"])
 
-    def matrix(name, a):  # [out, in] float32 -> the file's type
+    def matrix(name, a, qt=qtype):  # [out, in] float32 -> the file's type
         a = np.ascontiguousarray(a, dtype=np.float32)
         if dtype == "float32":
             w.add_tensor(name, a)
         elif dtype == "float16":
             w.add_tensor(name, a.astype(np.float16))
         else:
-            w.add_tensor(name, gguf.quants.quantize(a, qtype), raw_dtype=qtype)  # shape from its bytes
+            w.add_tensor(name, gguf.quants.quantize(a, qt), raw_dtype=qt)  # shape from its bytes
 
     def vector(name, a):
         w.add_tensor(name, np.ascontiguousarray(a, dtype=np.float32))
 
-    matrix("token_embd.weight", state["transformer.wte.weight"])
+    matrix("token_embd.weight", state["transformer.wte.weight"], vocab_qtype)
     vector("position_embd.weight", state["transformer.wpe.weight"])  # a table, kept float32
     for layer in range(L):
         h, b = f"transformer.h.{layer}.", f"blk.{layer}."

@@ -86,7 +86,7 @@ def prepare(work: str, layers: int, hidden: int, heads: int, vocab: int, engines
     if "llama-cpp" in engines:
         from engines.llama_cpp_gguf import write_gguf
 
-        for dtype in ("float32", "float16", "int8"):
+        for dtype in ("float32", "float16", "int8", "int4"):
             out = os.path.join(work, f"gguf_{dtype}", "model.gguf")
             if not os.path.exists(out):
                 os.makedirs(os.path.dirname(out), exist_ok=True)
