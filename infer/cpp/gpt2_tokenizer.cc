@@ -251,6 +251,8 @@ Gpt2Tokenizer Gpt2Tokenizer::from_tokenizer_json(const std::string& path) {
   if (t.has("added_tokens"))
     for (const JsonValue& a : t.at("added_tokens").array) {
       if (!a.is_object() || !a.has("content") || !a.has("id")) continue;
+      if (a.at("content").kind != JsonValue::Kind::kString || a.at("content").string.empty())
+        throw std::runtime_error(path + ": an added token's content must be a non-empty string");
       entries.emplace_back(a.at("content").string, a.at("id").number);
       if (a.has("special") && a.at("special").boolean) specials.push_back(a.at("content").string);
     }
@@ -286,6 +288,8 @@ void Gpt2Tokenizer::init(const std::vector<std::pair<std::string, double>>& voca
     id_to_token_[id] = kv.first;
   }
   for (const std::string& t : specials) {
+    // An empty special token would match at every position of every text.
+    if (t.empty()) throw std::runtime_error(source + ": a special token is empty");
     is_special_.insert(token_to_id_.at(t));
     specials_.push_back(t);
   }
