@@ -78,8 +78,30 @@ def _settings(body, scheduler: Scheduler, prompt_len: int) -> tuple:
     return settings, n, stop
 
 
-def create_app(scheduler: Scheduler, model_name: str, chat_template: Optional[str] = None):
+class ReplicaHeader:
+    """Pure ASGI middleware (it leaves streaming and disconnects alone): every response
+    says which replica made it, in `x-fastergpt-replica`, so a client behind a load
+    balancer, and the replica tests, can tell the replicas apart."""
+
+    def __init__(self, app, replica: str):
+        self.app, self.header = app, (b"x-fastergpt-replica", replica.encode())
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_tagged(message):
+            if message["type"] == "http.response.start":
+                message = dict(message, headers=[*message.get("headers", []), self.header])
+            await send(message)
+
+        await self.app(scope, receive, send_tagged)
+
+
+def create_app(scheduler: Scheduler, model_name: str, chat_template: Optional[str] = None,
+               replica: str = "0"):
     app = FastAPI(title="fastergpt")
+    app.add_middleware(ReplicaHeader, replica=replica)
     tok = scheduler.tokenizer
 
     def error(message, param=None, status=400, kind="invalid_request_error"):

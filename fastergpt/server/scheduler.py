@@ -121,6 +121,11 @@ class Scheduler:
     def running(self) -> int:
         return len(self._rows)
 
+    def alive(self) -> bool:
+        """Whether the loop thread runs (it catches every error of a step, so this turns
+        False only if the thread itself was lost)."""
+        return self._thread.is_alive() and not self._stop.is_set()
+
     def close(self) -> None:
         self._stop.set()
         self._wake.set()

@@ -1,0 +1,76 @@
+"""One server replica, built from its options: the engine, its tokenizer, the
+continuous-batching scheduler and the OpenAI-compatible app over them.
+
+`fastergpt serve` runs one Service in its own process (uvicorn); `fastergpt serve
+--replicas N` runs one per Ray Serve replica (fastergpt.server.ray_serve). Both build
+it here, so there is one HTTP layer and one way to read the options.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+
+@dataclass
+class ServerOptions:
+    """What one replica serves and how (the `fastergpt serve` flags of the same names)."""
+    model_name_or_path: str = "default"
+    inference_model_dir: Optional[str] = None
+    dtype: Optional[str] = None
+    max_batch: int = 8
+    max_queue: int = 64
+    max_positions: Optional[int] = None
+    threads: int = 0            # engine threads of this replica (0 = all cores)
+    model_name: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def replica_id() -> str:
+    """What the `x-fastergpt-replica` response header says: this process, on this host."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+class Service:
+    """Builds everything a replica runs; raises ValueError, OSError or RuntimeError with
+    the reason when the model cannot be loaded."""
+
+    def __init__(self, options: ServerOptions):
+        from fastergpt.engine import Engine
+        from fastergpt.pretrained import resolve_model_path
+        from fastergpt.server.app import create_app
+        from fastergpt.server.scheduler import Scheduler
+        from fastergpt.tokenizer import Tokenizer
+
+        self.options = options
+        path = resolve_model_path(options.inference_model_dir or options.model_name_or_path)
+        engine = Engine.from_pretrained(path, dtype=options.dtype)
+        tokenizer = Tokenizer.from_dir(path)
+        self.scheduler = Scheduler(engine, tokenizer, options.max_batch, options.max_queue,
+                                   options.max_positions, options.threads)
+        default = options.model_name_or_path in (None, "", "default") and not options.inference_model_dir
+        self.model_name = options.model_name or ("default" if default else str(path))
+        self.app = create_app(self.scheduler, self.model_name, chat_template_of(path), replica_id())
+
+    def alive(self) -> bool:
+        """False once the scheduler's loop thread has died (the health check's answer)."""
+        return self.scheduler.alive()
+
+    def close(self) -> None:
+        self.scheduler.close()
+
+
+def chat_template_of(path) -> Optional[str]:
+    """The chat template in the model directory's tokenizer_config.json, if any."""
+    config = path / "tokenizer_config.json"
+    if not config.is_file():
+        return None
+    try:
+        template = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
+    except (ValueError, AttributeError):
+        return None
+    return template if isinstance(template, str) else None
