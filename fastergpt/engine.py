@@ -28,14 +28,19 @@ class Engine:
     weight format ("float32", "float16" or "int8"), or with `from_pretrained`."""
 
     def __init__(self, config: GPTConfig, state_dict: Optional[dict] = None,
-                 dtype: str = "float32", *, packed: Optional[list] = None, tokenizer=None):
+                 dtype: str = "float32", *, packed: Optional[list] = None, tokenizer=None,
+                 all_reduce=None, rank: int = 0, size: int = 1):
+        """`all_reduce`, `rank`, `size`: this engine is shard `rank` of `size` of a
+        tensor-parallel model (its config and weights the shard's; build it with
+        fastergpt.tensor_parallel.shard_engine)."""
         self.config = config.validate()
         self.weight_format = normalize_dtype(dtype)
         if packed is None:
             packed = pack_weights(config, state_dict, self.weight_format)
         self._packed = packed  # the engine reads these arrays in place
         self._engine = engine_module().Engine(
-            config.architecture_string(), self.weight_format, [a for _, a in packed])
+            config.architecture_string(), self.weight_format, [a for _, a in packed],
+            all_reduce=all_reduce, rank=rank, size=size)
         self.set_tokenizer(tokenizer)
 
     def set_tokenizer(self, tokenizer) -> None:

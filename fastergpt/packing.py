@@ -48,10 +48,24 @@ def pack_weights(config: GPTConfig, state: dict, dtype: str = "float32") -> list
     followed by its scales where the format has them, as the spec orders them);
     names a missing or mis-shaped tensor in a ValueError."""
     fmt = normalize_dtype(dtype)
+    tensors, quantized = engine_tensors(config, state, fmt)
+    return pack_engine_tensors(config, tensors, fmt, quantized)
+
+
+def engine_tensors(config: GPTConfig, state: dict, fmt: str) -> tuple[dict, dict]:
+    """(engine name -> float32 array, engine name -> QuantizedMatrix kept in 4 bits) from
+    a state dict with the family's names (see _engine_tensors)."""
     try:
-        tensors, quantized = _engine_tensors(config, state, fmt)
+        return _engine_tensors(config, state, fmt)
     except KeyError as e:
         raise ValueError(f"weights: tensor {e} is missing") from None
+
+
+def pack_engine_tensors(config: GPTConfig, tensors: dict, fmt: str,
+                        quantized: dict = None) -> list[tuple[str, np.ndarray]]:
+    """pack_weights' second half: engine-named float32 tensors (and 4-bit matrices kept
+    as a checkpoint had them) into the engine's packed list for `config`."""
+    quantized = quantized or {}
     spec = weight_spec(config, fmt)
     packed = []
     for entry in spec:

@@ -24,6 +24,10 @@ void Activations::reserve(int64_t M, const ModelConfig& c) {
   grow(gated, c.gated_mlp ? M * c.inner_size : 0);
 }
 
+void Activations::reserve_partial(int64_t M, const ModelConfig& c) {
+  grow(partial, M * c.hidden_size);
+}
+
 void Activations::reserve_logits(int64_t rows, const ModelConfig& c) {
   grow(logits, rows * c.vocab_size);
 }
@@ -52,7 +56,8 @@ void Context::trim(int64_t keep_bytes) {
   };
   const Activations& a = act_;
   const int64_t held = cache_.bytes() + bytes(a.x) + bytes(a.h) + bytes(a.h2) + bytes(a.qkv) +
-                       bytes(a.attn) + bytes(a.mlp) + bytes(a.gated) + bytes(a.logits);
+                       bytes(a.attn) + bytes(a.mlp) + bytes(a.gated) + bytes(a.logits) +
+                       bytes(a.partial);
   if (held > keep_bytes) {
     cache_.release();
     act_.release();

@@ -21,8 +21,10 @@ namespace fastergpt {
 // next-token logits of the rows being decoded [rows, V].
 struct Activations {
   std::vector<float> x, h, h2, qkv, attn, mlp, gated, logits;
-  void reserve(int64_t M, const ModelConfig& c);  // all but the logits
+  std::vector<float> partial;  // [M, D]: a tensor-parallel shard's sublayer output
+  void reserve(int64_t M, const ModelConfig& c);  // all but the logits and partial
   void reserve_logits(int64_t rows, const ModelConfig& c);
+  void reserve_partial(int64_t M, const ModelConfig& c);
   void release();  // gives the memory back
 };
 

@@ -89,7 +89,18 @@ void pack_prompt(const GenerationInput& in, int64_t b, int64_t n, int64_t row,
 
 }  // namespace
 
+namespace {
+// The shards of a tensor-parallel model run every step together: nothing that one of
+// them could decide alone (a clock) may end a row.
+void check_lockstep(const Model& model, const GenerationOptions& o) {
+  FGPT_CHECK(!model.collective() || o.max_time == 0.0, "max_time: a tensor-parallel shard ",
+             "cannot stop on its own clock (the other shards would wait for it); use ",
+             "max_new_tokens");
+}
+}  // namespace
+
 std::vector<int64_t> Generator::check(const GenerationInput& in) const {
+  check_lockstep(model_, o_);
   std::vector<int64_t> real_lengths;
   check_input(c_, in, o_, o_.max_new_tokens, &real_lengths);
   return real_lengths;
@@ -302,6 +313,7 @@ void Generator::join(BatchState& s, const std::vector<JoinRequest>& joins) {
     for (size_t e = 0; e < k; ++e)
       FGPT_CHECK(joins[e].row != j.row, "join: row ", j.row, " is given twice");
     const GenerationOptions& o = *j.options;
+    check_lockstep(model_, o);
     FGPT_CHECK(o.num_return_sequences == 1, "join: num_return_sequences must be 1 (join each ",
                "copy with its own rng_row), got ", o.num_return_sequences);
     FGPT_CHECK(j.rng_row >= 0, "join: rng_row must be >= 0, got ", j.rng_row);

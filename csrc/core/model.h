@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "collective.h"
 #include "context.h"
 #include "matrix.h"
 #include "model_config.h"
@@ -52,9 +53,16 @@ class Model {
   // (rows are moved to the front of act.x first).
   virtual void logits(Context& ctx, const int64_t* token_rows, int64_t n) const = 0;
 
+  // Tensor parallelism: this model is one shard (its config counts the shard's heads
+  // and MLP width) and sums its sublayers' outputs over `collective`'s processes.
+  // Null (the default): the whole model in this process.
+  void set_collective(std::shared_ptr<Collective> collective) { collective_ = std::move(collective); }
+  Collective* collective() const { return collective_.get(); }
+
  protected:
   explicit Model(const ModelConfig& c) : config_(c) {}
   ModelConfig config_;
+  std::shared_ptr<Collective> collective_;
 };
 
 // Every tensor the engine needs for `config` in weight format `format`.

@@ -76,10 +76,44 @@ fastergpt::ElementType element_type(const py::array& a, size_t i) {
   fastergpt::fail("weights[", i, "]: dtype must be float32, float16 or int8");
 }
 
+// Tensor parallelism's all-reduce through a Python callable (e.g. torch.distributed's
+// all_reduce over gloo): `all_reduce(array)` must sum the float32 array in place over the
+// shards. Called on the thread running the engine, with the GIL taken for the call; a
+// Python error becomes a RuntimeError of the engine call (the shards are then out of step).
+class PyCollective final : public fastergpt::Collective {
+ public:
+  PyCollective(py::function all_reduce, int rank, int size)
+      : all_reduce_(std::move(all_reduce)), rank_(rank), size_(size) {
+    FGPT_CHECK(size >= 1 && rank >= 0 && rank < size, "tensor_parallel: rank must be in [0, size), got rank ",
+               rank, " of size ", size);
+  }
+  ~PyCollective() override {
+    py::gil_scoped_acquire gil;
+    all_reduce_ = py::function();
+  }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void all_reduce_sum(float* data, int64_t n) override {
+    py::gil_scoped_acquire gil;
+    try {
+      // A view of the engine's buffer (no copy); the capsule owns nothing.
+      py::array_t<float> view({n}, {static_cast<py::ssize_t>(sizeof(float))}, data,
+                              py::capsule(data, [](void*) {}));
+      all_reduce_(view);
+    } catch (py::error_already_set& e) {
+      throw std::runtime_error(std::string("tensor_parallel: all_reduce failed: ") + e.what());
+    }
+  }
+
+ private:
+  py::function all_reduce_;
+  int rank_, size_;
+};
+
 class Engine {
  public:
   Engine(const std::string& architecture, const std::string& weight_format,
-         const std::vector<py::array>& weights)
+         const std::vector<py::array>& weights, const py::object& all_reduce, int rank, int size)
       : arrays_(weights) {
     const fastergpt::WeightFormat format = fastergpt::parse_weight_format(weight_format);
     for (size_t i = 0; i < arrays_.size(); ++i) {
@@ -89,6 +123,8 @@ class Engine {
                         element_type(a, i)});
     }
     model_ = fastergpt::make_model(fastergpt::parse_architecture(architecture), format, views_);
+    if (!all_reduce.is_none())
+      model_->set_collective(std::make_shared<PyCollective>(all_reduce.cast<py::function>(), rank, size));
   }
 
   py::dict generate(const IdArray& input_ids, const py::object& attention_mask,
@@ -389,8 +425,12 @@ PYBIND11_MODULE(_engine, m) {
       py::arg("megabytes") = 1024, py::arg("num_threads") = 0, py::arg("repeats") = 5,
       "Read bandwidth of this machine in GB/s, read as the kernels read weights.");
   py::class_<Engine>(m, "Engine")
-      .def(py::init<const std::string&, const std::string&, const std::vector<py::array>&>(),
-           py::arg("architecture"), py::arg("weight_format"), py::arg("weights"))
+      .def(py::init<const std::string&, const std::string&, const std::vector<py::array>&,
+                    const py::object&, int, int>(),
+           py::arg("architecture"), py::arg("weight_format"), py::arg("weights"),
+           py::arg("all_reduce") = py::none(), py::arg("rank") = 0, py::arg("size") = 1,
+           "The model over `weights` (packed, kept alive, read in place). With `all_reduce`, a "
+           "shard `rank` of `size` of a tensor-parallel model (fastergpt.tensor_parallel).")
       .def("generate", &Engine::generate, py::arg("input_ids"),
            py::arg("attention_mask") = py::none(), py::arg("settings") = SettingValues(),
            py::arg("return_logprobs") = false, py::arg("end_token_ids") = std::vector<int64_t>(),

@@ -177,6 +177,7 @@ class Decoder final : public Model {
     const Backend& k = ctx.backend();
     Activations& a = ctx.activations();
     a.reserve(M, c);
+    if (collective_) a.reserve_partial(M, c);
     float* x = a.x.data();
     if (project_in_.data) {  // embed at width E, project to D
       k.embed(ctx, token_embedding_, nullptr, tokens, slots, M, a.h.data());
@@ -227,9 +228,9 @@ class Decoder final : public Model {
     }
   }
 
-  // x += attention(in).
+  // x += attention(in) (on a shard: see project_out).
   void attention(Context& ctx, const LayerWeights& lw, int64_t l, const float* in,
-                 const TokenSlot* slots, int64_t M) const {
+                 const TokenSlot* slots, int64_t M, bool first) const {
     const ModelConfig& c = config_;
     const Backend& k = ctx.backend();
     Activations& a = ctx.activations();
@@ -237,23 +238,50 @@ class Decoder final : public Model {
     if (c.positions == Positions::kRotary)
       k.rotary(ctx, a.qkv.data(), slots, M, c.num_heads, c.kv_heads(), c.head_dim(), rotary_);
     k.attention(ctx, ctx.kv_cache(), l, c.num_heads, a.qkv.data(), slots, M, a.attn.data());
-    k.linear(ctx, a.attn.data(), M, lw.attn_out, lw.attn_out_bias, Epilogue::kAccumulate,
-             a.x.data());
+    project_out(ctx, a.attn.data(), M, lw.attn_out, lw.attn_out_bias, first);
   }
 
-  // x += mlp(in).
-  void mlp(Context& ctx, const LayerWeights& lw, const float* in, int64_t M) const {
+  // x += mlp(in) (on a shard: see project_out).
+  void mlp(Context& ctx, const LayerWeights& lw, const float* in, int64_t M, bool first) const {
     const ModelConfig& c = config_;
     const Backend& k = ctx.backend();
     Activations& a = ctx.activations();
     if (c.gated_mlp) {
       k.linear(ctx, in, M, lw.fc, lw.fc_bias, Epilogue::kStore, a.mlp.data());
       k.glu(ctx, a.mlp.data(), M, c.inner_size, c.activation, a.gated.data());
-      k.linear(ctx, a.gated.data(), M, lw.proj, lw.proj_bias, Epilogue::kAccumulate, a.x.data());
+      project_out(ctx, a.gated.data(), M, lw.proj, lw.proj_bias, first);
     } else {
       k.linear(ctx, in, M, lw.fc, lw.fc_bias, activation_epilogue(c.activation), a.mlp.data());
-      k.linear(ctx, a.mlp.data(), M, lw.proj, lw.proj_bias, Epilogue::kAccumulate, a.x.data());
+      project_out(ctx, a.mlp.data(), M, lw.proj, lw.proj_bias, first);
     }
+  }
+
+  // A sublayer's output projection y = in W^T + b, added to the residual stream x.
+  // A tensor-parallel shard holds its heads' (its MLP columns') share of W's inputs, so
+  // its y is a partial sum: it goes to act.partial (the bias on rank 0 only, so that it
+  // is added once; `first`: the first sublayer since the last reduce_into_x), and
+  // reduce_into_x adds the sum over the shards to x.
+  void project_out(Context& ctx, const float* in, int64_t M, const Matrix& W, const float* bias,
+                   bool first) const {
+    Activations& a = ctx.activations();
+    if (!collective_) {
+      ctx.backend().linear(ctx, in, M, W, bias, Epilogue::kAccumulate, a.x.data());
+      return;
+    }
+    ctx.backend().linear(ctx, in, M, W, collective_->rank() == 0 ? bias : nullptr,
+                         first ? Epilogue::kStore : Epilogue::kAccumulate, a.partial.data());
+  }
+
+  // x += the sum over the shards of act.partial: one all-reduce per sublayer (per
+  // block with a parallel residual, whose two sublayers share it).
+  void reduce_into_x(Context& ctx, int64_t M) const {
+    if (!collective_) return;
+    Activations& a = ctx.activations();
+    const int64_t n = M * config_.hidden_size;
+    float* p = a.partial.data();
+    collective_->all_reduce_sum(p, n);
+    float* x = a.x.data();
+    for (int64_t i = 0; i < n; ++i) x[i] += p[i];
   }
 
   void block(Context& ctx, const LayerWeights& lw, int64_t l, const TokenSlot* slots,
@@ -265,27 +293,33 @@ class Decoder final : public Model {
     switch (config_.residual) {
       case Residual::kSequential:
         norm(ctx, x, M, lw.ln1_gamma, lw.ln1_beta, h);
-        attention(ctx, lw, l, h, slots, M);
+        attention(ctx, lw, l, h, slots, M, true);
+        reduce_into_x(ctx, M);
         norm(ctx, x, M, lw.ln2_gamma, lw.ln2_beta, h);
-        mlp(ctx, lw, h, M);
+        mlp(ctx, lw, h, M, true);
+        reduce_into_x(ctx, M);
         break;
       case Residual::kParallel:  // one norm feeds both; both add to the old x
         norm(ctx, x, M, lw.ln1_gamma, lw.ln1_beta, h);
-        attention(ctx, lw, l, h, slots, M);
-        mlp(ctx, lw, h, M);
+        attention(ctx, lw, l, h, slots, M, true);
+        mlp(ctx, lw, h, M, false);
+        reduce_into_x(ctx, M);
         break;
       case Residual::kParallelTwoNorms:  // both norms read the old x
         norm(ctx, x, M, lw.ln1_gamma, lw.ln1_beta, h);
         norm(ctx, x, M, lw.ln2_gamma, lw.ln2_beta, a.h2.data());
-        attention(ctx, lw, l, h, slots, M);
-        mlp(ctx, lw, a.h2.data(), M);
+        attention(ctx, lw, l, h, slots, M, true);
+        mlp(ctx, lw, a.h2.data(), M, false);
+        reduce_into_x(ctx, M);
         break;
       case Residual::kPostNorm:  // the sublayers read x; the norms follow the adds
         std::memcpy(h, x, M * row_bytes);
-        attention(ctx, lw, l, h, slots, M);
+        attention(ctx, lw, l, h, slots, M, true);
+        reduce_into_x(ctx, M);
         norm(ctx, x, M, lw.ln1_gamma, lw.ln1_beta, x);
         std::memcpy(h, x, M * row_bytes);
-        mlp(ctx, lw, h, M);
+        mlp(ctx, lw, h, M, true);
+        reduce_into_x(ctx, M);
         norm(ctx, x, M, lw.ln2_gamma, lw.ln2_beta, x);
         break;
     }
