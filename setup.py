@@ -43,7 +43,9 @@ setup(
     # paddlenlp: the pins of requirements-paddlenlp.txt (they conflict with transformers>=5).
     extras_require={"sentencepiece": ["sentencepiece"],
                     "paddlenlp": ["paddlenlp==2.8.1", "huggingface_hub<1.0", "aistudio-sdk<0.3",
-                                  "datasets<3", "pyarrow<17"]},
+                                  "datasets<3", "pyarrow<17"],
+                    # ray: fastergpt serve --replicas (requirements-ray.txt)
+                    "ray": ["ray[serve]>=2.60,<3"]},
     package_data={"fastergpt": ["default_model/*", "server/page.html"]},
     entry_points={"console_scripts": [
         "fastergpt-infer=fastergpt.cli.infer:main",

@@ -6,6 +6,8 @@ issue asks for; writes JSON (and a PNG when matplotlib is installed).
 
     python benchmarks/bench_serve.py                 # GPT-2 small shape, random weights
     python benchmarks/bench_serve.py --layers 2 --requests 16   # smoke run
+    python benchmarks/bench_serve.py --replica-sweep # Ray Serve: 1 and 2 replicas x 1 thread
+                                                     # vs 1 replica x 2 threads, 32 clients
 """
 from __future__ import annotations
 
@@ -129,6 +131,9 @@ def main():
     ap.add_argument("--work-dir", default=os.path.join(HERE, "results", "work"))
     ap.add_argument("--out", default=os.path.join(HERE, "results", "bench_serve.json"))
     ap.add_argument("--plot", metavar="JSON", help="only draw the PNG of an earlier run's JSON")
+    ap.add_argument("--replica-sweep", action="store_true",
+                    help="Ray Serve replicas (pip install -r requirements-ray.txt) at the last --clients "
+                         "level: 1 and 2 replicas x 1 thread, 1 replica x 2 threads, and the single server")
     a = ap.parse_args()
     if a.plot:
         return plot(a.plot)
@@ -138,26 +143,12 @@ def main():
 
     work = os.path.join(a.work_dir, f"small_{a.layers}l_50257v")
     prepare(work, a.layers, 768, 12, 50257, {"fastergpt-numpy"}, log=lambda s: print("  " + s))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    proc = subprocess.Popen([sys.executable, "-m", "fastergpt", "serve", "--model_name_or_path",
-                             os.path.join(work, "hf"), "--port", str(port), "--threads", str(a.threads),
-                             "--max_batch", str(a.max_batch), "--max_queue", "1024",
-                             "--max_positions", "256"], env=env)
+    if a.replica_sweep:
+        return replica_sweep(a, os.path.join(work, "hf"))
+    proc, url = start_server(os.path.join(work, "hf"), a.threads, a.max_batch)
     try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(url + "/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
-        # Prompts of different lengths (ragged), so joins and leaves interleave.
-        prompts = [" ".join(["The function returns a new list"] * (1 + i % 6)) for i in range(16)]
+        prompts, lengths = workload(a)
         one_request(url, prompts[0], 4)  # warm-up
-        # Output lengths 0.5x, 0.75x, 1x, 1.25x, 1.5x of --max-tokens (mean --max-tokens).
-        lengths = ([a.max_tokens] if a.same_length else
-                   [max(1, a.max_tokens * k // 4) for k in (2, 3, 4, 5, 6)])
         print(f"fastergpt serve, GPT-2 small shape ({a.layers} layers, random weights), "
               f"{'/'.join(map(str, lengths))} new tokens per request, greedy, {a.threads} threads, "
               f"max_batch {a.max_batch}; CPU {cpu_model()}")
@@ -181,8 +172,83 @@ def main():
         print(f"wrote {a.out}")
         plot(a.out)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_server(proc)
+
+
+def workload(a):
+    """Prompts of different lengths (ragged), so joins and leaves interleave, and output
+    lengths 0.5x, 0.75x, 1x, 1.25x, 1.5x of --max-tokens (mean --max-tokens)."""
+    prompts = [" ".join(["The function returns a new list"] * (1 + i % 6)) for i in range(16)]
+    lengths = ([a.max_tokens] if a.same_length else
+               [max(1, a.max_tokens * k // 4) for k in (2, 3, 4, 5, 6)])
+    return prompts, lengths
+
+
+def start_server(model, threads, max_batch, replicas=None, timeout=600):
+    """`fastergpt serve` on a free port (with `replicas`: as Ray Serve replicas of a new
+    local Ray instance); returns (process, url) once it answers."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "fastergpt", "serve", "--model_name_or_path", model, "--port", str(port),
+           "--threads", str(threads), "--max_batch", str(max_batch), "--max_queue", "1024",
+           "--max_positions", "256"]
+    if replicas:
+        cmd += ["--replicas", str(replicas), "--ray_address", "local"]
+    proc = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=ROOT), start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/v1/models", timeout=5) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.5)
+    stop_server(proc)
+    raise RuntimeError("the server did not start")
+
+
+def stop_server(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+
+
+def replica_sweep(a, model):
+    """At `--clients` (default 32) concurrent clients: Ray Serve with 1 replica x 1 thread, 2
+    replicas x 1 thread and 1 replica x 2 threads, and the single-process server x 2 threads."""
+    from fastergpt.machine import cpu_model
+
+    clients = a.clients[-1]
+    prompts, lengths = workload(a)
+    print(f"fastergpt serve replica sweep, GPT-2 small shape ({a.layers} layers, random weights), "
+          f"{clients} clients, {a.requests} requests, {'/'.join(map(str, lengths))} new tokens, greedy, "
+          f"max_batch {a.max_batch} per replica; CPU {cpu_model()}", flush=True)
+    rows = []
+    for name, replicas, threads in (("ray 1 replica x 1 thread", 1, 1), ("ray 2 replicas x 1 thread", 2, 1),
+                                    ("ray 1 replica x 2 threads", 1, 2), ("single process x 2 threads", None, 2)):
+        proc, url = start_server(model, threads, a.max_batch, replicas)
+        try:
+            for p in prompts[:4]:
+                one_request(url, p, 4)  # warm-up (both replicas, most likely)
+            r = load(url, clients, a.requests, prompts, lengths)
+        finally:
+            stop_server(proc)
+        r.update(setup=name, replicas=replicas or 0, threads=threads)
+        rows.append(r)
+        print(f"  {name:28s}: {r['tokens_per_s']:7.1f} tok/s, {r['requests_per_s']:6.2f} req/s, TTFT p50 "
+              f"{r['ttft_p50_ms']:7.1f} ms, latency p50 {r['latency_p50_ms']:7.1f} ms", flush=True)
+    base = rows[0]["tokens_per_s"]
+    print("  tokens/s against 1 replica x 1 thread: " + "; ".join(
+        f"{r['setup']}: {r['tokens_per_s'] / base:.2f}x" for r in rows))
+    out = a.out.replace(".json", "_replicas.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump({"args": vars(a), "cpu": cpu_model(), "results": rows}, f, indent=1)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -148,14 +148,22 @@ def _worker(args) -> int:
                             world_size=args.size, timeout=datetime.timedelta(seconds=120))
     try:
         config, state = load_state_dict(args.model_name_or_path)
-        engine = shard_engine(config, state, args.rank, args.size, gloo_all_reduce(), args.dtype)
+        reduce, reducing = gloo_all_reduce(), [0.0]
+
+        def timed_all_reduce(array):  # the time spent communicating, for the benchmark
+            t = time.perf_counter()
+            reduce(array)
+            reducing[0] += time.perf_counter() - t
+
+        engine = shard_engine(config, state, args.rank, args.size, timed_all_reduce, args.dtype)
         settings = json.loads(args.settings)
         ids, mask = _left_padded(json.loads(args.ids))
         start = time.perf_counter()
         out = engine.generate(ids, mask, return_logprobs=True, **settings)
         seconds = time.perf_counter() - start
         print(json.dumps({"rank": args.rank, "ids": out["ids"].tolist(), "lengths": out["lengths"].tolist(),
-                          "logprobs": out["logprobs"].tolist(), "seconds": seconds}), flush=True)
+                          "logprobs": out["logprobs"].tolist(), "seconds": seconds,
+                          "all_reduce_seconds": reducing[0]}), flush=True)
     finally:
         dist.destroy_process_group()
     return 0
@@ -165,7 +173,8 @@ def run_sharded(model_name_or_path, prompts: list, size: int, dtype: str = "floa
                 timeout: float = 300, **settings) -> list:
     """Generates from `prompts` (token id lists) with `settings` in `size` processes, one
     shard and one thread each, and returns each rank's result ({'ids', 'lengths',
-    'logprobs', 'seconds'}) in rank order; a rank's failure raises RuntimeError with its
+    'logprobs', 'seconds', 'all_reduce_seconds'}: generate's time, and the part of it spent
+    in the all-reduce) in rank order; a rank's failure raises RuntimeError with its
     error output."""
     import json
 

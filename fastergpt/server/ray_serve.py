@@ -151,9 +151,7 @@ def run(options: ServerOptions, replicas: int, max_replicas: Optional[int], host
         for s, handler in previous.items():
             signal.signal(s, handler)
         try:
-            serve.delete(APP_NAME)
-            if started:
-                serve.shutdown()
+            serve.delete(APP_NAME)  # drains the replicas; Ray's own actors go with the instance
         finally:
             if started:
                 ray.shutdown()
