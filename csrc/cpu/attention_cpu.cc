@@ -1,5 +1,5 @@
-// attention() on the CPU: stores each token's keys/values in the cache, then
-// runs one attend() per (token, head) pair, the pairs split between threads.
+// attention() on the CPU: stores each token's keys/values in the cache, then runs
+// each (block of consecutive queries, head) pair, the pairs split between threads.
 // Also sum_exp(), the softmax denominator the logits processors use.
 #include <algorithm>
 #include <cmath>
@@ -74,21 +74,53 @@ void attention(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const flo
                   Dh * sizeof(float));
     }
   }
-  // Enough (token, head) pairs per thread to outweigh the hand-off.
-  const int64_t grain = std::max<int64_t>(1, 16384 / (Dh * (slots[0].slot + 1)));
-  ctx.pool().parallel_for(M * H, grain, [&](int64_t t0, int64_t t1) {
-    thread_local std::vector<float> scores;
-    if (static_cast<int64_t>(scores.size()) < cache.max_length()) scores.resize(cache.max_length());
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t m = t / H, h = t % H;
-      const TokenSlot& s = slots[m];
-      if (cache.has_sources())
-        attend_sources(qkv + m * stride + h * Dh, cache, layer, h / group, cache.sources(s.row),
-                       s.slot + 1, scale, out + m * Q + h * Dh, scores.data());
-      else
-        attend(qkv + m * stride + h * Dh, cache.key(layer, s.row, h / group, 0),
-               cache.value(layer, s.row, h / group, 0), s.slot + 1, Dh, scale,
-               out + m * Q + h * Dh, scores.data());
+  // Runs of tokens of one row at consecutive slots (a prompt, or a prompt-lookup draft),
+  // cut into blocks of at most `lanes`: a block of several queries goes through
+  // attend_queries (each key read once for the block), a lone token through attend();
+  // both give the same bits. Beam search's gathered histories take attend_sources().
+  const auto& k = simd();
+  const int64_t lanes = k.attention_lanes();
+  const int64_t block_min = std::max<int64_t>(2, lanes / 4);  // fewer: attend() is cheaper
+  struct Block {
+    int64_t m, T;
+  };
+  std::vector<Block> blocks;
+  for (int64_t m = 0; m < M;) {
+    int64_t T = 1;
+    while (!cache.has_sources() && T < lanes && m + T < M && slots[m + T].row == slots[m].row &&
+           slots[m + T].slot == slots[m].slot + T)
+      ++T;
+    blocks.push_back({m, T});
+    m += T;
+  }
+  const int64_t items = static_cast<int64_t>(blocks.size()) * H;
+  // Enough (block, head) items per thread to outweigh the hand-off.
+  const int64_t per_block = std::max<int64_t>(1, M / static_cast<int64_t>(blocks.size()));
+  const int64_t grain = std::max<int64_t>(1, 16384 / (Dh * (slots[0].slot + 1) * per_block));
+  ctx.pool().parallel_for(items, grain, [&](int64_t i0, int64_t i1) {
+    thread_local std::vector<float> work;
+    const size_t need = static_cast<size_t>((Dh + cache.max_length()) * std::max<int64_t>(lanes, 1));
+    if (work.size() < need) work.resize(need);
+    for (int64_t i = i0; i < i1; ++i) {
+      const Block& b = blocks[i / H];
+      const int64_t h = i % H;
+      const TokenSlot& s = slots[b.m];
+      if (b.T >= block_min) {
+        k.attend_queries(qkv + b.m * stride + h * Dh, stride, cache.key(layer, s.row, h / group, 0),
+                         cache.value(layer, s.row, h / group, 0), s.slot, b.T, Dh, scale,
+                         out + b.m * Q + h * Dh, Q, work.data());
+        continue;
+      }
+      for (int64_t m = b.m; m < b.m + b.T; ++m) {
+        const TokenSlot& one = slots[m];
+        if (cache.has_sources())
+          attend_sources(qkv + m * stride + h * Dh, cache, layer, h / group, cache.sources(one.row),
+                         one.slot + 1, scale, out + m * Q + h * Dh, work.data());
+        else
+          attend(qkv + m * stride + h * Dh, cache.key(layer, one.row, h / group, 0),
+                 cache.value(layer, one.row, h / group, 0), one.slot + 1, Dh, scale,
+                 out + m * Q + h * Dh, work.data());
+      }
     }
   });
 }

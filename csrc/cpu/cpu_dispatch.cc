@@ -17,7 +17,8 @@ static_assert(kNumWeightFormats == 4, "a new weight format needs its kernels her
          {nullptr, ns::linear_q8_rows, nullptr, ns::dequantize_i8_row},    \
          {nullptr, nullptr, ns::linear_q4_rows, ns::dequantize_i4_row}},   \
         ns::dot, ns::axpy, ns::sum_exp, ns::dot_rows, ns::exp_shift,       \
-        ns::weighted_rows, ns::quantize_rows                               \
+        ns::weighted_rows, ns::attend_queries, ns::attention_lanes,        \
+        ns::quantize_rows                                                  \
   }
 
 bool cpu_has(const char* name) {

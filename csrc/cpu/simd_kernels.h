@@ -45,6 +45,10 @@ using DequantizeRowFn = void (*)(const Matrix& W, int64_t row, float* out);
   double exp_shift(float* x, int64_t n, float shift);                                   \
   void weighted_rows(const float* p, float inv, const float* V, int64_t ld, int64_t n,  \
                      int64_t Dh, float* out);                                           \
+  void attend_queries(const float* Q, int64_t ldq, const float* K, const float* V,      \
+                      int64_t n0, int64_t T, int64_t Dh, float scale, float* out,       \
+                      int64_t ldo, float* work);                                        \
+  int attention_lanes();                                                                \
   void quantize_rows(const float* x, int64_t M, int64_t K, int8_t* xs, float* sx);      \
   void linear_q8_rows(const int8_t* xs, const float* sx, int64_t M, const Matrix& W,    \
                       int64_t n_begin, int64_t n_end, const float* bias, Epilogue ep,   \
@@ -92,6 +96,11 @@ struct SimdKernels {
   float (*dot_rows)(const float*, const float*, int64_t, int64_t, int64_t, float, float*);
   double (*exp_shift)(float*, int64_t, float);  // x = exp(x - shift) in place; their sum
   void (*weighted_rows)(const float*, float, const float*, int64_t, int64_t, int64_t, float*);
+  // A block of <= attention_lanes() consecutive queries of one head at once (the prompt
+  // pass), bit for bit what the three above give each query alone.
+  void (*attend_queries)(const float* Q, int64_t ldq, const float* K, const float* V, int64_t n0,
+                         int64_t T, int64_t Dh, float scale, float* out, int64_t ldo, float* work);
+  int (*attention_lanes)();
   // Per-row symmetric int8 activations (xs, scale sx) for kInt8Rows formats.
   void (*quantize_rows)(const float* x, int64_t M, int64_t K, int8_t* xs, float* sx);
 
