@@ -39,8 +39,7 @@ def main(argv=None) -> int:
     from fastergpt.pretrained import resolve_model_path
     from fastergpt.server.service import ServerOptions, Service
 
-    options = ServerOptions(args.model_name_or_path, args.inference_model_dir, args.dtype, args.max_batch,
-                            args.max_queue, args.max_positions, args.threads, args.model_name)
+    options = ServerOptions(**{f: getattr(args, f) for f in ServerOptions.__dataclass_fields__})
     for name in ("max_batch", "max_queue"):
         if getattr(args, name) < 1:
             print(f"error: --{name} must be >= 1, got {getattr(args, name)}", file=sys.stderr)
