@@ -186,6 +186,7 @@ def test_sigterm_drains_a_running_stream_then_exits(server):
     (["--replicas", "0"], "--replicas must be >= 1"),
     (["--replicas", "2", "--max_replicas", "1"], "--max_replicas (1) must be >= --replicas (2)"),
     (["--replicas", "1", "--threads", str((os.cpu_count() or 1) + 1)], "does not divide"),
+    (["--replicas", str((os.cpu_count() or 1) + 1), "--threads", "1"], "CPUs; this machine has"),
     (["--replicas", "1", "--model_name_or_path", "/nonexistent/model"], "/nonexistent/model"),
 ])
 def test_bad_replica_flags_exit_2_naming_the_problem(args, message):

@@ -82,10 +82,15 @@ def serve_replicas(args, options) -> int:
     cores = os.cpu_count() or 1
     if options.threads == 0:
         options.threads = max(1, cores // replicas)
-    if args.ray_address in (None, "local") and cores % options.threads != 0:
-        print(f"error: --threads {options.threads} does not divide this machine's {cores} cores "
-              f"(each replica reserves its threads as CPUs)", file=sys.stderr)
-        return 2
+    if args.ray_address in (None, "local"):  # this machine's CPUs are the instance's
+        if cores % options.threads != 0:
+            print(f"error: --threads {options.threads} does not divide this machine's {cores} cores "
+                  f"(each replica reserves its threads as CPUs)", file=sys.stderr)
+            return 2
+        if replicas * options.threads > cores:
+            print(f"error: --replicas {replicas} x --threads {options.threads} need "
+                  f"{replicas * options.threads} CPUs; this machine has {cores}", file=sys.stderr)
+            return 2
     try:
         from fastergpt.server import ray_serve
     except ImportError as e:
