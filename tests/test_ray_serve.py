@@ -92,6 +92,12 @@ def reference(model_dir):
     return run
 
 
+def cpu_seconds(pid):
+    """User + system CPU time a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def completion(c, prompt, max_tokens):
     """(text, the replica that answered)."""
     raw = c.completions.with_raw_response.create(model="tiny", prompt=prompt, max_tokens=max_tokens,
@@ -143,14 +149,21 @@ def test_a_replica_killed_mid_load_loses_no_retried_request(server, reference):
     c = openai.OpenAI(base_url=url + "/v1", api_key="none", max_retries=5,
                       http_client=httpx.Client(event_hooks=hook, timeout=120))
     prompts = [f"the function {q}" for q in range(16)]
-    want = [reference(p, 160) for p in prompts]
+    want = [reference(p, 400) for p in prompts]  # 8 rows x 400 tokens: seconds on one thread
     seen = {completion(c, p, 1)[1] for p in prompts * 2}
     assert len(seen) == 2
     victim = sorted(seen)[0]
+    pid = int(victim.split("@")[0])
     with ThreadPoolExecutor(16) as pool:
-        futures = [pool.submit(completion, c, p, 160) for p in prompts]
-        time.sleep(1.0)  # both replicas are decoding their rows now
-        os.kill(int(victim.split("@")[0]), signal.SIGKILL)
+        idle = cpu_seconds(pid)
+        futures = [pool.submit(completion, c, p, 400) for p in prompts]
+        # Kill only once the victim is decoding its rows: a fixed sleep raced a fast host,
+        # where the requests had finished before the kill.
+        deadline = time.monotonic() + 60
+        while cpu_seconds(pid) - idle < 0.3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not any(f.done() for f in futures)
+        os.kill(pid, signal.SIGKILL)
         results = [f.result() for f in futures]
     assert [text for text, _ in results] == want
     assert failed and all(r.status_code == 500 for r in failed)  # requests were lost, then retried
