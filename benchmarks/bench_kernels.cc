@@ -7,10 +7,12 @@
 // vpdpbusd (int8, 64 multiply-adds each) and vfmadd231ps (fp32, 16 each), one
 // thread per core at once, so clock speed and how many 512-bit units a core
 // has are what the loop finds.
-// Usage: bench_kernels [seconds_per_case]
+// Usage: bench_kernels [seconds_per_case] [attention]  (attention: that section only)
 #include <immintrin.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -74,20 +76,21 @@ static double measure_peak(double (*loop)(int64_t), int threads) {
 
 int main(int argc, char** argv) {
   const double seconds = argc > 1 ? std::atof(argv[1]) : 0.5;
+  const bool all = argc <= 2 || std::strcmp(argv[2], "attention") != 0;
   std::printf("ISA: %s\n", cpu_isa_name());
-  {
+  std::mt19937 rng(0);
+  std::normal_distribution<float> d;
+  if (all) {
     Context ctx(cpu_backend(), default_num_threads());
     std::printf("read bandwidth (%d threads): %.1f GB/s\n", default_num_threads(),
                 measure_read_bandwidth(int64_t(1) << 30, 3, ctx));
   }
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni") &&
+  if (all && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vnni") &&
       __builtin_cpu_supports("avx512bw")) {
     for (int threads = 1; threads <= default_num_threads(); ++threads)
       std::printf("peak (measured, %d threads): int8 vpdpbusd %.0f GOP/s, fp32 vfmadd %.0f GFLOP/s\n",
                   threads, measure_peak(peak_int8_loop, threads), measure_peak(peak_fp32_loop, threads));
   }
-  std::mt19937 rng(0);
-  std::normal_distribution<float> d;
   struct Shape {
     const char* name;
     int64_t M, K, N;
@@ -103,7 +106,7 @@ int main(int argc, char** argv) {
   } formats[] = {{WeightFormat::kF32, 0, "float32"}, {WeightFormat::kF16, 0, "float16"},
                  {WeightFormat::kI8, 0, "int8"}, {WeightFormat::kI4, 128, "int4g128"},
                  {WeightFormat::kI4, 32, "int4g32"}};
-  for (int threads = 1; threads <= default_num_threads(); ++threads) {
+  for (int threads = 1; all && threads <= default_num_threads(); ++threads) {
     Context ctx(cpu_backend(), threads);
     const Backend& k = ctx.backend();
     for (const Shape& s : shapes) for (const Format& fmt : formats) {
@@ -146,7 +149,7 @@ int main(int argc, char** argv) {
     }
   }
   // int8 activations: the per-row quantisation every int8 / int4 linear runs first.
-  {
+  if (all) {
     const int64_t M = 256, K = 768;
     std::vector<float> x(M * K);
     for (auto& v : x) v = d(rng);
@@ -160,6 +163,37 @@ int main(int argc, char** argv) {
     std::printf("quantize_rows M=%lld K=%lld: %.1f us (%.2f GB/s of activations)\n", (long long)M,
                 (long long)K, per * 1e6, M * K * 4.0 / per / 1e9);
   }
+  // Attention over a prompt, one head: blocks of consecutive queries through
+  // attend_queries, as attention() runs a prompt. GFLOP/s counts the causal work only
+  // (q.k and p.v, 2 x Dh multiply-adds per query-key pair the mask keeps).
+  {
+    const auto& simd = cpu::simd();
+    const int64_t Dh = 64, lanes = simd.attention_lanes();
+    for (int64_t P : {32, 128, 512}) {
+      std::vector<float> q(P * Dh), kv(2 * P * Dh), out(P * Dh), work((Dh + P) * lanes);
+      for (auto& v : q) v = d(rng);
+      for (auto& v : kv) v = d(rng);
+      auto pass = [&] {
+        for (int64_t n0 = 0; n0 < P; n0 += lanes)
+          simd.attend_queries(q.data() + n0 * Dh, Dh, kv.data(), kv.data() + P * Dh, n0,
+                              std::min(lanes, P - n0), Dh, 0.125f, out.data() + n0 * Dh, Dh,
+                              work.data());
+      };
+      pass();
+      int iters = 0;
+      const auto t0 = Clock::now();
+      double elapsed = 0;
+      while (elapsed < seconds) {
+        pass();
+        ++iters;
+        elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+      }
+      const double per = elapsed / iters, pairs = 0.5 * P * (P + 1);
+      std::printf("attend_queries prompt=%-4lld Dh=%lld one head, 1 thread: %8.3f ms  %6.2f GFLOP/s\n",
+                  (long long)P, (long long)Dh, per * 1e3, 4.0 * Dh * pairs / per / 1e9);
+    }
+  }
+  if (!all) return 0;
   // Sampling cost over a GPT-2 vocabulary.
   std::vector<float> logits(50257);
   for (auto& v : logits) v = d(rng) * 3;

@@ -93,6 +93,23 @@ void attention(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const flo
     blocks.push_back({m, T});
     m += T;
   }
+  // The threads take contiguous ranges of items, and a block's cost grows with its
+  // position (a late block of a prompt sees every earlier key): in prompt order the
+  // second of 2 threads got 3/4 of a long prompt's work. Ordered largest, smallest,
+  // second largest, second smallest, ... any contiguous range holds near-equal pairs.
+  // (Which thread runs a block changes no number.)
+  if (blocks.size() > 2) {
+    auto cost = [&](const Block& b) { return b.T * (slots[b.m].slot + b.T); };
+    std::stable_sort(blocks.begin(), blocks.end(),
+                     [&](const Block& a, const Block& b) { return cost(a) > cost(b); });
+    std::vector<Block> zigzag;
+    zigzag.reserve(blocks.size());
+    for (size_t lo = 0, hi = blocks.size(); lo < hi;) {
+      zigzag.push_back(blocks[lo++]);
+      if (lo < hi) zigzag.push_back(blocks[--hi]);
+    }
+    blocks.swap(zigzag);
+  }
   const int64_t items = static_cast<int64_t>(blocks.size()) * H;
   // Enough (block, head) items per thread to outweigh the hand-off.
   const int64_t per_block = std::max<int64_t>(1, M / static_cast<int64_t>(blocks.size()));

@@ -505,7 +505,7 @@ static void test_attend_queries_bit_identical() {
     const cpu::SimdKernels* k = cpu::simd_by_name(isa);
     if (!k) continue;
     const int64_t lanes = k->attention_lanes();
-    for (int64_t Dh : {1, 16, 33, 64, 80}) {
+    for (int64_t Dh : {1, 16, 33, 64, 80, 128}) {
       for (int64_t n0 : {0, 1, 7, 40}) {
         for (int64_t T = 1; T <= lanes; ++T) {
           const int64_t ldq = Dh + 3, ldo = Dh + 5, n = n0 + T;
