@@ -130,11 +130,6 @@ int main(int argc, char** argv) {
         W.groups = groups;
         W.group_size = q4_group_size(s.K, groups);
       }
-      std::vector<int32_t> sums(q4_blocks(s.N) * 16);  // int8: as a model binds it
-      if (f == WeightFormat::kI8) {
-        int8_row_sums(W, 0, q4_blocks(s.N), sums.data());
-        W.row_sums = sums.data();
-      }
       // bytes streamed per call: the weights and their scales
       const double bytes = double(s.N) * s.K * format_info(f).bits / 8 +
                            (f == WeightFormat::kI8 ? 4.0 * s.N : 0) + 2.0 * params.size();

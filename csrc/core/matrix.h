@@ -115,14 +115,6 @@ struct Matrix {
   int64_t group_size = 0;         // ScaleLayout::kPerGroup: columns per group
   int64_t rows = 0;               // N (outputs)
   int64_t cols = 0;               // K (inputs)
-  // int8 (kByteBlocks16) only, derived from the weights when a model binds them, not stored:
-  // sum over k of q[n, k] per output row ([ceil(N/16) * 16], padding rows 0). The VNNI
-  // kernels feed activations in as unsigned bytes (x + 128) and take 128 * this back out;
-  // with it they need not sum the weights again in every tile. Null: the kernel sums them.
-  const int32_t* row_sums = nullptr;
 };
-
-// Matrix::row_sums of blocks [block_begin, block_end) of an int8 matrix into out[16 * block].
-void int8_row_sums(const Matrix& W, int64_t block_begin, int64_t block_end, int32_t* out);
 
 }  // namespace fastergpt

@@ -321,29 +321,17 @@ static void test_int8_linear() {
       std::vector<int8_t> xs(M * K);
       std::vector<float> sx(M), y(M * N);
       k->quantize_rows(x.data(), M, K, xs.data(), sx.data());
-      // Without Matrix::row_sums (the kernel sums the weights) and with them, as a model
-      // binds them (int8_row_sums, checked against the unpacked values).
-      std::vector<int32_t> sums(q4_blocks(N) * 16);
-      Matrix with_sums = p.matrix(N, K);
-      int8_row_sums(with_sums, 0, q4_blocks(N), sums.data());
-      for (int64_t n = 0; n < q4_blocks(N) * 16; ++n) {
-        int32_t want = 0;
-        for (int64_t i = 0; n < N && i < K; ++i) want += p.q8[n * K + i];
-        CHECK(sums[n] == want);
-      }
-      with_sums.row_sums = sums.data();
-      for (const Matrix& W : {p.matrix(N, K), with_sums}) {
-        k->of(WeightFormat::kI8).int8_rows(xs.data(), sx.data(), M, W, 0, N, b.data(),
-                                           Epilogue::kStore, y.data());
-        for (int64_t i = 0; i < M * N; ++i) CHECK(y[i] == ref[i]);
-        if (N > 16) {  // two threads' shares: rows [0, 16) and [16, N)
-          std::vector<float> y2(M * N);
-          k->of(WeightFormat::kI8).int8_rows(xs.data(), sx.data(), M, W, 0, 16, b.data(),
-                                             Epilogue::kStore, y2.data());
-          k->of(WeightFormat::kI8).int8_rows(xs.data(), sx.data(), M, W, 16, N, b.data(),
-                                             Epilogue::kStore, y2.data());
-          for (int64_t i = 0; i < M * N; ++i) CHECK(y2[i] == ref[i]);
-        }
+      const Matrix W = p.matrix(N, K);
+      k->of(WeightFormat::kI8).int8_rows(xs.data(), sx.data(), M, W, 0, N, b.data(),
+                                         Epilogue::kStore, y.data());
+      for (int64_t i = 0; i < M * N; ++i) CHECK(y[i] == ref[i]);
+      if (N > 16) {  // two threads' shares: rows [0, 16) and [16, N)
+        std::vector<float> y2(M * N);
+        k->of(WeightFormat::kI8).int8_rows(xs.data(), sx.data(), M, W, 0, 16, b.data(),
+                                           Epilogue::kStore, y2.data());
+        k->of(WeightFormat::kI8).int8_rows(xs.data(), sx.data(), M, W, 16, N, b.data(),
+                                           Epilogue::kStore, y2.data());
+        for (int64_t i = 0; i < M * N; ++i) CHECK(y2[i] == ref[i]);
       }
     }
   }

@@ -6,7 +6,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <deque>
 #include <iomanip>
 #include <map>
 #include <memory>
@@ -163,14 +162,7 @@ class Decoder final : public Model {
       lnf_gamma_ = w.f32("final_ln.gamma");
       if (c.norm == Norm::kLayerNorm) lnf_beta_ = w.f32("final_ln.beta");
     }
-    attach_row_sums(token_embedding_);
-    attach_row_sums(project_in_);
-    attach_row_sums(project_out_);
-    for (LayerWeights& lw : layers_)
-      for (const LayerTensor& t : kLayerTensors)
-        if (t.matrix && t.present(c)) attach_row_sums(lw.*t.matrix);
     lm_head_ = c.tied_lm_head ? token_embedding_ : w.matrix("lm_head.weight");
-    if (!c.tied_lm_head) attach_row_sums(lm_head_);
     if (c.lm_head_bias) lm_head_bias_ = w.f32("lm_head.bias");
     if (c.positions == Positions::kRotary) {
       angles_ = shared_rotary_angles(c);
@@ -333,15 +325,6 @@ class Decoder final : public Model {
     }
   }
 
-  // Matrix::row_sums of the int8 matrices, computed once from the weights the model binds.
-  void attach_row_sums(Matrix& m) {
-    if (m.format != WeightFormat::kI8 || m.data == nullptr) return;
-    std::vector<int32_t>& sums = row_sums_.emplace_back(q4_blocks(m.rows) * kQ4BlockRows);
-    int8_row_sums(m, 0, q4_blocks(m.rows), sums.data());
-    m.row_sums = sums.data();
-  }
-
-  std::deque<std::vector<int32_t>> row_sums_;  // (a deque: the matrices point into it)
   Matrix token_embedding_;                     // [V, E]
   const float* position_embedding_ = nullptr;  // [P, D] (learned positions)
   Matrix project_in_, project_out_;            // [D, E], [E, D] when E != D
