@@ -35,7 +35,8 @@ def main():
     from engines.prepare import prepare
     from fastergpt import Engine
     from fastergpt.machine import cpu_model
-    from fastergpt.tensor_parallel import _left_padded, run_sharded
+    from fastergpt.tensor_parallel import run_sharded
+    from fastergpt.tokenizer import left_pad
 
     work = os.path.join(a.work_dir, f"small_{a.layers}l_50257v")
     prepare(work, a.layers, 768, 12, 50257, {"fastergpt-numpy"}, log=lambda s: print("  " + s))
@@ -47,7 +48,7 @@ def main():
     for batch in a.batch:
         rng = np.random.default_rng(batch)
         prompts = [rng.integers(0, 50257, 32).tolist() for _ in range(batch)]
-        ids, mask = _left_padded(prompts)
+        ids, mask = left_pad(prompts)
         settings = dict(max_new_tokens=a.new_tokens, eos_token_id=-1)
         result = {"batch": batch}
         for threads in (1, 2):

@@ -27,11 +27,12 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 
 from fastergpt.config import GPTConfig
+from fastergpt.tokenizer import left_pad
 
 # The block tensors a shard cuts: key -> the axis of its heads / MLP columns.
 _BY_HEADS_ROWS = ("qkv.weight", "qkv.bias")
@@ -126,15 +127,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _left_padded(rows: list) -> tuple[np.ndarray, np.ndarray]:
-    """Token id lists -> (ids, attention mask) [B, L], left-padded with 0."""
-    L = max(len(r) for r in rows)
-    ids, mask = np.zeros((len(rows), L), np.int64), np.zeros((len(rows), L), np.int64)
-    for i, r in enumerate(rows):
-        ids[i, L - len(r):], mask[i, L - len(r):] = r, 1
-    return ids, mask
-
-
 def _worker(args) -> int:
     """One rank: joins the group, builds its shard, generates, prints its result as JSON."""
     import datetime
@@ -157,7 +149,7 @@ def _worker(args) -> int:
 
         engine = shard_engine(config, state, args.rank, args.size, timed_all_reduce, args.dtype)
         settings = json.loads(args.settings)
-        ids, mask = _left_padded(json.loads(args.ids))
+        ids, mask = left_pad(json.loads(args.ids))
         start = time.perf_counter()
         out = engine.generate(ids, mask, return_logprobs=True, **settings)
         seconds = time.perf_counter() - start

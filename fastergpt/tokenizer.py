@@ -21,6 +21,18 @@ from fastergpt.jsonfile import read_json_object
 ENDOFTEXT = "<|endoftext|>"
 
 
+def left_pad(rows, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Token id lists -> (input_ids int64 [B, L], attention_mask int64 [B, L]), each row
+    right-aligned (left-padded with pad_id), as the engine takes a batch."""
+    L = max(len(r) for r in rows)
+    ids = np.full((len(rows), L), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), L), dtype=np.int64)
+    for i, r in enumerate(rows):
+        ids[i, L - len(r):] = r
+        mask[i, L - len(r):] = 1
+    return ids, mask
+
+
 class TokenizerError(ValueError):
     """Tokenizer files are missing or unreadable."""
 
@@ -171,14 +183,7 @@ class Tokenizer:
         for i, r in enumerate(rows):
             if not r:
                 raise ValueError(f"prompts: prompt {i} encodes to no tokens")
-        L = max(len(r) for r in rows)
-        pad = self.pad_token_id if self.pad_token_id is not None else 0
-        ids = np.full((len(rows), L), pad, dtype=np.int64)
-        mask = np.zeros((len(rows), L), dtype=np.int64)
-        for i, r in enumerate(rows):
-            ids[i, L - len(r):] = r
-            mask[i, L - len(r):] = 1
-        return ids, mask
+        return left_pad(rows, self.pad_token_id if self.pad_token_id is not None else 0)
 
     def decode(self, ids, skip_special_tokens: bool = True) -> str:
         ids = [int(i) for i in ids]

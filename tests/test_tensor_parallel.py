@@ -12,9 +12,9 @@ pytest.importorskip("torch.distributed")
 
 from fastergpt import Engine  # noqa: E402
 from fastergpt.config import GPTConfig  # noqa: E402
-from fastergpt.packing import engine_tensors  # noqa: E402
 from fastergpt.pretrained import load_state_dict  # noqa: E402
 from fastergpt.tensor_parallel import run_sharded, shard_config, shard_engine, shard_tensors  # noqa: E402
+from fastergpt.tokenizer import left_pad  # noqa: E402
 
 V, P = 131, 64
 # Every residual layout (sequential, parallel, parallel with two norms, post-norm), gated
@@ -55,9 +55,7 @@ def model_dir(request, tmp_path_factory):
 
 
 def one_process(model_dir, **settings):
-    from fastergpt.tensor_parallel import _left_padded
-
-    ids, mask = _left_padded(PROMPTS)
+    ids, mask = left_pad(PROMPTS)
     return Engine.from_pretrained(model_dir).generate(ids, mask, return_logprobs=True, num_threads=1,
                                                       **settings)
 
@@ -81,9 +79,7 @@ def test_int8_shards_run_and_agree_with_one_int8_process(tmp_path):
     from layouts import tokenizer_model, write_hf_numpy
 
     d = write_hf_numpy(tmp_path, tokenizer_model(seed=4, n_embd=64, n_head=4, n_layer=2))
-    from fastergpt.tensor_parallel import _left_padded
-
-    ids, mask = _left_padded(PROMPTS)
+    ids, mask = left_pad(PROMPTS)
     single = Engine.from_pretrained(d, dtype="int8").generate(ids, mask, max_new_tokens=16, eos_token_id=-1)
     ranks = run_sharded(d, PROMPTS, 2, "int8", max_new_tokens=16, eos_token_id=-1)
     assert ranks[0]["ids"] == ranks[1]["ids"]
@@ -123,13 +119,12 @@ def test_a_shard_holds_its_heads_and_mlp_columns():
 def test_one_shard_with_its_own_sum_equals_the_engine(tmp_path):
     """Size 1 runs the shard path (partial output, all-reduce, add) in this process."""
     from layouts import tokenizer_model, write_hf_numpy
-    from fastergpt.tensor_parallel import _left_padded
 
     d = write_hf_numpy(tmp_path, tokenizer_model(seed=5))
     config, state = load_state_dict(d)
     calls = []
     engine = shard_engine(config, state, 0, 1, lambda a: calls.append(a.shape))
-    ids, mask = _left_padded(PROMPTS)
+    ids, mask = left_pad(PROMPTS)
     got = engine.generate(ids, mask, max_new_tokens=12, eos_token_id=-1)
     want = Engine.from_pretrained(d).generate(ids, mask, max_new_tokens=12, eos_token_id=-1)
     np.testing.assert_array_equal(got["ids"], want["ids"])
@@ -139,7 +134,6 @@ def test_one_shard_with_its_own_sum_equals_the_engine(tmp_path):
 
 def test_refusals_name_the_problem(tmp_path):
     from layouts import tokenizer_model, write_hf_numpy
-    from fastergpt.tensor_parallel import _left_padded
 
     d = write_hf_numpy(tmp_path, tokenizer_model(seed=6, n_head=2))
     config, state = load_state_dict(d)
@@ -147,7 +141,7 @@ def test_refusals_name_the_problem(tmp_path):
         shard_config(config, 3)
     with pytest.raises(ValueError, match=r"rank must be in \[0, 2\)"):
         shard_engine(config, state, 2, 2, lambda a: None)
-    ids, mask = _left_padded(PROMPTS)
+    ids, mask = left_pad(PROMPTS)
     engine = shard_engine(config, state, 0, 1, lambda a: None)
     with pytest.raises(ValueError, match="max_time: a tensor-parallel shard"):
         engine.generate(ids, mask, max_new_tokens=4, max_time=1.0)
