@@ -60,6 +60,21 @@ __attribute__((target("avx512f,fma"))) static double peak_fp32_loop(int64_t iter
   return double(iters) * kPeakChains * 16 * 2;
 }
 
+// Seconds per call of `fn`, after one warm-up call, over at least `seconds` of calls.
+template <typename F>
+static double seconds_per_call(F&& fn, double seconds) {
+  fn();
+  int iters = 0;
+  const auto t0 = Clock::now();
+  double elapsed = 0;
+  while (elapsed < seconds) {
+    fn();
+    ++iters;
+    elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+  return elapsed / iters;
+}
+
 // G(FL)OP/s of `loop` on `threads` threads at once (each a core's worth).
 static double measure_peak(double (*loop)(int64_t), int threads) {
   const int64_t iters = 20000000;
@@ -133,16 +148,8 @@ int main(int argc, char** argv) {
       // bytes streamed per call: the weights and their scales
       const double bytes = double(s.N) * s.K * format_info(f).bits / 8 +
                            (f == WeightFormat::kI8 ? 4.0 * s.N : 0) + 2.0 * params.size();
-      k.linear(ctx, x.data(), s.M, W, nullptr, Epilogue::kStore, y.data());
-      int iters = 0;
-      const auto t0 = Clock::now();
-      double elapsed = 0;
-      while (elapsed < seconds) {
-        k.linear(ctx, x.data(), s.M, W, nullptr, Epilogue::kStore, y.data());
-        ++iters;
-        elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
-      }
-      const double per = elapsed / iters;
+      const double per = seconds_per_call(
+          [&] { k.linear(ctx, x.data(), s.M, W, nullptr, Epilogue::kStore, y.data()); }, seconds);
       std::printf("linear %-8s %-11s threads=%d  %8.3f ms  %6.2f GB/s weights  %7.2f GFLOP/s\n",
                   fmt.name, s.name, threads, per * 1e3, bytes / per / 1e9,
                   2.0 * s.M * s.N * s.K / per / 1e9);
@@ -179,16 +186,7 @@ int main(int argc, char** argv) {
                               std::min(lanes, P - n0), Dh, 0.125f, out.data() + n0 * Dh, Dh,
                               work.data());
       };
-      pass();
-      int iters = 0;
-      const auto t0 = Clock::now();
-      double elapsed = 0;
-      while (elapsed < seconds) {
-        pass();
-        ++iters;
-        elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
-      }
-      const double per = elapsed / iters, pairs = 0.5 * P * (P + 1);
+      const double per = seconds_per_call(pass, seconds), pairs = 0.5 * P * (P + 1);
       std::printf("attend_queries prompt=%-4lld Dh=%lld one head, 1 thread: %8.3f ms  %6.2f GFLOP/s\n",
                   (long long)P, (long long)Dh, per * 1e3, 4.0 * Dh * pairs / per / 1e9);
     }
