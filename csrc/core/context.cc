@@ -3,15 +3,21 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <map>
 
 namespace fastergpt {
 
 namespace {
+inline void grow(DeviceArray<float>& v, int64_t n) { v.grow(n); }
 inline void grow(std::vector<float>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(n);
 }
 int resolve_threads(int n) { return n > 0 ? n : default_num_threads(); }
 }  // namespace
+
+Activations::Activations(const Backend& b)
+    : x(&b), h(&b), h2(&b), qkv(&b), attn(&b), mlp(&b), gated(&b), partial(&b),
+      device_logits(&b) {}
 
 void Activations::reserve(int64_t M, const ModelConfig& c) {
   const int64_t D = c.hidden_size, E = c.embed_dim();
@@ -32,12 +38,26 @@ void Activations::reserve_logits(int64_t rows, const ModelConfig& c) {
   grow(logits, rows * c.vocab_size);
 }
 
-void Activations::release() { *this = Activations(); }
+int64_t Activations::bytes() const {
+  int64_t n = static_cast<int64_t>(logits.capacity() * sizeof(float));
+  for (const DeviceArray<float>* v : {&x, &h, &h2, &qkv, &attn, &mlp, &gated, &partial, &device_logits})
+    n += v->bytes();
+  return n;
+}
+
+void Activations::release() {
+  for (DeviceArray<float>* v : {&x, &h, &h2, &qkv, &attn, &mlp, &gated, &partial, &device_logits})
+    v->release();
+  logits = std::vector<float>();
+}
 
 Context::Context(const Backend& backend, int num_threads)
-    : backend_(backend), pool_(std::make_unique<ThreadPool>(resolve_threads(num_threads))) {}
+    : backend_(backend),
+      pool_(std::make_unique<ThreadPool>(backend.host_memory ? resolve_threads(num_threads) : 1)),
+      cache_(backend), act_(backend) {}
 
 void Context::set_num_threads(int num_threads) {
+  if (!backend_.host_memory) return;  // a device's kernels do not use the pool
   const int want = resolve_threads(num_threads);
   if (pool_->num_threads() != want) {
     pool_.reset();  // its threads end before the new ones start
@@ -51,13 +71,7 @@ void Context::set_num_threads(int num_threads) {
 }
 
 void Context::trim(int64_t keep_bytes) {
-  const auto bytes = [](const std::vector<float>& v) {
-    return static_cast<int64_t>(v.capacity() * sizeof(float));
-  };
-  const Activations& a = act_;
-  const int64_t held = cache_.bytes() + bytes(a.x) + bytes(a.h) + bytes(a.h2) + bytes(a.qkv) +
-                       bytes(a.attn) + bytes(a.mlp) + bytes(a.gated) + bytes(a.logits) +
-                       bytes(a.partial);
+  const int64_t held = cache_.bytes() + act_.bytes();
   if (held > keep_bytes) {
     cache_.release();
     act_.release();
@@ -66,7 +80,7 @@ void Context::trim(int64_t keep_bytes) {
 
 namespace {
 
-// The process-wide CPU context and its lock. A fork() copies only the forking
+// The process-wide contexts (one per backend) and their lock. A fork() copies only the forking
 // thread, so a child must not use the parent's pool (its workers do not exist
 // there: the first parallel loop would wait for them forever). The fork
 // handlers take the lock around fork() (no call is mid-way in the child) and
@@ -76,25 +90,27 @@ std::mutex& context_mutex() {
   static std::mutex m;
   return m;
 }
-Context*& context_slot() {
-  static Context* c = nullptr;
-  return c;
+std::map<const Backend*, Context*>& context_slots() {
+  // Never destroyed (as the contexts): they stay reachable until the process ends.
+  static auto* slots = new std::map<const Backend*, Context*>();
+  return *slots;
 }
 void before_fork() { context_mutex().lock(); }
 void parent_after_fork() { context_mutex().unlock(); }
 void child_after_fork() {
-  context_slot() = nullptr;
+  context_slots().clear();
   context_mutex().unlock();  // locked by this same (and only) thread in before_fork
 }
 
 }  // namespace
 
-Context& cpu_context(int num_threads, std::unique_lock<std::mutex>* lock) {
+Context& shared_context(const Backend& backend, int num_threads,
+                        std::unique_lock<std::mutex>* lock) {
   static std::once_flag handlers;
   std::call_once(handlers, [] { pthread_atfork(before_fork, parent_after_fork, child_after_fork); });
   *lock = std::unique_lock<std::mutex>(context_mutex());
-  Context*& ctx = context_slot();
-  if (!ctx) ctx = new Context(cpu_backend(), num_threads);  // lives as long as the process
+  Context*& ctx = context_slots()[&backend];
+  if (!ctx) ctx = new Context(backend, num_threads);  // lives as long as the process
   ctx->set_num_threads(num_threads);
   return *ctx;
 }

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <vector>
 
+#include "device_array.h"
 #include "kernels.h"
 #include "kv_cache.h"
 #include "model_config.h"
@@ -18,13 +19,20 @@
 namespace fastergpt {
 
 // Activations of the M tokens of one pass (row-major [M, width]), and the
-// next-token logits of the rows being decoded [rows, V].
+// next-token logits of the rows being decoded [rows, V]. The pass's buffers are
+// in the backend's memory; the logits are on the host, where the logits
+// processors and samplers read them (a device computes them into
+// device_logits and copies them over).
 struct Activations {
-  std::vector<float> x, h, h2, qkv, attn, mlp, gated, logits;
-  std::vector<float> partial;  // [M, D]: a tensor-parallel shard's sublayer output
+  explicit Activations(const Backend& backend);
+  DeviceArray<float> x, h, h2, qkv, attn, mlp, gated;
+  DeviceArray<float> partial;  // [M, D]: a tensor-parallel shard's sublayer output
+  DeviceArray<float> device_logits;  // [rows, V] on a device without host memory
+  std::vector<float> logits;
   void reserve(int64_t M, const ModelConfig& c);  // all but the logits and partial
   void reserve_logits(int64_t rows, const ModelConfig& c);
   void reserve_partial(int64_t M, const ModelConfig& c);
+  int64_t bytes() const;
   void release();  // gives the memory back
 };
 
@@ -52,8 +60,12 @@ class Context {
   Activations act_;
 };
 
-// The process-wide CPU context, with `num_threads` threads. Hold the returned
-// lock while using it: concurrent calls take turns instead of sharing workers.
-Context& cpu_context(int num_threads, std::unique_lock<std::mutex>* lock);
+// The process-wide context of `backend`, with `num_threads` threads (the CPU's
+// workers; a GPU's context keeps one). Hold the returned lock while using it:
+// concurrent calls take turns instead of sharing workers.
+Context& shared_context(const Backend& backend, int num_threads, std::unique_lock<std::mutex>* lock);
+inline Context& cpu_context(int num_threads, std::unique_lock<std::mutex>* lock) {
+  return shared_context(cpu_backend(), num_threads, lock);
+}
 
 }  // namespace fastergpt

@@ -41,7 +41,7 @@ GenerationStream::GenerationStream(const Model& model, const GenerationInput& in
                                    const GenerationOptions& options, Context* ctx)
     : options_((check_streamable(options), options)),
       own_ctx_(ctx ? nullptr
-                   : std::make_unique<Context>(cpu_backend(), static_cast<int>(options.num_threads))),
+                   : std::make_unique<Context>(model.backend(), static_cast<int>(options.num_threads))),
       ctx_(ctx ? *ctx : *own_ctx_),
       gen_(model, options_, ctx_) {
   deadline_ = Deadline::after(options_.max_time);  // from the call, prompt pass included
@@ -54,7 +54,7 @@ GenerationStream::GenerationStream(const Model& model, const GenerationInput& in
 GenerationStream::GenerationStream(const Model& model, int64_t capacity, int64_t max_positions,
                                    const GenerationOptions& options)
     : options_(options),
-      own_ctx_(std::make_unique<Context>(cpu_backend(), static_cast<int>(options.num_threads))),
+      own_ctx_(std::make_unique<Context>(model.backend(), static_cast<int>(options.num_threads))),
       ctx_(*own_ctx_), gen_(model, options_, ctx_), continuous_(true) {
   const ModelConfig& c = model.config();
   FGPT_CHECK(capacity >= 1 && capacity <= kMaxReturnSequences, "capacity must be in [1, ",
@@ -154,7 +154,7 @@ GenerationResult generate(const Model& model, const GenerationInput& input,
   check_streamable(options);
   validate_request(model.config(), input, options);  // before taking the shared context
   std::unique_lock<std::mutex> lock;
-  Context& ctx = cpu_context(static_cast<int>(options.num_threads), &lock);
+  Context& ctx = shared_context(model.backend(), static_cast<int>(options.num_threads), &lock);
   GenerationResult result;
   {
     GenerationStream stream(model, input, options, &ctx);

@@ -145,18 +145,21 @@ void Generator::forward_prompts(const std::vector<int64_t>& tokens,
   const int64_t B = static_cast<int64_t>(last_token.size()), D = c_.hidden_size;
   // Chunk by chunk, keeping the hidden state of each prompt's last token.
   Activations& a = ctx_.activations();
-  std::vector<float> last_hidden(B * D);
+  const Backend& device = ctx_.backend();
+  const int64_t row_bytes = D * static_cast<int64_t>(sizeof(float));
+  DeviceArray<float> last_hidden(&device);
+  last_hidden.grow(B * D);
   const int64_t total = static_cast<int64_t>(tokens.size());
   for (int64_t start = 0; start < total; start += kPrefillChunk) {
     const int64_t M = std::min(kPrefillChunk, total - start);
     model_.forward(ctx_, tokens.data() + start, slots.data() + start, M);
     for (int64_t b = 0; b < B; ++b)
       if (last_token[b] >= start && last_token[b] < start + M)
-        std::copy(a.x.begin() + (last_token[b] - start) * D,
-                  a.x.begin() + (last_token[b] - start + 1) * D, last_hidden.begin() + b * D);
+        device.copy(last_hidden.data() + b * D, a.x.data() + (last_token[b] - start) * D,
+                    row_bytes, CopyKind::kDeviceToDevice);
   }
   a.reserve(B, c_);
-  std::copy(last_hidden.begin(), last_hidden.end(), a.x.begin());
+  device.copy(a.x.data(), last_hidden.data(), B * row_bytes, CopyKind::kDeviceToDevice);
   std::vector<int64_t> first_rows(B);
   for (int64_t b = 0; b < B; ++b) first_rows[b] = b;
   model_.logits(ctx_, first_rows.data(), B);  // into logits rows 0..B-1
@@ -470,7 +473,7 @@ GenerationResult generate(const Model& model, const GenerationInput& input,
                           const GenerationOptions& options) {
   validate_request(model.config(), input, options);
   std::unique_lock<std::mutex> lock;
-  Context& ctx = cpu_context(static_cast<int>(options.num_threads), &lock);
+  Context& ctx = shared_context(model.backend(), static_cast<int>(options.num_threads), &lock);
   GenerationResult result = Generator(model, options, ctx).run(input);
   ctx.trim();
   return result;
@@ -481,7 +484,7 @@ std::vector<float> compute_logits(const Model& model, const GenerationInput& inp
   GenerationOptions options;
   set_setting(options, "num_threads", static_cast<double>(num_threads));
   std::unique_lock<std::mutex> lock;
-  Context& ctx = cpu_context(static_cast<int>(options.num_threads), &lock);
+  Context& ctx = shared_context(model.backend(), static_cast<int>(options.num_threads), &lock);
   std::vector<float> logits = Generator(model, options, ctx).score(input);
   ctx.trim();
   return logits;

@@ -7,6 +7,9 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "matrix.h"
 #include "model_config.h"
@@ -45,6 +48,12 @@ struct RotaryTable {
   bool interleaved = false;  // pairs (2i, 2i+1) (GPT-J); else (i, i + half) (NeoX, LLaMA)
 };
 
+// Which way a Backend::copy goes; "device" is the backend's memory (host memory on the CPU).
+enum class CopyKind { kHostToDevice, kDeviceToHost, kDeviceToDevice };
+
+// Device memory the model keeps for its weights (freed when the last holder goes).
+using DeviceBlock = std::shared_ptr<void>;
+
 // Which cache row and slot one token of a pass belongs to.
 struct TokenSlot {
   int64_t row;
@@ -52,7 +61,32 @@ struct TokenSlot {
 };
 
 struct Backend {
-  const char* name;  // "cpu"
+  const char* name;  // "cpu", "cuda"
+  // The device's pointers are host pointers (the CPU): the generator and the adapters may
+  // read activations in place; elsewhere they copy.
+  bool host_memory;
+
+  // ---- memory -------------------------------------------------------------------------
+  // `bytes` of device memory, zero-filled, 64-byte aligned; throws Error (naming the
+  // device and the size) when there is not enough. Freed by deallocate.
+  void* (*allocate)(int64_t bytes);
+  void (*deallocate)(void* p);
+  // Copies `bytes`; a copy to the host returns once the data is there.
+  void (*copy)(void* dst, const void* src, int64_t bytes, CopyKind kind);
+  // A packed matrix (host memory, the weight format's storage, see matrix.h) as this
+  // device's kernels read it: the CPU reads the packing itself (returns `m`); a device
+  // with its own layout converts and uploads it once, keeping the memory in `keep`.
+  // Throws Error naming the format when the device has no kernels for it.
+  Matrix (*bind_matrix)(const Matrix& m, std::vector<DeviceBlock>* keep);
+  // n floats of host memory on the device (the CPU returns `v`).
+  const float* (*bind_vector)(const float* v, int64_t n, std::vector<DeviceBlock>* keep);
+
+  // ---- operations -----------------------------------------------------------------------
+  // dst[n] += src[n] (a tensor-parallel shard's reduced sublayer output into x).
+  void (*add)(Context& ctx, const float* src, int64_t n, float* dst);
+  // x[m, :D] += positions[slots[m].slot, :D] (learned positions after a projection).
+  void (*add_positions)(Context& ctx, const float* positions, const TokenSlot* slots, int64_t M,
+                        int64_t D, float* x);
 
   // y[M, N] (op)= x[M, K] * W[N, K]^T + bias[N]; bias may be null. W in any
   // weight format; accumulation is float32 for every format.
@@ -91,6 +125,16 @@ struct Backend {
 
 // The CPU backend (csrc/cpu/cpu_backend.cc).
 const Backend& cpu_backend();
+
+// The CUDA backend (csrc/cuda/cuda_backend.cu) on the current GPU. Throws Error saying why
+// when this build has no CUDA (csrc/core/no_cuda.cc) or no GPU is visible.
+const Backend& cuda_backend();
+// Whether this build holds the CUDA backend, and how many GPUs it sees (0 without one).
+bool cuda_built();
+int cuda_device_count();
+
+// A backend by its device name: "cpu", or "gpu" / "cuda"; throws Error naming the value.
+const Backend& backend_for_device(const std::string& device);
 
 // Single-row helpers of the CPU kernels that the logits processors and tests use.
 // sum_i exp(x[i] - shift) over n floats, SIMD (~2 ulp per term); shift >= max(x).

@@ -7,18 +7,24 @@
 // on, position p of row r is read from row sources(r)[p] (the row that wrote
 // it), so a beam that takes over another's history copies that row's small
 // table of row indices, not its keys and values.
+//
+// Keys and values live in the backend's memory; the source tables stay on the
+// host (the generator writes them), and a device's attention copies them over.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <vector>
 
+#include "device_array.h"
 #include "model_config.h"
 
 namespace fastergpt {
 
 class KVCache {
  public:
+  explicit KVCache(const Backend& backend) : backend_(&backend), keys_(&backend), values_(&backend) {}
+
   void allocate(const ModelConfig& c, int64_t rows, int64_t max_length) {
     layers_ = c.num_layers;
     rows_ = rows;
@@ -27,10 +33,8 @@ class KVCache {
     max_length_ = max_length;
     const int64_t per_layer = rows * heads_ * max_length * head_size_;
     // Grow only: the cache is reused by later calls.
-    if (static_cast<int64_t>(keys_.size()) < layers_ * per_layer) {
-      keys_.resize(layers_ * per_layer);
-      values_.resize(layers_ * per_layer);
-    }
+    keys_.grow(layers_ * per_layer);
+    values_.grow(layers_ * per_layer);
     sources_.clear();
   }
 
@@ -44,22 +48,28 @@ class KVCache {
   bool has_sources() const { return !sources_.empty(); }
   // Row r's table: sources(r)[p] is the row holding position p of row r's history.
   int32_t* sources(int64_t row) { return sources_.data() + row * max_length_; }
+  const int32_t* sources() const { return sources_.data(); }  // [rows, max_length]
+  int64_t rows() const { return rows_; }
 
   int64_t max_length() const { return max_length_; }
-  int64_t bytes() const {
-    return static_cast<int64_t>((keys_.capacity() + values_.capacity()) * sizeof(float));
+  int64_t bytes() const { return keys_.bytes() + values_.bytes(); }
+  void release() {
+    keys_.release();
+    values_.release();
+    sources_ = std::vector<int32_t>();
+    layers_ = rows_ = heads_ = head_size_ = max_length_ = 0;
   }
-  void release() { *this = KVCache(); }
   int64_t heads() const { return heads_; }
   int64_t head_size() const { return head_size_; }
 
   // Copies the first n slots of row src into row dst, in every layer and head
   // (the prompt of a sequence shared by several return sequences).
   void copy_prefix(int64_t src, int64_t dst, int64_t n) {
+    const int64_t bytes = n * head_size_ * static_cast<int64_t>(sizeof(float));
     for (int64_t l = 0; l < layers_; ++l)
       for (int64_t h = 0; h < heads_; ++h) {
-        std::copy(key(l, src, h, 0), key(l, src, h, 0) + n * head_size_, key(l, dst, h, 0));
-        std::copy(value(l, src, h, 0), value(l, src, h, 0) + n * head_size_, value(l, dst, h, 0));
+        backend_->copy(key(l, dst, h, 0), key(l, src, h, 0), bytes, CopyKind::kDeviceToDevice);
+        backend_->copy(value(l, dst, h, 0), value(l, src, h, 0), bytes, CopyKind::kDeviceToDevice);
       }
   }
   float* key(int64_t layer, int64_t row, int64_t head, int64_t slot) {
@@ -74,8 +84,9 @@ class KVCache {
     return (((layer * rows_ + row) * heads_ + head) * max_length_ + slot) * head_size_;
   }
 
+  const Backend* backend_;
   int64_t layers_ = 0, rows_ = 0, heads_ = 0, head_size_ = 0, max_length_ = 0;
-  std::vector<float> keys_, values_;
+  DeviceArray<float> keys_, values_;  // the backend's memory
   std::vector<int32_t> sources_;  // [rows, max_length] when on, else empty
 };
 

@@ -99,6 +99,16 @@ inline int64_t q8_padded_cols(int64_t cols) { return (cols + 3) / 4 * 4; }
 // that covers them (one group: any size that covers the row).
 int64_t q4_group_size(int64_t cols, int64_t groups);
 
+// Row-major out[rows, cols] from kFloatBlocks16 storage (per block of 16 rows, element
+// 16k + r = W[r, k]): for a device whose kernels read plain rows (cuBLAS).
+template <class T>
+void unpack_float_blocks16(const T* packed, int64_t rows, int64_t cols, T* out) {
+  for (int64_t n = 0; n < rows; ++n) {
+    const T* block = packed + (n / 16) * 16 * cols;
+    for (int64_t k = 0; k < cols; ++k) out[n * cols + k] = block[16 * k + n % 16];
+  }
+}
+
 // The shape the format stores an [rows, cols] matrix in.
 std::vector<int64_t> storage_shape(WeightFormat f, int64_t rows, int64_t cols);
 

@@ -116,10 +116,16 @@ std::vector<WeightSpec> weight_spec(const ModelConfig& config, WeightFormat form
   return decoder_weight_spec(config, format);
 }
 
+void Model::set_collective(std::shared_ptr<Collective> collective) {
+  FGPT_CHECK(!collective || backend_->host_memory, "tensor parallelism runs on the CPU; this "
+             "model's weights are on the ", backend_->name, " device");
+  collective_ = std::move(collective);
+}
+
 std::unique_ptr<Model> make_model(const ModelConfig& config, WeightFormat format,
-                                  const std::vector<WeightView>& views) {
+                                  const std::vector<WeightView>& views, const Backend& backend) {
   config.validate();
-  return make_decoder(config, format, views);
+  return make_decoder(config, format, views, backend);
 }
 
 }  // namespace fastergpt

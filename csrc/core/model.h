@@ -56,22 +56,31 @@ class Model {
   // Tensor parallelism: this model is one shard (its config counts the shard's heads
   // and MLP width) and sums its sublayers' outputs over `collective`'s processes.
   // Null (the default): the whole model in this process.
-  void set_collective(std::shared_ptr<Collective> collective) { collective_ = std::move(collective); }
+  // The collective reduces host memory: a shard runs on the CPU.
+  void set_collective(std::shared_ptr<Collective> collective);
   Collective* collective() const { return collective_.get(); }
 
+  // The device the weights were bound to: its kernels run the model, and the
+  // generator takes that device's context.
+  const Backend& backend() const { return *backend_; }
+
  protected:
-  explicit Model(const ModelConfig& c) : config_(c) {}
+  Model(const ModelConfig& c, const Backend& backend) : config_(c), backend_(&backend) {}
   ModelConfig config_;
+  const Backend* backend_;
   std::shared_ptr<Collective> collective_;
 };
 
 // Every tensor the engine needs for `config` in weight format `format`.
 std::vector<WeightSpec> weight_spec(const ModelConfig& config, WeightFormat format);
 
-// The model over `views` (which must outlive it); throws Error naming the
-// first missing or mis-shaped tensor.
+// The model over `views` on `backend`'s device; throws Error naming the first
+// missing or mis-shaped tensor, or a weight format the device has no kernels for.
+// On the CPU the model reads `views` in place (they must outlive it); a device
+// with memory of its own copies them once.
 std::unique_ptr<Model> make_model(const ModelConfig& config, WeightFormat format,
-                                  const std::vector<WeightView>& views);
+                                  const std::vector<WeightView>& views,
+                                  const Backend& backend = cpu_backend());
 
 // Helpers for model files: "[a, b]", and a spec's matrix entry (+ its scales).
 std::string shape_str(const std::vector<int64_t>& shape);

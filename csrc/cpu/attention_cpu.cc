@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../core/activation_math.h"
 #include "../core/context.h"
 #include "cpu_ops.h"
 #include "simd_kernels.h"
@@ -50,11 +51,8 @@ void rotary(Context& ctx, float* qkv, const TokenSlot* slots, int64_t M, int64_t
     for (int64_t h = 0; h < heads; ++h) {  // the q heads, then the k heads
       float* v = qkv + m * stride + h * Dh;
       for (int64_t i = 0; i < half; ++i) {
-        float* a = t.interleaved ? v + 2 * i : v + i;
-        float* b = t.interleaved ? v + 2 * i + 1 : v + i + half;
-        const float x = *a, y = *b;
-        *a = x * c[i] - y * s[i];
-        *b = y * c[i] + x * s[i];
+        rotate_pair(t.interleaved ? v + 2 * i : v + i, t.interleaved ? v + 2 * i + 1 : v + i + half,
+                    c[i], s[i]);
       }
     }
   }

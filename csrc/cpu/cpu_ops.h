@@ -7,6 +7,16 @@
 namespace fastergpt {
 namespace cpu {
 
+// memory_cpu.cc
+void* allocate(int64_t bytes);
+void deallocate(void* p);
+void copy(void* dst, const void* src, int64_t bytes, CopyKind kind);
+Matrix bind_matrix(const Matrix& m, std::vector<DeviceBlock>* keep);
+const float* bind_vector(const float* v, int64_t n, std::vector<DeviceBlock>* keep);
+void add(Context& ctx, const float* src, int64_t n, float* dst);
+void add_positions(Context& ctx, const float* positions, const TokenSlot* slots, int64_t M,
+                   int64_t D, float* x);
+
 void linear(Context& ctx, const float* x, int64_t M, const Matrix& W, const float* bias,
             Epilogue epilogue, float* y);
 void embed(Context& ctx, const Matrix& table, const float* positions, const int64_t* tokens,

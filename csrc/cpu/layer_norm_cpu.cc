@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "../core/activation_math.h"
 #include "../core/context.h"
 #include "cpu_ops.h"
 
@@ -61,17 +62,7 @@ void glu(Context& ctx, const float* in, int64_t M, int64_t F, Activation act, fl
       const float* gate = in + m * 2 * F;
       const float* up = gate + F;
       float* o = out + m * F;
-      for (int64_t i = 0; i < F; ++i) {
-        const float g = gate[i];
-        float a;
-        switch (act) {
-          case Activation::kSilu: a = g / (1.0f + std::exp(-g)); break;
-          case Activation::kRelu: a = g > 0.0f ? g : 0.0f; break;
-          case Activation::kGeluErf: a = 0.5f * g * (1.0f + std::erf(g * 0.7071067811865476f)); break;
-          default: a = 0.5f * g * (1.0f + std::tanh(0.7978845608028654f * (g + 0.044715f * g * g * g)));
-        }
-        o[i] = a * up[i];
-      }
+      for (int64_t i = 0; i < F; ++i) o[i] = activate(act, gate[i]) * up[i];
     }
   });
 }

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "../core/activation_math.h"
 #include "../core/kernels.h"
 #include "../core/matrix.h"
 
@@ -18,7 +19,7 @@ static inline float gelu_tanh(float v) {
   return 0.5f * v * (1.0f + std::tanh(kSqrt2OverPi * (v + 0.044715f * v * v * v)));
 }
 
-static inline float gelu_erf(float v) { return 0.5f * v * (1.0f + std::erf(v * 0.7071067811865476f)); }
+static inline float gelu_erf(float v) { return gelu_erf_scalar(v); }
 
 // y[m, n] (op)= dot(x[m, :], W[n, :]) + bias[n] for n in [n_begin, n_end), n_begin a
 // multiple of the format's block of rows.

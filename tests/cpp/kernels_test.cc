@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "../../csrc/core/activation_math.h"
 #include "../../csrc/core/context.h"
 #include "../../csrc/core/kernels.h"
 #include "../../csrc/cpu/half.h"
@@ -700,6 +701,39 @@ static void test_embed(Context& ctx) {
   }
 }
 
+// What the CUDA backend reads: the packing unpacked to plain rows (matrix.h).
+static void test_unpack_float_blocks() {
+  std::mt19937 rng(21);
+  for (int64_t N : {1, 16, 37})
+    for (int64_t K : {1, 5, 64}) {
+      const auto w = random_vec(N * K, rng);
+      const Packed p32 = pack(w, N, K, WeightFormat::kF32);
+      std::vector<float> rows(N * K);
+      unpack_float_blocks16(p32.f32.data(), N, K, rows.data());
+      CHECK(rows == w);
+      const Packed p16 = pack(w, N, K, WeightFormat::kF16);
+      std::vector<uint16_t> halves(N * K);
+      unpack_float_blocks16(p16.f16.data(), N, K, halves.data());
+      for (int64_t i = 0; i < N * K; ++i) CHECK(cpu::half_to_float(halves[i]) == p16.exact[i]);
+    }
+}
+
+// The element-wise math the GPU shares with the CPU (activation_math.h) against the
+// CPU's vectorised epilogue and std:: functions.
+static void test_shared_activation_math() {
+  for (float v = -8.0f; v <= 8.0f; v += 0.37f) {
+    CHECK_NEAR(gelu_erf_scalar(v), 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))), 1e-6);
+    CHECK_NEAR(gelu_tanh_scalar(v),
+               0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v))),
+               1e-6);
+    CHECK_NEAR(silu_scalar(v), v / (1.0 + std::exp(-double(v))), 1e-6);
+    CHECK(relu_scalar(v) == (v > 0 ? v : 0.0f));
+    CHECK(epilogue_value(Epilogue::kAccumulate, v, 2.0f) == 2.0f + v);
+    CHECK(epilogue_value(Epilogue::kStore, v, 2.0f) == v);
+    CHECK(activate(Activation::kGeluErf, v) == gelu_erf_scalar(v));
+  }
+}
+
 int main() {
   std::printf("CPU kernels use %s\n", cpu_isa_name());
   for (const Backend* backend : {&cpu_backend()}) {
@@ -724,5 +758,7 @@ int main() {
   test_float_blocks_are_bit_identical();
   test_int4_linear();
   test_weight_formats();
+  test_unpack_float_blocks();
+  test_shared_activation_math();
   TEST_MAIN_END();
 }

@@ -139,35 +139,48 @@ std::shared_ptr<const RotaryAngles> shared_rotary_angles(const ModelConfig& c) {
 
 class Decoder final : public Model {
  public:
-  Decoder(const ModelConfig& c, WeightFormat format, const std::vector<WeightView>& views)
-      : Model(c) {
+  Decoder(const ModelConfig& c, WeightFormat format, const std::vector<WeightView>& views,
+          const Backend& backend)
+      : Model(c, backend) {
     const BoundWeights w(decoder_weight_spec(c, format), views);
-    token_embedding_ = w.matrix("token_embedding");
-    if (c.positions == Positions::kLearned) position_embedding_ = w.f32("position_embedding");
+    // Every weight goes through the backend once: the CPU reads the views in place, a
+    // device with memory of its own gets its copy (kept in device_weights_).
+    const auto matrix = [&](const std::string& name) {
+      return backend.bind_matrix(w.matrix(name), &device_weights_);
+    };
+    const auto vector = [&](const std::string& name, int64_t n) {
+      return backend.bind_vector(w.f32(name), n, &device_weights_);
+    };
+    const int64_t D = c.hidden_size;
+    token_embedding_ = matrix("token_embedding");
+    if (c.positions == Positions::kLearned)
+      position_embedding_ = vector("position_embedding", c.max_positions * D);
     if (c.embed_dim() != c.hidden_size) {
-      project_in_ = w.matrix("project_in.weight");
-      project_out_ = w.matrix("project_out.weight");
+      project_in_ = matrix("project_in.weight");
+      project_out_ = matrix("project_out.weight");
     }
     for (int64_t l = 0; l < c.num_layers; ++l) {
       const std::string p = "layers." + std::to_string(l) + ".";
       LayerWeights lw{};
       for (const LayerTensor& t : kLayerTensors) {
         if (!t.present(c)) continue;
-        if (t.matrix) lw.*t.matrix = w.matrix(p + t.key);
-        else lw.*t.vector = w.f32(p + t.key);
+        if (t.matrix) lw.*t.matrix = matrix(p + t.key);
+        else lw.*t.vector = vector(p + t.key, size_of(t.rows, c));
       }
       layers_.push_back(lw);
     }
     if (c.residual != Residual::kPostNorm) {
-      lnf_gamma_ = w.f32("final_ln.gamma");
-      if (c.norm == Norm::kLayerNorm) lnf_beta_ = w.f32("final_ln.beta");
+      lnf_gamma_ = vector("final_ln.gamma", D);
+      if (c.norm == Norm::kLayerNorm) lnf_beta_ = vector("final_ln.beta", D);
     }
-    lm_head_ = c.tied_lm_head ? token_embedding_ : w.matrix("lm_head.weight");
-    if (c.lm_head_bias) lm_head_bias_ = w.f32("lm_head.bias");
+    lm_head_ = c.tied_lm_head ? token_embedding_ : matrix("lm_head.weight");
+    if (c.lm_head_bias) lm_head_bias_ = vector("lm_head.bias", c.vocab_size);
     if (c.positions == Positions::kRotary) {
       angles_ = shared_rotary_angles(c);
-      rotary_ = {angles_->cos.data(), angles_->sin.data(), c.rotary_dims() / 2,
-                 c.rotary_interleaved};
+      const int64_t n = static_cast<int64_t>(angles_->cos.size());
+      rotary_ = {backend.bind_vector(angles_->cos.data(), n, &device_weights_),
+                 backend.bind_vector(angles_->sin.data(), n, &device_weights_),
+                 c.rotary_dims() / 2, c.rotary_interleaved};
     }
   }
 
@@ -182,7 +195,7 @@ class Decoder final : public Model {
     if (project_in_.data) {  // embed at width E, project to D
       k.embed(ctx, token_embedding_, nullptr, tokens, slots, M, a.h.data());
       k.linear(ctx, a.h.data(), M, project_in_, nullptr, Epilogue::kStore, x);
-      if (position_embedding_) add_positions(slots, M, x);
+      if (position_embedding_) k.add_positions(ctx, position_embedding_, slots, M, c.hidden_size, x);
     } else {
       k.embed(ctx, token_embedding_, position_embedding_, tokens, slots, M, x);
     }
@@ -197,7 +210,8 @@ class Decoder final : public Model {
     const int64_t D = c.hidden_size;
     for (int64_t i = 0; i < n; ++i)
       if (token_rows[i] != i)
-        std::memcpy(a.x.data() + i * D, a.x.data() + token_rows[i] * D, D * sizeof(float));
+        k.copy(a.x.data() + i * D, a.x.data() + token_rows[i] * D, D * sizeof(float),
+               CopyKind::kDeviceToDevice);
     const float* h = a.x.data();
     if (lnf_gamma_) {
       norm(ctx, a.x.data(), n, lnf_gamma_, lnf_beta_, a.h.data());
@@ -207,7 +221,15 @@ class Decoder final : public Model {
       k.linear(ctx, h, n, project_out_, nullptr, Epilogue::kStore, a.h2.data());
       h = a.h2.data();
     }
-    k.linear(ctx, h, n, lm_head_, lm_head_bias_, Epilogue::kStore, a.logits.data());
+    if (k.host_memory) {
+      k.linear(ctx, h, n, lm_head_, lm_head_bias_, Epilogue::kStore, a.logits.data());
+      return;
+    }
+    // The logits processors and samplers read them on the host.
+    a.device_logits.grow(n * c.vocab_size);
+    k.linear(ctx, h, n, lm_head_, lm_head_bias_, Epilogue::kStore, a.device_logits.data());
+    k.copy(a.logits.data(), a.device_logits.data(), n * c.vocab_size * sizeof(float),
+           CopyKind::kDeviceToHost);
   }
 
  private:
@@ -218,14 +240,6 @@ class Decoder final : public Model {
       ctx.backend().rms_norm(ctx, x, M, c.hidden_size, gamma, c.norm_epsilon, y);
     else
       ctx.backend().layer_norm(ctx, x, M, c.hidden_size, gamma, beta, c.norm_epsilon, y);
-  }
-
-  void add_positions(const TokenSlot* slots, int64_t M, float* x) const {
-    const int64_t D = config_.hidden_size;
-    for (int64_t m = 0; m < M; ++m) {
-      const float* pe = position_embedding_ + slots[m].slot * D;
-      for (int64_t i = 0; i < D; ++i) x[m * D + i] += pe[i];
-    }
   }
 
   // x += attention(in) (on a shard: see project_out).
@@ -279,9 +293,8 @@ class Decoder final : public Model {
     Activations& a = ctx.activations();
     const int64_t n = M * config_.hidden_size;
     float* p = a.partial.data();
-    collective_->all_reduce_sum(p, n);
-    float* x = a.x.data();
-    for (int64_t i = 0; i < n; ++i) x[i] += p[i];
+    collective_->all_reduce_sum(p, n);  // host memory: set_collective checks the backend
+    ctx.backend().add(ctx, p, n, a.x.data());
   }
 
   void block(Context& ctx, const LayerWeights& lw, int64_t l, const TokenSlot* slots,
@@ -313,11 +326,11 @@ class Decoder final : public Model {
         reduce_into_x(ctx, M);
         break;
       case Residual::kPostNorm:  // the sublayers read x; the norms follow the adds
-        std::memcpy(h, x, M * row_bytes);
+        ctx.backend().copy(h, x, M * row_bytes, CopyKind::kDeviceToDevice);
         attention(ctx, lw, l, h, slots, M, true);
         reduce_into_x(ctx, M);
         norm(ctx, x, M, lw.ln1_gamma, lw.ln1_beta, x);
-        std::memcpy(h, x, M * row_bytes);
+        ctx.backend().copy(h, x, M * row_bytes, CopyKind::kDeviceToDevice);
         mlp(ctx, lw, h, M, true);
         reduce_into_x(ctx, M);
         norm(ctx, x, M, lw.ln2_gamma, lw.ln2_beta, x);
@@ -334,7 +347,8 @@ class Decoder final : public Model {
   Matrix lm_head_;                             // [V, E]; the token embedding when tied
   const float* lm_head_bias_ = nullptr;        // [V]
   std::shared_ptr<const RotaryAngles> angles_;  // rotary tables [P, rotary_dim / 2]
-  RotaryTable rotary_;
+  RotaryTable rotary_;                          // angles_, on the model's device
+  std::vector<DeviceBlock> device_weights_;     // a device's copies of the weights
 };
 
 }  // namespace
@@ -364,8 +378,8 @@ std::vector<WeightSpec> decoder_weight_spec(const ModelConfig& c, WeightFormat f
 }
 
 std::unique_ptr<Model> make_decoder(const ModelConfig& config, WeightFormat format,
-                                    const std::vector<WeightView>& views) {
-  return std::make_unique<Decoder>(config, format, views);
+                                    const std::vector<WeightView>& views, const Backend& backend) {
+  return std::make_unique<Decoder>(config, format, views, backend);
 }
 
 }  // namespace fastergpt

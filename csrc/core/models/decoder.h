@@ -10,6 +10,6 @@ namespace fastergpt {
 
 std::vector<WeightSpec> decoder_weight_spec(const ModelConfig& config, WeightFormat format);
 std::unique_ptr<Model> make_decoder(const ModelConfig& config, WeightFormat format,
-                                    const std::vector<WeightView>& views);
+                                    const std::vector<WeightView>& views, const Backend& backend);
 
 }  // namespace fastergpt
