@@ -2,7 +2,8 @@
 
 Used ahead of time by ``setup.py`` and just in time by :mod:`fastergpt.ops.loader`.
 A JIT build lands in ``<cache>/<key>/`` where the key hashes the sources, the
-compiler, the CMake flags and the Paddle and Python versions (never mtimes), and
+compilers (nvcc too: the CUDA backend is built where nvcc and cuBLAS are found,
+see ``FASTERGPT_CUDA``), the CMake flags and the Paddle and Python versions (never mtimes), and
 a file lock serialises processes that build at the same time. No network is
 used. A failed build raises :class:`BuildError` quoting the compiler's errors
 and naming the full log: there is no slower fallback to drop to silently.
@@ -51,7 +52,9 @@ def _paddle_dir() -> str:
     return os.path.dirname(spec.origin)
 
 
-def paddle_version() -> str:
+def installed_paddle_version() -> str | None:
+    """Paddle's version, or None where it is not installed: then only the NumPy module
+    (`fastergpt.Engine`) is built, and the Paddle op says it needs Paddle."""
     from importlib.metadata import PackageNotFoundError, version
 
     for dist in ("paddlepaddle", "paddlepaddle-gpu"):
@@ -59,7 +62,14 @@ def paddle_version() -> str:
             return version(dist)
         except PackageNotFoundError:
             continue
-    raise BuildError("paddle is not installed: pip install paddlepaddle==3.3.1")
+    return None
+
+
+def paddle_version() -> str:
+    v = installed_paddle_version()
+    if v is None:
+        raise BuildError("paddle is not installed: pip install paddlepaddle==3.3.1")
+    return v
 
 
 def _pybind11_cmake_dir() -> str:
@@ -68,16 +78,73 @@ def _pybind11_cmake_dir() -> str:
     return pybind11.get_cmake_dir()
 
 
+def cuda_setting() -> str:
+    """FASTERGPT_CUDA from the environment: AUTO (the default: the CUDA backend is built
+    where nvcc and cuBLAS are found), ON (fail without them) or OFF."""
+    value = os.environ.get("FASTERGPT_CUDA", "AUTO").strip().upper()
+    aliases = {"1": "ON", "TRUE": "ON", "YES": "ON", "0": "OFF", "FALSE": "OFF", "NO": "OFF"}
+    value = aliases.get(value, value)
+    if value not in ("AUTO", "ON", "OFF"):
+        raise BuildError(f"FASTERGPT_CUDA must be AUTO, ON or OFF, got {os.environ['FASTERGPT_CUDA']!r}")
+    return value
+
+
+def nvcc_path() -> str | None:
+    """nvcc on PATH, else the toolkit's under CUDA_HOME (or /usr/local/cuda)."""
+    found = shutil.which("nvcc")
+    if found:
+        return found
+    home = Path(os.environ.get("CUDA_HOME") or "/usr/local/cuda")
+    return str(home / "bin" / "nvcc") if (home / "bin" / "nvcc").is_file() else None
+
+
+def cublas_dir() -> str | None:
+    """The `nvidia-cublas` wheel's directory (include/cublas_v2.h, lib/libcublas.so.*)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("nvidia")
+    for base in (spec.submodule_search_locations or []) if spec else []:
+        for sub in ("cu13", "cu12", "cublas"):
+            d = Path(base) / sub
+            if (d / "include" / "cublas_v2.h").is_file():
+                return str(d)
+    return None
+
+
+def _cuda_args() -> list[str]:
+    setting = cuda_setting()
+    args = [f"-DFASTERGPT_CUDA={setting}"]
+    if setting == "OFF":
+        return args
+    nvcc, cublas = nvcc_path(), cublas_dir()
+    if nvcc:
+        args.append(f"-DCMAKE_CUDA_COMPILER={nvcc}")
+    if cublas:
+        args.append(f"-DFASTERGPT_CUBLAS_DIR={cublas}")
+    return args
+
+
+def _nvcc_id() -> str:
+    nvcc = nvcc_path() if cuda_setting() != "OFF" else None
+    if not nvcc:
+        return "no nvcc"
+    try:
+        return subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"{nvcc}: {e}"
+
+
 def cmake_args(output_dir: Path) -> list[str]:
     return [
         "-DCMAKE_BUILD_TYPE=Release",
         "-DFASTERGPT_BUILD_TESTS=OFF",
         "-DFASTERGPT_BUILD_PYTHON=ON",
-        f"-DFASTERGPT_PADDLE_DIR={_paddle_dir()}",
+        *([f"-DFASTERGPT_PADDLE_DIR={_paddle_dir()}"] if installed_paddle_version() else []),
         f"-DFASTERGPT_PYTHON_INCLUDE={sysconfig.get_paths()['include']}",
         f"-Dpybind11_DIR={_pybind11_cmake_dir()}",
         f"-DPython3_EXECUTABLE={sys.executable}",
         f"-DFASTERGPT_OUTPUT_DIR={output_dir}",
+        *_cuda_args(),
     ]
 
 
@@ -98,8 +165,9 @@ def build_key(src: Path) -> str:
         h.update(str(f.relative_to(src)).encode())
         h.update(f.read_bytes())
     h.update(_compiler_id().encode())
+    h.update(_nvcc_id().encode())
     h.update(" ".join(cmake_args(Path("OUT"))).encode())
-    h.update(f"paddle={paddle_version()} python={sys.version}".encode())
+    h.update(f"paddle={installed_paddle_version()} python={sys.version}".encode())
     return h.hexdigest()[:16]
 
 
@@ -117,7 +185,8 @@ def run_cmake(src: Path, build_dir: Path, output_dir: Path, log_path: Path) -> N
     jobs = str(max(1, os.cpu_count() or 1))
     steps = [
         [cmake, "-S", str(src), "-B", str(build_dir), *generator, *cmake_args(output_dir)],
-        [cmake, "--build", str(build_dir), "--target", "fastergpt_ops", "_engine", "-j", jobs],
+        [cmake, "--build", str(build_dir), "--target",
+         *(["fastergpt_ops"] if installed_paddle_version() else []), "_engine", "-j", jobs],
     ]
     build_dir.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
@@ -156,7 +225,7 @@ def jit_build(src: Path, cache_dir: Path | None = None) -> Path:
 
 
 def write_build_info(lib_dir: Path, key: str) -> None:
-    info = {"key": key, "paddle": paddle_version(), "python": sys.version.split()[0]}
+    info = {"key": key, "paddle": installed_paddle_version(), "python": sys.version.split()[0]}
     (lib_dir / BUILD_INFO).write_text(json.dumps(info, indent=1))
 
 

@@ -30,7 +30,7 @@ def library_dir() -> Path:
         if _lib_dir is not None:
             return _lib_dir
         src = build.source_root()
-        running = build.paddle_version()
+        running = build.installed_paddle_version()
         pre = _prebuilt_dir()
         info = build.read_build_info(pre)
         if info and info.get("paddle") == running and (
@@ -47,6 +47,7 @@ def library_dir() -> Path:
 
 
 def op_library_path() -> Path:
+    build.paddle_version()  # the op is built only where Paddle is installed: say so
     return library_dir() / build.OP_LIBRARY
 
 
