@@ -10,6 +10,7 @@ import pytest
 
 from fastergpt.config import GPTConfig
 from fastergpt.reference import GPTLMHeadModel, randomize_
+from batches import padded_batch  # noqa: F401  (re-exported: the tests import it from here)
 
 # Left-padded batch; padded slots hold the row's first real token (see padded_batch).
 PROMPTS = [[7, 3, 9, 12, 1, 40], [5, 22, 8], [30]]
@@ -29,18 +30,6 @@ def tiny_model(config=None, seed=1, std=0.1, **config_kwargs):
         config = tiny_config(**config_kwargs)
     paddle.seed(seed)
     return randomize_(GPTLMHeadModel(config), seed, std=std)
-
-
-def padded_batch(prompts, extra_pad=0):
-    """Left-pad prompts to one width; pad slots repeat the row's first real token.
-
-    Repeating a token the row already holds keeps HF's repetition penalty (which
-    also penalises the ids in padded slots) equal to ours.
-    """
-    width = max(map(len, prompts)) + extra_pad
-    ids = np.array([[p[0]] * (width - len(p)) + p for p in prompts], dtype=np.int64)
-    mask = np.array([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=np.int64)
-    return ids, mask
 
 
 def hf_model(model):

@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from fastergpt import Engine, FasterGPT  # noqa: E402
-from test_families import make_hf  # noqa: E402
+from families import make_hf  # noqa: E402
 
 EOS, PAD = 2, 0
 PROMPTS = [[5, 9, 14, 3, 77, 21, 8], [40, 41], [7, 100, 12, 99]]

@@ -223,13 +223,13 @@ def test_other_families_export_predictor_and_gpt_infer_agree(cpp_build, model_di
     """A LLaMA (grouped-query) and a GPT-NeoX model from transformers, exported: the
     Python predictor and gpt_infer give dygraph FasterGPT's ids."""
     transformers = pytest.importorskip("transformers")
-    import test_families
+    import families
     from fastergpt import FasterGPT
     from fastergpt.export import export_model
     from fastergpt.predictor import Predictor
     from fastergpt.tokenizer import Tokenizer
 
-    config_cls, model_cls, kwargs = test_families.FAMILIES[family]
+    config_cls, model_cls, kwargs = families.FAMILIES[family]
     vocab = json.loads((model_dir / "config.json").read_text())["vocab_size"]
     config = getattr(transformers, config_cls)(vocab_size=vocab, bos_token_id=0, eos_token_id=0,
                                                pad_token_id=0, **kwargs)

@@ -93,7 +93,7 @@ def test_stop_string_ends_the_row_at_the_completing_token(default):
 
 @pytest.fixture(scope="module")
 def tiny_families(tmp_path_factory):
-    from test_families import make_hf
+    from families import make_hf
 
     out = []
     for name in ("gpt2", "llama-gqa"):
