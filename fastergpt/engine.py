@@ -19,28 +19,55 @@ from fastergpt.quantize import normalize_dtype
 from fastergpt.settings import check_int_array, resolve_settings, settings_numbers
 
 
+DEVICES = ("cpu", "gpu")
 PACKED_FILE = "engine.safetensors"
 PACKED_CONFIG = "engine_config.json"
 
 
+def check_device(device) -> str:
+    """"cpu" or "gpu" ("cuda" accepted); a ValueError naming the value otherwise."""
+    name = device.lower() if isinstance(device, str) else device
+    name = "gpu" if name == "cuda" else name
+    if name not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    return name
+
+
+def cuda_available() -> tuple[bool, str]:
+    """(True, "") where the engine can run on a GPU here, else (False, why not)."""
+    module = engine_module()
+    if not module.cuda_built():
+        return False, ("fastergpt was built without its CUDA backend (nvcc or cuBLAS "
+                       "missing at build time; see FASTERGPT_CUDA)")
+    if module.cuda_device_count() == 0:
+        return False, "no CUDA GPU is visible to this process"
+    return True, ""
+
+
 class Engine:
     """Build from a config and a state dict with the family's HF names (arrays), in a
-    weight format ("float32", "float16" or "int8"), or with `from_pretrained`."""
+    weight format ("float32", "float16" or "int8"), or with `from_pretrained`.
+
+    `device`: "cpu" (the default) or "gpu" (the CUDA backend, float32 and float16
+    weights; the weights are copied to the GPU once, here). A build without the CUDA
+    backend, a machine without a GPU or a format the GPU lacks is a ValueError saying
+    which: nothing falls back to the CPU."""
 
     def __init__(self, config: GPTConfig, state_dict: Optional[dict] = None,
                  dtype: str = "float32", *, packed: Optional[list] = None, tokenizer=None,
-                 all_reduce=None, rank: int = 0, size: int = 1):
+                 all_reduce=None, rank: int = 0, size: int = 1, device: str = "cpu"):
         """`all_reduce`, `rank`, `size`: this engine is shard `rank` of `size` of a
         tensor-parallel model (its config and weights the shard's; build it with
         fastergpt.tensor_parallel.shard_engine)."""
         self.config = config.validate()
         self.weight_format = normalize_dtype(dtype)
+        self.device = check_device(device)
         if packed is None:
             packed = pack_weights(config, state_dict, self.weight_format)
-        self._packed = packed  # the engine reads these arrays in place
+        self._packed = packed  # the engine reads these arrays in place (on the CPU)
         self._engine = engine_module().Engine(
             config.architecture_string(), self.weight_format, [a for _, a in packed],
-            all_reduce=all_reduce, rank=rank, size=size)
+            all_reduce=all_reduce, rank=rank, size=size, device=self.device)
         self.set_tokenizer(tokenizer)
 
     def set_tokenizer(self, tokenizer) -> None:
@@ -53,17 +80,19 @@ class Engine:
         self._vocabulary = (data, offsets)
 
     @classmethod
-    def from_model(cls, model, dtype: str = "float32") -> "Engine":
-        return cls(model.config, model.state_dict_numpy(), dtype)
+    def from_model(cls, model, dtype: str = "float32", device: str = "cpu") -> "Engine":
+        return cls(model.config, model.state_dict_numpy(), dtype, device=device)
 
     @classmethod
-    def from_pretrained(cls, model_name_or_path=None, dtype: Optional[str] = None) -> "Engine":
+    def from_pretrained(cls, model_name_or_path=None, dtype: Optional[str] = None,
+                        device: str = "cpu") -> "Engine":
         """Same sources as FasterGPT.from_pretrained."""
         from fastergpt.pretrained import load_packed, tokenizer_or_none
 
+        device = check_device(device)  # before a checkpoint is read
         config, packed, dtype = load_packed(model_name_or_path, dtype)
         return cls(config, dtype=dtype, packed=packed,
-                   tokenizer=tokenizer_or_none(model_name_or_path))
+                   tokenizer=tokenizer_or_none(model_name_or_path), device=device)
 
     def save(self, directory) -> Path:
         """Writes the packed weights (engine.safetensors) and their description, so
@@ -79,7 +108,7 @@ class Engine:
         return d
 
     @classmethod
-    def load(cls, directory) -> "Engine":
+    def load(cls, directory, device: str = "cpu") -> "Engine":
         """An Engine from a directory written by `save`."""
         from safetensors import safe_open
 
@@ -102,7 +131,8 @@ class Engine:
             raise
         except Exception as e:
             raise ValueError(f"{d}: the saved engine is unreadable: {e}") from None
-        return cls(GPTConfig.from_dict(info["model"]), dtype=info["dtype"], packed=packed)
+        return cls(GPTConfig.from_dict(info["model"]), dtype=info["dtype"], packed=packed,
+                   device=device)
 
     def generate(self, input_ids, attention_mask=None, return_logprobs: bool = False,
                  stop=None, end_token_ids=None, **settings) -> dict:

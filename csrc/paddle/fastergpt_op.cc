@@ -39,7 +39,8 @@ using fastergpt::Error;
 
 void check_cpu(const paddle::Tensor& t, const std::string& name) {
   if (!t.initialized()) fastergpt::fail(name, ": tensor is not initialized");
-  if (!t.is_cpu()) fastergpt::fail(name, ": must be a CPU tensor (this build has no GPU kernels)");
+  if (!t.is_cpu()) fastergpt::fail(name, ": must be a CPU tensor (the Paddle op runs on the CPU; the GPU backend is "
+                  "reached through fastergpt.Engine(device=\"gpu\"))");
 }
 
 fastergpt::ElementType element_type(const paddle::Tensor& t, const std::string& name) {

@@ -113,7 +113,8 @@ class PyCollective final : public fastergpt::Collective {
 class Engine {
  public:
   Engine(const std::string& architecture, const std::string& weight_format,
-         const std::vector<py::array>& weights, const py::object& all_reduce, int rank, int size)
+         const std::vector<py::array>& weights, const py::object& all_reduce, int rank, int size,
+         const std::string& device)
       : arrays_(weights) {
     const fastergpt::WeightFormat format = fastergpt::parse_weight_format(weight_format);
     for (size_t i = 0; i < arrays_.size(); ++i) {
@@ -122,7 +123,8 @@ class Engine {
       views_.push_back({a.data(), std::vector<int64_t>(a.shape(), a.shape() + a.ndim()),
                         element_type(a, i)});
     }
-    model_ = fastergpt::make_model(fastergpt::parse_architecture(architecture), format, views_);
+    model_ = fastergpt::make_model(fastergpt::parse_architecture(architecture), format, views_,
+                                   fastergpt::backend_for_device(device));
     if (!all_reduce.is_none())
       model_->set_collective(std::make_shared<PyCollective>(all_reduce.cast<py::function>(), rank, size));
   }
@@ -179,6 +181,7 @@ class Engine {
   }
 
   std::string architecture() const { return fastergpt::format_architecture(model_->config()); }
+  std::string device() const { return model_->backend().host_memory ? "cpu" : "gpu"; }
   const fastergpt::Model& model() const { return *model_; }
 
  private:
@@ -414,6 +417,10 @@ PYBIND11_MODULE(_engine, m) {
       py::arg("settings"), py::arg("end_token_ids") = std::vector<int64_t>(),
       py::arg("stop") = std::vector<std::string>(), py::arg("vocabulary") = py::none(),
       "generate()'s argument checks alone; raises ValueError naming the problem.");
+  m.def("cuda_built", &fastergpt::cuda_built,
+        "Whether this build holds the CUDA backend (built where nvcc and cuBLAS were found).");
+  m.def("cuda_device_count", &fastergpt::cuda_device_count,
+        "How many CUDA GPUs this process sees (0 without the CUDA backend or a GPU).");
   m.def(
       "measure_read_bandwidth",
       [](int64_t megabytes, int num_threads, int repeats) {
@@ -426,11 +433,13 @@ PYBIND11_MODULE(_engine, m) {
       "Read bandwidth of this machine in GB/s, read as the kernels read weights.");
   py::class_<Engine>(m, "Engine")
       .def(py::init<const std::string&, const std::string&, const std::vector<py::array>&,
-                    const py::object&, int, int>(),
+                    const py::object&, int, int, const std::string&>(),
            py::arg("architecture"), py::arg("weight_format"), py::arg("weights"),
            py::arg("all_reduce") = py::none(), py::arg("rank") = 0, py::arg("size") = 1,
-           "The model over `weights` (packed, kept alive, read in place). With `all_reduce`, a "
-           "shard `rank` of `size` of a tensor-parallel model (fastergpt.tensor_parallel).")
+           py::arg("device") = "cpu",
+           "The model over `weights` (packed, kept alive, read in place on the CPU; copied "
+           "once to the GPU with device=\"gpu\"). With `all_reduce`, a shard `rank` of `size` "
+           "of a tensor-parallel model (fastergpt.tensor_parallel).")
       .def("generate", &Engine::generate, py::arg("input_ids"),
            py::arg("attention_mask") = py::none(), py::arg("settings") = SettingValues(),
            py::arg("return_logprobs") = false, py::arg("end_token_ids") = std::vector<int64_t>(),
@@ -460,7 +469,8 @@ PYBIND11_MODULE(_engine, m) {
           },
           py::arg("capacity"), py::arg("max_positions"), py::arg("settings") = SettingValues(),
           "An empty continuous batch of `capacity` rows: .join/.next/.release.")
-      .def_property_readonly("architecture", &Engine::architecture);
+      .def_property_readonly("architecture", &Engine::architecture)
+      .def_property_readonly("device", &Engine::device);
   py::class_<Stream>(m, "Stream")
       .def("next", &Stream::next)
       .def("finish", &Stream::finish, py::arg("row"), "Ends a row before the next step.")

@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=format_names(),
                    help="weight format (default float32; an exported dir keeps its own)")
     p.add_argument("--use_fp16_decoding", action="store_true", help="same as --dtype float16")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                   help="gpu: run through fastergpt.Engine's CUDA backend (float32/float16)")
     p.add_argument("--benchmark", type=int, default=0, metavar="N",
                    help="after a warm-up, time N runs of fastergpt and of the reference generate()")
     add_setting_arguments(p)
@@ -106,7 +108,18 @@ class Runner:
         from fastergpt.tokenizer import Tokenizer
 
         dtype = "float16" if args.use_fp16_decoding else args.dtype
-        if args.inference_model_dir:
+        self.engine = None
+        if args.device == "gpu":  # the NumPy engine's CUDA backend (the Paddle op runs on the CPU)
+            from fastergpt.engine import Engine
+
+            self.predictor = None
+            path = resolve_model_path(args.inference_model_dir or args.model_name_or_path)
+            self.engine = Engine.from_pretrained(path, dtype=dtype, device="gpu")
+            self.tokenizer = Tokenizer.from_dir(path)
+            self.defaults = generation_defaults(path, self.engine.config, self.tokenizer)
+            self.source = path
+            self.label = f"{path} (fastergpt.Engine on the GPU, {self.engine.weight_format})"
+        elif args.inference_model_dir:
             from fastergpt.predictor import Predictor
 
             self.predictor = Predictor(args.inference_model_dir, trust_library=args.trust_library)
@@ -127,6 +140,9 @@ class Runner:
             self.label = f"{name} (FasterGPT, dygraph)"
 
     def generate(self, ids, mask, s, stop=None, end_token_ids=None):
+        if self.engine is not None:
+            out = self.engine.generate(ids, mask, stop=stop, end_token_ids=end_token_ids, **s)
+            return out["ids"], out["lengths"]
         if self.predictor is not None:
             out = self.predictor.generate(input_ids=ids, attention_mask=mask, stop=stop,
                                           end_token_ids=end_token_ids, **s)

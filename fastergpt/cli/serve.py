@@ -19,6 +19,8 @@ def main(argv=None) -> int:
                    help="checkpoint dir (HF or PaddleNLP layout), exported dir, or 'default'")
     p.add_argument("--inference_model_dir", help="an exported directory (its packed weights)")
     p.add_argument("--dtype", help="weight format (default float32; an export keeps its own)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "gpu"],
+                   help="where the engine runs (gpu: the CUDA backend, float32/float16 weights)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max_batch", type=int, default=8, help="sequences decoded together (per replica)")

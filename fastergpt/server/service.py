@@ -20,6 +20,7 @@ class ServerOptions:
     model_name_or_path: str = "default"
     inference_model_dir: Optional[str] = None
     dtype: Optional[str] = None
+    device: str = "cpu"
     max_batch: int = 8
     max_queue: int = 64
     max_positions: Optional[int] = None
@@ -48,7 +49,7 @@ class Service:
 
         self.options = options
         path = resolve_model_path(options.inference_model_dir or options.model_name_or_path)
-        engine = Engine.from_pretrained(path, dtype=options.dtype)
+        engine = Engine.from_pretrained(path, dtype=options.dtype, device=options.device)
         tokenizer = Tokenizer.from_dir(path)
         self.scheduler = Scheduler(engine, tokenizer, options.max_batch, options.max_queue,
                                    options.max_positions, options.threads)
