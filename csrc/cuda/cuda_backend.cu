@@ -51,13 +51,21 @@ DeviceState& state() {
   return s;
 }
 
+namespace {
+struct ScratchBuffer {
+  void* data = nullptr;
+  int64_t bytes = 0;
+  std::vector<char> uploaded;  // what upload_bytes last put there (empty: unknown)
+};
+ScratchBuffer& scratch_buffer(Scratch which) {
+  static ScratchBuffer buffers[static_cast<int>(Scratch::kCount)];
+  return buffers[static_cast<int>(which)];
+}
+}  // namespace
+
 void* scratch(Scratch which, int64_t bytes) {
-  struct Buffer {
-    void* data = nullptr;
-    int64_t bytes = 0;
-  };
-  static Buffer buffers[static_cast<int>(Scratch::kCount)];
-  Buffer& b = buffers[static_cast<int>(which)];
+  ScratchBuffer& b = scratch_buffer(which);
+  b.uploaded.clear();  // the caller may write anything there
   if (b.bytes < bytes) {
     if (b.data) check(cudaFree(b.data), "cudaFree");  // waits for the kernels using it
     b.data = nullptr;
@@ -66,6 +74,19 @@ void* scratch(Scratch which, int64_t bytes) {
     b.bytes = bytes;
   }
   return b.data;
+}
+
+const void* upload_bytes(Scratch which, const void* host, int64_t bytes) {
+  ScratchBuffer& b = scratch_buffer(which);
+  const char* h = static_cast<const char*>(host);
+  if (bytes > 0 && static_cast<int64_t>(b.uploaded.size()) == bytes &&
+      std::memcmp(b.uploaded.data(), h, static_cast<size_t>(bytes)) == 0)
+    return b.data;
+  void* d = scratch(which, bytes);
+  check(cudaMemcpyAsync(d, host, static_cast<size_t>(bytes), cudaMemcpyHostToDevice, state().stream),
+        "copying a pass's indices to the GPU");
+  b.uploaded.assign(h, h + bytes);
+  return d;
 }
 
 namespace {

@@ -37,14 +37,13 @@ DeviceState& state();
 // Scratch device memory per use, grown on demand and kept: a step allocates nothing.
 enum class Scratch { kTokens, kSlots, kSources, kHalfInput, kProduct, kScores, kCount };
 void* scratch(Scratch which, int64_t bytes);
-// n elements of host memory copied into scratch `which`, on the stream (in order with
-// the kernels that read them).
+// `bytes` of host memory in scratch `which`, copied on the stream (in order with the
+// kernels that read them) unless the scratch holds these very bytes already: every
+// layer of a pass asks for the same slots, and one copy serves them all.
+const void* upload_bytes(Scratch which, const void* host, int64_t bytes);
 template <class T>
 const T* upload(Scratch which, const T* host, int64_t n) {
-  void* d = scratch(which, n * static_cast<int64_t>(sizeof(T)));
-  check(cudaMemcpyAsync(d, host, n * sizeof(T), cudaMemcpyHostToDevice, state().stream),
-        "copying a pass's indices to the GPU");
-  return static_cast<const T*>(d);
+  return static_cast<const T*>(upload_bytes(which, host, n * static_cast<int64_t>(sizeof(T))));
 }
 
 inline unsigned blocks_for(int64_t n, int threads) {
