@@ -1,6 +1,7 @@
 """The CUDA backend on a GPU (`pytest -m gpu`): every family's greedy decoding equals
 the CPU engine's token for token in float32 and transformers' on torch; logits
-within 1e-4; float16 agreeing with float32 on at least 95% of greedy tokens;
+within 1e-4; float16 within 1% of the largest logit and agreeing with float32 on at
+least 95% of greedy tokens;
 seeded sampling, beam search, streaming and the continuous batch equal to the
 CPU's. Paddle-free (only `fastergpt.Engine`), so it runs where the GPU machine
 has torch and no Paddle. Every test skips, saying why, where no GPU is visible
@@ -60,9 +61,10 @@ def test_float16_agrees_with_float32(family):
     ids, mask = padded_batch(PROMPTS)
     fp32 = Engine.from_pretrained(directory)
     fp16 = Engine.from_pretrained(directory, "float16", device="gpu")
-    err = np.abs(fp16.logits(ids, mask) - fp32.logits(ids, mask))[mask.astype(bool)].max()
-    print(f"{name} float16 on the GPU: max logit error {err:.3g}")
-    assert err <= 2e-2, (name, err)  # activations in half for the tensor cores
+    want = fp32.logits(ids, mask)
+    err = np.abs(fp16.logits(ids, mask) - want)[mask.astype(bool)].max() / np.abs(want).max()
+    print(f"{name} float16 on the GPU: max logit error {err:.3g} of the largest logit")
+    assert err <= 1e-2, (name, err)  # weights and activations in half for the tensor cores
     agree = (greedy(fp16) == greedy(fp32)).mean()
     assert agree >= 0.95, (name, agree)
 
