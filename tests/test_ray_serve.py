@@ -215,3 +215,14 @@ def test_the_application_builder_for_rays_tools():
         app_builder({"model": "default"})
     app = app_builder({"model_name_or_path": "default", "replicas": "2", "threads": "1"})
     assert type(app).__name__ == "Application"
+
+
+def test_gpu_replicas_each_reserve_a_gpu():
+    from fastergpt.server.ray_serve import app_builder
+
+    def actor_options(**extra):
+        args = {"model_name_or_path": "default", "replicas": "2", "threads": "1", **extra}
+        return app_builder(args)._bound_deployment.ray_actor_options
+
+    assert actor_options() == {"num_cpus": 1}
+    assert actor_options(device="gpu") == {"num_cpus": 1, "num_gpus": 1}

@@ -62,7 +62,8 @@ class FasterGPTReplica:
 
 def deployment(options: ServerOptions, replicas: int = 1, max_replicas: Optional[int] = None):
     """The bound application: `replicas` replicas (with `max_replicas`, autoscaled between
-    the two on the requests each one runs), each reserving `options.threads` CPUs."""
+    the two on the requests each one runs), each reserving `options.threads` CPUs (and one
+    GPU with `options.device == "gpu"`, so Ray places each replica on a GPU of its own)."""
     if replicas < 1:
         raise ValueError(f"replicas must be >= 1, got {replicas}")
     if max_replicas is not None and max_replicas < replicas:
@@ -71,7 +72,8 @@ def deployment(options: ServerOptions, replicas: int = 1, max_replicas: Optional
         raise ValueError(f"threads must be >= 1 for a replica (its CPU reservation), got {options.threads}")
     config = dict(
         name=APP_NAME,
-        ray_actor_options={"num_cpus": options.threads},
+        ray_actor_options={"num_cpus": options.threads,
+                           **({"num_gpus": 1} if options.device == "gpu" else {})},
         # Ray's default (5) would starve the continuous batch: let a replica hold what its
         # batch and queue hold; past that it answers 429 as the single server does.
         max_ongoing_requests=options.max_batch + options.max_queue,
