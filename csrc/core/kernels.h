@@ -71,7 +71,8 @@ struct Backend {
   // device and the size) when there is not enough. Freed by deallocate.
   void* (*allocate)(int64_t bytes);
   void (*deallocate)(void* p);
-  // Copies `bytes`; a copy to the host returns once the data is there.
+  // Copies `bytes` (the two ranges must not overlap); a copy to the host returns once the
+  // data is there.
   void (*copy)(void* dst, const void* src, int64_t bytes, CopyKind kind);
   // A packed matrix (host memory, the weight format's storage, see matrix.h) as this
   // device's kernels read it: the CPU reads the packing itself (returns `m`); a device

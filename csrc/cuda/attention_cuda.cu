@@ -108,13 +108,13 @@ void attention(Context&, KVCache& cache, int64_t layer, int64_t H, const float* 
   if (M == 0) return;
   const int64_t KVH = cache.heads(), Dh = cache.head_size(), L = cache.max_length();
   FGPT_CHECK(Dh <= kThreads, "attention on the GPU: head size ", Dh, " is over ", kThreads);
+  EnqueueLock lock(enqueue_mutex());
   cudaStream_t stream = state().stream;
   const TokenSlot* d_slots = upload(Scratch::kSlots, slots, M);
   const int32_t* d_sources =
       cache.has_sources() ? upload(Scratch::kSources, cache.sources(), cache.rows() * L) : nullptr;
   float* keys0 = cache.key(layer, 0, 0, 0);
-  CacheView view{keys0, cache.value(layer, 0, 0, 0), cache.key(layer, 1, 0, 0) - keys0,
-                 L * Dh, L, Dh};
+  CacheView view{keys0, cache.value(layer, 0, 0, 0), KVH * L * Dh, L * Dh, L, Dh};
   const int64_t stride = (H + 2 * KVH) * Dh;
   store_kv<<<static_cast<unsigned>(M), kThreads, 0, stream>>>(qkv, stride, H * Dh, KVH, d_slots,
                                                               view);

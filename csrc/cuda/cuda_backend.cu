@@ -13,14 +13,21 @@ namespace fastergpt {
 namespace cuda {
 
 void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess)
+  if (status != cudaSuccess) {
+    cudaGetLastError();  // clears it: the next call's check must not report this one
     throw Error(std::string("CUDA error in ") + what + ": " + cudaGetErrorName(status) + " (" +
                 cudaGetErrorString(status) + ")");
+  }
 }
 
 void check(cublasStatus_t status, const char* what) {
   if (status != CUBLAS_STATUS_SUCCESS)
-    throw Error(std::string("cuBLAS error in ") + what + ": status " + std::to_string(status));
+    throw Error(std::string("cuBLAS error in ") + what + ": " + cublasGetStatusString(status));
+}
+
+std::mutex& enqueue_mutex() {
+  static std::mutex m;
+  return m;
 }
 
 DeviceState& state() {
@@ -40,14 +47,17 @@ DeviceState& state() {
       check(cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking), "cudaStreamCreate");
       check(cublasCreate(&s.blas), "cublasCreate");
       check(cublasSetStream(s.blas, s.stream), "cublasSetStream");
-      // Default math: CUBLAS_COMPUTE_32F GEMMs stay float32 (no TF32, so greedy decoding
-      // matches the CPU's tokens), and float16 operands may use the tensor cores.
+      // Default math: CUBLAS_COMPUTE_32F GEMMs stay float32 (no TF32: float32 results
+      // differ from the CPU's only by summation order), and float16 operands may use the
+      // tensor cores.
       check(cublasSetMathMode(s.blas, CUBLAS_DEFAULT_MATH), "cublasSetMathMode");
     } catch (const Error& err) {
       failure = err.what();
     }
   });
   if (!failure.empty()) throw Error(failure);
+  // The current device is per host thread: the calling thread may not have made it current.
+  check(cudaSetDevice(s.device), "cudaSetDevice");
   return s;
 }
 

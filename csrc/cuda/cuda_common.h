@@ -13,6 +13,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <mutex>
 
 #include "../core/error.h"
 #include "../core/kernels.h"
@@ -33,6 +34,12 @@ struct DeviceState {
 };
 // The current GPU's state, made on first use; throws Error when no GPU is visible.
 DeviceState& state();
+
+// Held by every op while it uploads its indices and enqueues its kernels: the scratch
+// buffers are the process's, and two threads (two streams of tokens, each with a context
+// of its own) must not interleave one's upload with the other's launch.
+std::mutex& enqueue_mutex();
+using EnqueueLock = std::lock_guard<std::mutex>;
 
 // Scratch device memory per use, grown on demand and kept: a step allocates nothing.
 enum class Scratch { kTokens, kSlots, kSources, kHalfInput, kProduct, kScores, kCount };

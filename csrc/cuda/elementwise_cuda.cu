@@ -98,9 +98,13 @@ __global__ void add_position_rows(const float* __restrict__ positions,
   for (int64_t i = threadIdx.x; i < D; i += blockDim.x) x[m * D + i] += positions[slots[m].slot * D + i];
 }
 
+// Saturated at the largest half (+-65504), so a large activation stays large instead of
+// becoming infinite (and its row NaN); NaN stays NaN.
 __global__ void to_half_elements(const float* __restrict__ in, int64_t n, __half* out) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i < n) out[i] = __float2half_rn(in[i]);
+  if (i >= n) return;
+  const float v = in[i];
+  out[i] = __float2half_rn(v != v ? v : fminf(fmaxf(v, -65504.0f), 65504.0f));
 }
 
 }  // namespace
@@ -108,6 +112,7 @@ __global__ void to_half_elements(const float* __restrict__ in, int64_t n, __half
 void embed(Context&, const Matrix& table, const float* positions, const int64_t* tokens,
            const TokenSlot* slots, int64_t M, float* x) {
   if (M == 0) return;
+  EnqueueLock lock(enqueue_mutex());
   cudaStream_t stream = state().stream;
   const int64_t* d_tokens = upload(Scratch::kTokens, tokens, M);
   const TokenSlot* d_slots = upload(Scratch::kSlots, slots, M);
@@ -138,6 +143,7 @@ void rms_norm(Context&, const float* x, int64_t M, int64_t D, const float* gamma
 
 void rotary(Context&, float* qkv, const TokenSlot* slots, int64_t M, int64_t H, int64_t KVH,
             int64_t Dh, const RotaryTable& table) {
+  EnqueueLock lock(enqueue_mutex());
   const int64_t n = M * (H + KVH) * table.half;
   if (n == 0) return;
   const TokenSlot* d_slots = upload(Scratch::kSlots, slots, M);
@@ -160,6 +166,7 @@ void add(Context&, const float* src, int64_t n, float* dst) {
 
 void add_positions(Context&, const float* positions, const TokenSlot* slots, int64_t M, int64_t D,
                    float* x) {
+  EnqueueLock lock(enqueue_mutex());
   if (M == 0) return;
   const TokenSlot* d_slots = upload(Scratch::kSlots, slots, M);
   add_position_rows<<<static_cast<unsigned>(M), kThreads, 0, state().stream>>>(positions, d_slots,
@@ -168,6 +175,7 @@ void add_positions(Context&, const float* positions, const TokenSlot* slots, int
 }
 
 void to_half(const float* in, int64_t n, void* out) {
+  if (n == 0) return;
   to_half_elements<<<blocks_for(n, kThreads), kThreads, 0, state().stream>>>(
       in, n, static_cast<__half*>(out));
   check_launch("to_half");
