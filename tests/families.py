@@ -58,8 +58,10 @@ PROMPTS = [[5, 9, 14, 3, 77, 21, 8], [40, 41], [7, 100, 12, 99]]
 LOGIT_TOLERANCE = {"float16": 5e-3, "int8": 0.1, "int4": 0.5}  # int4 measured at most 0.33
 
 
-def make_hf(name: str):
-    config_cls, model_cls, kwargs = FAMILIES[name]
+def make_hf(name: str, families: dict = FAMILIES):
+    """A random transformers model of `families[name]` (the table of this file, or
+    another of the same form: (config class, model class, config kwargs))."""
+    config_cls, model_cls, kwargs = families[name]
     config = getattr(transformers, config_cls)(vocab_size=V, **SPECIAL, **kwargs)
     torch.manual_seed(sum(map(ord, name)))
     model = getattr(transformers, model_cls)(config).eval()

@@ -6,8 +6,8 @@ arithmetic and its refusals, in this process."""
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
 pytest.importorskip("torch.distributed")
 
 from fastergpt import Engine  # noqa: E402
@@ -15,8 +15,9 @@ from fastergpt.config import GPTConfig  # noqa: E402
 from fastergpt.pretrained import load_state_dict  # noqa: E402
 from fastergpt.tensor_parallel import run_sharded, shard_config, shard_engine, shard_tensors  # noqa: E402
 from fastergpt.tokenizer import left_pad  # noqa: E402
+from families import V, make_hf  # noqa: E402
 
-V, P = 131, 64
+P = 64
 # Every residual layout (sequential, parallel, parallel with two norms, post-norm), gated
 # and plain MLPs, learned and rotary positions, grouped-query attention; heads, KV heads
 # and MLP widths even, so that 2 shards divide them.
@@ -41,16 +42,8 @@ PROMPTS = [[5, 17, 33, 8, 99], [3, 44], [120, 7, 7, 61, 2, 90, 15]]
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
 def model_dir(request, tmp_path_factory):
-    config_name, model_name, kwargs = FAMILIES[request.param]
-    torch.manual_seed(3)
-    config = getattr(transformers, config_name)(vocab_size=V, bos_token_id=1, eos_token_id=2,
-                                                pad_token_id=0, **kwargs)
-    model = getattr(transformers, model_name)(config).eval()
-    with torch.no_grad():  # larger weights than the initialiser's: distinct, confident logits
-        for p in model.parameters():
-            p.mul_(3.0)
     d = tmp_path_factory.mktemp(request.param)
-    model.save_pretrained(str(d))
+    make_hf(request.param, FAMILIES).save_pretrained(str(d))
     return d
 
 
