@@ -198,8 +198,10 @@ def test_sigterm_drains_a_running_stream_then_exits(server):
 @pytest.mark.parametrize("args, message", [
     (["--replicas", "0"], "--replicas must be >= 1"),
     (["--replicas", "2", "--max_replicas", "1"], "--max_replicas (1) must be >= --replicas (2)"),
-    (["--replicas", "1", "--threads", str((os.cpu_count() or 1) + 1)], "does not divide"),
-    (["--replicas", str((os.cpu_count() or 1) + 1), "--threads", "1"], "CPUs; this machine has"),
+    (["--replicas", "1", "--threads", str((os.cpu_count() or 1) + 1), "--ray_address", "local"],
+     "does not divide"),
+    (["--replicas", str((os.cpu_count() or 1) + 1), "--threads", "1", "--ray_address", "local"],
+     "CPUs; this machine has"),
     (["--replicas", "1", "--model_name_or_path", "/nonexistent/model"], "/nonexistent/model"),
 ])
 def test_bad_replica_flags_exit_2_naming_the_problem(args, message):
@@ -226,3 +228,22 @@ def test_gpu_replicas_each_reserve_a_gpu():
 
     assert actor_options() == {"num_cpus": 1}
     assert actor_options(device="gpu") == {"num_cpus": 1, "num_gpus": 1}
+
+
+def test_the_cluster_check_counts_what_the_cluster_has(monkeypatch):
+    """Without --ray_address an instance already running is joined: the replicas are
+    checked against its CPUs and GPUs, not this machine's cores."""
+    import ray
+
+    from fastergpt.server.ray_serve import check_cluster
+    from fastergpt.server.service import ServerOptions
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0, "GPU": 1.0})
+    check_cluster(ServerOptions(threads=2), 4, this_machine=False)  # fits exactly
+    check_cluster(ServerOptions(threads=1, device="gpu"), 1, this_machine=False)
+    with pytest.raises(ValueError, match=r"--replicas 5 x --threads 2 need 10 CPUs; the Ray cluster has 8"):
+        check_cluster(ServerOptions(threads=2), 5, this_machine=False)
+    with pytest.raises(ValueError, match="does not divide this machine's 8 cores"):
+        check_cluster(ServerOptions(threads=3), 1, this_machine=True)
+    with pytest.raises(ValueError, match="need 2 GPUs; the Ray cluster has 1"):
+        check_cluster(ServerOptions(threads=1, device="gpu"), 2, this_machine=False)

@@ -84,7 +84,10 @@ def serve_replicas(args, options) -> int:
     cores = os.cpu_count() or 1
     if options.threads == 0:
         options.threads = max(1, cores // replicas)
-    if args.ray_address in (None, "local"):  # this machine's CPUs are the instance's
+    # A new local instance's CPUs are this machine's cores: refuse before starting Ray. A
+    # cluster joined (an address, or without one an instance already running here) is
+    # checked against its own resources once connected (ray_serve.check_cluster).
+    if args.ray_address == "local":
         if cores % options.threads != 0:
             print(f"error: --threads {options.threads} does not divide this machine's {cores} cores "
                   f"(each replica reserves its threads as CPUs)", file=sys.stderr)

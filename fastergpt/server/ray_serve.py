@@ -133,6 +133,26 @@ def connect(address: Optional[str]) -> bool:
     return True
 
 
+def check_cluster(options: ServerOptions, replicas: int, this_machine: bool) -> None:
+    """Refuses, with a ValueError naming the numbers, a deployment the connected cluster
+    cannot place: `replicas` x `threads` CPUs, and a GPU per replica with device gpu. On an
+    instance this process started (`this_machine`: its CPUs are this machine's cores), the
+    threads must also divide the cores."""
+    import ray
+
+    have = ray.cluster_resources()
+    cpus, gpus = int(have.get("CPU", 0)), int(have.get("GPU", 0))
+    where = "this machine has" if this_machine else "the Ray cluster has"
+    if this_machine and cpus % options.threads != 0:
+        raise ValueError(f"--threads {options.threads} does not divide this machine's {cpus} cores "
+                         "(each replica reserves its threads as CPUs)")
+    if replicas * options.threads > cpus:
+        raise ValueError(f"--replicas {replicas} x --threads {options.threads} need "
+                         f"{replicas * options.threads} CPUs; {where} {cpus}")
+    if options.device == "gpu" and replicas > gpus:
+        raise ValueError(f"--replicas {replicas} with --device gpu need {replicas} GPUs; {where} {gpus}")
+
+
 def run(options: ServerOptions, replicas: int, max_replicas: Optional[int], host: str, port: int,
         address: Optional[str], on_ready=print) -> int:
     """Deploys and serves until SIGINT or SIGTERM, then drains: the app is deleted (each
@@ -142,6 +162,12 @@ def run(options: ServerOptions, replicas: int, max_replicas: Optional[int], host
 
     app = deployment(options, replicas, max_replicas)
     started = connect(address)
+    try:  # against what the cluster joined (or started) has, not this machine's cores
+        check_cluster(options, replicas, this_machine=started)
+    except ValueError:
+        if started:
+            ray.shutdown()
+        raise
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
