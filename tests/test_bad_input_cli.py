@@ -247,6 +247,12 @@ OTHER = [
      r"--end_token '<nope>' is not in the vocabulary"),
     ("dtype-unknown", "infer", lambda c, t: c.infer_args + PROMPT + ["--dtype", "int3"],
      r"--dtype: invalid choice: 'int3'"),
+    ("device-unknown", "infer", lambda c, t: c.infer_args + PROMPT + ["--device", "tpu"],
+     r"--device: invalid choice: 'tpu'"),
+    # Where no GPU can run it, that is the error; on a GPU, int8's lack of CUDA kernels.
+    ("device-gpu-int8", "infer", lambda c, t: c.infer_args + PROMPT + ["--device", "gpu", "--dtype", "int8"],
+     r'device "gpu": (no CUDA GPU is visible|this build of fastergpt has no CUDA backend)'
+     r"|int8 has no CUDA kernels; on the GPU use float32 or float16"),
     ("prompt_file-missing", "gpt_infer", lambda c, t: c.gpt_args + ["--prompt_file", t / "none.txt"],
      r"--prompt_file .*none\.txt cannot be opened"),
     ("prompt_file-empty", "gpt_infer", lambda c, t: c.gpt_args + ["--prompt_file", _file(t, b"\n \n")],
