@@ -88,13 +88,12 @@ def serve_replicas(args, options) -> int:
     # cluster joined (an address, or without one an instance already running here) is
     # checked against its own resources once connected (ray_serve.check_cluster).
     if args.ray_address == "local":
-        if cores % options.threads != 0:
-            print(f"error: --threads {options.threads} does not divide this machine's {cores} cores "
-                  f"(each replica reserves its threads as CPUs)", file=sys.stderr)
-            return 2
-        if replicas * options.threads > cores:
-            print(f"error: --replicas {replicas} x --threads {options.threads} need "
-                  f"{replicas * options.threads} CPUs; this machine has {cores}", file=sys.stderr)
+        from fastergpt.server.service import check_replica_resources
+
+        try:  # the GPUs are Ray's to count, once it runs
+            check_replica_resources(options, replicas, cores, None, this_machine=True)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
             return 2
     try:
         from fastergpt.server import ray_serve

@@ -29,7 +29,7 @@ from typing import Optional
 
 from ray import serve
 
-from fastergpt.server.service import ServerOptions, Service
+from fastergpt.server.service import ServerOptions, Service, check_replica_resources
 
 APP_NAME = "fastergpt"
 # How long a stopping replica waits for its running requests (a long generation at a
@@ -141,16 +141,8 @@ def check_cluster(options: ServerOptions, replicas: int, this_machine: bool) -> 
     import ray
 
     have = ray.cluster_resources()
-    cpus, gpus = int(have.get("CPU", 0)), int(have.get("GPU", 0))
-    where = "this machine has" if this_machine else "the Ray cluster has"
-    if this_machine and cpus % options.threads != 0:
-        raise ValueError(f"--threads {options.threads} does not divide this machine's {cpus} cores "
-                         "(each replica reserves its threads as CPUs)")
-    if replicas * options.threads > cpus:
-        raise ValueError(f"--replicas {replicas} x --threads {options.threads} need "
-                         f"{replicas * options.threads} CPUs; {where} {cpus}")
-    if options.device == "gpu" and replicas > gpus:
-        raise ValueError(f"--replicas {replicas} with --device gpu need {replicas} GPUs; {where} {gpus}")
+    check_replica_resources(options, replicas, int(have.get("CPU", 0)), int(have.get("GPU", 0)),
+                            this_machine)
 
 
 def run(options: ServerOptions, replicas: int, max_replicas: Optional[int], host: str, port: int,

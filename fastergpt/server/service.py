@@ -31,6 +31,23 @@ class ServerOptions:
         return asdict(self)
 
 
+def check_replica_resources(options: ServerOptions, replicas: int, cpus: int,
+                            gpus: Optional[int], this_machine: bool) -> None:
+    """Refuses, with a ValueError naming the numbers, `replicas` replicas that `cpus` CPUs
+    (and `gpus` GPUs with device gpu; None: not known yet) cannot hold, each reserving
+    `options.threads` CPUs and one GPU. On this machine (`this_machine`: the CPUs are its
+    cores) the threads must also divide the cores."""
+    where = "this machine has" if this_machine else "the Ray cluster has"
+    if this_machine and cpus % options.threads != 0:
+        raise ValueError(f"--threads {options.threads} does not divide this machine's {cpus} cores "
+                         "(each replica reserves its threads as CPUs)")
+    if replicas * options.threads > cpus:
+        raise ValueError(f"--replicas {replicas} x --threads {options.threads} need "
+                         f"{replicas * options.threads} CPUs; {where} {cpus}")
+    if options.device == "gpu" and gpus is not None and replicas > gpus:
+        raise ValueError(f"--replicas {replicas} with --device gpu need {replicas} GPUs; {where} {gpus}")
+
+
 def replica_id() -> str:
     """What the `x-fastergpt-replica` response header says: this process, on this host."""
     return f"{os.getpid()}@{socket.gethostname()}"
