@@ -71,6 +71,15 @@ def make_hf(name: str, families: dict = FAMILIES):
     return model
 
 
+def saved_hf(name: str, tmp_path_factory, families: dict = FAMILIES):
+    """(model, directory): make_hf(name, families) saved with save_pretrained into a
+    fresh temporary directory named after it (for a module-scoped fixture)."""
+    hf = make_hf(name, families)
+    directory = tmp_path_factory.mktemp(name)
+    hf.save_pretrained(directory)
+    return hf, directory
+
+
 def hf_alone(hf, prompt, new_tokens):
     """transformers' greedy continuation of one prompt (on the model's device)."""
     device = next(hf.parameters()).device

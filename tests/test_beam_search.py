@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from fastergpt import Engine, FasterGPT  # noqa: E402
-from families import make_hf  # noqa: E402
+from families import saved_hf  # noqa: E402
 
 EOS, PAD = 2, 0
 PROMPTS = [[5, 9, 14, 3, 77, 21, 8], [40, 41], [7, 100, 12, 99]]
@@ -27,9 +27,7 @@ SCORE_TOLERANCE = 1e-4
 
 @pytest.fixture(scope="module", params=["gpt2", "llama-gqa"])
 def family(request, tmp_path_factory):
-    hf = make_hf(request.param)
-    directory = tmp_path_factory.mktemp(request.param)
-    hf.save_pretrained(directory)
+    hf, directory = saved_hf(request.param, tmp_path_factory)
     return request.param, hf, Engine.from_pretrained(directory), directory
 
 

@@ -17,14 +17,12 @@ transformers = pytest.importorskip("transformers")
 from fastergpt import Engine, FasterGPT  # noqa: E402
 from fastergpt.checkpoint import CheckpointError  # noqa: E402
 from families import (FAMILIES, LOGIT_TOLERANCE, P, PROMPTS, SPECIAL, V, hf_alone,  # noqa: E402,F401
-                      make_hf, padded_batch)
+                      make_hf, padded_batch, saved_hf)
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
 def family(request, tmp_path_factory):
-    hf = make_hf(request.param)
-    directory = tmp_path_factory.mktemp(request.param)
-    hf.save_pretrained(directory)
+    hf, directory = saved_hf(request.param, tmp_path_factory)
     return request.param, hf, directory
 
 

@@ -13,7 +13,7 @@ import pytest
 from fastergpt.engine import Engine, cuda_available
 
 torch = pytest.importorskip("torch")
-from families import FAMILIES, P, PROMPTS, hf_alone, make_hf, padded_batch  # noqa: E402
+from families import FAMILIES, P, PROMPTS, hf_alone, make_hf, padded_batch, saved_hf  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 NEW = P - max(map(len, PROMPTS))  # up to the last position the test models allow
@@ -28,9 +28,7 @@ def gpu():
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
 def family(request, tmp_path_factory):
-    hf = make_hf(request.param)
-    directory = tmp_path_factory.mktemp(request.param)
-    hf.save_pretrained(directory)
+    hf, directory = saved_hf(request.param, tmp_path_factory)
     return request.param, hf, directory
 
 

@@ -12,7 +12,7 @@ pytest.importorskip("transformers")
 from fastergpt import Engine, FasterGPT  # noqa: E402
 from fastergpt.pretrained import DEFAULT_MODEL_DIR  # noqa: E402
 from fastergpt.tokenizer import Tokenizer  # noqa: E402
-from families import make_hf  # noqa: E402
+from families import saved_hf  # noqa: E402
 
 # Prompts that repeat themselves, so that drafts are found and some are accepted.
 PROMPTS = [[5, 9, 14, 3, 5, 9, 14, 3, 5, 9], [40, 41, 42, 40, 41], [7, 100, 12, 99, 7, 100, 12]]
@@ -20,9 +20,7 @@ PROMPTS = [[5, 9, 14, 3, 5, 9, 14, 3, 5, 9], [40, 41, 42, 40, 41], [7, 100, 12, 
 
 @pytest.fixture(scope="module", params=["gpt2", "llama-gqa"])
 def family(request, tmp_path_factory):
-    hf = make_hf(request.param)
-    directory = tmp_path_factory.mktemp(request.param)
-    hf.save_pretrained(directory)
+    hf, directory = saved_hf(request.param, tmp_path_factory)
     return request.param, hf, Engine.from_pretrained(directory)
 
 

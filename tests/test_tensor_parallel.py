@@ -15,7 +15,7 @@ from fastergpt.config import GPTConfig  # noqa: E402
 from fastergpt.pretrained import load_state_dict  # noqa: E402
 from fastergpt.tensor_parallel import run_sharded, shard_config, shard_engine, shard_tensors  # noqa: E402
 from fastergpt.tokenizer import left_pad  # noqa: E402
-from families import V, make_hf  # noqa: E402
+from families import V, saved_hf  # noqa: E402
 
 P = 64
 # Every residual layout (sequential, parallel, parallel with two norms, post-norm), gated
@@ -42,9 +42,7 @@ PROMPTS = [[5, 17, 33, 8, 99], [3, 44], [120, 7, 7, 61, 2, 90, 15]]
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
 def model_dir(request, tmp_path_factory):
-    d = tmp_path_factory.mktemp(request.param)
-    make_hf(request.param, FAMILIES).save_pretrained(str(d))
-    return d
+    return saved_hf(request.param, tmp_path_factory, FAMILIES)[1]
 
 
 def one_process(model_dir, **settings):
