@@ -13,24 +13,13 @@
 #include "../../csrc/core/error.h"
 #include "../../csrc/core/kernels.h"
 #include "check.h"
+#include "test_data.h"
 
 using namespace fastergpt;
+using fgpt_test::half_bits;
+using fgpt_test::random_vec;
 
 namespace {
-
-std::vector<float> random_vec(size_t n, std::mt19937& rng, float scale = 1.0f) {
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
-uint16_t to_half(float v) {
-  const _Float16 h = static_cast<_Float16>(v);
-  uint16_t bits;
-  std::memcpy(&bits, &h, 2);
-  return bits;
-}
 
 // Device copies of host vectors, freed at the end of a test.
 struct OnGpu {
@@ -85,7 +74,7 @@ HostMatrix pack(const std::vector<float>& w, int64_t N, int64_t K) {
   for (int64_t n = 0; n < N; ++n)
     for (int64_t k = 0; k < K; ++k) {
       p.f32[(n / 16) * 16 * K + 16 * k + n % 16] = w[n * K + k];
-      p.f16[(n / 16) * 16 * K + 16 * k + n % 16] = to_half(w[n * K + k]);
+      p.f16[(n / 16) * 16 * K + 16 * k + n % 16] = half_bits(w[n * K + k]);
     }
   return p;
 }

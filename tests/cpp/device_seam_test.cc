@@ -24,8 +24,11 @@
 #include "../../csrc/core/model.h"
 #include "../../csrc/cpu/cpu_ops.h"
 #include "check.h"
+#include "test_data.h"
 
 using namespace fastergpt;
+using fgpt_test::element_bytes;
+using fgpt_test::RandomWeights;
 
 namespace {
 
@@ -79,7 +82,6 @@ const void* upload(const void* host, int64_t bytes, std::vector<DeviceBlock>* ke
   copy(d, host, bytes, CopyKind::kHostToDevice);
   return d;
 }
-int64_t element_bytes(ElementType t) { return t == ElementType::kF32 ? 4 : t == ElementType::kF16 ? 2 : 1; }
 Matrix bind_matrix(const Matrix& m, std::vector<DeviceBlock>* keep) {
   const WeightFormatInfo& f = format_info(m.format);
   int64_t n = 1;
@@ -143,50 +145,6 @@ const Backend& emulated_device() {
 }
 
 // ---- models ---------------------------------------------------------------------------
-uint16_t half_bits(float v) {
-  const _Float16 h = static_cast<_Float16>(v);
-  uint16_t bits;
-  std::memcpy(&bits, &h, 2);
-  return bits;
-}
-
-// Random weights of `config` in `format`, as an adapter hands them over.
-struct Weights {
-  std::vector<std::vector<uint8_t>> storage;
-  std::vector<WeightView> views;
-  Weights(const ModelConfig& c, WeightFormat format, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> normal(0.0f, 0.3f);
-    std::uniform_int_distribution<int> byte(-127, 127);
-    int64_t cols = 0;  // of the last matrix: its group scales' shape follows from it
-    for (const WeightSpec& s : weight_spec(c, format)) {
-      std::vector<int64_t> shape = s.shape;
-      if (s.matrix) cols = s.matrix_shape[1];
-      const bool group_params = !s.matrix && s.dtype == ElementType::kF16;
-      if (group_params) shape[1] = ((cols + 31) / 32) * 32;  // groups of 32 columns
-      int64_t n = 1;
-      for (int64_t v : shape) n *= v;
-      storage.emplace_back(n * element_bytes(s.dtype));
-      uint8_t* p = storage.back().data();
-      if (group_params) {  // per block and group: 16 scales, then 16 zero points
-        uint16_t* h = reinterpret_cast<uint16_t*>(p);
-        for (int64_t i = 0; i < n; ++i) h[i] = half_bits(i % 32 < 16 ? 0.02f + 0.01f * (i % 7) : 8.0f);
-      } else if (s.dtype == ElementType::kF32) {
-        float* f = reinterpret_cast<float*>(p);
-        const bool scale = s.name.size() > 6 && s.name.compare(s.name.size() - 6, 6, ".scale") == 0;
-        for (int64_t i = 0; i < n; ++i) f[i] = scale ? 0.004f + 0.001f * (i % 5) : normal(rng);
-      } else if (s.dtype == ElementType::kF16) {
-        uint16_t* h = reinterpret_cast<uint16_t*>(p);
-        for (int64_t i = 0; i < n; ++i) h[i] = half_bits(normal(rng));
-      } else {
-        int8_t* q = reinterpret_cast<int8_t*>(p);
-        for (int64_t i = 0; i < n; ++i) q[i] = static_cast<int8_t>(byte(rng));
-      }
-      views.push_back({p, shape, s.dtype});
-    }
-  }
-};
-
 ModelConfig base() {
   ModelConfig c;
   c.num_layers = 2;
@@ -244,7 +202,7 @@ void same(const GenerationResult& a, const GenerationResult& b, const std::strin
 }
 
 void run_all(const std::string& name, const ModelConfig& c, WeightFormat f) {
-  const Weights w(c, f, 7);
+  const RandomWeights w(c, f, 7);
   const auto on_cpu = make_model(c, f, w.views);
   const auto on_device = make_model(c, f, w.views, emulated_device());
   const std::string tag = name + " " + format_info(f).name;

@@ -10,32 +10,25 @@
 #include "../../csrc/core/generator.h"
 #include "../../csrc/core/model.h"
 #include "check.h"
+#include "test_data.h"
 
 using namespace fastergpt;
 
-struct TinyModel {
+ModelConfig tiny_config() {
   ModelConfig config;
-  std::vector<std::vector<float>> storage;
-  std::vector<WeightView> views;
-  std::unique_ptr<Model> model;
-  TinyModel() {
-    config.num_layers = 2;
-    config.num_heads = 2;
-    config.hidden_size = 32;
-    config.inner_size = 64;
-    config.vocab_size = 41;
-    config.max_positions = 32;
-    std::mt19937 rng(9);
-    std::normal_distribution<float> d(0.0f, 0.3f);
-    for (const WeightSpec& s : weight_spec(config, WeightFormat::kF32)) {
-      int64_t n = 1;
-      for (int64_t v : s.shape) n *= v;
-      storage.emplace_back(n);
-      for (auto& x : storage.back()) x = d(rng);
-      views.push_back({storage.back().data(), s.shape, ElementType::kF32});
-    }
-    model = make_model(config, WeightFormat::kF32, views);
-  }
+  config.num_layers = 2;
+  config.num_heads = 2;
+  config.hidden_size = 32;
+  config.inner_size = 64;
+  config.vocab_size = 41;
+  config.max_positions = 32;
+  return config;
+}
+
+struct TinyModel {
+  ModelConfig config = tiny_config();
+  fgpt_test::RandomWeights weights{config, WeightFormat::kF32, 9};
+  std::unique_ptr<Model> model = make_model(config, WeightFormat::kF32, weights.views);
 };
 
 static GenerationResult run(const TinyModel& m, const std::vector<int64_t>& ids,

@@ -14,15 +14,11 @@
 #include "../../csrc/cpu/cpu_ops.h"
 #include "../../csrc/cpu/simd_kernels.h"
 #include "check.h"
+#include "test_data.h"
 
 using namespace fastergpt;
-
-static std::vector<float> random_vec(size_t n, std::mt19937& rng, float scale = 1.0f) {
-  std::normal_distribution<float> d(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+using fgpt_test::half_bits;
+using fgpt_test::random_vec;
 
 // A packed matrix in each weight format, with its exact float values (what
 // the kernels must compute with) for the scalar reference.
@@ -53,13 +49,6 @@ struct Packed {
   }
 };
 
-static uint16_t to_half(float v) {
-  const _Float16 h = static_cast<_Float16>(v);
-  uint16_t bits;
-  std::memcpy(&bits, &h, 2);
-  return bits;
-}
-
 // int4 written from the layout's description in csrc/core/matrix.h (independently of
 // fastergpt/int4.py): asymmetric groups of G columns over [min(w, 0), max(w, 0)].
 static void pack_int4(Packed& p, const std::vector<float>& w, int64_t N, int64_t K, int64_t G) {
@@ -78,13 +67,13 @@ static void pack_int4(Packed& p, const std::vector<float>& w, int64_t N, int64_t
         hi = std::max(hi, w[n * K + k]);
       }
       if (lo == hi) hi = 1;
-      const float scale = cpu::half_to_float(to_half((hi - lo) / 15.0f));
+      const float scale = cpu::half_to_float(half_bits((hi - lo) / 15.0f));
       const int32_t zero = std::min(15, std::max(0, int(std::lround(-lo / scale))));
       p.q4_scale[n * groups + g] = scale;
       p.q4_zero[n * groups + g] = zero;
       const int64_t b = n / 16, r = n % 16;
-      p.params[(b * groups + g) * 32 + r] = to_half(scale);
-      p.params[(b * groups + g) * 32 + 16 + r] = to_half(float(zero));
+      p.params[(b * groups + g) * 32 + r] = half_bits(scale);
+      p.params[(b * groups + g) * 32 + 16 + r] = half_bits(float(zero));
       for (int64_t k = g * G; k < std::min(K, (g + 1) * G); ++k) {
         const int32_t q = std::min(15, std::max(0, int(std::lround(w[n * K + k] / scale)) + zero));
         p.q4[n * K + k] = uint8_t(q);
@@ -113,7 +102,7 @@ static Packed pack(const std::vector<float>& w, int64_t N, int64_t K, WeightForm
     p.f16.assign(q4_blocks(N) * 16 * K, 0);
     for (int64_t n = 0; n < N; ++n)
       for (int64_t k = 0; k < K; ++k) {
-        const uint16_t bits = to_half(w[n * K + k]);
+        const uint16_t bits = half_bits(w[n * K + k]);
         p.f16[float_block_index(n, k, K)] = bits;
         p.exact[n * K + k] = cpu::half_to_float(bits);
       }
