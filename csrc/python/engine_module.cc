@@ -181,7 +181,6 @@ class Engine {
   }
 
   std::string architecture() const { return fastergpt::format_architecture(model_->config()); }
-  std::string device() const { return model_->backend().host_memory ? "cpu" : "gpu"; }
   const fastergpt::Model& model() const { return *model_; }
 
  private:
@@ -469,8 +468,7 @@ PYBIND11_MODULE(_engine, m) {
           },
           py::arg("capacity"), py::arg("max_positions"), py::arg("settings") = SettingValues(),
           "An empty continuous batch of `capacity` rows: .join/.next/.release.")
-      .def_property_readonly("architecture", &Engine::architecture)
-      .def_property_readonly("device", &Engine::device);
+      .def_property_readonly("architecture", &Engine::architecture);
   py::class_<Stream>(m, "Stream")
       .def("next", &Stream::next)
       .def("finish", &Stream::finish, py::arg("row"), "Ends a row before the next step.")
