@@ -3,7 +3,9 @@ ONE run on the same random weights (GPT-2 small or medium shape, or a LLaMA
 shape of about GPT-2-small size with grouped-query attention: --arch llama).
 
 Engines (each in its own process, see benchmarks/engines/): fastergpt through the
-Paddle op and through the NumPy module in float32 / float16 / int8; the reference
+Paddle op and through the NumPy module in float32 / float16 / int8 / int4, and
+int4-vocab4 (int4 with the token table and LM head in 4 bits too: vocab_dtype="int4",
+against llama.cpp's q4_0 with a q4_0 output matrix); the reference
 Paddle dygraph generate(); and, when installed, HF transformers on torch,
 CTranslate2 (float32, int8), ONNX Runtime (float32, int8 dynamic
 quantization) and llama.cpp through llama-cpp-python (float32, float16, q8_0 in the
@@ -43,13 +45,14 @@ SHAPES = {"small": (12, 768, 12), "medium": (24, 1024, 16)}  # layers, hidden, h
 ARCH_ENGINES = {"gpt2": None, "llama": {"fastergpt-paddle", "fastergpt-numpy", "hf-torch", "ctranslate2"}}
 RUNS = [  # (engine key, dtype)
     ("fastergpt-paddle", "float32"), ("fastergpt-paddle", "float16"), ("fastergpt-paddle", "int8"),
-    ("fastergpt-paddle", "int4"),
+    ("fastergpt-paddle", "int4"), ("fastergpt-paddle", "int4-vocab4"),
     ("fastergpt-numpy", "float32"), ("fastergpt-numpy", "float16"), ("fastergpt-numpy", "int8"),
-    ("fastergpt-numpy", "int4"),
+    ("fastergpt-numpy", "int4"), ("fastergpt-numpy", "int4-vocab4"),
     ("reference", "float32"), ("hf-torch", "float32"),
     ("ctranslate2", "float32"), ("ctranslate2", "int8"),
     ("onnxruntime", "float32"), ("onnxruntime", "int8"),
     ("llama-cpp", "float32"), ("llama-cpp", "float16"), ("llama-cpp", "int8"), ("llama-cpp", "int4"),
+    ("llama-cpp", "int4-vocab4"),
 ]
 # Engines with beam search (--num-beams > 1).
 BEAM_ENGINES = {"fastergpt-paddle", "fastergpt-numpy", "hf-torch", "ctranslate2"}
@@ -177,7 +180,11 @@ def main() -> None:
           f"{args.prompt}, {args.new_tokens} new tokens, {args.threads} threads; CPU {cpu_model()} "
           f"(kernels: {engine_module().cpu_isa()}); measured read bandwidth {bandwidth:.1f} GB/s")
     roofline = {}
-    for dtype in ("float32", "float16", "int8", "int4"):
+    from engines.prepare import BENCH_DTYPES
+
+    for dtype in BENCH_DTYPES:
+        if not os.path.isdir(os.path.join(work, f"fastergpt_{dtype}")):
+            continue  # packed only when a fastergpt engine runs
         b = weight_bytes_per_token(work, dtype)
         roofline[dtype] = bandwidth * 1e9 / b
         print(f"  {dtype}: {b / 1e6:7.1f} MB of weights per step -> batch-1 roofline "
@@ -189,7 +196,7 @@ def main() -> None:
             strategy = (f"beam search, {args.num_beams} beams" if args.num_beams > 1
                         else "greedy" if not top_k else f"top-k {top_k}")
             print(f"\nbatch {batch}, {strategy}:")
-            print(f"  {'engine':30s} {'dtype':8s} {'tokens/s':>9s} {'TTFT ms':>8s} {'peak MB':>8s}  note")
+            print(f"  {'engine':30s} {'dtype':11s} {'tokens/s':>9s} {'TTFT ms':>8s} {'peak MB':>8s}  note")
             group = []
             for key, dtype in runs:
                 if key == "reference" and batch > 1 and top_k:
@@ -202,12 +209,13 @@ def main() -> None:
                     continue
                 group.append(r)
                 note = ""
-                if batch == 1 and key.startswith("fastergpt"):
+                if batch == 1 and key.startswith("fastergpt") and dtype in roofline:
                     note = f"{100 * r['tokens_per_s'] / roofline[dtype]:.0f}% of roofline"
-                print(f"  {r['engine']:30s} {dtype:8s} {r['tokens_per_s']:9.1f} {r['ttft_ms']:8.1f} "
+                print(f"  {r['engine']:30s} {dtype:11s} {r['tokens_per_s']:9.1f} {r['ttft_ms']:8.1f} "
                       f"{r['peak_rss_mb']:8.0f}  {note}", flush=True)
             for r in group:
-                r["roofline_tokens_per_s"] = roofline[r["dtype"]] * batch
+                if r["dtype"] in roofline:
+                    r["roofline_tokens_per_s"] = roofline[r["dtype"]] * batch
                 if r["key"].startswith("fastergpt"):
                     others = [o for o in group if not o["key"].startswith("fastergpt")]
                     same = [o for o in others if o["dtype"] == r["dtype"]]
@@ -223,7 +231,7 @@ def main() -> None:
                         r["rss_vs_same_dtype"] = {o["engine"]: r["peak_rss_mb"] / o["peak_rss_mb"] for o in same}
                     if ref:
                         r["vs_reference"] = r["tokens_per_s"] / ref[0]["tokens_per_s"]
-                    if r["dtype"] == "int4":  # also against int8 (its own and CTranslate2's)
+                    if r["dtype"].startswith("int4"):  # also against int8 (its own and CTranslate2's)
                         for o in group:
                             if o["dtype"] == "int8" and o["key"] in (r["key"], "ctranslate2"):
                                 r.setdefault("vs_int8", {})[o["engine"]] = r["tokens_per_s"] / o["tokens_per_s"]
@@ -240,7 +248,7 @@ def main() -> None:
                         parts.append(f"{r['vs_transformers']:.1f}x transformers")
                     for engine, ratio in r.get("vs_int8", {}).items():
                         parts.append(f"{ratio:.2f}x {engine} int8")
-                    print(f"    {r['engine']:28s} {r['dtype']:8s} " + "; ".join(parts))
+                    print(f"    {r['engine']:28s} {r['dtype']:11s} " + "; ".join(parts))
             results.extend(group)
 
     os.makedirs(args.out, exist_ok=True)

@@ -10,12 +10,12 @@ from fastergpt.export import PROBE_SETTINGS
 def main(argv):
     step = argv[0]
     if step == "save":
-        src, prefix, dtype = argv[1:4]
+        src, prefix, dtype, vocab_dtype = argv[1:5]
         import paddle
 
         from fastergpt.faster_gpt import FasterGPT
 
-        model = FasterGPT.from_pretrained(src, dtype=dtype)
+        model = FasterGPT.from_pretrained(src, dtype=dtype, vocab_dtype=vocab_dtype or None)
         spec = FasterGPT.input_spec()
         paddle.jit.save(paddle.jit.to_static(model, input_spec=spec, full_graph=True), prefix)
     elif step == "probe":

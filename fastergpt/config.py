@@ -84,6 +84,9 @@ class GPTConfig:
     mlp_bias: bool = True
     lm_head_bias: bool = False
     sliding_window: Optional[int] = None
+    # Weight format of the token table and LM head; None: the weight format's own choice
+    # (int4 keeps them int8). Set by the loaders' vocab_dtype, recorded by saves/exports.
+    vocab_dtype: Optional[str] = None
 
     def __post_init__(self) -> None:
         self.activation_function = normalize_activation(self.activation_function)
@@ -116,6 +119,7 @@ class GPTConfig:
             "qkv_bias": int(self.qkv_bias), "out_bias": int(self.out_bias),
             "mlp_bias": int(self.mlp_bias), "tied_lm_head": int(self.tie_word_embeddings),
             "lm_head_bias": int(self.lm_head_bias), "sliding_window": self.sliding_window or 0,
+            "vocabulary_format": self.vocab_dtype or "auto",
         }
         return {k: str(v) for k, v in f.items()}
 
@@ -170,6 +174,9 @@ class GPTConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if self.vocab_dtype is not None:
+            from fastergpt.quantize import normalize_dtype
+            self.vocab_dtype = normalize_dtype(self.vocab_dtype, "vocab_dtype")
         if (isinstance(self.rope_original_max_positions, bool)
                 or not isinstance(self.rope_original_max_positions, int)
                 or self.rope_original_max_positions < 1):

@@ -5,6 +5,7 @@ where a Paddle program is unwanted (and for measuring the engine alone).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -46,7 +47,8 @@ def cuda_available() -> tuple[bool, str]:
 
 class Engine:
     """Build from a config and a state dict with the family's HF names (arrays), in a
-    weight format ("float32", "float16" or "int8"), or with `from_pretrained`.
+    weight format ("float32", "float16", "int8" or "int4"; the token table and LM head
+    take `config.vocab_dtype`, by default the format's own), or with `from_pretrained`.
 
     `device`: "cpu" (the default) or "gpu" (the CUDA backend, float32 and float16
     weights; the weights are copied to the GPU once, here). A build without the CUDA
@@ -55,10 +57,14 @@ class Engine:
 
     def __init__(self, config: GPTConfig, state_dict: Optional[dict] = None,
                  dtype: str = "float32", *, packed: Optional[list] = None, tokenizer=None,
-                 all_reduce=None, rank: int = 0, size: int = 1, device: str = "cpu"):
+                 all_reduce=None, rank: int = 0, size: int = 1, device: str = "cpu",
+                 vocab_dtype: Optional[str] = None):
         """`all_reduce`, `rank`, `size`: this engine is shard `rank` of `size` of a
         tensor-parallel model (its config and weights the shard's; build it with
-        fastergpt.tensor_parallel.shard_engine)."""
+        fastergpt.tensor_parallel.shard_engine). `vocab_dtype` overrides
+        `config.vocab_dtype`."""
+        if vocab_dtype is not None:
+            config = dataclasses.replace(config, vocab_dtype=normalize_dtype(vocab_dtype, "vocab_dtype"))
         self.config = config.validate()
         self.weight_format = normalize_dtype(dtype)
         self.device = check_device(device)
@@ -80,17 +86,19 @@ class Engine:
         self._vocabulary = (data, offsets)
 
     @classmethod
-    def from_model(cls, model, dtype: str = "float32", device: str = "cpu") -> "Engine":
-        return cls(model.config, model.state_dict_numpy(), dtype, device=device)
+    def from_model(cls, model, dtype: str = "float32", device: str = "cpu",
+                   vocab_dtype: Optional[str] = None) -> "Engine":
+        return cls(model.config, model.state_dict_numpy(), dtype, device=device,
+                   vocab_dtype=vocab_dtype)
 
     @classmethod
     def from_pretrained(cls, model_name_or_path=None, dtype: Optional[str] = None,
-                        device: str = "cpu") -> "Engine":
-        """Same sources as FasterGPT.from_pretrained."""
+                        device: str = "cpu", vocab_dtype: Optional[str] = None) -> "Engine":
+        """Same sources and arguments as FasterGPT.from_pretrained, and `device`."""
         from fastergpt.pretrained import load_packed, tokenizer_or_none
 
         device = check_device(device)  # before a checkpoint is read
-        config, packed, dtype = load_packed(model_name_or_path, dtype)
+        config, packed, dtype = load_packed(model_name_or_path, dtype, vocab_dtype)
         return cls(config, dtype=dtype, packed=packed,
                    tokenizer=tokenizer_or_none(model_name_or_path), device=device)
 

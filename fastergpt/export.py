@@ -62,7 +62,7 @@ def _run_worker(args: list, fmt: Optional[str] = None) -> str:
 
 def export_model(model_name_or_path, inference_model_dir, dtype: str = "float32",
                  fmt: str = "pir", overwrite: bool = False, verify: bool = True,
-                 log: Callable[[str], None] = print) -> Path:
+                 log: Callable[[str], None] = print, vocab_dtype: Optional[str] = None) -> Path:
     from fastergpt.faster_gpt import FasterGPT
     from fastergpt.ops import library_sha256, op_library_path
     from fastergpt.settings import setting_names
@@ -82,7 +82,7 @@ def export_model(model_name_or_path, inference_model_dir, dtype: str = "float32"
             raise ExportError(f"{out} is not empty and is not a fastergpt export (no config.json "
                               "with its marker); refusing to overwrite it, choose another directory")
     src = resolve_model_path(model_name_or_path)
-    model = FasterGPT.from_pretrained(src, dtype=dtype)
+    model = FasterGPT.from_pretrained(src, dtype=dtype, vocab_dtype=vocab_dtype)
     tokenizer = Tokenizer.from_dir(src)
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ExportError(f"tokenizer has {tokenizer.vocab_size} tokens but the model only "
@@ -94,7 +94,7 @@ def export_model(model_name_or_path, inference_model_dir, dtype: str = "float32"
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would make the export private
     try:
         log(f"exporting {src} ({dtype}, {fmt}) ...")
-        _run_worker(["save", str(src), str(tmp / PREFIX), dtype], fmt)
+        _run_worker(["save", str(src), str(tmp / PREFIX), dtype, vocab_dtype or ""], fmt)
         for f in tokenizer.files:
             shutil.copy(f, tmp / f.name)
         lib = op_library_path()

@@ -8,6 +8,7 @@ as a tensor, so a `paddle.jit.to_static` export keeps them as graph inputs;
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -45,11 +46,14 @@ class FasterGPT(paddle.nn.Layer):
     LM (``FasterGPT(model)``: GPT, LLaMA, OPT, CodeGen, GPT-J) or from a config and
     a state dict with the family's HF names (``FasterGPT(config, state_dict)``).
     ``dtype`` picks the weight format: "float32", "float16" (half weights, fp32
-    accumulation) or "int8" (weight-only, per-output-row scales).
+    accumulation), "int8" (weight-only, per-output-row scales) or "int4" (groups of
+    columns); ``vocab_dtype`` the token table's and LM head's (default: the format's
+    own, which for int4 is int8; the config records it).
     """
 
     def __init__(self, model_or_config, state_dict: Optional[dict] = None, *,
-                 dtype: str = "float32", packed: Optional[list] = None, tokenizer=None):
+                 dtype: str = "float32", packed: Optional[list] = None, tokenizer=None,
+                 vocab_dtype: Optional[str] = None):
         super().__init__()
         if isinstance(model_or_config, GPTConfig):
             if state_dict is None and packed is None:
@@ -65,6 +69,8 @@ class FasterGPT(paddle.nn.Layer):
                 raise TypeError("FasterGPT expects a fastergpt GPTLMHeadModel or (GPTConfig, state_dict), "
                                 f"got {type(model_or_config).__name__}")
             state_dict = model_or_config.state_dict_numpy()
+        if vocab_dtype is not None:
+            config = dataclasses.replace(config, vocab_dtype=normalize_dtype(vocab_dtype, "vocab_dtype"))
         self.config = config.validate()
         self.weight_format = normalize_dtype(dtype)
         if packed is None:
@@ -95,15 +101,18 @@ class FasterGPT(paddle.nn.Layer):
             self.register_buffer(attr, tensor, persistable=True)
 
     @classmethod
-    def from_pretrained(cls, model_name_or_path=None, dtype: Optional[str] = None) -> "FasterGPT":
+    def from_pretrained(cls, model_name_or_path=None, dtype: Optional[str] = None,
+                        vocab_dtype: Optional[str] = None) -> "FasterGPT":
         """Load from a local HF or PaddleNLP checkpoint directory, an exported inference
         directory, or the built-in default model (None or "default"). dtype: weight
-        format (default float32; an exported directory keeps its own)."""
+        format (default float32; an exported directory keeps its own). vocab_dtype: the
+        token table's and LM head's format (default: the weight format's own; int4
+        keeps them in int8: "int4" there reads fewer bytes per token and costs quality)."""
         from fastergpt.pretrained import load_packed
 
         from fastergpt.pretrained import tokenizer_or_none
 
-        config, packed, dtype = load_packed(model_name_or_path, dtype)
+        config, packed, dtype = load_packed(model_name_or_path, dtype, vocab_dtype)
         model = cls(config, dtype=dtype, packed=packed,
                     tokenizer=tokenizer_or_none(model_name_or_path))
         model.eval()

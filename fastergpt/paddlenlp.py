@@ -59,9 +59,10 @@ _HARMLESS = {"bos_token_id": None, "use_cache": True, "use_fp16_decoding": False
              "stopping_criteria": None, "logits_processors": None}
 
 
-def enable(model, dtype: str = "float32", num_threads: int = 0):
+def enable(model, dtype: str = "float32", num_threads: int = 0, vocab_dtype=None):
     """Makes `model.generate(..., use_fast=True)` run on the engine (weights as they are
-    now; call again after changing them). Returns the model."""
+    now; call again after changing them), in weight format `dtype` (the token table and LM
+    head in `vocab_dtype`, default the format's own). Returns the model."""
     original = getattr(model.generate, "__fastergpt_original__", model.generate)
     fast = None
 
@@ -74,7 +75,7 @@ def enable(model, dtype: str = "float32", num_threads: int = 0):
         if fast is None:
             from fastergpt.faster_gpt import FasterGPT
 
-            fast = FasterGPT(model, dtype=dtype)
+            fast = FasterGPT(model, dtype=dtype, vocab_dtype=vocab_dtype)
         return generate_fast(fast, input_ids, attention_mask, position_ids, num_threads, **kwargs)
 
     generate.__fastergpt_original__ = original

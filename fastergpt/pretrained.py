@@ -6,6 +6,7 @@ fastergpt.export (its packed parameters are read back as they are).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -113,21 +114,36 @@ def _packed_from_export(path: Path) -> tuple[GPTConfig, list, str]:
     return config, packed, dtype
 
 
-def load_packed(model_name_or_path, dtype: Optional[str] = None) -> tuple[GPTConfig, list, str]:
+def load_packed(model_name_or_path, dtype: Optional[str] = None,
+                vocab_dtype: Optional[str] = None) -> tuple[GPTConfig, list, str]:
     """(config, packed engine weights, their format) for any accepted model source.
     dtype None means float32 for a checkpoint and the stored format for an
-    exported directory (which cannot change format without a new export)."""
+    exported directory (which cannot change format without a new export).
+    vocab_dtype: the token table's and LM head's format (None: the weight format's
+    own, which for int4 is int8); the config records it."""
     dtype = None if dtype is None else normalize_dtype(dtype)
+    vocab_dtype = None if vocab_dtype is None else normalize_dtype(vocab_dtype, "vocab_dtype")
     path = resolve_model_path(model_name_or_path)
     if is_export_dir(path):
         config, packed, exported = _packed_from_export(path)
         if dtype is not None and exported != dtype:
             raise ValueError(f"{path} was exported with dtype {exported}; load it with "
                              f"dtype={exported!r} or export the checkpoint again with --dtype {dtype}")
+        if vocab_dtype is not None and vocab_dtype != vocabulary_dtype(config, exported):
+            raise ValueError(f"{path} was exported with its token table and LM head in "
+                             f"{vocabulary_dtype(config, exported)}; leave vocab_dtype out or "
+                             f"export the checkpoint again with --vocab_dtype {vocab_dtype}")
         return config, packed, exported
     config, state = load_checkpoint(path)
     dtype = dtype or "float32"
+    if vocab_dtype is not None:
+        config = dataclasses.replace(config, vocab_dtype=vocab_dtype)
     return config, pack_weights(config, state, dtype), dtype
+
+
+def vocabulary_dtype(config: GPTConfig, dtype: str) -> str:
+    """The format the token table and LM head take under weight format `dtype`."""
+    return next(e.format for e in weight_spec(config, dtype) if e.name == "token_embedding")
 
 
 def load_state_dict(model_name_or_path) -> tuple[GPTConfig, dict]:

@@ -120,12 +120,13 @@ def format_names() -> list:
     return [r["name"] for r in weight_formats()]
 
 
-def normalize_dtype(dtype: str) -> str:
-    """A format's name from its name or alias; ValueError listing the formats otherwise."""
+def normalize_dtype(dtype: str, what: str = "dtype") -> str:
+    """A format's name from its name or alias; ValueError naming `what` and listing the
+    formats otherwise."""
     for r in weight_formats():
-        if dtype in (r["name"], r["alias"]) and dtype:
+        if isinstance(dtype, str) and dtype in (r["name"], r["alias"]) and dtype:
             return r["name"]
-    raise ValueError(f"dtype {dtype!r} is not supported; expected one of {', '.join(format_names())}")
+    raise ValueError(f"{what} {dtype!r} is not supported; expected one of {', '.join(format_names())}")
 
 
 def pack_matrix(w: np.ndarray, fmt: str) -> list[np.ndarray]:

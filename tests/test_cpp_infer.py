@@ -201,11 +201,16 @@ def test_bad_inputs_exit_nonzero(cpp_build, exported, tmp_path):
     bad(cpp_build, ["--model_dir", no_vocab, "--prompt", "x"], "vocab.json")
 
 
-def test_gpt_infer_int8_export_matches_python_predictor(cpp_build, model_dir, tmp_path):
+@pytest.mark.parametrize("dtype,vocab_dtype", [("int8", None), ("int4", "int4")])
+def test_gpt_infer_quantized_export_matches_python_predictor(cpp_build, model_dir, tmp_path, dtype,
+                                                             vocab_dtype):
+    """int8, and int4 with the token table and LM head in int4 too (which gpt_infer learns
+    from the export's architecture string)."""
     from fastergpt.export import export_model
     from fastergpt.predictor import Predictor
 
-    out = export_model(model_dir, tmp_path / "int8", dtype="int8", log=lambda s: None)
+    out = export_model(model_dir, tmp_path / dtype, dtype=dtype, vocab_dtype=vocab_dtype,
+                       log=lambda s: None)
     args = ["--model_dir", out, "--json", "--decode_strategy", "sampling", "--topk", 5, "--seed", 9,
             "--max_length", 10]
     for p in PROMPTS:

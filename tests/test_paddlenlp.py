@@ -215,6 +215,30 @@ def test_use_fast(model):
 
 
 @needs_paddlenlp
+def test_use_fast_in_a_weight_format(model):
+    """enable(model, dtype, vocab_dtype): use_fast runs the model in that format, the token
+    table and LM head in theirs, as FasterGPT(model, ...) does."""
+    import paddle
+
+    import fastergpt.paddlenlp
+    from fastergpt import FasterGPT
+
+    _, m = model
+    ids, mask = ragged(PROMPTS)
+    fastergpt.paddlenlp.enable(m, dtype="int4", vocab_dtype="int4")
+    try:
+        got, _ = m.generate(input_ids=paddle.to_tensor(ids), attention_mask=paddle.to_tensor(mask),
+                            max_length=8, decode_strategy="greedy_search", eos_token_id=EOS,
+                            pad_token_id=PAD, use_fast=True)
+        fast = FasterGPT(m, dtype="int4", vocab_dtype="int4")
+        assert fast.config.vocab_dtype == "int4"
+        want = fast.generate(ids, mask, max_new_tokens=8, eos_token_id=EOS, pad_token_id=PAD)
+        np.testing.assert_array_equal(got.numpy(), want.ids.numpy())
+    finally:
+        m.generate = m.generate.__fastergpt_original__
+
+
+@needs_paddlenlp
 def test_export_of_a_live_model_and_of_its_save_pretrained_directory(tmp_path):
     import paddle
     from paddlenlp.transformers import GPTTokenizer

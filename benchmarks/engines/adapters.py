@@ -25,9 +25,12 @@ class FasterGPTPaddle:
     name = "fastergpt (Paddle op)"
 
     def __init__(self, work_dir, dtype, threads):
+        from engines.prepare import BENCH_DTYPES
         from fastergpt import FasterGPT
 
-        self.model = FasterGPT.from_pretrained(os.path.join(work_dir, "hf"), dtype=dtype)
+        fmt, vocab_dtype = BENCH_DTYPES[dtype]
+        self.model = FasterGPT.from_pretrained(os.path.join(work_dir, "hf"), dtype=fmt,
+                                               vocab_dtype=vocab_dtype)
         self.threads = threads
 
     def generate(self, ids, new_tokens, top_k, beams=1):

@@ -63,6 +63,13 @@ def _engine_loads(Engine, out: str) -> bool:
     return True
 
 
+# The benchmark's dtypes: (fastergpt weight format, its vocab_dtype). "int4-vocab4" is int4
+# with the token table / LM head in 4 bits too (fastergpt's vocab_dtype="int4"; llama.cpp's
+# q4_0 with a q4_0 output matrix), against "int4", whose vocabulary stays 8-bit.
+BENCH_DTYPES = {"float32": ("float32", None), "float16": ("float16", None), "int8": ("int8", None),
+                "int4": ("int4", None), "int4-vocab4": ("int4", "int4")}
+
+
 def prepare(work: str, layers: int, hidden: int, heads: int, vocab: int, engines: set, log=print,
             arch: str = "gpt2") -> None:
     os.makedirs(work, exist_ok=True)
@@ -70,10 +77,10 @@ def prepare(work: str, layers: int, hidden: int, heads: int, vocab: int, engines
     if "fastergpt-numpy" in engines:
         from fastergpt.engine import Engine
 
-        for dtype in ("float32", "float16", "int8", "int4"):
+        for dtype, (fmt, vocab_dtype) in BENCH_DTYPES.items():
             out = os.path.join(work, f"fastergpt_{dtype}")
             if not _engine_loads(Engine, out):  # absent, or packed by another layout
-                Engine.from_pretrained(hf_dir, dtype).save(out)
+                Engine.from_pretrained(hf_dir, fmt, vocab_dtype=vocab_dtype).save(out)
                 log(f"packed fastergpt {dtype}")
     if "ctranslate2" in engines:
         import ctranslate2
@@ -86,7 +93,7 @@ def prepare(work: str, layers: int, hidden: int, heads: int, vocab: int, engines
     if "llama-cpp" in engines:
         from engines.llama_cpp_gguf import write_gguf
 
-        for dtype in ("float32", "float16", "int8", "int4"):
+        for dtype in BENCH_DTYPES:
             out = os.path.join(work, f"gguf_{dtype}", "model.gguf")
             if not os.path.exists(out):
                 os.makedirs(os.path.dirname(out), exist_ok=True)

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "matrix.h"
+
 namespace fastergpt {
 
 enum class Norm : int64_t { kLayerNorm, kRmsNorm };
@@ -34,6 +36,12 @@ constexpr const char* kNormNames[] = {"layer_norm", "rms_norm", nullptr};
 constexpr const char* kPositionNames[] = {"learned", "rotary", nullptr};
 constexpr const char* kRopeScalingNames[] = {"none", "linear", "llama3", nullptr};
 constexpr const char* kActivationNames[] = {"gelu_tanh", "gelu_erf", "relu", "silu", nullptr};
+// The storage of the vocabulary matrices (token table, LM head): "auto" is the weight
+// format's own choice (its row's `vocabulary` in kWeightFormats), else a format named
+// as kWeightFormats names it, in its order (checked below).
+enum class VocabularyFormat : int64_t { kAuto, kF32, kF16, kI8, kI4 };
+constexpr const char* kVocabularyFormatNames[] = {"auto", "float32", "float16", "int8", "int4",
+                                                  nullptr};
 constexpr const char* kResidualNames[] = {"sequential", "parallel", "parallel_two_norms",
                                           "post_norm", nullptr};
 
@@ -67,7 +75,24 @@ constexpr const char* kResidualNames[] = {"sequential", "parallel", "parallel_tw
   X(mlp_bias, bool, 1, nullptr, "the MLP projections have biases")                               \
   X(tied_lm_head, bool, 1, nullptr, "the LM head reuses the token embedding")                    \
   X(lm_head_bias, bool, 0, nullptr, "the LM head has a bias (GPT-J, CodeGen)")                   \
-  X(sliding_window, int64_t, 0, nullptr, "attention window (Mistral); 0 = none; longer sequences are refused")
+  X(sliding_window, int64_t, 0, nullptr, "attention window (Mistral); 0 = none; longer sequences are refused") \
+  X(vocabulary_format, VocabularyFormat, 0, kVocabularyFormatNames,                              \
+    "weight format of the token table and LM head; auto: the weight format's own")
+
+namespace detail {
+constexpr bool same_name(const char* a, const char* b) {
+  return *a == *b && (*a == '\0' || same_name(a + 1, b + 1));
+}
+constexpr bool vocabulary_names_follow_formats() {
+  for (int i = 0; i < kNumWeightFormats; ++i)
+    if (!kVocabularyFormatNames[i + 1] || !same_name(kVocabularyFormatNames[i + 1], kWeightFormats[i].name) ||
+        static_cast<int>(kWeightFormats[i].format) != i)
+      return false;
+  return kVocabularyFormatNames[kNumWeightFormats + 1] == nullptr;
+}
+}  // namespace detail
+static_assert(detail::vocabulary_names_follow_formats(),
+              "kVocabularyFormatNames must be \"auto\" then kWeightFormats' names, in order");
 
 struct ModelConfig {
 #define FGPT_ARCH_FIELD(name, type, def, choices, help) type name = static_cast<type>(def);
@@ -81,6 +106,12 @@ struct ModelConfig {
   int64_t q_size() const { return num_heads * head_dim(); }
   int64_t kv_size() const { return kv_heads() * head_dim(); }
   int64_t qkv_size() const { return q_size() + 2 * kv_size(); }
+  // The format the vocabulary matrices are stored in when the layers use `layers`.
+  WeightFormat vocabulary(WeightFormat layers) const {
+    return vocabulary_format == VocabularyFormat::kAuto
+               ? format_info(layers).vocabulary
+               : static_cast<WeightFormat>(static_cast<int64_t>(vocabulary_format) - 1);
+  }
   // Throws Error naming the first inconsistent field.
   void validate() const;
 };

@@ -6,14 +6,13 @@ import sys
 
 
 def main(argv=None) -> int:
-    from fastergpt.quantize import format_names
+    from fastergpt.cli.format_args import add_format_arguments
 
     p = argparse.ArgumentParser(prog="fastergpt-export", description=__doc__)
     p.add_argument("--model_name_or_path", default="default",
                    help="checkpoint dir (HF or PaddleNLP layout), exported dir, or 'default'")
     p.add_argument("--inference_model_dir", required=True, help="output directory")
-    p.add_argument("--dtype", default="float32", choices=format_names(),
-                   help="weight format stored in the directory (default float32)")
+    add_format_arguments(p, "float32", "weight format stored in the directory (default float32)")
     p.add_argument("--format", default="pir", choices=["pir", "legacy"],
                    help="PIR model.json (default) or legacy model.pdmodel")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
@@ -23,7 +22,7 @@ def main(argv=None) -> int:
 
     try:
         export_model(args.model_name_or_path, args.inference_model_dir, dtype=args.dtype,
-                     fmt=args.format, overwrite=args.overwrite, verify=not args.no_verify)
+                     vocab_dtype=args.vocab_dtype, fmt=args.format, overwrite=args.overwrite, verify=not args.no_verify)
     except (ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

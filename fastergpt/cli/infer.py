@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from fastergpt.cli.settings_args import add_setting_arguments, settings_from_args
-from fastergpt.quantize import format_names
+from fastergpt.cli.format_args import add_format_arguments
 from fastergpt.settings import over_defaults
 from fastergpt.stops import cut_at_stop
 
@@ -45,8 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a string that ends a row, matched on the text and not printed (repeatable)")
     p.add_argument("--end_token_ids", metavar="ID,ID",
                    help="more token ids that end a row, besides the end token")
-    p.add_argument("--dtype", choices=format_names(),
-                   help="weight format (default float32; an exported dir keeps its own)")
+    add_format_arguments(p)
     p.add_argument("--use_fp16_decoding", action="store_true", help="same as --dtype float16")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
                    help="gpu: run through fastergpt.Engine's CUDA backend (float32/float16)")
@@ -100,6 +99,21 @@ def end_ids_from(text):
     return [int(t) for t in items]
 
 
+def check_export_formats(info: dict, dtype, vocab_dtype) -> None:
+    """An exported directory runs in the formats it was exported with: --dtype or
+    --vocab_dtype asking for others is an error, not ignored."""
+    from fastergpt.config import GPTConfig
+    from fastergpt.pretrained import vocabulary_dtype
+    from fastergpt.quantize import normalize_dtype
+
+    stored = {"--dtype": info["dtype"],
+              "--vocab_dtype": vocabulary_dtype(GPTConfig.from_dict(info["model"]), info["dtype"])}
+    for flag, given in (("--dtype", dtype), ("--vocab_dtype", vocab_dtype)):
+        if given is not None and normalize_dtype(given) != stored[flag]:
+            raise ValueError(f"the exported directory holds {stored[flag]} weights where {flag} "
+                             f"asks for {given}; leave {flag} out or export again with it")
+
+
 class Runner:
     """One generate(ids, mask, settings) -> (ids, lengths) over either backend."""
 
@@ -114,7 +128,8 @@ class Runner:
 
             self.predictor = None
             path = resolve_model_path(args.inference_model_dir or args.model_name_or_path)
-            self.engine = Engine.from_pretrained(path, dtype=dtype, device="gpu")
+            self.engine = Engine.from_pretrained(path, dtype=dtype, device="gpu",
+                                                 vocab_dtype=args.vocab_dtype)
             self.tokenizer = Tokenizer.from_dir(path)
             self.defaults = generation_defaults(path, self.engine.config, self.tokenizer)
             self.source = path
@@ -123,6 +138,7 @@ class Runner:
             from fastergpt.predictor import Predictor
 
             self.predictor = Predictor(args.inference_model_dir, trust_library=args.trust_library)
+            check_export_formats(self.predictor.info, dtype, args.vocab_dtype)
             self.tokenizer = self.predictor.tokenizer
             self.defaults = self.predictor.defaults
             self.source = args.inference_model_dir
@@ -132,7 +148,7 @@ class Runner:
 
             self.predictor = None
             path = resolve_model_path(args.model_name_or_path)
-            self.model = FasterGPT.from_pretrained(path, dtype=dtype)
+            self.model = FasterGPT.from_pretrained(path, dtype=dtype, vocab_dtype=args.vocab_dtype)
             self.tokenizer = Tokenizer.from_dir(path)
             self.defaults = generation_defaults(path, self.model.config, self.tokenizer)
             self.source = path

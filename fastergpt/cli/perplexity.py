@@ -4,8 +4,10 @@ and weight format (the fused engine's logits; method in fastergpt/evaluation.py)
 `--compare float32,float16,int8,int4-rtn,int4-gptq` scores the same tokens under each
 and prints a table. int4-rtn and int4-gptq quantize the checkpoint's decoder layers with
 `fastergpt quantize` (round to nearest, or GPTQ on its default calibration text) into a
-temporary directory, in groups of --group_size; both then run as int4 (the float
-embedding / LM head of such a checkpoint is rounded to int4 at load, the same for both)."""
+temporary directory, in groups of --group_size; both then run as int4, with the
+checkpoint's float token table / LM head in int8, the same for both. An entry
+FORMAT@VOCAB stores the token table and LM head in VOCAB instead (int4-gptq@int4: every
+matrix in 4 bits)."""
 from __future__ import annotations
 
 import argparse
@@ -18,34 +20,37 @@ def main(argv=None) -> int:
     from fastergpt.quantize import format_names
 
     p = argparse.ArgumentParser(prog="fastergpt perplexity", description=__doc__)
+    from fastergpt.cli.format_args import add_format_arguments
+
     p.add_argument("file", help="a UTF-8 text file")
     p.add_argument("--model_name_or_path", default="default",
                    help="checkpoint dir (HF or PaddleNLP layout), exported dir, or 'default'")
-    p.add_argument("--dtype", choices=format_names(),
-                   help="weight format (default float32; an exported dir keeps its own)")
+    add_format_arguments(p)
     p.add_argument("--block_size", type=int, help="window length (default: the model's n_positions)")
     p.add_argument("--stride", type=int, help="new tokens scored per window (default block_size/2)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--compare", help="comma-separated formats to score the same tokens under: "
-                   f"{', '.join(format_names() + list(QUANTIZED))}")
+                   f"{', '.join(format_names() + list(QUANTIZED))}; FORMAT@VOCAB stores the token "
+                   "table and LM head in VOCAB (e.g. int4-gptq@int4)")
     p.add_argument("--group_size", type=int, default=128, help="--compare's int4-*: columns per group")
     p.add_argument("--nsamples", type=int, default=128, help="--compare's int4-gptq: calibration windows")
     p.add_argument("--seqlen", type=int, default=512, help="--compare's int4-gptq: tokens per window")
     args = p.parse_args(argv)
     if args.compare is not None:
-        if args.dtype is not None:
-            print("error: --dtype and --compare exclude each other", file=sys.stderr)
+        if args.dtype is not None or args.vocab_dtype is not None:
+            print("error: --dtype / --vocab_dtype and --compare exclude each other (name the "
+                  "vocabulary's format in an entry: FORMAT@VOCAB)", file=sys.stderr)
             return 2
         return compare(args)
 
     from fastergpt.engine import Engine
     from fastergpt.evaluation import negative_log_likelihood
-    from fastergpt.pretrained import resolve_model_path
+    from fastergpt.pretrained import resolve_model_path, vocabulary_dtype
     from fastergpt.tokenizer import Tokenizer
 
     try:
         path = resolve_model_path(args.model_name_or_path)
-        engine = Engine.from_pretrained(path, dtype=args.dtype)
+        engine = Engine.from_pretrained(path, dtype=args.dtype, vocab_dtype=args.vocab_dtype)
         tok = Tokenizer.from_dir(path)
         with open(args.file, encoding="utf-8") as f:
             text = f.read()
@@ -58,7 +63,8 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{args.file}: {count} tokens scored, {nll:.4f} nats/token, perplexity {np.exp(nll):.2f} "
-          f"({engine.weight_format} weights)")
+          f"({engine.weight_format} weights, token table and LM head "
+          f"{vocabulary_dtype(engine.config, engine.weight_format)})")
     return 0
 
 
@@ -77,11 +83,17 @@ def compare(args) -> int:
     from fastergpt.tokenizer import Tokenizer
 
     names = [n.strip() for n in args.compare.split(",") if n.strip()]
-    bad = [n for n in names if n not in QUANTIZED and n not in format_names()
-           and n not in ("fp32", "fp16", "q4")]
+    known = format_names() + ["fp32", "fp16", "q4"]
+
+    def is_known(entry):
+        fmt, _, vocab = entry.partition("@")
+        return (fmt in QUANTIZED or fmt in known) and (not vocab or vocab in known)
+
+    bad = [n for n in names if not is_known(n)]
     if not names or bad:
         print(f"error: --compare: unknown format(s) {bad or names}; expected some of "
-              f"{', '.join(format_names() + list(QUANTIZED))}", file=sys.stderr)
+              f"{', '.join(format_names() + list(QUANTIZED))}, each optionally @ a vocabulary "
+              "format", file=sys.stderr)
         return 2
     try:
         path = resolve_model_path(args.model_name_or_path)
@@ -94,17 +106,19 @@ def compare(args) -> int:
         rows = []
         with tempfile.TemporaryDirectory(prefix="fastergpt-compare-") as tmp:
             for name in names:
-                if name in QUANTIZED:
+                fmt, _, vocab = name.partition("@")
+                if fmt in QUANTIZED:
                     from fastergpt.gptq import quantize_model
 
-                    method, dtype = QUANTIZED[name]
-                    source = Path(tmp) / name
-                    quantize_model(path, source, method=method, group_size=args.group_size,
-                                   nsamples=args.nsamples, seqlen=args.seqlen,
-                                   progress=lambda line: print("  " + line, file=sys.stderr))
+                    method, dtype = QUANTIZED[fmt]
+                    source = Path(tmp) / fmt
+                    if not source.is_dir():  # int4-gptq and int4-gptq@int4 share one
+                            quantize_model(path, source, method=method, group_size=args.group_size,
+                                       nsamples=args.nsamples, seqlen=args.seqlen,
+                                       progress=lambda line: print("  " + line, file=sys.stderr))
                 else:
-                    source, dtype = path, normalize_dtype(name)
-                engine = Engine.from_pretrained(source, dtype=dtype)
+                    source, dtype = path, normalize_dtype(fmt)
+                engine = Engine.from_pretrained(source, dtype=dtype, vocab_dtype=vocab or None)
                 nll, count = negative_log_likelihood(engine, ids, args.block_size, args.stride,
                                                      num_threads=args.threads)
                 rows.append((name, nll, count))
@@ -113,8 +127,9 @@ def compare(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     base = dict((n, v) for n, v, _ in rows).get("float32", dict((n, v) for n, v, _ in rows).get("fp32"))
+    quantized = any(n.partition("@")[0] in QUANTIZED for n in names)
     print(f"{args.file}: {rows[0][2]} tokens scored ({args.model_name_or_path}"
-          f"{f', int4 groups of {args.group_size}' if any(n in QUANTIZED for n in names) else ''})")
+          f"{f', int4 groups of {args.group_size}' if quantized else ''})")
     print(f"| format | nats/token | perplexity |{' vs float32 |' if base is not None else ''}")
     print(f"|---|---:|---:|{'---:|' if base is not None else ''}")
     for name, nll, _ in rows:

@@ -13,12 +13,14 @@ import sys
 
 
 def main(argv=None) -> int:
+    from fastergpt.cli.format_args import add_format_arguments
+
     p = argparse.ArgumentParser(prog="fastergpt serve", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model_name_or_path", default="default",
                    help="checkpoint dir (HF or PaddleNLP layout), exported dir, or 'default'")
     p.add_argument("--inference_model_dir", help="an exported directory (its packed weights)")
-    p.add_argument("--dtype", help="weight format (default float32; an export keeps its own)")
+    add_format_arguments(p)
     p.add_argument("--device", default="cpu", choices=["cpu", "gpu"],
                    help="where the engine runs (gpu: the CUDA backend, float32/float16 weights)")
     p.add_argument("--host", default="127.0.0.1")

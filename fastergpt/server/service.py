@@ -20,6 +20,7 @@ class ServerOptions:
     model_name_or_path: str = "default"
     inference_model_dir: Optional[str] = None
     dtype: Optional[str] = None
+    vocab_dtype: Optional[str] = None
     device: str = "cpu"
     max_batch: int = 8
     max_queue: int = 64
@@ -66,7 +67,8 @@ class Service:
 
         self.options = options
         path = resolve_model_path(options.inference_model_dir or options.model_name_or_path)
-        engine = Engine.from_pretrained(path, dtype=options.dtype, device=options.device)
+        engine = Engine.from_pretrained(path, dtype=options.dtype, device=options.device,
+                                       vocab_dtype=options.vocab_dtype)
         tokenizer = Tokenizer.from_dir(path)
         self.scheduler = Scheduler(engine, tokenizer, options.max_batch, options.max_queue,
                                    options.max_positions, options.threads)

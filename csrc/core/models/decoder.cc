@@ -355,7 +355,7 @@ class Decoder final : public Model {
 
 std::vector<WeightSpec> decoder_weight_spec(const ModelConfig& c, WeightFormat format) {
   const int64_t D = c.hidden_size, E = c.embed_dim();
-  const WeightFormat vocabulary = format_info(format).vocabulary;
+  const WeightFormat vocabulary = c.vocabulary(format);
   std::vector<WeightSpec> spec;
   add_matrix(spec, -1, "token_embedding", c.vocab_size, E, vocabulary);
   if (c.positions == Positions::kLearned)

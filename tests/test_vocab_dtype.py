@@ -1,0 +1,161 @@
+"""vocab_dtype: the token table and LM head in a format of their own (int4 keeps them in
+int8 unless asked), through every front end, an export and a save."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from fastergpt import Engine, FasterGPT, int4
+from fastergpt.packing import weight_spec
+from fastergpt.pretrained import DEFAULT_MODEL_DIR, vocabulary_dtype
+from helpers import PROMPTS, padded_batch, tiny_config, tiny_model
+
+# tied (GPT-2) and untied (a separate LM head) vocabularies, vocabulary 64 rows = 4 blocks
+CONFIGS = [dict(vocab_size=64), dict(vocab_size=64, tie_word_embeddings=False)]
+
+
+@pytest.fixture(scope="module", params=CONFIGS, ids=["tied", "untied"])
+def model(request):
+    return tiny_model(tiny_config(**request.param), seed=5)
+
+
+def test_spec_follows_vocab_dtype():
+    config = tiny_config(tie_word_embeddings=False)
+    for dtype in ("float32", "float16", "int8", "int4"):
+        default = {"int4": "int8"}.get(dtype, dtype)
+        assert vocabulary_dtype(config, dtype) == default
+        for vocab in ("float32", "float16", "int8", "int4"):
+            c = dataclasses.replace(config, vocab_dtype=vocab)
+            formats = {e.name: e.format for e in weight_spec(c, dtype) if e.matrix}
+            assert formats["token_embedding"] == formats["lm_head.weight"] == vocab
+            assert formats["layers.0.qkv.weight"] == dtype
+
+
+def _with_dequantized_vocabulary(model):
+    """The model's float state with its vocabulary matrices replaced by their int4 values
+    (round to nearest in groups of 128, as --vocab_dtype int4 packs them)."""
+    state = model.state_dict_numpy()
+    for name in ("transformer.wte.weight", "lm_head.weight"):
+        if name in state:
+            state[name] = int4.quantize_rtn(state[name]).dequantize()
+    return state
+
+
+def test_int4_vocabulary_computes_the_dequantized_model(model):
+    """Every other matrix float32: the logits are the float model's with the vocabulary
+    rounded to 4 bits, up to the int8 activations the LM head's int4 kernel multiplies
+    (the token table's rows are dequantized exactly)."""
+    ids, mask = padded_batch(PROMPTS)
+    got = Engine.from_model(model, "float32", vocab_dtype="int4").logits(ids, mask)
+    want = Engine(model.config, _with_dequantized_vocabulary(model), "float32").logits(ids, mask)
+    real = mask.astype(bool)
+    err = np.abs(got - want)[real].max()
+    assert err < 0.02, err
+    # ... and not the unrounded model's: the setting took effect.
+    plain = Engine.from_model(model, "float32").logits(ids, mask)
+    assert np.abs(plain - got)[real].max() > 5 * err
+
+
+@pytest.mark.parametrize("vocab", ["float32", "int8", "int4"])
+def test_front_ends_agree(model, vocab):
+    ids, mask = padded_batch(PROMPTS)
+    kw = dict(max_new_tokens=8, decode_strategy="sampling", top_k=5, seed=4, eos_token_id=-1)
+    engine = Engine.from_model(model, "int4", vocab_dtype=vocab)
+    fused = FasterGPT(model, dtype="int4", vocab_dtype=vocab)
+    np.testing.assert_array_equal(fused.generate(ids, mask, **kw).ids.numpy(),
+                                  engine.generate(ids, mask, **kw)["ids"])
+
+
+def test_save_and_load_keep_it(tmp_path):
+    model = tiny_model(tiny_config(vocab_size=64), seed=6)
+    engine = Engine.from_model(model, "int4", vocab_dtype="int4")
+    engine.save(tmp_path / "e")
+    loaded = Engine.load(tmp_path / "e")
+    assert loaded.config.vocab_dtype == "int4"
+    ids, mask = padded_batch(PROMPTS)
+    np.testing.assert_array_equal(loaded.logits(ids, mask), engine.logits(ids, mask))
+
+
+def test_packed_bytes_shrink():
+    sizes = {}
+    for vocab in (None, "int4"):
+        engine = Engine.from_pretrained(DEFAULT_MODEL_DIR, dtype="int4", vocab_dtype=vocab)
+        sizes[vocab] = sum(a.nbytes for _, a in engine._packed)
+    # default model: 4096 x 256 vocabulary, 1 MB in int8, about half that in int4
+    assert sizes["int4"] < sizes[None] - 400_000, sizes
+
+
+def test_export_records_it_and_refuses_another(tmp_path):
+    from fastergpt.export import export_model
+    from fastergpt.predictor import Predictor
+
+    out = export_model(DEFAULT_MODEL_DIR, tmp_path / "exp", dtype="int4", vocab_dtype="int4",
+                       log=lambda s: None)
+    info = json.loads((out / "config.json").read_text())
+    assert info["model"]["vocab_dtype"] == "int4"
+    assert "vocabulary_format=int4;" in info["architecture"]
+    settings = dict(max_new_tokens=10, decode_strategy="greedy_search", repetition_penalty=1.0)
+    got = Predictor(out).generate(["The function returns"], **settings)
+    want = Engine.from_pretrained(DEFAULT_MODEL_DIR, dtype="int4", vocab_dtype="int4")
+    from fastergpt import Tokenizer
+
+    ids, mask = Tokenizer.from_dir(out).encode_batch(["The function returns"])
+    np.testing.assert_array_equal(got.ids, want.generate(ids, mask, **settings)["ids"])
+    assert FasterGPT.from_pretrained(out).config.vocab_dtype == "int4"
+    assert Engine.from_pretrained(out, vocab_dtype="int4").config.vocab_dtype == "int4"
+    with pytest.raises(ValueError, match="token table and LM head in int4.*--vocab_dtype int8"):
+        Engine.from_pretrained(out, vocab_dtype="int8")
+
+
+def test_bad_vocab_dtype_is_named():
+    with pytest.raises(ValueError, match="vocab_dtype 'int3' is not supported; expected one of"):
+        Engine.from_pretrained(DEFAULT_MODEL_DIR, vocab_dtype="int3")
+    with pytest.raises(ValueError, match="vocab_dtype 'q3' is not supported"):
+        tiny_config(vocab_dtype="q3").validate()
+    # An architecture string with an unknown vocabulary format is refused by the engine.
+    from fastergpt.ops import engine_module
+
+    arch = tiny_config().architecture_string().replace("vocabulary_format=auto", "vocabulary_format=int2")
+    with pytest.raises(ValueError, match="vocabulary_format 'int2' is not supported"):
+        engine_module().weight_spec(arch, "int4")
+
+
+def test_aliases_normalize():
+    assert tiny_config(vocab_dtype="q4").validate().vocab_dtype == "int4"
+    assert tiny_config(vocab_dtype="fp16").validate().vocab_dtype == "float16"
+
+
+def test_perplexity_cli(tmp_path, capsys):
+    from fastergpt.__main__ import main
+
+    f = tmp_path / "text.txt"
+    f.write_text("Return a new list of the items in the sequence. If the file does not exist, "
+                 "the function raises an error.", encoding="utf-8")
+    assert main(["perplexity", str(f), "--dtype", "int4", "--vocab_dtype", "int4"]) == 0
+    single = capsys.readouterr().out
+    assert "(int4 weights, token table and LM head int4)" in single
+    assert main(["perplexity", str(f), "--compare", "int4,int4@int4,float32@int8"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
+    assert {"int4", "int4@int4", "float32@int8"} <= set(rows)
+    # the @int4 row is the single run's number
+    ppl = float(single.split("perplexity ")[1].split(" ")[0])
+    assert abs(float(rows["int4@int4"].split("|")[3]) - ppl) < 0.01
+    assert float(rows["int4@int4"].split("|")[3]) != float(rows["int4"].split("|")[3])
+    assert main(["perplexity", str(f), "--compare", "int4@int3"]) == 2
+    assert "unknown format(s) ['int4@int3']" in capsys.readouterr().err
+    assert main(["perplexity", str(f), "--compare", "int4", "--vocab_dtype", "int4"]) == 2
+    assert "exclude each other" in capsys.readouterr().err
+
+
+def test_server_options_carry_it():
+    """fastergpt serve --vocab_dtype reaches the replica's engine (ServerOptions mirrors
+    the command's flags)."""
+    from fastergpt.server.service import ServerOptions, Service
+
+    service = Service(ServerOptions(dtype="int4", vocab_dtype="int4", max_batch=2))
+    try:
+        assert service.scheduler.engine.config.vocab_dtype == "int4"
+    finally:
+        service.close()
