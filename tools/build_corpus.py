@@ -299,12 +299,18 @@ def stats(corpus: dict[str, list[str]]) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", help="write the corpus as JSON {train: [...], heldout: [...]} here")
+    ap.add_argument("--heldout_text", metavar="FILE",
+                    help="write the held-out documents as plain text here (blank line between "
+                         "documents), for `fastergpt perplexity FILE`")
     ap.add_argument("--quiet", action="store_true", help="do not print statistics")
     args = ap.parse_args(argv)
     corpus = build_corpus()
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
             json.dump(corpus, f, ensure_ascii=False)
+    if args.heldout_text:
+        with open(args.heldout_text, "w", encoding="utf-8") as f:
+            f.write("\n\n".join(corpus["heldout"]))
     if not args.quiet:
         print(json.dumps(stats(corpus), indent=2))
     sys.stdout.flush()
