@@ -33,7 +33,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -144,6 +143,10 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every engine this many times, interleaved (engine A, B, ..., A, B, "
+                         "...), keeping each one's best: the machine's speed wanders over "
+                         "minutes, and interleaving gives every engine the same stretches of it")
     ap.add_argument("--engines", nargs="+", help="only these engine keys")
     ap.add_argument("--work-dir", default=os.path.join(HERE, "results", "work"))
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
@@ -198,19 +201,32 @@ def main() -> None:
             print(f"\nbatch {batch}, {strategy}:")
             print(f"  {'engine':30s} {'dtype':11s} {'tokens/s':>9s} {'TTFT ms':>8s} {'peak MB':>8s}  note")
             group = []
-            for key, dtype in runs:
-                if key == "reference" and batch > 1 and top_k:
-                    continue  # the slowest engine: greedy suffices for its ratio
-                if key in BATCH1_ENGINES and batch > 1:
+            here = [(key, dtype) for key, dtype in runs
+                    if not (key == "reference" and batch > 1 and top_k)  # greedy suffices for it
+                    and not (key in BATCH1_ENGINES and batch > 1)]
+            rounds = {}  # (key, dtype) -> every round's result
+            for round_ in range(args.rounds):
+                for key, dtype in here:
+                    r = run_one(key, dtype, work, args, batch, top_k)
+                    if r is not None:
+                        rounds.setdefault((key, dtype), []).append(r)
+                        if args.rounds > 1:
+                            print(f"    round {round_ + 1}: {r['engine']} {dtype} "
+                                  f"{r['tokens_per_s']:.1f} tok/s", flush=True)
+            for key, dtype in here:
+                if (key, dtype) not in rounds:
                     continue
-                t0 = time.time()
-                r = run_one(key, dtype, work, args, batch, top_k)
-                if r is None:
-                    continue
+                every = rounds[(key, dtype)]
+                r = dict(max(every, key=lambda o: o["tokens_per_s"]))
+                r["ttft_ms"] = min(o["ttft_ms"] for o in every)
+                r["rounds_tokens_per_s"] = [o["tokens_per_s"] for o in every]
                 group.append(r)
                 note = ""
                 if batch == 1 and key.startswith("fastergpt") and dtype in roofline:
                     note = f"{100 * r['tokens_per_s'] / roofline[dtype]:.0f}% of roofline"
+                if len(every) > 1:
+                    note += (f"{'; ' if note else ''}rounds {min(r['rounds_tokens_per_s']):.1f}-"
+                             f"{max(r['rounds_tokens_per_s']):.1f}")
                 print(f"  {r['engine']:30s} {dtype:11s} {r['tokens_per_s']:9.1f} {r['ttft_ms']:8.1f} "
                       f"{r['peak_rss_mb']:8.0f}  {note}", flush=True)
             for r in group:
