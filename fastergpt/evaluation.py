@@ -54,26 +54,14 @@ def negative_log_likelihood(model, token_ids, block_size: Optional[int] = None,
     model: a reference GPTLMHeadModel, or a fastergpt.Engine (any weight format:
     its logits come from the fused engine, so quantised weights are scored as
     they run)."""
-    ids = np.asarray(token_ids)
-    if ids.ndim != 1 or ids.size < 2:
-        raise ValueError(f"token_ids must be a 1-D array of at least 2 ids, got shape {ids.shape}")
-    ids = ids.astype(np.int64)
-    config = model.config
-    if ids.min() < 0 or ids.max() >= config.vocab_size:
-        raise ValueError(f"token ids must be in [0, {config.vocab_size})")
-    block_size = config.n_positions if block_size is None else int(block_size)
-    if not 2 <= block_size <= config.n_positions:
-        raise ValueError(f"block_size must be in [2, {config.n_positions}], got {block_size}")
-    stride = max(1, block_size // 2) if stride is None else int(stride)
-    if not 1 <= stride <= block_size:
-        raise ValueError(f"stride must be in [1, block_size], got {stride}")
-
+    ids, block_size, stride = _check_stream(model.config, token_ids, block_size, stride)
     windows = list(_windows(ids.size, block_size, stride))
     per_batch = max(1, _BATCH_TOKENS // block_size)
     total = 0.0
     count = 0
     if hasattr(model, "logits"):  # fastergpt.Engine
-        return _engine_nll(model, ids, windows, per_batch, num_threads)
+        nll, _ = _engine_scores(model, ids, windows, per_batch, num_threads)
+        return float(nll.sum()) / nll.size, nll.size
     was_training = model.training
     model.eval()
     try:
@@ -106,22 +94,6 @@ def _groups(windows, per_batch):
             group.append(windows[i])
             i += 1
         yield length, group
-
-
-def _engine_nll(engine, ids, windows, per_batch, num_threads):
-    total, count = 0.0, 0
-    for length, group in _groups(windows, per_batch):
-        batch = np.stack([ids[b:b + length + 1] for b, _, _ in group])
-        logits = engine.logits(batch[:, :-1], num_threads=num_threads).astype(np.float64)
-        m = logits.max(-1, keepdims=True)
-        logz = m[..., 0] + np.log(np.exp(logits - m).sum(-1))
-        target = np.take_along_axis(logits, batch[:, 1:, None], -1)[..., 0]
-        nll = logz - target
-        for row, (b, _, first) in enumerate(group):
-            scored = nll[row, first - b - 1:]
-            total += float(scored.sum())
-            count += scored.size
-    return total / count, count
 
 
 def perplexity(model, token_ids, block_size: Optional[int] = None,
@@ -172,3 +144,46 @@ def encode_documents(tokenizer, docs, eot_id: int) -> np.ndarray:
         parts.append(np.asarray(enc.ids, dtype=np.int32))
         parts.append(np.array([eot_id], dtype=np.int32))
     return np.concatenate(parts)
+
+
+def _check_stream(config, token_ids, block_size, stride):
+    ids = np.asarray(token_ids)
+    if ids.ndim != 1 or ids.size < 2:
+        raise ValueError(f"token_ids must be a 1-D array of at least 2 ids, got shape {ids.shape}")
+    ids = ids.astype(np.int64)
+    if ids.min() < 0 or ids.max() >= config.vocab_size:
+        raise ValueError(f"token ids must be in [0, {config.vocab_size})")
+    block_size = config.n_positions if block_size is None else int(block_size)
+    if not 2 <= block_size <= config.n_positions:
+        raise ValueError(f"block_size must be in [2, {config.n_positions}], got {block_size}")
+    stride = max(1, block_size // 2) if stride is None else int(stride)
+    if not 1 <= stride <= block_size:
+        raise ValueError(f"stride must be in [1, block_size], got {stride}")
+    return ids, block_size, stride
+
+
+def token_scores(engine, token_ids, block_size: Optional[int] = None,
+                 stride: Optional[int] = None, num_threads: int = 0):
+    """(NLL float64 [n - 1], argmax int64 [n - 1]) of a fastergpt.Engine for every target
+    token 1..n-1 of the stream, in order, with the windows of the module docstring: the
+    per-token numbers behind negative_log_likelihood, and the model's own next-token
+    choice at each position (teacher-forced), to compare formats token by token."""
+    ids, block_size, stride = _check_stream(engine.config, token_ids, block_size, stride)
+    windows = list(_windows(ids.size, block_size, stride))
+    return _engine_scores(engine, ids, windows, max(1, _BATCH_TOKENS // block_size), num_threads)
+
+
+def _engine_scores(engine, ids, windows, per_batch, num_threads):
+    nlls, tops = [], []
+    for length, group in _groups(windows, per_batch):
+        batch = np.stack([ids[b:b + length + 1] for b, _, _ in group])
+        logits = engine.logits(batch[:, :-1], num_threads=num_threads).astype(np.float64)
+        m = logits.max(-1, keepdims=True)
+        logz = m[..., 0] + np.log(np.exp(logits - m).sum(-1))
+        target = np.take_along_axis(logits, batch[:, 1:, None], -1)[..., 0]
+        nll = logz - target
+        top = logits.argmax(-1)
+        for row, (b, _, first) in enumerate(group):
+            nlls.append(nll[row, first - b - 1:])
+            tops.append(top[row, first - b - 1:])
+    return np.concatenate(nlls), np.concatenate(tops).astype(np.int64)

@@ -50,3 +50,18 @@ def test_cli(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "fastergpt", "perplexity", str(tmp_path / "missing.txt")],
                          capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and "missing.txt" in bad.stderr
+
+
+def test_token_scores_are_the_perplexitys_numbers(token_ids):
+    """token_scores gives one NLL and one argmax per scored token, in order; their mean is
+    negative_log_likelihood's, and each argmax is the engine's greedy choice there."""
+    from fastergpt.evaluation import negative_log_likelihood, token_scores
+
+    engine = Engine.from_pretrained("default", "float32")
+    ids = np.asarray(token_ids)[:300]
+    nll, top = token_scores(engine, ids, block_size=128, stride=64)
+    assert nll.shape == top.shape == (ids.size - 1,)
+    mean, count = negative_log_likelihood(engine, ids, block_size=128, stride=64)
+    assert count == nll.size and abs(mean - nll.mean()) < 1e-12
+    # the first window scores targets 1..128 from tokens 0..127: its argmax is the logits'
+    np.testing.assert_array_equal(top[:128], engine.logits(ids[None, :128]).argmax(-1)[0])

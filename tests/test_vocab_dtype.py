@@ -139,6 +139,14 @@ def test_perplexity_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
     assert {"int4", "int4@int4", "float32@int8"} <= set(rows)
+    assert "| format | nats/token | perplexity |" in out and "next token as float32" not in out
+    assert main(["perplexity", str(f), "--compare", "float32,int4@int4"]) == 0
+    with_base = capsys.readouterr().out
+    assert "| vs float32 | next token as float32 |" in with_base
+    agreement = {line.split("|")[1].strip(): float(line.split("|")[5])
+                 for line in with_base.splitlines() if line.startswith("| ") and "---" not in line
+                 and "format" not in line}
+    assert agreement["float32"] == 1.0 and 0.5 < agreement["int4@int4"] < 1.0
     # the @int4 row is the single run's number
     ppl = float(single.split("perplexity ")[1].split(" ")[0])
     assert abs(float(rows["int4@int4"].split("|")[3]) - ppl) < 0.01

@@ -77,7 +77,7 @@ def compare(args) -> int:
     from pathlib import Path
 
     from fastergpt.engine import Engine
-    from fastergpt.evaluation import negative_log_likelihood
+    from fastergpt.evaluation import token_scores
     from fastergpt.pretrained import resolve_model_path
     from fastergpt.quantize import format_names, normalize_dtype
     from fastergpt.tokenizer import Tokenizer
@@ -119,21 +119,29 @@ def compare(args) -> int:
                 else:
                     source, dtype = path, normalize_dtype(fmt)
                 engine = Engine.from_pretrained(source, dtype=dtype, vocab_dtype=vocab or None)
-                nll, count = negative_log_likelihood(engine, ids, args.block_size, args.stride,
-                                                     num_threads=args.threads)
-                rows.append((name, nll, count))
+                nlls, top = token_scores(engine, ids, args.block_size, args.stride,
+                                         num_threads=args.threads)
+                nll = float(nlls.sum()) / nlls.size
+                rows.append((name, nll, nlls.size, top))
                 print(f"  {name}: {np.exp(nll):.3f}", file=sys.stderr, flush=True)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    base = dict((n, v) for n, v, _ in rows).get("float32", dict((n, v) for n, v, _ in rows).get("fp32"))
+    by_name = {r[0]: r for r in rows}
+    reference = by_name.get("float32", by_name.get("fp32"))
+    base = reference[1] if reference is not None else None
     quantized = any(n.partition("@")[0] in QUANTIZED for n in names)
     print(f"{args.file}: {rows[0][2]} tokens scored ({args.model_name_or_path}"
           f"{f', int4 groups of {args.group_size}' if quantized else ''})")
-    print(f"| format | nats/token | perplexity |{' vs float32 |' if base is not None else ''}")
-    print(f"|---|---:|---:|{'---:|' if base is not None else ''}")
-    for name, nll, _ in rows:
-        extra = f" {np.exp(nll - base):.4f}x |" if base is not None else ""
+    # With float32 in the list: each format's perplexity relative to it, and the share of
+    # scored positions where the format's most likely next token is float32's
+    # (teacher-forced on the text, so one disagreement does not derail the rest).
+    extra_head = " vs float32 | next token as float32 |" if base is not None else ""
+    print(f"| format | nats/token | perplexity |{extra_head}")
+    print(f"|---|---:|---:|{'---:|---:|' if base is not None else ''}")
+    for name, nll, _, top in rows:
+        extra = (f" {np.exp(nll - base):.4f}x | {float(np.mean(top == reference[3])):.3f} |"
+                 if base is not None else "")
         print(f"| {name} | {nll:.4f} | {np.exp(nll):.3f} |{extra}")
     return 0
 
