@@ -7,7 +7,8 @@ and prints a table. int4-rtn and int4-gptq quantize the checkpoint's decoder lay
 temporary directory, in groups of --group_size; both then run as int4, with the
 checkpoint's float token table / LM head in int8, the same for both. An entry
 FORMAT@VOCAB stores the token table and LM head in VOCAB instead (int4-gptq@int4: every
-matrix in 4 bits)."""
+matrix in 4 bits). With float32 in the list, each row also gives its perplexity relative
+to float32's and how often its most likely next token is float32's (teacher-forced)."""
 from __future__ import annotations
 
 import argparse
