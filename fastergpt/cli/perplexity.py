@@ -18,11 +18,10 @@ import numpy as np
 
 
 def main(argv=None) -> int:
+    from fastergpt.cli.format_args import add_format_arguments
     from fastergpt.quantize import format_names
 
     p = argparse.ArgumentParser(prog="fastergpt perplexity", description=__doc__)
-    from fastergpt.cli.format_args import add_format_arguments
-
     p.add_argument("file", help="a UTF-8 text file")
     p.add_argument("--model_name_or_path", default="default",
                    help="checkpoint dir (HF or PaddleNLP layout), exported dir, or 'default'")
@@ -114,7 +113,7 @@ def compare(args) -> int:
                     method, dtype = QUANTIZED[fmt]
                     source = Path(tmp) / fmt
                     if not source.is_dir():  # int4-gptq and int4-gptq@int4 share one
-                            quantize_model(path, source, method=method, group_size=args.group_size,
+                        quantize_model(path, source, method=method, group_size=args.group_size,
                                        nsamples=args.nsamples, seqlen=args.seqlen,
                                        progress=lambda line: print("  " + line, file=sys.stderr))
                 else:
