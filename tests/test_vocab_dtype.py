@@ -167,3 +167,26 @@ def test_server_options_carry_it():
         assert service.scheduler.engine.config.vocab_dtype == "int4"
     finally:
         service.close()
+
+
+@pytest.mark.parametrize("name", ["opt-350m-style", "llama-gqa"])
+def test_other_families_against_transformers(tmp_path_factory, name):
+    """OPT with a projected embedding (E != D) and LLaMA with an untied head: with
+    vocab_dtype int4 the engine's logits are transformers' on the same model with its
+    token table and LM head rounded to 4 bits (groups of 128, as the packer rounds them),
+    up to the int8 activations of the LM head's kernel."""
+    torch = pytest.importorskip("torch")
+    from families import saved_hf
+
+    hf, directory = saved_hf(name, tmp_path_factory)
+    engine = Engine.from_pretrained(directory, "float32", vocab_dtype="int4")
+    with torch.no_grad():
+        for module in {id(m): m for m in (hf.get_input_embeddings(), hf.get_output_embeddings())}.values():
+            w = module.weight.numpy()
+            module.weight.copy_(torch.from_numpy(int4.quantize_rtn(w).dequantize()))
+        ids = np.array([[5, 17, 3, 99, 42, 8, 64, 2]])
+        want = hf(torch.from_numpy(ids)).logits.numpy()
+    got = engine.logits(ids)
+    err = np.abs(got - want).max()
+    print(f"{name}: max logit error {err:.2e}")
+    assert err < 0.02, err  # unrounded, transformers' logits differ by 0.07-0.1
