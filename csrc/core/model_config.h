@@ -36,10 +36,10 @@ constexpr const char* kNormNames[] = {"layer_norm", "rms_norm", nullptr};
 constexpr const char* kPositionNames[] = {"learned", "rotary", nullptr};
 constexpr const char* kRopeScalingNames[] = {"none", "linear", "llama3", nullptr};
 constexpr const char* kActivationNames[] = {"gelu_tanh", "gelu_erf", "relu", "silu", nullptr};
-// The storage of the vocabulary matrices (token table, LM head): "auto" is the weight
-// format's own choice (its row's `vocabulary` in kWeightFormats), else a format named
-// as kWeightFormats names it, in its order (checked below).
-enum class VocabularyFormat : int64_t { kAuto, kF32, kF16, kI8, kI4 };
+// The storage of the vocabulary matrices (token table, LM head): kAuto (0) is the weight
+// format's own choice (its row's `vocabulary` in kWeightFormats); value i + 1 is the
+// format kWeightFormats[i], named as that row names it (checked below).
+enum class VocabularyFormat : int64_t { kAuto };
 constexpr const char* kVocabularyFormatNames[] = {"auto", "float32", "float16", "int8", "int4",
                                                   nullptr};
 constexpr const char* kResidualNames[] = {"sequential", "parallel", "parallel_two_norms",
@@ -85,7 +85,8 @@ constexpr bool same_name(const char* a, const char* b) {
 }
 constexpr bool vocabulary_names_follow_formats() {
   for (int i = 0; i < kNumWeightFormats; ++i)
-    if (!kVocabularyFormatNames[i + 1] || !same_name(kVocabularyFormatNames[i + 1], kWeightFormats[i].name) ||
+    if (!kVocabularyFormatNames[i + 1] ||
+        !same_name(kVocabularyFormatNames[i + 1], kWeightFormats[i].name) ||
         static_cast<int>(kWeightFormats[i].format) != i)
       return false;
   return kVocabularyFormatNames[kNumWeightFormats + 1] == nullptr;
