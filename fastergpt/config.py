@@ -123,6 +123,13 @@ class GPTConfig:
         }
         return {k: str(v) for k, v in f.items()}
 
+    def with_vocab_dtype(self, vocab_dtype: Optional[str]) -> "GPTConfig":
+        """This config, or (vocab_dtype given) a validated copy whose token table and LM
+        head take that format; a format the engine lacks is a ValueError naming it."""
+        if vocab_dtype is None:
+            return self
+        return dataclasses.replace(self, vocab_dtype=vocab_dtype).validate()
+
     def architecture_string(self) -> str:
         """"name=value;..." as the Paddle op's `architecture` attribute takes it."""
         return "".join(f"{k}={v};" for k, v in self.architecture().items())

@@ -5,7 +5,6 @@ where a Paddle program is unwanted (and for measuring the engine alone).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
@@ -63,8 +62,7 @@ class Engine:
         tensor-parallel model (its config and weights the shard's; build it with
         fastergpt.tensor_parallel.shard_engine). `vocab_dtype` overrides
         `config.vocab_dtype`."""
-        if vocab_dtype is not None:
-            config = dataclasses.replace(config, vocab_dtype=normalize_dtype(vocab_dtype, "vocab_dtype"))
+        config = config.with_vocab_dtype(vocab_dtype)
         self.config = config.validate()
         self.weight_format = normalize_dtype(dtype)
         self.device = check_device(device)

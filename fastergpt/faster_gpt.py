@@ -8,7 +8,6 @@ as a tensor, so a `paddle.jit.to_static` export keeps them as graph inputs;
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -69,8 +68,7 @@ class FasterGPT(paddle.nn.Layer):
                 raise TypeError("FasterGPT expects a fastergpt GPTLMHeadModel or (GPTConfig, state_dict), "
                                 f"got {type(model_or_config).__name__}")
             state_dict = model_or_config.state_dict_numpy()
-        if vocab_dtype is not None:
-            config = dataclasses.replace(config, vocab_dtype=normalize_dtype(vocab_dtype, "vocab_dtype"))
+        config = config.with_vocab_dtype(vocab_dtype)
         self.config = config.validate()
         self.weight_format = normalize_dtype(dtype)
         if packed is None:

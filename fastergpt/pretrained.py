@@ -6,7 +6,6 @@ fastergpt.export (its packed parameters are read back as they are).
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from pathlib import Path
@@ -129,15 +128,15 @@ def load_packed(model_name_or_path, dtype: Optional[str] = None,
         if dtype is not None and exported != dtype:
             raise ValueError(f"{path} was exported with dtype {exported}; load it with "
                              f"dtype={exported!r} or export the checkpoint again with --dtype {dtype}")
-        if vocab_dtype is not None and vocab_dtype != vocabulary_dtype(config, exported):
+        stored = vocabulary_dtype(config, exported) if vocab_dtype is not None else None
+        if stored is not None and vocab_dtype != stored:
             raise ValueError(f"{path} was exported with its token table and LM head in "
-                             f"{vocabulary_dtype(config, exported)}; leave vocab_dtype out or "
+                             f"{stored}; leave vocab_dtype out or "
                              f"export the checkpoint again with --vocab_dtype {vocab_dtype}")
         return config, packed, exported
     config, state = load_checkpoint(path)
     dtype = dtype or "float32"
-    if vocab_dtype is not None:
-        config = dataclasses.replace(config, vocab_dtype=vocab_dtype)
+    config = config.with_vocab_dtype(vocab_dtype)
     return config, pack_weights(config, state, dtype), dtype
 
 
