@@ -60,7 +60,7 @@ def negative_log_likelihood(model, token_ids, block_size: Optional[int] = None,
     total = 0.0
     count = 0
     if hasattr(model, "logits"):  # fastergpt.Engine
-        nll, _ = _engine_scores(model, ids, windows, per_batch, num_threads)
+        nll, _ = _engine_scores(model, ids, windows, per_batch, num_threads, with_top=False)
         return float(nll.sum()) / nll.size, nll.size
     was_training = model.training
     model.eval()
@@ -173,7 +173,8 @@ def token_scores(engine, token_ids, block_size: Optional[int] = None,
     return _engine_scores(engine, ids, windows, max(1, _BATCH_TOKENS // block_size), num_threads)
 
 
-def _engine_scores(engine, ids, windows, per_batch, num_threads):
+def _engine_scores(engine, ids, windows, per_batch, num_threads, with_top=True):
+    """(NLL per target, argmax per target, or None without with_top)."""
     nlls, tops = [], []
     for length, group in _groups(windows, per_batch):
         batch = np.stack([ids[b:b + length + 1] for b, _, _ in group])
@@ -182,8 +183,9 @@ def _engine_scores(engine, ids, windows, per_batch, num_threads):
         logz = m[..., 0] + np.log(np.exp(logits - m).sum(-1))
         target = np.take_along_axis(logits, batch[:, 1:, None], -1)[..., 0]
         nll = logz - target
-        top = logits.argmax(-1)
+        top = logits.argmax(-1) if with_top else None
         for row, (b, _, first) in enumerate(group):
             nlls.append(nll[row, first - b - 1:])
-            tops.append(top[row, first - b - 1:])
-    return np.concatenate(nlls), np.concatenate(tops).astype(np.int64)
+            if with_top:
+                tops.append(top[row, first - b - 1:])
+    return np.concatenate(nlls), np.concatenate(tops).astype(np.int64) if with_top else None
