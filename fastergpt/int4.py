@@ -100,15 +100,20 @@ def to_float16_values(x: np.ndarray) -> np.ndarray:
         return np.asarray(x, dtype=np.float32).astype(np.float16).astype(np.float32)
 
 
-def find_params(w: np.ndarray, sym: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Scale and zero point of each row of `w` ([N, g], one group), GPTQ's convention:
-    asymmetric over [min(w, 0), max(w, 0)] in 15 steps, or symmetric over [-amax, amax]
-    with zero point 8. Scales are rounded to float16 first, so q is computed with the
-    scale a checkpoint stores. An asymmetric zero point is kept >= 1: GPTQ's v1 files
-    store zero - 1 in 4 bits, so 0 would not survive (the scale then stretches to fit)."""
-    w = np.asarray(w, dtype=np.float32)
-    xmin = np.minimum(w.min(axis=1), 0.0)
-    xmax = np.maximum(w.max(axis=1), 0.0)
+# The clipping search (find_params(..., clip_search=True)): the range [min, max] of a
+# group is shrunk in steps of 1/CLIP_GRID down to 1 - CLIP_MAX_SHRINK of itself, and each
+# row keeps the scale and zero point whose rounding error, summed as |error|^CLIP_NORM,
+# is least. These are the values GPTQ's authors' quantizer uses: a norm above 2 weighs
+# the few large errors that clipping causes more than a plain squared error would.
+CLIP_GRID = 100
+CLIP_MAX_SHRINK = 0.8
+CLIP_NORM = 2.4
+
+
+def _range_params(xmin: np.ndarray, xmax: np.ndarray, sym: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Scale and zero point that map [xmin, xmax] (per row) onto 0..15; see find_params."""
+    xmin = np.minimum(xmin, 0.0)
+    xmax = np.maximum(xmax, 0.0)
     if sym:
         xmax = np.maximum(-xmin, xmax)
         xmin = np.where(xmin < 0, -xmax, xmin)
@@ -116,7 +121,7 @@ def find_params(w: np.ndarray, sym: bool = False) -> tuple[np.ndarray, np.ndarra
     xmin, xmax = np.where(empty, -1.0, xmin), np.where(empty, 1.0, xmax)
     scale = (xmax - xmin) / MAXQ
     if sym:
-        zero = np.full(w.shape[0], (MAXQ + 1) // 2, dtype=np.int32)
+        zero = np.full(xmin.shape[0], (MAXQ + 1) // 2, dtype=np.int32)
     else:
         zero = np.rint(-xmin / scale).astype(np.int32)
         low = zero < 1  # all of the group is (nearly) >= 0
@@ -127,15 +132,48 @@ def find_params(w: np.ndarray, sym: bool = False) -> tuple[np.ndarray, np.ndarra
     return scale.astype(np.float32), zero
 
 
+def _rounding_error(w: np.ndarray, scale: np.ndarray, zero: np.ndarray) -> np.ndarray:
+    """sum over each row of |dequantized - w|^CLIP_NORM."""
+    q = quantize_values(w, scale, zero).astype(np.float32)
+    return (np.abs(scale[:, None] * (q - zero[:, None]) - w) ** CLIP_NORM).sum(axis=1)
+
+
+def find_params(w: np.ndarray, sym: bool = False,
+                clip_search: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Scale and zero point of each row of `w` ([N, g], one group), GPTQ's convention:
+    asymmetric over [min(w, 0), max(w, 0)] in 15 steps, or symmetric over [-amax, amax]
+    with zero point 8. Scales are rounded to float16 first, so q is computed with the
+    scale a checkpoint stores. An asymmetric zero point is kept >= 1: GPTQ's v1 files
+    store zero - 1 in 4 bits, so 0 would not survive (the scale then stretches to fit).
+    clip_search: each row's range is shrunk to whatever fraction (1 down to 0.21) rounds
+    the row with the least error (CLIP_NORM above): a few clipped outliers buy a finer
+    grid for all the other weights."""
+    w = np.asarray(w, dtype=np.float32)
+    xmin, xmax = w.min(axis=1), w.max(axis=1)
+    scale, zero = _range_params(xmin, xmax, sym)
+    if not clip_search:
+        return scale, zero
+    best = _rounding_error(w, scale, zero)
+    for step in range(1, int(CLIP_MAX_SHRINK * CLIP_GRID)):
+        shrink = np.float32(1 - step / CLIP_GRID)
+        s, z = _range_params(xmin * shrink, xmax * shrink, sym)
+        err = _rounding_error(w, s, z)
+        better = err < best
+        best = np.where(better, err, best)
+        scale, zero = np.where(better, s, scale), np.where(better, z, zero)
+    return scale, zero
+
+
 def quantize_values(w: np.ndarray, scale: np.ndarray, zero: np.ndarray) -> np.ndarray:
     """q = clamp(round(w / scale) + zero, 0, 15) per row ([N, g] with [N] parameters)."""
     q = np.rint(np.asarray(w, dtype=np.float32) / scale[:, None]) + zero[:, None]
     return np.clip(q, 0, MAXQ).astype(np.uint8)
 
 
-def quantize_rtn(w: np.ndarray, group_size: int = DEFAULT_GROUP_SIZE, sym: bool = False) -> QuantizedMatrix:
+def quantize_rtn(w: np.ndarray, group_size: int = DEFAULT_GROUP_SIZE, sym: bool = False,
+                 clip_search: bool = False) -> QuantizedMatrix:
     """Round-to-nearest 4-bit quantization of a float [N, K] matrix, group-wise along K
-    (group_size -1: one group per row)."""
+    (group_size -1: one group per row); clip_search as in find_params."""
     w = np.asarray(w, dtype=np.float32)
     N, K = w.shape
     G = K if group_size == -1 else int(group_size)
@@ -145,7 +183,7 @@ def quantize_rtn(w: np.ndarray, group_size: int = DEFAULT_GROUP_SIZE, sym: bool 
     zeros = np.empty((N, groups), dtype=np.int32)
     for g in range(groups):
         cols = slice(g * G, min(K, (g + 1) * G))
-        scales[:, g], zeros[:, g] = find_params(w[:, cols], sym)
+        scales[:, g], zeros[:, g] = find_params(w[:, cols], sym, clip_search)
         q[:, cols] = quantize_values(w[:, cols], scales[:, g], zeros[:, g])
     return QuantizedMatrix(q, scales, zeros, max(G, 1)).check()
 

@@ -65,3 +65,22 @@ def test_token_scores_are_the_perplexitys_numbers(token_ids):
     assert count == nll.size and abs(mean - nll.mean()) < 1e-12
     # the first window scores targets 1..128 from tokens 0..127: its argmax is the logits'
     np.testing.assert_array_equal(top[:128], engine.logits(ids[None, :128]).argmax(-1)[0])
+
+
+def test_quant_agreement_benchmark(tmp_path):
+    """benchmarks/bench_quant_agreement.py runs end to end (quantizing with round-to-
+    nearest) and its numbers are shares and prefixes that fit its settings: float32
+    against itself agrees everywhere."""
+    import json
+
+    out = tmp_path / "agreement.json"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_quant_agreement.py"),
+                           "--formats", "float32,int4-rtn", "--prompts", "3", "--new-tokens", "6",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "| int4-rtn | " in proc.stdout and "CPU " in proc.stdout
+    result = json.loads(out.read_text())
+    same, rtn = result["rows"]
+    assert result["prompts"] == 3 and result["new_tokens"] == 6
+    assert (same["agreement"], same["mean_identical_prefix"], same["identical_outputs"]) == (1.0, 6.0, 1.0)
+    assert 0.5 <= rtn["agreement"] <= 1.0 and 0.0 <= rtn["mean_identical_prefix"] <= 6.0

@@ -496,11 +496,41 @@ def test_gptq_with_diagonal_hessian_is_rtn():
     W, _, _ = correlated_layer(seed=3)
     K = W.shape[1]
     for H in (np.eye(K), np.diag(np.random.default_rng(4).uniform(0.5, 2.0, K))):
-        for G, sym in ((32, False), (16, True), (-1, False)):
-            m, rtn = gptq_quantize(W, H, G, sym=sym), quantize_rtn(W, G, sym)
+        for G, sym, clip in ((32, False, False), (16, True, False), (-1, False, False),
+                             (32, False, True), (16, True, True)):
+            m = gptq_quantize(W, H, G, sym=sym, clip_search=clip)
+            rtn = quantize_rtn(W, G, sym, clip_search=clip)
             np.testing.assert_array_equal(m.q, rtn.q)
             np.testing.assert_array_equal(m.scales, rtn.scales)
             np.testing.assert_array_equal(m.zeros, rtn.zeros)
+
+
+@pytest.mark.parametrize("sym", [False, True])
+def test_clip_search(sym):
+    """Each row keeps the shrunken range with the least |error|^2.4, never more error than
+    the full range, valid parameters; a row with an outlier gets a finer grid."""
+    from fastergpt.int4 import CLIP_NORM, find_params, quantize_values
+
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((64, 128)).astype(np.float32) * 0.02
+    w[::4, 5] = 0.3  # one outlier in every fourth row
+
+    def error(scale, zero):
+        q = quantize_values(w, scale, zero).astype(np.float32)
+        return (np.abs(scale[:, None] * (q - zero[:, None]) - w) ** CLIP_NORM).sum(1)
+
+    full_scale, full_zero = find_params(w, sym)
+    scale, zero = find_params(w, sym, clip_search=True)
+    assert np.all(error(scale, zero) <= error(full_scale, full_zero))
+    assert np.all(scale <= full_scale) and np.all(scale > 0)
+    assert np.array_equal(scale, to_float16_values(scale))
+    assert zero.min() >= (8 if sym else 1) and zero.max() <= (8 if sym else 15)
+    clipped = scale < full_scale
+    assert clipped[::4].mean() > 0.9  # the outlier rows clip
+    # a row already on its grid loses nothing by keeping its range
+    exact = (np.arange(16, dtype=np.float32) - 3) * np.float32(0.0078125)
+    s, z = find_params(exact[None, :], False, clip_search=True)
+    assert (s[0], z[0]) == (np.float32(0.0078125), 3)
 
 
 def test_gptq_dead_columns_and_block_sizes():
@@ -599,6 +629,7 @@ def test_quantize_default_model_loads(quantized_default):
                                "checkpoint_format", "damp_percent", "true_sequential")} == {
         "quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": False, "sym": False,
         "checkpoint_format": "gptq", "damp_percent": 0.01, "true_sequential": False}
+    assert qc["meta"]["clip_search"] is True  # GPTQ's default
 
 
 def test_quantized_default_model_predicts_like_the_float_one(quantized_default):
@@ -638,6 +669,14 @@ def test_cli_rtn_and_calibration_file(tmp_path, capsys):
     assert code == 0 and "layer" not in err
     _, state = load_checkpoint(tmp_path / "rtn")
     assert isinstance(state["transformer.h.3.mlp.c_proj.weight"], QuantizedMatrix)
+    assert json.loads((tmp_path / "rtn" / "config.json").read_text())[
+        "quantization_config"]["meta"]["clip_search"] is False  # round-to-nearest's default
+    code, err = run_cli(["--method", "rtn", "--clip_search", "--output",
+                         str(tmp_path / "rtn-clip"), "--quiet"], capsys)
+    assert code == 0, err
+    _, clipped = load_checkpoint(tmp_path / "rtn-clip")
+    a, b = state["transformer.h.3.mlp.c_proj.weight"], clipped["transformer.h.3.mlp.c_proj.weight"]
+    assert np.all(b.scales <= a.scales) and np.any(b.scales < a.scales)
     code, err = run_cli(["--group_size", "64", "--act_order", "--sym", "--calibration", str(text),
                          "--nsamples", "4", "--seqlen", "600", "--output", str(tmp_path / "g")], capsys)
     assert code == 0, err

@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "model's positions)")
     p.add_argument("--damp", type=float, default=DEFAULT_DAMP,
                    help=f"gptq: damping, a fraction of the mean Hessian diagonal (default {DEFAULT_DAMP})")
+    clip = p.add_mutually_exclusive_group()
+    clip.add_argument("--clip_search", action="store_true", default=None,
+                      help="search each group's range for the clipping that rounds it with "
+                           "the least error (the default for gptq)")
+    clip.add_argument("--no_clip_search", dest="clip_search", action="store_false",
+                      help="keep each group's full range (the default for rtn)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier quantized checkpoint in --output")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -94,7 +100,7 @@ def main(argv=None) -> int:
         quantize_model(model, args.output, method=args.method, bits=args.bits,
                        group_size=args.group_size, sym=args.sym, act_order=args.act_order,
                        calibration=args.calibration, nsamples=args.nsamples, seqlen=args.seqlen,
-                       damp=args.damp, overwrite=args.overwrite,
+                       damp=args.damp, clip_search=args.clip_search, overwrite=args.overwrite,
                        progress=(lambda s: None) if args.quiet else None)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
