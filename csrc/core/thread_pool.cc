@@ -101,7 +101,9 @@ void ThreadPool::worker_loop(int index) {
       // Reading the clock costs more than a pause: look at it now and then.
       if ((spins & 63) == 0 && std::chrono::steady_clock::now() > spin_until) {
         std::unique_lock<std::mutex> lock(mutex_);
+        sleepers_.fetch_add(1);  // before the predicate's look: see parallel_for
         wake_.wait(lock, [&] { return generation_.load() != seen || stop_.load(); });
+        sleepers_.fetch_sub(1);
         break;
       }
     }
@@ -123,11 +125,15 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, RangeFn fn) {
   job_n_ = n;
   job_grain_ = grain;
   pending_.store(num_threads_ - 1, std::memory_order_release);
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    generation_.fetch_add(1, std::memory_order_acq_rel);
+  // Spinning workers see the new generation by themselves; the mutex and the condition
+  // variable are for sleeping ones only. Both sides are sequentially consistent: either
+  // this load sees a sleeper's count (and the notify below, after the mutex, reaches it
+  // in its wait), or that worker's predicate, checked after its count, sees this bump.
+  generation_.fetch_add(1);
+  if (sleepers_.load() > 0) {
+    { std::lock_guard<std::mutex> lock(mutex_); }
+    wake_.notify_all();
   }
-  wake_.notify_all();
   run_share(0);
   int spins = 0;
   while (pending_.load(std::memory_order_acquire) != 0) relax_or_yield(spins);

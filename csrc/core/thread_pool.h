@@ -62,6 +62,7 @@ class ThreadPool {
   std::condition_variable wake_;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
+  std::atomic<int> sleepers_{0};  // workers waiting on wake_ (or about to)
   std::atomic<bool> stop_{false};
   std::mutex error_mutex_;
   std::exception_ptr error_;  // the first exception a share threw in this parallel_for
