@@ -4,8 +4,11 @@ vdpbf16ps multiplies pairs of bfloat16 values and accumulates in float32. For fa
 float16 weights that means rounding the weights (11 significant bits) and the activations
 (float32) to bfloat16 (8 bits) before every product. This script measures that on the
 default model's held-out text, in transformers on torch (float32 CPU): every linear layer
-computes y = bf16(x) @ bf16(W16) + b in float32, against float32 with the float16 weights
-(what fastergpt's float16 format computes) and against plain float32. It reports
+(the LM head included) computes y = bf16(x) @ bf16(W16) + b in float32, against float32
+with the float16 weights (what fastergpt's float16 format computes) and against plain
+float32. The text is scored in windows of 256 tokens that do not overlap, the documents
+joined by blank lines (so its perplexities are not `fastergpt perplexity`'s, which
+gives every target more context). It reports
 perplexity, the share of positions whose most likely next token is float32's, and the
 logit differences. It simulates every linear layer of every pass (an upper bound for a
 change that would apply to prompt passes only).
@@ -62,6 +65,13 @@ def score(mode: str, ids):
                     y = torch.addmm(m.bias, xb.reshape(-1, xb.shape[-1]), m.weight)
                     return y.view(*x.shape[:-1], -1)
                 module.forward = forward
+        if mode == "bfloat16":  # the LM head too (its weight is the token table's: a copy)
+            head = model.lm_head
+            w = head.weight.detach().half().float().to(torch.bfloat16).float().clone()
+
+            def head_forward(x, w=w):
+                return x.to(torch.bfloat16).float() @ w.T
+            head.forward = head_forward
         nll, top, sample = [], [], []
         for b in range(0, ids.shape[0], 16):
             x = ids[b:b + 16]

@@ -41,15 +41,11 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from fastergpt.int4 import BITS, DEFAULT_GROUP_SIZE, find_params, quantize_rtn, quantize_values
+from fastergpt.int4 import (BITS, CLIP_SEARCH, DEFAULT_GROUP_SIZE, find_params, quantize_rtn,
+                            quantize_values)
 from fastergpt.int4 import QuantizedMatrix
 
-METHODS = ("gptq", "rtn")
-# Each method's default for the clipping search (fastergpt.int4.find_params). On for
-# GPTQ: on the default model's held-out text it takes GPTQ's perplexity from 1.0033x
-# float32's to 1.0008x. Off for round-to-nearest, the plain baseline, where it gains
-# nothing there (75.671 -> 75.672); --clip_search turns it on for either.
-CLIP_SEARCH = {"gptq": True, "rtn": False}
+METHODS = ("gptq", "rtn")  # the keys of fastergpt.int4.CLIP_SEARCH
 DEFAULT_NSAMPLES = 128
 DEFAULT_SEQLEN = 512
 DEFAULT_DAMP = 0.01
@@ -106,12 +102,12 @@ def _upper_cholesky_of_inverse(H: np.ndarray, damp: float) -> np.ndarray:
 
 def gptq_quantize(W, H, group_size: int = DEFAULT_GROUP_SIZE, sym: bool = False,
                   act_order: bool = False, damp: float = DEFAULT_DAMP,
-                  block_size: int = DEFAULT_BLOCK_SIZE, clip_search: bool = True,
-                  return_dequantized: bool = False):
+                  block_size: int = DEFAULT_BLOCK_SIZE,
+                  clip_search: bool = CLIP_SEARCH["gptq"], return_dequantized: bool = False):
     """GPTQ of W [N, K] (float, engine orientation) under the Hessian H [K, K] of its
-    inputs; see the module docstring (clip_search: fastergpt.int4.find_params'). Returns a QuantizedMatrix (g_idx set when
-    act_order), or (it, float32 [N, K] the values the error feedback used) with
-    return_dequantized."""
+    inputs; see the module docstring (clip_search: as in fastergpt.int4.find_params).
+    Returns a QuantizedMatrix (g_idx set when act_order), or (it, float32 [N, K] the values
+    the error feedback used) with return_dequantized."""
     W = np.asarray(W, dtype=np.float32)
     if W.ndim != 2 or W.size == 0:
         raise ValueError(f"W must be a non-empty [N, K] matrix, got shape {W.shape}")
@@ -155,7 +151,7 @@ def gptq_quantize(W, H, group_size: int = DEFAULT_GROUP_SIZE, sym: bool = False,
                 if end > i2:  # the rest of the group, with this block's feedback so far
                     rest = Wt[i2:end] - U[i1:j, i2:end].T @ E1[:i]
                     cur = np.concatenate([cur, rest])
-                scale, zero = find_params(cur.T, sym, clip_search)
+                scale, zero = find_params(cur.T, sym=sym, clip_search=clip_search)
                 scales[j // G], zeros[j // G] = scale, zero
             w = W1[i]
             q = quantize_values(w[:, None], scale, zero)[:, 0]
@@ -411,7 +407,7 @@ def quantize_model(model_dir, output_dir, method: str = "gptq", bits: int = BITS
     """Quantizes the linear modules of a HuggingFace checkpoint's decoder layers to 4 bits
     (GPTQ on calibration text, or round-to-nearest) and writes a GPTQ checkpoint to
     `output_dir`; see the module docstring. `model_dir` may be "default". clip_search
-    (fastergpt.int4.find_params): None takes the method's default, CLIP_SEARCH. `progress`
+    (fastergpt.int4.find_params): None takes the method's default (int4.CLIP_SEARCH). `progress`
     receives one line per layer (default: stderr). Returns the output directory."""
     from fastergpt.checkpoint import _hf_config, detect_layout
     from fastergpt.gptq_format import (check_output_dir, gptq_config, quantization_config,
@@ -428,6 +424,9 @@ def quantize_model(model_dir, output_dir, method: str = "gptq", bits: int = BITS
     nsamples = _check_positive(nsamples, "nsamples")
     seqlen = _check_positive(seqlen, "seqlen")
     block_size = _check_positive(block_size, "block_size")
+    if clip_search is not None and not isinstance(clip_search, (bool, np.bool_)):
+        raise ValueError(f"clip_search must be True, False or None (the method's default), got "
+                         f"{clip_search!r}")
     clip_search = CLIP_SEARCH[method] if clip_search is None else bool(clip_search)
     if act_order and method != "gptq":
         raise ValueError("act_order needs method 'gptq' (round-to-nearest has no Hessian to "
@@ -463,7 +462,7 @@ def quantize_model(model_dir, output_dir, method: str = "gptq", bits: int = BITS
             for i, modules in enumerate(per_layer):
                 t = time.perf_counter()
                 for name, m in modules:
-                    qm = quantize_rtn(linear_weight(m), group_size, sym, clip_search)
+                    qm = quantize_rtn(linear_weight(m), group_size, sym=sym, clip_search=clip_search)
                     qm.transposed = _is_conv1d(m)
                     quantized[f"{prefix}.{i}.{name}.weight"] = qm
                 log(f"layer {i + 1}/{len(layers)}: {len(modules)} modules (rtn) in "

@@ -108,6 +108,10 @@ def to_float16_values(x: np.ndarray) -> np.ndarray:
 CLIP_GRID = 100
 CLIP_MAX_SHRINK = 0.8
 CLIP_NORM = 2.4
+# Each quantizer's default for it. On for GPTQ: on the default model's held-out text it
+# took GPTQ from 1.0033x float32's perplexity to 1.0008x. Off for round-to-nearest, the
+# plain baseline, which it did not improve there (75.671 -> 75.672).
+CLIP_SEARCH = {"gptq": True, "rtn": False}
 
 
 def _range_params(xmin: np.ndarray, xmax: np.ndarray, sym: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -139,7 +143,7 @@ def _rounding_error(w: np.ndarray, scale: np.ndarray, zero: np.ndarray) -> np.nd
 
 
 def find_params(w: np.ndarray, sym: bool = False,
-                clip_search: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                clip_search: bool = CLIP_SEARCH["rtn"]) -> tuple[np.ndarray, np.ndarray]:
     """Scale and zero point of each row of `w` ([N, g], one group), GPTQ's convention:
     asymmetric over [min(w, 0), max(w, 0)] in 15 steps, or symmetric over [-amax, amax]
     with zero point 8. Scales are rounded to float16 first, so q is computed with the
@@ -171,7 +175,7 @@ def quantize_values(w: np.ndarray, scale: np.ndarray, zero: np.ndarray) -> np.nd
 
 
 def quantize_rtn(w: np.ndarray, group_size: int = DEFAULT_GROUP_SIZE, sym: bool = False,
-                 clip_search: bool = False) -> QuantizedMatrix:
+                 clip_search: bool = CLIP_SEARCH["rtn"]) -> QuantizedMatrix:
     """Round-to-nearest 4-bit quantization of a float [N, K] matrix, group-wise along K
     (group_size -1: one group per row); clip_search as in find_params."""
     w = np.asarray(w, dtype=np.float32)
@@ -183,7 +187,7 @@ def quantize_rtn(w: np.ndarray, group_size: int = DEFAULT_GROUP_SIZE, sym: bool 
     zeros = np.empty((N, groups), dtype=np.int32)
     for g in range(groups):
         cols = slice(g * G, min(K, (g + 1) * G))
-        scales[:, g], zeros[:, g] = find_params(w[:, cols], sym, clip_search)
+        scales[:, g], zeros[:, g] = find_params(w[:, cols], sym=sym, clip_search=clip_search)
         q[:, cols] = quantize_values(w[:, cols], scales[:, g], zeros[:, g])
     return QuantizedMatrix(q, scales, zeros, max(G, 1)).check()
 

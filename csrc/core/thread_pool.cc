@@ -131,6 +131,8 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, RangeFn fn) {
   // in its wait), or that worker's predicate, checked after its count, sees this bump.
   generation_.fetch_add(1);
   if (sleepers_.load() > 0) {
+    // Taking the mutex waits until a counted sleeper is inside wait() (which releases it)
+    // or has seen the new generation: the notify cannot come between its look and its wait.
     { std::lock_guard<std::mutex> lock(mutex_); }
     wake_.notify_all();
   }

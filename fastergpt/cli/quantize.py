@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "the least error (the default for gptq)")
     clip.add_argument("--no_clip_search", dest="clip_search", action="store_false",
                       help="keep each group's full range (the default for rtn)")
+    p.set_defaults(clip_search=None)  # neither flag: the method's own default
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier quantized checkpoint in --output")
     p.add_argument("--quiet", action="store_true", help="no progress lines")

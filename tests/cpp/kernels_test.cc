@@ -3,10 +3,7 @@
 // against a plain scalar reference over a sweep of shapes (odd sizes, sizes
 // below and above the SIMD width), with a tolerance per weight format.
 #include <algorithm>
-#include <chrono>
 #include <cstring>
-#include <future>
-#include <thread>
 #include <random>
 #include <vector>
 
@@ -726,33 +723,6 @@ static void test_shared_activation_math() {
   }
 }
 
-// Workers that went to sleep between regions (after their 2 ms spin) are woken for the
-// next one, whatever the gap: a lost wake-up would leave parallel_for waiting forever, so
-// the regions run on a thread of their own, watched with a deadline.
-static void test_thread_pool_wakes_sleepers() {
-  auto body = [] {
-    ThreadPool pool(3);
-    std::mt19937 rng(5);
-    const int gaps_us[] = {0, 50, 1900, 2000, 2100, 3000};
-    int64_t wrong = 0;
-    for (int i = 0; i < 120; ++i) {
-      std::this_thread::sleep_for(std::chrono::microseconds(gaps_us[rng() % 6]));
-      std::vector<int> hits(96, 0);
-      pool.parallel_for(96, 8, [&](int64_t b, int64_t e) {
-        for (int64_t j = b; j < e; ++j) ++hits[j];
-      });
-      for (int h : hits) wrong += h != 1;
-    }
-    return wrong;
-  };
-  auto result = std::async(std::launch::async, body);
-  if (result.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
-    std::fprintf(stderr, "thread pool: a parallel_for never returned (a lost wake-up)\n");
-    std::_Exit(1);
-  }
-  CHECK(result.get() == 0);
-}
-
 int main() {
   std::printf("CPU kernels use %s\n", cpu_isa_name());
   for (const Backend* backend : {&cpu_backend()}) {
@@ -768,7 +738,6 @@ int main() {
     }
   }
   test_simd_paths();
-  test_thread_pool_wakes_sleepers();
   test_linear_deterministic();
   test_attend();
   test_attend_queries_bit_identical();
