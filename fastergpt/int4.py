@@ -150,8 +150,8 @@ def find_params(w: np.ndarray, sym: bool = False,
     scale a checkpoint stores. An asymmetric zero point is kept >= 1: GPTQ's v1 files
     store zero - 1 in 4 bits, so 0 would not survive (the scale then stretches to fit).
     clip_search: each row's range is shrunk to whatever fraction (1 down to 0.21) rounds
-    the row with the least error (CLIP_NORM above): a few clipped outliers buy a finer
-    grid for all the other weights."""
+    the row with the least error (CLIP_NORM above): clipping a few large weights pays
+    where the finer grid it gives the others gains more than the clipping costs."""
     w = np.asarray(w, dtype=np.float32)
     xmin, xmax = w.min(axis=1), w.max(axis=1)
     scale, zero = _range_params(xmin, xmax, sym)
