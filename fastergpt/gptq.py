@@ -328,8 +328,8 @@ def _run_layer(layer, inputs: list) -> list:
 
 
 class _Hessians:
-    """Forward hooks that accumulate sum x x^T (float64) of each module's input rows;
-    modules fed the very same tensor (q/k/v, gate/up) share one accumulator."""
+    """Forward hooks that accumulate sum x x^T of each module's input rows (float64 over
+    the batches); modules fed the very same tensor (q/k/v, gate/up) share one accumulator."""
 
     def __init__(self, modules: list):
         self.sums, self.rows, self.alias = {}, {}, {}
@@ -348,11 +348,15 @@ class _Hessians:
                     self.alias[name] = other
                     return
             self._seen[name] = x
-            x = x.detach().reshape(-1, x.shape[-1]).to(torch.float64)
+            # One batch's x^T x in float32 (at most BATCH_TOKENS rows: a relative error
+            # near 1e-6, far under GPTQ's damping), summed over the batches in float64.
+            # float32 runs the largest product, over the MLP's 4 * hidden inputs, 1.7x
+            # faster than float64 on 2 cores.
+            x = x.detach().reshape(-1, x.shape[-1]).to(torch.float32)
             if name not in self.sums:
                 self.sums[name] = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)
                 self.rows[name] = 0
-            self.sums[name].addmm_(x.T, x)
+            self.sums[name] += (x.T @ x).to(torch.float64)
             self.rows[name] += x.shape[0]
         return hook
 
