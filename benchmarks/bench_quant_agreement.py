@@ -11,9 +11,10 @@ measured on those outputs two ways:
 - free-running: the format's own greedy output, the mean number of leading tokens equal to
   float32's, and the share of prompts whose whole output is float32's.
 
-int4-rtn and int4-gptq quantize the checkpoint first (`fastergpt quantize` defaults: groups
-of 128, GPTQ on the default calibration text); FORMAT@VOCAB stores the token table and LM
-head in VOCAB, as `perplexity --compare` does. Prints the table and the CPU model.
+The formats are `perplexity --compare`'s entries (fastergpt/format_entries.py): int4-rtn
+and int4-gptq quantize the checkpoint first, with `fastergpt quantize`'s defaults (groups of
+128, GPTQ on the default calibration text); FORMAT@VOCAB stores the token table and LM head
+in VOCAB. Prints the table and the CPU model.
 
     python benchmarks/bench_quant_agreement.py
     python benchmarks/bench_quant_agreement.py --formats int8,int4-gptq --prompts 32
@@ -23,10 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -34,15 +33,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-QUANTIZED = {"int4-rtn": "rtn", "int4-gptq": "gptq"}  # --compare's entries that quantize first
-
 
 def heldout_prompts(tokenizer, count: int, length: int) -> list:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "corpus.json"
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build_corpus.py"), "--quiet",
-                        "--out", str(out)], check=True, cwd=ROOT)
-        docs = json.loads(out.read_text(encoding="utf-8"))["heldout"]
+    from fastergpt.gptq import default_corpus_documents
+
+    docs = default_corpus_documents("heldout")
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     prompts = []
     for doc in docs:
@@ -56,7 +51,7 @@ def heldout_prompts(tokenizer, count: int, length: int) -> list:
 
 def main() -> int:
     from fastergpt import Engine
-    from fastergpt.gptq import quantize_model
+    from fastergpt.format_entries import load_entry
     from fastergpt.machine import cpu_model
     from fastergpt.pretrained import resolve_model_path
     from fastergpt.tokenizer import Tokenizer
@@ -83,13 +78,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="fastergpt-agreement-") as tmp:
         for name in [n.strip() for n in a.formats.split(",") if n.strip()]:
-            fmt, _, vocab = name.partition("@")
-            source, dtype = path, fmt
-            if fmt in QUANTIZED:
-                source, dtype = Path(tmp) / fmt, "int4"
-                if not source.is_dir():
-                    quantize_model(path, source, method=QUANTIZED[fmt], progress=lambda line: None)
-            engine = Engine.from_pretrained(source, dtype=dtype, vocab_dtype=vocab or None)
+            engine = load_entry(name, path, tmp, progress=lambda line: None)
             forced = []
             for p, w in zip(prompts, want):
                 logits = engine.logits(np.concatenate([p, w[None, :-1]], axis=1), num_threads=a.threads)

@@ -17,12 +17,8 @@ change that would apply to prompt passes only).
 """
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -32,11 +28,9 @@ sys.path.insert(0, ROOT)
 def heldout_ids(tokenizer, window: int):
     import torch
 
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "corpus.json"
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build_corpus.py"), "--quiet",
-                        "--out", str(out)], check=True, cwd=ROOT)
-        text = "\n\n".join(json.loads(out.read_text(encoding="utf-8"))["heldout"])
+    from fastergpt.gptq import default_corpus_documents
+
+    text = "\n\n".join(default_corpus_documents("heldout"))
     ids = [tokenizer.eos_token_id] + tokenizer.encode(text)
     ids = ids[: len(ids) // window * window]
     return torch.tensor(ids).view(-1, window)

@@ -172,9 +172,14 @@ def gptq_quantize(W, H, group_size: int = DEFAULT_GROUP_SIZE, sym: bool = False,
 # ---- calibration text ----------------------------------------------------------------
 
 def default_calibration_documents() -> list:
-    """The training split of the default model's corpus (tools/build_corpus.py, run in a
-    subprocess: it imports the standard library); the held-out split that perplexity is
-    measured on is never among them."""
+    """The training split of the default model's corpus; the held-out split that
+    perplexity is measured on is never among them."""
+    return default_corpus_documents("train")
+
+
+def default_corpus_documents(split: str) -> list:
+    """The documents of one split ("train" or "heldout") of the default model's corpus
+    (tools/build_corpus.py, run in a subprocess: it imports the standard library)."""
     if not CORPUS_BUILDER.is_file():
         raise ValueError(f"calibration: no text given, and the default corpus builder "
                          f"{CORPUS_BUILDER} (part of fastergpt's source tree) is not here; give "
@@ -186,7 +191,7 @@ def default_calibration_documents() -> list:
         if proc.returncode != 0 or not out.is_file():
             raise ValueError(f"calibration: building the default corpus failed: "
                              f"{proc.stderr.strip()[-500:]}")
-        return json.loads(out.read_text(encoding="utf-8"))["train"]
+        return json.loads(out.read_text(encoding="utf-8"))[split]
 
 
 def calibration_ids(tokenizer, calibration=None) -> np.ndarray:

@@ -2,13 +2,10 @@
 and weight format (the fused engine's logits; method in fastergpt/evaluation.py).
 
 `--compare float32,float16,int8,int4-rtn,int4-gptq` scores the same tokens under each
-and prints a table. int4-rtn and int4-gptq quantize the checkpoint's decoder layers with
-`fastergpt quantize` (round to nearest, or GPTQ on its default calibration text) into a
-temporary directory, in groups of --group_size; both then run as int4, with the
-checkpoint's float token table / LM head in int8, the same for both. An entry
-FORMAT@VOCAB stores the token table and LM head in VOCAB instead (int4-gptq@int4: every
-matrix in 4 bits). With float32 in the list, each row also gives its perplexity relative
-to float32's and how often its most likely next token is float32's (teacher-forced)."""
+and prints a table (the entries: fastergpt/format_entries.py; int4-rtn and int4-gptq
+quantize into a temporary directory, in groups of --group_size). With float32 in the
+list, each row also gives its perplexity relative to float32's and how often its most
+likely next token is float32's (teacher-forced)."""
 from __future__ import annotations
 
 import argparse
@@ -19,7 +16,7 @@ import numpy as np
 
 def main(argv=None) -> int:
     from fastergpt.cli.format_args import add_format_arguments
-    from fastergpt.quantize import format_names
+    from fastergpt.format_entries import entry_names
 
     p = argparse.ArgumentParser(prog="fastergpt perplexity", description=__doc__)
     p.add_argument("file", help="a UTF-8 text file")
@@ -30,7 +27,7 @@ def main(argv=None) -> int:
     p.add_argument("--stride", type=int, help="new tokens scored per window (default block_size/2)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--compare", help="comma-separated formats to score the same tokens under: "
-                   f"{', '.join(format_names() + list(QUANTIZED))}; FORMAT@VOCAB stores the token "
+                   f"{', '.join(entry_names())}; FORMAT@VOCAB stores the token "
                    "table and LM head in VOCAB (e.g. int4-gptq@int4)")
     p.add_argument("--group_size", type=int, default=128, help="--compare's int4-*: columns per group")
     p.add_argument("--nsamples", type=int, default=128, help="--compare's int4-gptq: calibration windows")
@@ -68,31 +65,19 @@ def main(argv=None) -> int:
     return 0
 
 
-# --compare entries that quantize first: (fastergpt quantize --method, engine format)
-QUANTIZED = {"int4-rtn": ("rtn", "int4"), "int4-gptq": ("gptq", "int4")}
-
-
 def compare(args) -> int:
     import tempfile
-    from pathlib import Path
 
-    from fastergpt.engine import Engine
     from fastergpt.evaluation import token_scores
+    from fastergpt.format_entries import entry_names, is_known, is_quantized, load_entry
     from fastergpt.pretrained import resolve_model_path
-    from fastergpt.quantize import format_names, normalize_dtype
     from fastergpt.tokenizer import Tokenizer
 
     names = [n.strip() for n in args.compare.split(",") if n.strip()]
-    known = format_names() + ["fp32", "fp16", "q4"]
-
-    def is_known(entry):
-        fmt, _, vocab = entry.partition("@")
-        return (fmt in QUANTIZED or fmt in known) and (not vocab or vocab in known)
-
     bad = [n for n in names if not is_known(n)]
     if not names or bad:
         print(f"error: --compare: unknown format(s) {bad or names}; expected some of "
-              f"{', '.join(format_names() + list(QUANTIZED))}, each optionally @ a vocabulary "
+              f"{', '.join(entry_names())}, each optionally @ a vocabulary "
               "format", file=sys.stderr)
         return 2
     try:
@@ -106,19 +91,8 @@ def compare(args) -> int:
         rows = []
         with tempfile.TemporaryDirectory(prefix="fastergpt-compare-") as tmp:
             for name in names:
-                fmt, _, vocab = name.partition("@")
-                if fmt in QUANTIZED:
-                    from fastergpt.gptq import quantize_model
-
-                    method, dtype = QUANTIZED[fmt]
-                    source = Path(tmp) / fmt
-                    if not source.is_dir():  # int4-gptq and int4-gptq@int4 share one
-                        quantize_model(path, source, method=method, group_size=args.group_size,
-                                       nsamples=args.nsamples, seqlen=args.seqlen,
-                                       progress=lambda line: print("  " + line, file=sys.stderr))
-                else:
-                    source, dtype = path, normalize_dtype(fmt)
-                engine = Engine.from_pretrained(source, dtype=dtype, vocab_dtype=vocab or None)
+                engine = load_entry(name, path, tmp, args.group_size, args.nsamples, args.seqlen,
+                                    progress=lambda line: print("  " + line, file=sys.stderr))
                 nlls, top = token_scores(engine, ids, args.block_size, args.stride,
                                          num_threads=args.threads)
                 nll = float(nlls.sum()) / nlls.size
@@ -130,7 +104,7 @@ def compare(args) -> int:
     by_name = {r[0]: r for r in rows}
     reference = by_name.get("float32", by_name.get("fp32"))
     base = reference[1] if reference is not None else None
-    quantized = any(n.partition("@")[0] in QUANTIZED for n in names)
+    quantized = any(is_quantized(n) for n in names)
     print(f"{args.file}: {rows[0][2]} tokens scored ({args.model_name_or_path}"
           f"{f', int4 groups of {args.group_size}' if quantized else ''})")
     # With float32 in the list: each format's perplexity relative to it, and the share of

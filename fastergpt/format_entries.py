@@ -1,0 +1,57 @@
+"""Entries that name a way to store a checkpoint's weights, for comparing them
+(`fastergpt perplexity --compare`, benchmarks/bench_quant_agreement.py).
+
+An entry is a weight format of the engine's table (by name or alias), or int4-rtn /
+int4-gptq: the checkpoint's decoder layers quantized first by `fastergpt quantize`
+(round to nearest, or GPTQ on its default calibration text) and run as int4, the float
+token table and LM head of such a checkpoint in int8. FORMAT@VOCAB stores the token
+table and LM head in VOCAB instead (int4-gptq@int4: every matrix in 4 bits)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+QUANTIZED = {"int4-rtn": "rtn", "int4-gptq": "gptq"}  # entry -> its quantize method
+
+
+def entry_names() -> list:
+    """What an entry (before any @VOCAB) may be, for help texts and errors."""
+    from fastergpt.quantize import format_names
+
+    return format_names() + list(QUANTIZED)
+
+
+def is_known(entry: str) -> bool:
+    from fastergpt.quantize import format_names, weight_formats
+
+    known = format_names() + [r["alias"] for r in weight_formats() if r["alias"]]
+    fmt, _, vocab = entry.partition("@")
+    return (fmt in QUANTIZED or fmt in known) and (not vocab or vocab in known)
+
+
+def is_quantized(entry: str) -> bool:
+    return entry.partition("@")[0] in QUANTIZED
+
+
+def load_entry(entry: str, path, workdir, group_size: Optional[int] = None,
+               nsamples: Optional[int] = None, seqlen: Optional[int] = None,
+               progress: Optional[Callable[[str], None]] = None):
+    """The fastergpt.Engine of the checkpoint at `path` stored as `entry`. A quantized
+    entry's checkpoint is written under `workdir` (groups of `group_size`; GPTQ with
+    `nsamples` windows of `seqlen` tokens; None: quantize_model's defaults), once: entries
+    that differ only in @VOCAB share it."""
+    from fastergpt.engine import Engine
+    from fastergpt.quantize import normalize_dtype
+
+    fmt, _, vocab = entry.partition("@")
+    if fmt in QUANTIZED:
+        from fastergpt.gptq import quantize_model
+
+        source, dtype = Path(workdir) / fmt, "int4"
+        if not source.is_dir():
+            given = {"group_size": group_size, "nsamples": nsamples, "seqlen": seqlen}
+            quantize_model(path, source, method=QUANTIZED[fmt], progress=progress,
+                           **{k: v for k, v in given.items() if v is not None})
+    else:
+        source, dtype = path, normalize_dtype(fmt)
+    return Engine.from_pretrained(source, dtype=dtype, vocab_dtype=vocab or None)
