@@ -27,6 +27,9 @@ enum class DecodeStrategy : int64_t { kGreedy = 0, kSampling = 1, kBeamSearch = 
 // beat the worst finished one at its current length, kTrue as soon as num_beams
 // sequences finished, kNever when it cannot at the longest length allowed.
 enum class EarlyStopping : int64_t { kFalse = 0, kTrue = 1, kNever = 2 };
+// How the KV cache stores keys and values (kv_cache.h); attention's arithmetic is
+// float32 either way.
+enum class KVDtype : int64_t { kFloat32 = 0, kFloat16 = 1 };
 
 // The names a Choice setting accepts: canonical names first (their values
 // 0, 1, ...), then aliases; ends with {nullptr}.
@@ -39,6 +42,8 @@ constexpr ChoiceName kDecodeStrategies[] = {
     {nullptr, 0}};
 constexpr ChoiceName kEarlyStopping[] = {
     {"false", 0}, {"true", 1}, {"never", 2}, {"False", 0}, {"True", 1}, {nullptr, 0}};
+constexpr ChoiceName kKVDtypes[] = {{"float32", 0}, {"float16", 1}, {nullptr, 0}};
+inline const char* kv_dtype_name(KVDtype d) { return kKVDtypes[static_cast<int>(d)].name; }
 
 constexpr double kMaxTokens = 1 << 30;  // far above any position table, far below overflow
 constexpr double kMaxId = (1LL << 31) - 1;
@@ -102,7 +107,10 @@ constexpr double kMaxBeams = 256;  // each beam is a KV-cache row; the top-k mer
     "greedy search: draft up to this many tokens per step from an n-gram already in the prompt "  \
     "or output, verified in one pass (the output is greedy's); 0 = off")                          \
   X(max_matching_ngram_size, int64_t, Int, 2, 1, true, kMaxDraftTokens, nullptr,                  \
-    "greedy search: the longest n-gram prompt lookup matches (it tries shorter ones after)")
+    "greedy search: the longest n-gram prompt lookup matches (it tries shorter ones after)")    \
+  X(kv_cache_dtype, KVDtype, Choice, 0, 0, true, 1, kKVDtypes,                                    \
+    "float32, or float16: keys and values rounded to half precision as they are stored (half "    \
+    "the cache's memory and attention's reads; the products stay float32)")
 
 struct GenerationOptions {
 #define FGPT_SETTING_FIELD(name, type, kind, def, lo, lo_incl, hi, choices, help) \

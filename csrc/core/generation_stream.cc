@@ -68,7 +68,7 @@ GenerationStream::GenerationStream(const Model& model, int64_t capacity, int64_t
   sizing.decode_strategy = DecodeStrategy::kSampling;  // the sampler's scratch too
   check_memory(estimate_memory(c, capacity, 1, capacity, 1, sizing, max_positions - 1), sizing);
   options_.max_new_tokens = static_cast<int64_t>(kMaxTokens);  // each row counts its own
-  ctx_.kv_cache().allocate(c, capacity, max_positions);
+  ctx_.kv_cache().allocate(c, capacity, max_positions, options.kv_cache_dtype);
   ctx_.activations().reserve_logits(capacity, c);
   state_.rows.resize(capacity);
   for (RowState& row : state_.rows) row.finished = true;

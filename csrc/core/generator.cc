@@ -129,7 +129,7 @@ void Generator::prompt_pass(const GenerationInput& in, const std::vector<int64_t
                             std::vector<TokenSlot>& slots) {
   const int64_t B = in.batch, rows = B * rows_per_prompt;
   const int64_t max_prompt = *std::max_element(real_lengths.begin(), real_lengths.end());
-  ctx_.kv_cache().allocate(c_, rows, max_prompt + o_.max_new_tokens);
+  ctx_.kv_cache().allocate(c_, rows, max_prompt + o_.max_new_tokens, o_.kv_cache_dtype);
   std::vector<int64_t> last_token(B);  // index in the pass of each prompt's last token
   for (int64_t b = 0; b < B; ++b) {
     pack_prompt(in, b, real_lengths[b], b * rows_per_prompt, tokens, slots);
@@ -320,6 +320,9 @@ void Generator::join(BatchState& s, const std::vector<JoinRequest>& joins) {
     FGPT_CHECK(o.num_return_sequences == 1, "join: num_return_sequences must be 1 (join each ",
                "copy with its own rng_row), got ", o.num_return_sequences);
     FGPT_CHECK(j.rng_row >= 0, "join: rng_row must be >= 0, got ", j.rng_row);
+    FGPT_CHECK(o.kv_cache_dtype == ctx_.kv_cache().dtype(), "join: kv_cache_dtype must be the ",
+               "batch's (", kv_dtype_name(ctx_.kv_cache().dtype()), "), got ",
+               kv_dtype_name(o.kv_cache_dtype));
     GenerationInput one{j.prompt, nullptr, 1, j.length};
     std::vector<int64_t> real_lengths;
     check_input(c_, one, o, o.max_new_tokens, &real_lengths, false);
@@ -439,7 +442,7 @@ std::vector<float> Generator::score(const GenerationInput& in) {
   check_input(c_, in, o_, 0, &real_lengths);
   const int64_t B = in.batch, L = in.length, V = c_.vocab_size;
   const int64_t max_prompt = *std::max_element(real_lengths.begin(), real_lengths.end());
-  ctx_.kv_cache().allocate(c_, B, max_prompt);
+  ctx_.kv_cache().allocate(c_, B, max_prompt, o_.kv_cache_dtype);
   std::vector<int64_t> tokens, where;  // where: flat [B, L] position of each packed token
   std::vector<TokenSlot> slots;
   for (int64_t b = 0; b < B; ++b) {

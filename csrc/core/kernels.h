@@ -65,6 +65,8 @@ struct Backend {
   // The device's pointers are host pointers (the CPU): the generator and the adapters may
   // read activations in place; elsewhere they copy.
   bool host_memory;
+  // Its attention reads a float16 KV cache (kv_cache_dtype=float16); else float32 only.
+  bool half_kv_cache;
 
   // ---- memory -------------------------------------------------------------------------
   // `bytes` of device memory, zero-filled, 64-byte aligned; throws Error (naming the

@@ -10,6 +10,11 @@
 //
 // Keys and values live in the backend's memory; the source tables stay on the
 // host (the generator writes them), and a device's attention copies them over.
+//
+// Elements are float32, or float16 (kv_cache_dtype=float16: half the memory, and half
+// the bytes attention reads per step, which at batch 1 come on top of the weights).
+// key() / value() point at float32 elements, key_half() / value_half() at float16 ones;
+// each checks that the cache holds that type.
 #pragma once
 
 #include <algorithm>
@@ -17,15 +22,31 @@
 #include <vector>
 
 #include "device_array.h"
+#include "error.h"
+#include "generation_options.h"
 #include "model_config.h"
 
 namespace fastergpt {
 
 class KVCache {
  public:
-  explicit KVCache(const Backend& backend) : backend_(&backend), keys_(&backend), values_(&backend) {}
+  explicit KVCache(const Backend& backend)
+      : backend_(&backend), keys_(&backend), values_(&backend), keys_half_(&backend),
+        values_half_(&backend) {}
 
-  void allocate(const ModelConfig& c, int64_t rows, int64_t max_length) {
+  void allocate(const ModelConfig& c, int64_t rows, int64_t max_length,
+                KVDtype dtype = KVDtype::kFloat32) {
+    FGPT_CHECK(dtype == KVDtype::kFloat32 || backend_->half_kv_cache, "kv_cache_dtype=float16: "
+               "the ", backend_->name, " backend keeps its KV cache in float32");
+    // The other element type's arrays, if an earlier call used them, go.
+    if (dtype == KVDtype::kFloat32) {
+      keys_half_.release();
+      values_half_.release();
+    } else {
+      keys_.release();
+      values_.release();
+    }
+    dtype_ = dtype;
     layers_ = c.num_layers;
     rows_ = rows;
     heads_ = c.kv_heads();
@@ -33,8 +54,13 @@ class KVCache {
     max_length_ = max_length;
     const int64_t per_layer = rows * heads_ * max_length * head_size_;
     // Grow only: the cache is reused by later calls.
-    keys_.grow(layers_ * per_layer);
-    values_.grow(layers_ * per_layer);
+    if (dtype == KVDtype::kFloat32) {
+      keys_.grow(layers_ * per_layer);
+      values_.grow(layers_ * per_layer);
+    } else {
+      keys_half_.grow(layers_ * per_layer);
+      values_half_.grow(layers_ * per_layer);
+    }
     sources_.clear();
   }
 
@@ -52,10 +78,15 @@ class KVCache {
   int64_t rows() const { return rows_; }
 
   int64_t max_length() const { return max_length_; }
-  int64_t bytes() const { return keys_.bytes() + values_.bytes(); }
+  KVDtype dtype() const { return dtype_; }
+  int64_t bytes() const {
+    return keys_.bytes() + values_.bytes() + keys_half_.bytes() + values_half_.bytes();
+  }
   void release() {
     keys_.release();
     values_.release();
+    keys_half_.release();
+    values_half_.release();
     sources_ = std::vector<int32_t>();
     layers_ = rows_ = heads_ = head_size_ = max_length_ = 0;
   }
@@ -65,28 +96,50 @@ class KVCache {
   // Copies the first n slots of row src into row dst, in every layer and head
   // (the prompt of a sequence shared by several return sequences).
   void copy_prefix(int64_t src, int64_t dst, int64_t n) {
-    const int64_t bytes = n * head_size_ * static_cast<int64_t>(sizeof(float));
+    const bool half = dtype_ == KVDtype::kFloat16;
+    const int64_t bytes = n * head_size_ * (half ? 2 : 4);
     for (int64_t l = 0; l < layers_; ++l)
       for (int64_t h = 0; h < heads_; ++h) {
-        backend_->copy(key(l, dst, h, 0), key(l, src, h, 0), bytes, CopyKind::kDeviceToDevice);
-        backend_->copy(value(l, dst, h, 0), value(l, src, h, 0), bytes, CopyKind::kDeviceToDevice);
+        backend_->copy(key_bytes(l, dst, h), key_bytes(l, src, h), bytes, CopyKind::kDeviceToDevice);
+        backend_->copy(value_bytes(l, dst, h), value_bytes(l, src, h), bytes,
+                       CopyKind::kDeviceToDevice);
       }
   }
   float* key(int64_t layer, int64_t row, int64_t head, int64_t slot) {
+    FGPT_CHECK(dtype_ == KVDtype::kFloat32, "KVCache::key: the cache holds float16 (key_half)");
     return keys_.data() + offset(layer, row, head, slot);
   }
   float* value(int64_t layer, int64_t row, int64_t head, int64_t slot) {
+    FGPT_CHECK(dtype_ == KVDtype::kFloat32, "KVCache::value: the cache holds float16 (value_half)");
     return values_.data() + offset(layer, row, head, slot);
+  }
+  uint16_t* key_half(int64_t layer, int64_t row, int64_t head, int64_t slot) {
+    FGPT_CHECK(dtype_ == KVDtype::kFloat16, "KVCache::key_half: the cache holds float32 (key)");
+    return keys_half_.data() + offset(layer, row, head, slot);
+  }
+  uint16_t* value_half(int64_t layer, int64_t row, int64_t head, int64_t slot) {
+    FGPT_CHECK(dtype_ == KVDtype::kFloat16, "KVCache::value_half: the cache holds float32 (value)");
+    return values_half_.data() + offset(layer, row, head, slot);
   }
 
  private:
   int64_t offset(int64_t layer, int64_t row, int64_t head, int64_t slot) const {
     return (((layer * rows_ + row) * heads_ + head) * max_length_ + slot) * head_size_;
   }
+  void* key_bytes(int64_t layer, int64_t row, int64_t head) {
+    return dtype_ == KVDtype::kFloat16 ? static_cast<void*>(key_half(layer, row, head, 0))
+                                       : static_cast<void*>(key(layer, row, head, 0));
+  }
+  void* value_bytes(int64_t layer, int64_t row, int64_t head) {
+    return dtype_ == KVDtype::kFloat16 ? static_cast<void*>(value_half(layer, row, head, 0))
+                                       : static_cast<void*>(value(layer, row, head, 0));
+  }
 
   const Backend* backend_;
+  KVDtype dtype_ = KVDtype::kFloat32;
   int64_t layers_ = 0, rows_ = 0, heads_ = 0, head_size_ = 0, max_length_ = 0;
-  DeviceArray<float> keys_, values_;  // the backend's memory
+  DeviceArray<float> keys_, values_;  // the backend's memory (float32 elements)
+  DeviceArray<uint16_t> keys_half_, values_half_;  // (float16 elements)
   std::vector<int32_t> sources_;  // [rows, max_length] when on, else empty
 };
 

@@ -1,6 +1,10 @@
 // attention() on the CPU: stores each token's keys/values in the cache, then runs
 // each (block of consecutive queries, head) pair, the pairs split between threads.
 // Also sum_exp(), the softmax denominator the logits processors use.
+//
+// The cache holds float32 or float16 elements (kv_cache_dtype); one body serves both,
+// through CacheElements<T>: a float16 cache rounds what it stores, and from there the
+// arithmetic is the float32 one over the floats the halves hold.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -13,33 +17,81 @@
 
 namespace fastergpt {
 namespace cpu {
+namespace {
+
+// The cache's elements of one type T, and the kernels that read them.
+template <typename T>
+struct CacheElements;
+template <>
+struct CacheElements<float> {
+  static float* key(KVCache& c, int64_t l, int64_t r, int64_t h, int64_t s) { return c.key(l, r, h, s); }
+  static float* value(KVCache& c, int64_t l, int64_t r, int64_t h, int64_t s) {
+    return c.value(l, r, h, s);
+  }
+  static void store(const float* x, int64_t n, float* out) { std::memcpy(out, x, n * sizeof(float)); }
+  static float dot(const float* q, const float* k, int64_t n) { return simd().dot(q, k, n); }
+  static void axpy(float a, const float* v, float* y, int64_t n) { simd().axpy(a, v, y, n); }
+  static constexpr auto dot_rows = &SimdKernels::dot_rows;
+  static constexpr auto weighted_rows = &SimdKernels::weighted_rows;
+  static constexpr auto attend_queries = &SimdKernels::attend_queries;
+};
+template <>
+struct CacheElements<uint16_t> {
+  static uint16_t* key(KVCache& c, int64_t l, int64_t r, int64_t h, int64_t s) {
+    return c.key_half(l, r, h, s);
+  }
+  static uint16_t* value(KVCache& c, int64_t l, int64_t r, int64_t h, int64_t s) {
+    return c.value_half(l, r, h, s);
+  }
+  static void store(const float* x, int64_t n, uint16_t* out) { simd().store_half(x, n, out); }
+  static float dot(const float* q, const uint16_t* k, int64_t n) { return simd().dot_f16(q, k, n); }
+  static void axpy(float a, const uint16_t* v, float* y, int64_t n) { simd().axpy_f16(a, v, y, n); }
+  static constexpr auto dot_rows = &SimdKernels::dot_rows_f16;
+  static constexpr auto weighted_rows = &SimdKernels::weighted_rows_f16;
+  static constexpr auto attend_queries = &SimdKernels::attend_queries_f16;
+};
 
 // softmax(q.K^T * scale) V over n_keys contiguous keys: three SIMD calls (scores,
 // exponentials, weighted sum), none per key.
-void attend(const float* q, const float* K, const float* V, int64_t n_keys, int64_t Dh,
-            float scale, float* out, float* scores) {
+template <typename T>
+void attend_keys(const float* q, const T* K, const T* V, int64_t n_keys, int64_t Dh, float scale,
+            float* out, float* scores) {
+  using E = CacheElements<T>;
   const auto& k = simd();
-  const float max_score = k.dot_rows(q, K, Dh, n_keys, Dh, scale, scores);
+  const float max_score = (k.*E::dot_rows)(q, K, Dh, n_keys, Dh, scale, scores);
   const float inv = static_cast<float>(1.0 / k.exp_shift(scores, n_keys, max_score));
-  k.weighted_rows(scores, inv, V, Dh, n_keys, Dh, out);
+  (k.*E::weighted_rows)(scores, inv, V, Dh, n_keys, Dh, out);
 }
 
 // attend() over keys/values gathered by source row: key j of the history is
-// cache.key(layer, src[j], head, j) (beam search's shared histories). The same
+// key(layer, src[j], head, j) (beam search's shared histories). The same
 // arithmetic as attend(), key for key.
-void attend_sources(const float* q, KVCache& cache, int64_t layer, int64_t head,
+template <typename T>
+void attend_gathered(const float* q, KVCache& cache, int64_t layer, int64_t head,
                     const int32_t* src, int64_t n_keys, float scale, float* out, float* scores) {
+  using E = CacheElements<T>;
   const auto& k = simd();
   const int64_t Dh = cache.head_size();
   float max_score = -INFINITY;
   for (int64_t j = 0; j < n_keys; ++j) {
-    scores[j] = k.dot(q, cache.key(layer, src[j], head, j), Dh) * scale;
+    scores[j] = E::dot(q, E::key(cache, layer, src[j], head, j), Dh) * scale;
     max_score = scores[j] > max_score ? scores[j] : max_score;
   }
   const float inv = static_cast<float>(1.0 / k.exp_shift(scores, n_keys, max_score));
   for (int64_t i = 0; i < Dh; ++i) out[i] = 0.0f;
   for (int64_t j = 0; j < n_keys; ++j)
-    k.axpy(scores[j] * inv, cache.value(layer, src[j], head, j), out, Dh);
+    E::axpy(scores[j] * inv, E::value(cache, layer, src[j], head, j), out, Dh);
+}
+
+}  // namespace
+
+void attend(const float* q, const float* K, const float* V, int64_t n_keys, int64_t Dh,
+            float scale, float* out, float* scores) {
+  attend_keys<float>(q, K, V, n_keys, Dh, scale, out, scores);
+}
+void attend_sources(const float* q, KVCache& cache, int64_t layer, int64_t head,
+                    const int32_t* src, int64_t n_keys, float scale, float* out, float* scores) {
+  attend_gathered<float>(q, cache, layer, head, src, n_keys, scale, out, scores);
 }
 
 void rotary(Context& ctx, float* qkv, const TokenSlot* slots, int64_t M, int64_t H, int64_t KVH,
@@ -58,18 +110,21 @@ void rotary(Context& ctx, float* qkv, const TokenSlot* slots, int64_t M, int64_t
   }
 }
 
-void attention(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const float* qkv,
-               const TokenSlot* slots, int64_t M, float* out) {
+namespace {
+
+template <typename Elem>
+void attention_of(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const float* qkv,
+                  const TokenSlot* slots, int64_t M, float* out) {
+  using E = CacheElements<Elem>;
   const int64_t KVH = cache.heads(), Dh = cache.head_size(), group = H / KVH;
   const int64_t stride = (H + 2 * KVH) * Dh, Q = H * Dh;
   const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
   for (int64_t m = 0; m < M; ++m) {
     const float* t = qkv + m * stride;
     for (int64_t h = 0; h < KVH; ++h) {
-      std::memcpy(cache.key(layer, slots[m].row, h, slots[m].slot), t + Q + h * Dh,
-                  Dh * sizeof(float));
-      std::memcpy(cache.value(layer, slots[m].row, h, slots[m].slot), t + Q + KVH * Dh + h * Dh,
-                  Dh * sizeof(float));
+      E::store(t + Q + h * Dh, Dh, E::key(cache, layer, slots[m].row, h, slots[m].slot));
+      E::store(t + Q + KVH * Dh + h * Dh, Dh,
+               E::value(cache, layer, slots[m].row, h, slots[m].slot));
     }
   }
   // Runs of tokens of one row at consecutive slots (a prompt, or a prompt-lookup draft),
@@ -121,23 +176,35 @@ void attention(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const flo
       const int64_t h = i % H;
       const TokenSlot& s = slots[b.m];
       if (b.T >= block_min) {
-        k.attend_queries(qkv + b.m * stride + h * Dh, stride, cache.key(layer, s.row, h / group, 0),
-                         cache.value(layer, s.row, h / group, 0), s.slot, b.T, Dh, scale,
-                         out + b.m * Q + h * Dh, Q, work.data());
+        (k.*E::attend_queries)(qkv + b.m * stride + h * Dh, stride,
+                               E::key(cache, layer, s.row, h / group, 0),
+                               E::value(cache, layer, s.row, h / group, 0), s.slot, b.T, Dh,
+                               scale, out + b.m * Q + h * Dh, Q, work.data());
         continue;
       }
       for (int64_t m = b.m; m < b.m + b.T; ++m) {
         const TokenSlot& one = slots[m];
         if (cache.has_sources())
-          attend_sources(qkv + m * stride + h * Dh, cache, layer, h / group, cache.sources(one.row),
-                         one.slot + 1, scale, out + m * Q + h * Dh, work.data());
+          attend_gathered<Elem>(qkv + m * stride + h * Dh, cache, layer, h / group,
+                            cache.sources(one.row), one.slot + 1, scale, out + m * Q + h * Dh,
+                            work.data());
         else
-          attend(qkv + m * stride + h * Dh, cache.key(layer, one.row, h / group, 0),
-                 cache.value(layer, one.row, h / group, 0), one.slot + 1, Dh, scale,
-                 out + m * Q + h * Dh, work.data());
+          attend_keys<Elem>(qkv + m * stride + h * Dh, E::key(cache, layer, one.row, h / group, 0),
+                    E::value(cache, layer, one.row, h / group, 0), one.slot + 1, Dh, scale,
+                    out + m * Q + h * Dh, work.data());
       }
     }
   });
+}
+
+}  // namespace
+
+void attention(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const float* qkv,
+               const TokenSlot* slots, int64_t M, float* out) {
+  if (cache.dtype() == KVDtype::kFloat16)
+    attention_of<uint16_t>(ctx, cache, layer, H, qkv, slots, M, out);
+  else
+    attention_of<float>(ctx, cache, layer, H, qkv, slots, M, out);
 }
 
 }  // namespace cpu

@@ -5,7 +5,8 @@ namespace fastergpt {
 
 const Backend& cpu_backend() {
   static const Backend backend{
-      "cpu",           /*host_memory=*/true, cpu::allocate,    cpu::deallocate,
+      "cpu",           /*host_memory=*/true, /*half_kv_cache=*/true,
+      cpu::allocate,   cpu::deallocate,
       cpu::copy,       cpu::bind_matrix,     cpu::bind_vector, cpu::add,
       cpu::add_positions, cpu::linear,       cpu::embed,       cpu::layer_norm,
       cpu::rms_norm,   cpu::rotary,          cpu::glu,         cpu::attention};

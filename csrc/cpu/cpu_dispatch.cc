@@ -18,7 +18,8 @@ static_assert(kNumWeightFormats == 4, "a new weight format needs its kernels her
          {nullptr, nullptr, ns::linear_q4_rows, ns::dequantize_i4_row}},   \
         ns::dot, ns::axpy, ns::sum_exp, ns::dot_rows, ns::exp_shift,       \
         ns::weighted_rows, ns::attend_queries, ns::attention_lanes,        \
-        ns::quantize_rows                                                  \
+        ns::quantize_rows, ns::store_half, ns::dot_f16, ns::axpy_f16,      \
+        ns::dot_rows_f16, ns::weighted_rows_f16, ns::attend_queries_f16    \
   }
 
 bool cpu_has(const char* name) {

@@ -50,6 +50,16 @@ using DequantizeRowFn = void (*)(const Matrix& W, int64_t row, float* out);
                       int64_t n0, int64_t T, int64_t Dh, float scale, float* out,       \
                       int64_t ldo, float* work);                                        \
   int attention_lanes();                                                                \
+  void store_half(const float* x, int64_t n, uint16_t* out);                            \
+  float dot_f16(const float* a, const uint16_t* b, int64_t n);                          \
+  void axpy_f16(float a, const uint16_t* x, float* y, int64_t n);                       \
+  float dot_rows_f16(const float* q, const uint16_t* K, int64_t ld, int64_t n,          \
+                     int64_t Dh, float scale, float* scores);                           \
+  void weighted_rows_f16(const float* p, float inv, const uint16_t* V, int64_t ld,      \
+                         int64_t n, int64_t Dh, float* out);                            \
+  void attend_queries_f16(const float* Q, int64_t ldq, const uint16_t* K,               \
+                          const uint16_t* V, int64_t n0, int64_t T, int64_t Dh,         \
+                          float scale, float* out, int64_t ldo, float* work);           \
   void quantize_rows(const float* x, int64_t M, int64_t K, int8_t* xs, float* sx);      \
   void linear_q8_rows(const int8_t* xs, const float* sx, int64_t M, const Matrix& W,    \
                       int64_t n_begin, int64_t n_end, const float* bias, Epilogue ep,   \
@@ -104,6 +114,18 @@ struct SimdKernels {
   int (*attention_lanes)();
   // Per-row symmetric int8 activations (xs, scale sx) for kInt8Rows formats.
   void (*quantize_rows)(const float* x, int64_t M, int64_t K, int8_t* xs, float* sx);
+  // A float16 KV cache (kv_cache_dtype=float16): what it stores for n floats (clamped to
+  // +-65504, rounded to nearest even), and the attention helpers above over float16 keys
+  // and values, each bit for bit its float32 twin over the floats they hold.
+  void (*store_half)(const float* x, int64_t n, uint16_t* out);
+  float (*dot_f16)(const float*, const uint16_t*, int64_t);
+  void (*axpy_f16)(float, const uint16_t*, float*, int64_t);
+  float (*dot_rows_f16)(const float*, const uint16_t*, int64_t, int64_t, int64_t, float, float*);
+  void (*weighted_rows_f16)(const float*, float, const uint16_t*, int64_t, int64_t, int64_t,
+                            float*);
+  void (*attend_queries_f16)(const float* Q, int64_t ldq, const uint16_t* K, const uint16_t* V,
+                             int64_t n0, int64_t T, int64_t Dh, float scale, float* out,
+                             int64_t ldo, float* work);
 
   const FormatKernels& of(WeightFormat f) const { return formats[static_cast<int>(f)]; }
 };

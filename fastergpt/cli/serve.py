@@ -32,6 +32,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0,
                    help="engine threads (per replica); 0 = all cores, or with replicas the "
                         "cores divided among the --replicas")
+    p.add_argument("--kv_cache_dtype", default="float32", choices=["float32", "float16"],
+                   help="how the batch's KV cache stores keys and values (float16: half the "
+                        "memory per sequence, and less to read per token)")
     p.add_argument("--model_name", help="the model id the API reports (default: the path)")
     ray = p.add_argument_group("replicas (Ray Serve)")
     ray.add_argument("--replicas", type=int, help="replicas to run (autoscaling: the lower bound)")

@@ -26,6 +26,7 @@ class ServerOptions:
     max_queue: int = 64
     max_positions: Optional[int] = None
     threads: int = 0            # engine threads of this replica (0 = all cores)
+    kv_cache_dtype: str = "float32"  # the batch's KV cache: float32, or float16 (half the memory)
     model_name: Optional[str] = None
 
     def to_dict(self) -> dict:
@@ -71,7 +72,7 @@ class Service:
                                        vocab_dtype=options.vocab_dtype)
         tokenizer = Tokenizer.from_dir(path)
         self.scheduler = Scheduler(engine, tokenizer, options.max_batch, options.max_queue,
-                                   options.max_positions, options.threads)
+                                   options.max_positions, options.threads, options.kv_cache_dtype)
         default = options.model_name_or_path in (None, "", "default") and not options.inference_model_dir
         self.model_name = options.model_name or ("default" if default else str(path))
         self.app = create_app(self.scheduler, self.model_name, chat_template_of(path), replica_id())
