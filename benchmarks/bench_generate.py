@@ -92,7 +92,8 @@ def run_one(key, dtype, work, args, batch, top_k):
     cmd = [sys.executable, os.path.join(HERE, "engines", "run_engine.py"), key, dtype, work,
            "--batch", str(batch), "--prompt", str(args.prompt), "--new-tokens", str(args.new_tokens),
            "--top-k", str(top_k), "--threads", str(args.threads), "--repeats", str(args.repeats),
-           "--vocab", str(args.vocab), "--num-beams", str(args.num_beams)]
+           "--vocab", str(args.vocab), "--num-beams", str(args.num_beams),
+           "--kv-cache-dtype", args.kv_cache_dtype]
     if key == "reference" or key == "hf-torch":
         cmd[cmd.index("--repeats") + 1] = "1"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, HERE, os.environ.get("PYTHONPATH", "")]))
@@ -154,6 +155,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="16 new tokens, 1 repeat, greedy only")
     ap.add_argument("--num-beams", type=int, default=1,
                     help="beam search with this many beams (engines that have it; no top-k runs)")
+    ap.add_argument("--kv-cache-dtype", default="float32", choices=["float32", "float16"],
+                    help="fastergpt's KV cache (kv_cache_dtype); llama.cpp keeps its default "
+                         "float16 cache, the other engines float32")
     args = ap.parse_args()
     if args.quick:
         args.new_tokens, args.repeats, args.top_k = 16, 1, [0]
@@ -181,7 +185,8 @@ def main() -> None:
     shape = f"{'LLaMA (GQA)' if args.arch == 'llama' else 'GPT-2'} {args.model}"
     print(f"\n{shape} shape ({layers} layers, hidden {hidden}, vocab {args.vocab}); prompt "
           f"{args.prompt}, {args.new_tokens} new tokens, {args.threads} threads; CPU {cpu_model()} "
-          f"(kernels: {engine_module().cpu_isa()}); measured read bandwidth {bandwidth:.1f} GB/s")
+          f"(kernels: {engine_module().cpu_isa()}); measured read bandwidth {bandwidth:.1f} GB/s; "
+          f"fastergpt's KV cache {args.kv_cache_dtype}")
     roofline = {}
     from engines.prepare import BENCH_DTYPES
 
@@ -270,7 +275,8 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"bench_generate_{arch_tag}{args.model}" +
                         (f"_{layers}l" if args.layers else "") +
-                        (f"_beam{args.num_beams}" if args.num_beams > 1 else ""))
+                        (f"_beam{args.num_beams}" if args.num_beams > 1 else "") +
+                        ("_kv16" if args.kv_cache_dtype == "float16" else ""))
     with open(stem + ".json", "w") as f:
         json.dump({"args": vars(args), "cpu": cpu_model(), "bandwidth_gb_s": bandwidth,
                    "roofline_batch1": roofline, "results": results}, f, indent=1)

@@ -191,6 +191,45 @@ int main(int argc, char** argv) {
                   (long long)P, (long long)Dh, per * 1e3, 4.0 * Dh * pairs / per / 1e9);
     }
   }
+  // One decoding step's attention in a GPT-2-small-shaped model (12 layers x 12 heads of
+  // 64) over a cache of n positions, float32 against float16 keys and values
+  // (kv_cache_dtype): 2 threads, GB/s of cache read. At batch 1 these bytes come on top of
+  // the weights; from n = 512 (37.7 MB in float32) the cache no longer fits in L3.
+  {
+    ModelConfig c;
+    c.num_layers = 12;
+    c.num_heads = 12;
+    c.hidden_size = 768;
+    c.inner_size = c.vocab_size = 1;
+    c.max_positions = 1024;
+    const int64_t H = 12, Dh = 64, S = 3 * H * Dh;
+    for (int64_t n : {128, 512, 1024}) {
+      double ms[2] = {0, 0};
+      for (KVDtype kv : {KVDtype::kFloat32, KVDtype::kFloat16}) {
+        Context ctx(cpu_backend(), 2);
+        KVCache& cache = ctx.kv_cache();
+        cache.allocate(c, 1, n, kv);
+        std::vector<float> qkv(n * S), out(n * H * Dh);
+        for (auto& v : qkv) v = d(rng);
+        std::vector<TokenSlot> slots(n);
+        for (int64_t j = 0; j < n; ++j) slots[j] = {0, j};
+        for (int64_t l = 0; l < c.num_layers; ++l)  // the prompt fills every layer
+          cpu_backend().attention(ctx, cache, l, H, qkv.data(), slots.data(), n, out.data());
+        const TokenSlot last = {0, n - 1};
+        const double per = seconds_per_call([&] {
+          for (int64_t l = 0; l < c.num_layers; ++l)
+            cpu_backend().attention(ctx, cache, l, H, qkv.data(), &last, 1, out.data());
+        }, seconds);
+        ms[kv == KVDtype::kFloat16] = per * 1e3;
+        const double bytes = 2.0 * c.num_layers * n * H * Dh * (kv == KVDtype::kFloat16 ? 2 : 4);
+        std::printf("decode attention n=%-4lld 12 layers x 12 heads, KV %s, 2 threads: %7.3f ms  "
+                    "%6.2f GB/s of cache\n", (long long)n, kv_dtype_name(kv), per * 1e3,
+                    bytes / per / 1e9);
+      }
+      std::printf("decode attention n=%-4lld float16 KV: %.2fx float32's speed\n", (long long)n,
+                  ms[0] / ms[1]);
+    }
+  }
   if (!all) return 0;
   // Sampling cost over a GPT-2 vocabulary.
   std::vector<float> logits(50257);
