@@ -155,3 +155,24 @@ def test_paddle_op_and_predictor_take_the_setting(tmp_path):
     export = export_model("default", tmp_path / "export", log=lambda s: None)
     p = Predictor(export).generate(input_ids=ids, **kw)
     np.testing.assert_array_equal(p.ids, want["ids"])
+
+
+def test_a_server_batch_takes_it():
+    from fastergpt.server.scheduler import Scheduler
+    from fastergpt.tokenizer import Tokenizer
+    from fastergpt.pretrained import DEFAULT_MODEL_DIR
+
+    engine = Engine.from_pretrained()
+    scheduler = Scheduler(engine, Tokenizer.from_dir(DEFAULT_MODEL_DIR), max_batch=2,
+                          kv_cache_dtype="float16")
+    batch = scheduler.batch
+    assert batch.kv_cache_dtype == "float16"
+    row = batch.join([464, 3290, 318], max_new_tokens=3, eos_token_id=-1)
+    got = []
+    while len(got) < 3:
+        tokens, _ = batch.step()
+        got.append(int(tokens[row]))
+    want = engine.generate(np.array([[464, 3290, 318]]), max_new_tokens=3, eos_token_id=-1,
+                           kv_cache_dtype="float16", decode_strategy="greedy_search",
+                           repetition_penalty=1.0, top_k=0, top_p=1.0, temperature=1.0)
+    assert got == list(want["ids"][0])
