@@ -44,6 +44,7 @@ constexpr ChoiceName kEarlyStopping[] = {
     {"false", 0}, {"true", 1}, {"never", 2}, {"False", 0}, {"True", 1}, {nullptr, 0}};
 constexpr ChoiceName kKVDtypes[] = {{"float32", 0}, {"float16", 1}, {nullptr, 0}};
 inline const char* kv_dtype_name(KVDtype d) { return kKVDtypes[static_cast<int>(d)].name; }
+inline int64_t kv_element_bytes(KVDtype d) { return d == KVDtype::kFloat16 ? 2 : 4; }
 
 constexpr double kMaxTokens = 1 << 30;  // far above any position table, far below overflow
 constexpr double kMaxId = (1LL << 31) - 1;

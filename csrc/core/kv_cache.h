@@ -13,8 +13,9 @@
 //
 // Elements are float32, or float16 (kv_cache_dtype=float16: half the memory, and half
 // the bytes attention reads per step, which at batch 1 come on top of the weights).
-// key() / value() point at float32 elements, key_half() / value_half() at float16 ones;
-// each checks that the cache holds that type.
+// The arrays hold bytes, so a later call of the other type reuses them; key() / value()
+// point at float32 elements, key_half() / value_half() at float16 ones, each checking
+// that the cache holds that type.
 #pragma once
 
 #include <algorithm>
@@ -30,22 +31,12 @@ namespace fastergpt {
 
 class KVCache {
  public:
-  explicit KVCache(const Backend& backend)
-      : backend_(&backend), keys_(&backend), values_(&backend), keys_half_(&backend),
-        values_half_(&backend) {}
+  explicit KVCache(const Backend& backend) : backend_(&backend), keys_(&backend), values_(&backend) {}
 
   void allocate(const ModelConfig& c, int64_t rows, int64_t max_length,
                 KVDtype dtype = KVDtype::kFloat32) {
     FGPT_CHECK(dtype == KVDtype::kFloat32 || backend_->half_kv_cache, "kv_cache_dtype=float16: "
                "the ", backend_->name, " backend keeps its KV cache in float32");
-    // The other element type's arrays, if an earlier call used them, go.
-    if (dtype == KVDtype::kFloat32) {
-      keys_half_.release();
-      values_half_.release();
-    } else {
-      keys_.release();
-      values_.release();
-    }
     dtype_ = dtype;
     layers_ = c.num_layers;
     rows_ = rows;
@@ -54,13 +45,8 @@ class KVCache {
     max_length_ = max_length;
     const int64_t per_layer = rows * heads_ * max_length * head_size_;
     // Grow only: the cache is reused by later calls.
-    if (dtype == KVDtype::kFloat32) {
-      keys_.grow(layers_ * per_layer);
-      values_.grow(layers_ * per_layer);
-    } else {
-      keys_half_.grow(layers_ * per_layer);
-      values_half_.grow(layers_ * per_layer);
-    }
+    keys_.grow(layers_ * per_layer * kv_element_bytes(dtype));
+    values_.grow(layers_ * per_layer * kv_element_bytes(dtype));
     sources_.clear();
   }
 
@@ -79,14 +65,10 @@ class KVCache {
 
   int64_t max_length() const { return max_length_; }
   KVDtype dtype() const { return dtype_; }
-  int64_t bytes() const {
-    return keys_.bytes() + values_.bytes() + keys_half_.bytes() + values_half_.bytes();
-  }
+  int64_t bytes() const { return keys_.bytes() + values_.bytes(); }
   void release() {
     keys_.release();
     values_.release();
-    keys_half_.release();
-    values_half_.release();
     sources_ = std::vector<int32_t>();
     layers_ = rows_ = heads_ = head_size_ = max_length_ = 0;
   }
@@ -96,50 +78,45 @@ class KVCache {
   // Copies the first n slots of row src into row dst, in every layer and head
   // (the prompt of a sequence shared by several return sequences).
   void copy_prefix(int64_t src, int64_t dst, int64_t n) {
-    const bool half = dtype_ == KVDtype::kFloat16;
-    const int64_t bytes = n * head_size_ * (half ? 2 : 4);
+    const int64_t element = kv_element_bytes(dtype_), bytes = n * head_size_ * element;
     for (int64_t l = 0; l < layers_; ++l)
-      for (int64_t h = 0; h < heads_; ++h) {
-        backend_->copy(key_bytes(l, dst, h), key_bytes(l, src, h), bytes, CopyKind::kDeviceToDevice);
-        backend_->copy(value_bytes(l, dst, h), value_bytes(l, src, h), bytes,
-                       CopyKind::kDeviceToDevice);
-      }
+      for (int64_t h = 0; h < heads_; ++h)
+        for (DeviceArray<uint8_t>* a : {&keys_, &values_})
+          backend_->copy(a->data() + offset(l, dst, h, 0) * element,
+                         a->data() + offset(l, src, h, 0) * element, bytes,
+                         CopyKind::kDeviceToDevice);
   }
   float* key(int64_t layer, int64_t row, int64_t head, int64_t slot) {
-    FGPT_CHECK(dtype_ == KVDtype::kFloat32, "KVCache::key: the cache holds float16 (key_half)");
-    return keys_.data() + offset(layer, row, head, slot);
+    return element<float>(keys_, "key", layer, row, head, slot);
   }
   float* value(int64_t layer, int64_t row, int64_t head, int64_t slot) {
-    FGPT_CHECK(dtype_ == KVDtype::kFloat32, "KVCache::value: the cache holds float16 (value_half)");
-    return values_.data() + offset(layer, row, head, slot);
+    return element<float>(values_, "value", layer, row, head, slot);
   }
   uint16_t* key_half(int64_t layer, int64_t row, int64_t head, int64_t slot) {
-    FGPT_CHECK(dtype_ == KVDtype::kFloat16, "KVCache::key_half: the cache holds float32 (key)");
-    return keys_half_.data() + offset(layer, row, head, slot);
+    return element<uint16_t>(keys_, "key_half", layer, row, head, slot);
   }
   uint16_t* value_half(int64_t layer, int64_t row, int64_t head, int64_t slot) {
-    FGPT_CHECK(dtype_ == KVDtype::kFloat16, "KVCache::value_half: the cache holds float32 (value)");
-    return values_half_.data() + offset(layer, row, head, slot);
+    return element<uint16_t>(values_, "value_half", layer, row, head, slot);
   }
 
  private:
   int64_t offset(int64_t layer, int64_t row, int64_t head, int64_t slot) const {
     return (((layer * rows_ + row) * heads_ + head) * max_length_ + slot) * head_size_;
   }
-  void* key_bytes(int64_t layer, int64_t row, int64_t head) {
-    return dtype_ == KVDtype::kFloat16 ? static_cast<void*>(key_half(layer, row, head, 0))
-                                       : static_cast<void*>(key(layer, row, head, 0));
-  }
-  void* value_bytes(int64_t layer, int64_t row, int64_t head) {
-    return dtype_ == KVDtype::kFloat16 ? static_cast<void*>(value_half(layer, row, head, 0))
-                                       : static_cast<void*>(value(layer, row, head, 0));
+  // The element at (layer, row, head, slot) as a T, which must be the cache's type.
+  template <typename T>
+  T* element(DeviceArray<uint8_t>& a, const char* accessor, int64_t layer, int64_t row,
+             int64_t head, int64_t slot) {
+    static_assert(sizeof(T) == 2 || sizeof(T) == 4, "float16 or float32 elements");
+    FGPT_CHECK(kv_element_bytes(dtype_) == static_cast<int64_t>(sizeof(T)), "KVCache::", accessor,
+               ": the cache holds ", kv_dtype_name(dtype_));
+    return reinterpret_cast<T*>(a.data()) + offset(layer, row, head, slot);
   }
 
   const Backend* backend_;
   KVDtype dtype_ = KVDtype::kFloat32;
   int64_t layers_ = 0, rows_ = 0, heads_ = 0, head_size_ = 0, max_length_ = 0;
-  DeviceArray<float> keys_, values_;  // the backend's memory (float32 elements)
-  DeviceArray<uint16_t> keys_half_, values_half_;  // (float16 elements)
+  DeviceArray<uint8_t> keys_, values_;  // the backend's memory, elements of dtype_
   std::vector<int32_t> sources_;  // [rows, max_length] when on, else empty
 };
 

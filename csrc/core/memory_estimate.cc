@@ -27,8 +27,8 @@ MemoryEstimate estimate_memory(const ModelConfig& c, int64_t batch, int64_t max_
   const int64_t positions = max_prompt + new_tokens, V = c.vocab_size;
   const int64_t f = sizeof(float);
   MemoryEstimate m;
-  const int64_t kv_element = o.kv_cache_dtype == KVDtype::kFloat16 ? 2 : 4;
-  m.kv_cache = 2 * c.num_layers * rows * c.kv_heads() * positions * c.head_dim() * kv_element;
+  m.kv_cache = 2 * c.num_layers * rows * c.kv_heads() * positions * c.head_dim() *
+               kv_element_bytes(o.kv_cache_dtype);
   const int64_t chunk = std::min(kPrefillChunk, std::max<int64_t>(total_prompt, 1));
   const int64_t width = 2 * std::max(c.hidden_size, c.embed_dim()) + c.hidden_size + c.qkv_size() +
                         c.q_size() + c.inner_size * (c.gated_mlp ? 3 : 1);
