@@ -219,12 +219,7 @@ void test_attention(Context& cpu, Context& gpu) {
   for (int64_t KVH : {4, 2, 1})
     for (int64_t Dh : {16, 64, 128})
       for (bool sources : {false, true}) {
-        ModelConfig c;
-        c.num_layers = 2;
-        c.num_heads = 4;
-        c.num_kv_heads = KVH;
-        c.hidden_size = 4 * Dh;
-        c.inner_size = c.vocab_size = c.max_positions = 1;
+        const ModelConfig c = fgpt_test::attention_config(2, 4, KVH, Dh);
         const int64_t H = 4, rows = 3, L = 40;
         cpu.kv_cache().allocate(c, rows, L);
         gpu.kv_cache().allocate(c, rows, L);

@@ -525,12 +525,7 @@ static void test_attend_queries_bit_identical() {
 static void test_attention(Context& ctx) {
   std::mt19937 rng(10);
   for (int64_t KVH : {3, 1}) {
-    ModelConfig c;
-    c.num_layers = 2;
-    c.num_heads = 3;
-    c.num_kv_heads = KVH;
-    c.hidden_size = 3 * 11;
-    c.inner_size = c.vocab_size = c.max_positions = 1;
+    const ModelConfig c = fgpt_test::attention_config(2, 3, KVH, 11);
     const int64_t H = 3, Dh = 11, Q = H * Dh, S = (H + 2 * KVH) * Dh, rows = 2, P = 9;
     KVCache& cache = ctx.kv_cache();
     cache.allocate(c, rows, P);
@@ -578,12 +573,7 @@ static void test_attention(Context& ctx) {
 // the result equals scalar attention over the gathered keys and values.
 static void test_attention_sources(Context& ctx) {
   std::mt19937 rng(12);
-  ModelConfig c;
-  c.num_layers = 1;
-  c.num_heads = 2;
-  c.num_kv_heads = 1;
-  c.hidden_size = 2 * 7;
-  c.inner_size = c.vocab_size = c.max_positions = 1;
+  const ModelConfig c = fgpt_test::attention_config(1, 2, 1, 7);
   const int64_t H = 2, KVH = 1, Dh = 7, Q = H * Dh, S = (H + 2 * KVH) * Dh, rows = 3, P = 6;
   KVCache& cache = ctx.kv_cache();
   cache.allocate(c, rows, P);

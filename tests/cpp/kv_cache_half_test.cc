@@ -38,11 +38,7 @@ static const char* const kIsas[] = {"generic", "avx2", "avx512", "avx512vnni"};
 
 // The reference: clamp, then the compiler's conversion.
 static uint16_t reference_half(float v) {
-  const float c = std::isnan(v) ? v : std::fmax(-65504.0f, std::fmin(65504.0f, v));
-  const _Float16 h = static_cast<_Float16>(c);
-  uint16_t bits;
-  std::memcpy(&bits, &h, 2);
-  return bits;
+  return fgpt_test::half_bits(std::isnan(v) ? v : std::fmax(-65504.0f, std::fmin(65504.0f, v)));
 }
 
 static float from_bits(uint32_t b) {
@@ -156,12 +152,7 @@ static void test_half_kernels_match_float() {
 static void test_attention_op(Context& ctx32, Context& ctx16) {
   std::mt19937 rng(11);
   for (int64_t KVH : {4, 2}) {
-    ModelConfig c;
-    c.num_layers = 2;
-    c.num_heads = 4;
-    c.num_kv_heads = KVH;
-    c.hidden_size = 4 * 24;
-    c.inner_size = c.vocab_size = c.max_positions = 1;
+    const ModelConfig c = fgpt_test::attention_config(2, 4, KVH, 24);
     const int64_t H = 4, Dh = 24, Q = H * Dh, S = (H + 2 * KVH) * Dh, rows = 3, P = 40;
     KVCache& a = ctx32.kv_cache();
     KVCache& b = ctx16.kv_cache();
@@ -203,11 +194,7 @@ static void test_refusal() {
   no_half.name = "emulated";
   no_half.half_kv_cache = false;
   KVCache cache(no_half);
-  ModelConfig c;
-  c.num_layers = 1;
-  c.num_heads = 1;
-  c.hidden_size = 8;
-  c.inner_size = c.vocab_size = c.max_positions = 1;
+  const ModelConfig c = fgpt_test::attention_config(1, 1, 1, 8);
   CHECK_THROWS_WITH(cache.allocate(c, 1, 4, KVDtype::kFloat16),
                     "kv_cache_dtype=float16: the emulated backend keeps its KV cache in float32");
   cache.allocate(c, 1, 4, KVDtype::kFloat32);

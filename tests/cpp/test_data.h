@@ -20,6 +20,19 @@ inline std::vector<float> random_vec(size_t n, std::mt19937& rng, float scale = 
   return v;
 }
 
+// A model config for attention and KV-cache tests: `layers` layers of `heads` query
+// heads and `kv_heads` KV heads of `head_dim`; nothing else is used (sizes 1).
+inline ModelConfig attention_config(int64_t layers, int64_t heads, int64_t kv_heads,
+                                    int64_t head_dim) {
+  ModelConfig c;
+  c.num_layers = layers;
+  c.num_heads = heads;
+  c.num_kv_heads = kv_heads;
+  c.hidden_size = heads * head_dim;
+  c.inner_size = c.vocab_size = c.max_positions = 1;
+  return c;
+}
+
 // The IEEE half nearest v, as its bits.
 inline uint16_t half_bits(float v) {
   const _Float16 h = static_cast<_Float16>(v);
