@@ -21,19 +21,23 @@ from fastergpt.settings import resolve_settings, settings_numbers
 
 class ContinuousBatch:
     def __init__(self, engine, capacity: int, max_positions: Optional[int] = None,
-                 num_threads: int = 0, max_memory_mb: int = 0, kv_cache_dtype: str = "float32"):
+                 num_threads: int = 0, max_memory_mb: int = 0, kv_cache_dtype: str = "float32",
+                 matmul_precision: str = "float32"):
         self.engine = engine
         self.config = engine.config
         self.capacity = int(capacity)
         self.max_positions = int(max_positions or self.config.n_positions)
         sizing = settings_numbers(resolve_settings(config=self.config, num_threads=num_threads,
                                                    max_memory_mb=max_memory_mb, seed=0,
-                                                   kv_cache_dtype=kv_cache_dtype))
+                                                   kv_cache_dtype=kv_cache_dtype,
+                                                   matmul_precision=matmul_precision))
         self._batch = engine._engine.batch(self.capacity, self.max_positions, sizing)
         self.num_threads = num_threads
-        # The cache is reserved once, in this type: a joining sequence takes it (another
+        # One pass serves every row: the cache is reserved once, in this type, and the
+        # weights multiply in one precision. A joining sequence takes both (another value
         # is refused by name).
         self.kv_cache_dtype = kv_cache_dtype
+        self.matmul_precision = matmul_precision
 
     def join(self, prompt_ids, rng_row: int = 0, **settings) -> int:
         """Adds a sequence (1-D token ids; settings as `Engine.generate`); returns its row.
@@ -52,6 +56,7 @@ class ContinuousBatch:
             settings = dict(settings)
             settings.setdefault("num_threads", self.num_threads)
             settings.setdefault("kv_cache_dtype", self.kv_cache_dtype)
+            settings.setdefault("matmul_precision", self.matmul_precision)
             prompts.append(prompt.astype(np.int64))
             values.append(settings_numbers(resolve_settings(config=self.config, **settings)))
             rng_rows.append(int(rng_row))

@@ -178,14 +178,16 @@ class Engine:
         return stream_steps(stream, rows, ends, tokenizer, list(stop), int(values["max_new_tokens"]))
 
     def batch(self, capacity: int, max_positions: Optional[int] = None, num_threads: int = 0,
-              max_memory_mb: int = 0, kv_cache_dtype: str = "float32"):
+              max_memory_mb: int = 0, kv_cache_dtype: str = "float32",
+              matmul_precision: str = "float32"):
         """An empty continuous batch (`fastergpt.continuous.ContinuousBatch`) of `capacity`
         rows: sequences join and leave it between steps. Its KV cache is reserved once, in
-        `kv_cache_dtype` ("float32" or "float16")."""
+        `kv_cache_dtype` ("float32" or "float16"); its passes multiply float weights in
+        `matmul_precision` ("float32" or "bfloat16")."""
         from fastergpt.continuous import ContinuousBatch
 
         return ContinuousBatch(self, capacity, max_positions, num_threads, max_memory_mb,
-                               kv_cache_dtype)
+                               kv_cache_dtype, matmul_precision)
 
     def logits(self, input_ids, attention_mask=None, num_threads: int = 0):
         """Next-token logits at every position, float32 [B, L, V] (zeros under padding):

@@ -1,4 +1,5 @@
 #include "context.h"
+#include "error.h"
 
 #include <pthread.h>
 
@@ -55,6 +56,13 @@ Context::Context(const Backend& backend, int num_threads)
     : backend_(backend),
       pool_(std::make_unique<ThreadPool>(backend.host_memory ? resolve_threads(num_threads) : 1)),
       cache_(backend), act_(backend) {}
+
+void Context::set_matmul_precision(MatmulPrecision p) {
+  FGPT_CHECK(p == MatmulPrecision::kFloat32 || backend_.bf16_matmul, "matmul_precision=",
+             matmul_precision_name(p), ": the ", backend_.name, " backend cannot multiply in it",
+             backend_.host_memory ? " (this CPU has no AVX-512 BF16)" : "", "; use float32");
+  precision_ = p;
+}
 
 void Context::set_num_threads(int num_threads) {
   if (!backend_.host_memory) return;  // a device's kernels do not use the pool

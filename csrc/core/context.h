@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "device_array.h"
+#include "generation_options.h"
 #include "kernels.h"
 #include "kv_cache.h"
 #include "model_config.h"
@@ -47,6 +48,10 @@ class Context {
 
   // Threads for the next call (0 = all cores); re-creates the pool on a change.
   void set_num_threads(int num_threads);
+  // What linear() multiplies float weights in, for the next call; throws Error when the
+  // backend cannot (bfloat16 without AVX-512 BF16).
+  void set_matmul_precision(MatmulPrecision p);
+  MatmulPrecision matmul_precision() const { return precision_; }
 
   // After a call: gives back the KV cache and workspace when they hold more than
   // `keep_bytes`, so one large request does not pin its memory for the life of
@@ -58,6 +63,7 @@ class Context {
   std::unique_ptr<ThreadPool> pool_;
   KVCache cache_;
   Activations act_;
+  MatmulPrecision precision_ = MatmulPrecision::kFloat32;
 };
 
 // The process-wide context of `backend`, with `num_threads` threads (the CPU's

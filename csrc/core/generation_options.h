@@ -30,6 +30,9 @@ enum class EarlyStopping : int64_t { kFalse = 0, kTrue = 1, kNever = 2 };
 // How the KV cache stores keys and values (kv_cache.h); attention's arithmetic is
 // float32 either way.
 enum class KVDtype : int64_t { kFloat32 = 0, kFloat16 = 1 };
+// What the float32 / float16 weight formats multiply in: float32 FMA, or bfloat16 pairs
+// summed in float32 (AVX-512 BF16's vdpbf16ps; a backend without it refuses the setting).
+enum class MatmulPrecision : int64_t { kFloat32 = 0, kBFloat16 = 1 };
 
 // The names a Choice setting accepts: canonical names first (their values
 // 0, 1, ...), then aliases; ends with {nullptr}.
@@ -45,6 +48,10 @@ constexpr ChoiceName kEarlyStopping[] = {
 constexpr ChoiceName kKVDtypes[] = {{"float32", 0}, {"float16", 1}, {nullptr, 0}};
 inline const char* kv_dtype_name(KVDtype d) { return kKVDtypes[static_cast<int>(d)].name; }
 inline int64_t kv_element_bytes(KVDtype d) { return d == KVDtype::kFloat16 ? 2 : 4; }
+constexpr ChoiceName kMatmulPrecisions[] = {{"float32", 0}, {"bfloat16", 1}, {nullptr, 0}};
+inline const char* matmul_precision_name(MatmulPrecision p) {
+  return kMatmulPrecisions[static_cast<int>(p)].name;
+}
 
 constexpr double kMaxTokens = 1 << 30;  // far above any position table, far below overflow
 constexpr double kMaxId = (1LL << 31) - 1;
@@ -111,7 +118,10 @@ constexpr double kMaxBeams = 256;  // each beam is a KV-cache row; the top-k mer
     "greedy search: the longest n-gram prompt lookup matches (it tries shorter ones after)")    \
   X(kv_cache_dtype, KVDtype, Choice, 0, 0, true, 1, kKVDtypes,                                    \
     "float32, or float16: keys and values rounded to half precision as they are stored (half "    \
-    "the cache's memory and attention's reads; the products stay float32)")
+    "the cache's memory and attention's reads; the products stay float32)")                       \
+  X(matmul_precision, MatmulPrecision, Choice, 0, 0, true, 1, kMatmulPrecisions,                  \
+    "float32, or bfloat16: float32/float16 weights and the activations they multiply rounded to " \
+    "bfloat16, products summed in float32 (CPUs with AVX-512 BF16; int8/int4 weights unchanged)")
 
 struct GenerationOptions {
 #define FGPT_SETTING_FIELD(name, type, kind, def, lo, lo_incl, hi, choices, help) \

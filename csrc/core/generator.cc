@@ -323,6 +323,9 @@ void Generator::join(BatchState& s, const std::vector<JoinRequest>& joins) {
     FGPT_CHECK(o.kv_cache_dtype == ctx_.kv_cache().dtype(), "join: kv_cache_dtype must be the ",
                "batch's (", kv_dtype_name(ctx_.kv_cache().dtype()), "), got ",
                kv_dtype_name(o.kv_cache_dtype));
+    FGPT_CHECK(o.matmul_precision == ctx_.matmul_precision(), "join: matmul_precision must be ",
+               "the batch's (", matmul_precision_name(ctx_.matmul_precision()), "), got ",
+               matmul_precision_name(o.matmul_precision));
     GenerationInput one{j.prompt, nullptr, 1, j.length};
     std::vector<int64_t> real_lengths;
     check_input(c_, one, o, o.max_new_tokens, &real_lengths, false);

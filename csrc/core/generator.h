@@ -123,7 +123,9 @@ struct BatchState {
 class Generator {
  public:
   Generator(const Model& model, const GenerationOptions& options, Context& ctx)
-      : model_(model), c_(model.config()), o_(options), ctx_(ctx) {}
+      : model_(model), c_(model.config()), o_(options), ctx_(ctx) {
+    ctx_.set_matmul_precision(o_.matmul_precision);
+  }
 
   // Checks the request (throws Error naming the argument) and returns each
   // prompt's real length.

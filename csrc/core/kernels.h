@@ -67,6 +67,9 @@ struct Backend {
   bool host_memory;
   // Its attention reads a float16 KV cache (kv_cache_dtype=float16); else float32 only.
   bool half_kv_cache;
+  // Its linear() takes matmul_precision=bfloat16 for float32 / float16 weights (on the CPU:
+  // when it has AVX-512 BF16); else the setting is refused.
+  bool bf16_matmul;
 
   // ---- memory -------------------------------------------------------------------------
   // `bytes` of device memory, zero-filled, 64-byte aligned; throws Error (naming the

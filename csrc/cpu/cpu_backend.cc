@@ -6,6 +6,7 @@ namespace fastergpt {
 const Backend& cpu_backend() {
   static const Backend backend{
       "cpu",           /*host_memory=*/true, /*half_kv_cache=*/true,
+      /*bf16_matmul=*/cpu::has_bf16_matmul(),
       cpu::allocate,   cpu::deallocate,
       cpu::copy,       cpu::bind_matrix,     cpu::bind_vector, cpu::add,
       cpu::add_positions, cpu::linear,       cpu::embed,       cpu::layer_norm,

@@ -19,6 +19,8 @@ void add_positions(Context& ctx, const float* positions, const TokenSlot* slots,
 
 void linear(Context& ctx, const float* x, int64_t M, const Matrix& W, const float* bias,
             Epilogue epilogue, float* y);
+// The chosen instruction set multiplies bfloat16 pairs (matmul_precision=bfloat16).
+bool has_bf16_matmul();
 void embed(Context& ctx, const Matrix& table, const float* positions, const int64_t* tokens,
            const TokenSlot* slots, int64_t M, float* x);
 void layer_norm(Context& ctx, const float* x, int64_t M, int64_t D, const float* gamma,

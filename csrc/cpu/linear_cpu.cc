@@ -2,7 +2,8 @@
 // thread streams its own rows of W once per chunk of tokens) and runs the SIMD
 // tile kernels of the chosen instruction set for the matrix's weight format.
 // A format whose row says kInt8Rows gets its activations quantised per row
-// once per call, then multiplies int8 x int8 -> int32.
+// once per call, then multiplies int8 x int8 -> int32; a float format under
+// matmul_precision=bfloat16 gets them as bfloat16 pairs.
 #include <algorithm>
 #include <vector>
 
@@ -42,6 +43,18 @@ void linear(Context& ctx, const float* x, int64_t M, const Matrix& W, const floa
     }
     pool.parallel_for(N, grain, [&](int64_t n0, int64_t n1) {
       k.int8_rows(xq, xscale, M, W, n0, n1, bias, epilogue, y);
+    });
+    return;
+  }
+  if (ctx.matmul_precision() == MatmulPrecision::kBFloat16) {
+    // (Context refuses the setting where the ISA has no bf16 kernels.)
+    thread_local std::vector<uint32_t> pairs;
+    const int64_t words = M * ((K + 1) / 2);
+    if (static_cast<int64_t>(pairs.size()) < words) pairs.resize(words);
+    simd().to_bf16_pairs(x, M, K, pairs.data());
+    const uint32_t* xb = pairs.data();
+    pool.parallel_for(N, grain, [&](int64_t n0, int64_t n1) {
+      k.bf16_rows(xb, M, W, n0, n1, bias, epilogue, y);
     });
     return;
   }

@@ -72,7 +72,23 @@ FGPT_DECLARE_SIMD(generic)
 FGPT_DECLARE_SIMD(avx2)
 FGPT_DECLARE_SIMD(avx512)
 FGPT_DECLARE_SIMD(avx512vnni)
+FGPT_DECLARE_SIMD(avx512bf16)
 #undef FGPT_DECLARE_SIMD
+
+// matmul_precision=bfloat16 (AVX-512 BF16 only): x as bfloat16 pairs, [M, (K + 1) / 2] words
+// (to_bf16_pairs), times float32 / float16 weights rounded to bfloat16 in registers.
+using Bf16RowsFn = void (*)(const uint32_t* xb, int64_t M, const Matrix& W, int64_t n_begin,
+                            int64_t n_end, const float* bias, Epilogue ep, float* y);
+namespace avx512bf16 {
+void to_bf16_pairs(const float* x, int64_t M, int64_t K, uint32_t* out);
+void linear_f32_rows_bf16(const uint32_t*, int64_t, const Matrix&, int64_t, int64_t, const float*,
+                          Epilogue, float*);
+void linear_f16_rows_bf16(const uint32_t*, int64_t, const Matrix&, int64_t, int64_t, const float*,
+                          Epilogue, float*);
+}  // namespace avx512bf16
+
+// The instruction sets the library is built for, narrowest first (tests go through them all).
+constexpr const char* kIsaNames[] = {"generic", "avx2", "avx512", "avx512vnni", "avx512bf16"};
 
 // int8 activations times a format's weights (ActivationInput::kInt8Rows): y rows
 // [n_begin, n_end), n_begin a multiple of the format's block of rows.
@@ -94,6 +110,7 @@ struct FormatKernels {
   Q8RowsFn int8_rows;       // ActivationInput::kInt8Rows
   Q4RowsFn int8_groups;     // ActivationInput::kInt8Groups
   DequantizeRowFn dequantize_row;
+  Bf16RowsFn bf16_rows;     // kFloat under matmul_precision=bfloat16; null without AVX-512 BF16
 };
 
 // The inner loops of one instruction set.
@@ -126,6 +143,8 @@ struct SimdKernels {
   void (*attend_queries_f16)(const float* Q, int64_t ldq, const uint16_t* K, const uint16_t* V,
                              int64_t n0, int64_t T, int64_t Dh, float scale, float* out,
                              int64_t ldo, float* work);
+  // x [M, K] as bfloat16 pairs for the bf16_rows kernels; null without AVX-512 BF16.
+  void (*to_bf16_pairs)(const float* x, int64_t M, int64_t K, uint32_t* out);
 
   const FormatKernels& of(WeightFormat f) const { return formats[static_cast<int>(f)]; }
 };

@@ -184,7 +184,7 @@ int cuda_device_count() {
 const Backend& cuda_backend() {
   cuda::state();  // a clear error now, when no GPU is visible, rather than at the first kernel
   static const Backend backend{
-      "cuda",           /*host_memory=*/false, /*half_kv_cache=*/false,
+      "cuda",           /*host_memory=*/false, /*half_kv_cache=*/false, /*bf16_matmul=*/false,
       cuda::allocate,   cuda::deallocate,
       cuda::copy,       cuda::bind_matrix,     cuda::bind_vector, cuda::add,
       cuda::add_positions, cuda::linear,       cuda::embed,       cuda::layer_norm,

@@ -84,13 +84,14 @@ class Metrics:
 class Scheduler:
     def __init__(self, engine, tokenizer, max_batch: int = 8, max_queue: int = 64,
                  max_positions: Optional[int] = None, num_threads: int = 0,
-                 kv_cache_dtype: str = "float32"):
+                 kv_cache_dtype: str = "float32", matmul_precision: str = "float32"):
         self.engine = engine
         self.tokenizer = tokenizer
         self.max_batch = int(max_batch)
         self.max_queue = int(max_queue)
         self.batch = engine.batch(self.max_batch, max_positions, num_threads=num_threads,
-                                  kv_cache_dtype=kv_cache_dtype)
+                                  kv_cache_dtype=kv_cache_dtype,
+                                  matmul_precision=matmul_precision)
         self.max_positions = self.batch.max_positions
         self.metrics = Metrics()
         self._waiting: "queue.Queue[Request]" = queue.Queue()

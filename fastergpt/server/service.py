@@ -27,6 +27,7 @@ class ServerOptions:
     max_positions: Optional[int] = None
     threads: int = 0            # engine threads of this replica (0 = all cores)
     kv_cache_dtype: str = "float32"  # the batch's KV cache: float32, or float16 (half the memory)
+    matmul_precision: str = "float32"  # float weights multiply in float32, or bfloat16 (AVX-512 BF16)
     model_name: Optional[str] = None
 
     def to_dict(self) -> dict:
@@ -72,7 +73,8 @@ class Service:
                                        vocab_dtype=options.vocab_dtype)
         tokenizer = Tokenizer.from_dir(path)
         self.scheduler = Scheduler(engine, tokenizer, options.max_batch, options.max_queue,
-                                   options.max_positions, options.threads, options.kv_cache_dtype)
+                                   options.max_positions, options.threads, options.kv_cache_dtype,
+                                   options.matmul_precision)
         default = options.model_name_or_path in (None, "", "default") and not options.inference_model_dir
         self.model_name = options.model_name or ("default" if default else str(path))
         self.app = create_app(self.scheduler, self.model_name, chat_template_of(path), replica_id())

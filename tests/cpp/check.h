@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 namespace fgpt_test {
 inline int& failures() {
@@ -44,6 +45,19 @@ inline int& failures() {
       std::fprintf(stderr, "%s:%d: no Error from %s\n", __FILE__, __LINE__, #expr); \
       ++fgpt_test::failures();                                                     \
     }                                                                              \
+  } while (0)
+
+// `expr` throws fastergpt::Error with `text` in its message.
+#define CHECK_THROWS_WITH(expr, text)                                       \
+  do {                                                                      \
+    bool named_ = false;                                                    \
+    try {                                                                   \
+      expr;                                                                 \
+    } catch (const fastergpt::Error& e_) {                                  \
+      named_ = std::strstr(e_.what(), text) != nullptr;                     \
+      if (!named_) std::fprintf(stderr, "message: %s\n", e_.what());        \
+    }                                                                       \
+    CHECK(named_ && #expr);                                                 \
   } while (0)
 
 #define TEST_MAIN_END()                                                          \

@@ -138,7 +138,7 @@ void attention(Context& c, KVCache& cache, int64_t l, int64_t H, const float* qk
 }
 
 const Backend& emulated_device() {
-  static const Backend b{"emulated",  /*host_memory=*/false, /*half_kv_cache=*/false,
+  static const Backend b{"emulated",  /*host_memory=*/false, /*half_kv_cache=*/false, /*bf16_matmul=*/false,
                          allocate,    deallocate, copy,
                          bind_matrix, bind_vector, add, add_positions, linear, embed,
                          layer_norm, rms_norm, rotary, glu, attention};

@@ -175,7 +175,7 @@ static void test_linear(Context& ctx) {
 // Every ISA's inner loops agree with the scalar reference.
 static void test_simd_paths() {
   std::mt19937 rng(2);
-  for (const char* name : {"generic", "avx2", "avx512", "avx512vnni"}) {
+  for (const char* name : cpu::kIsaNames) {
     const cpu::SimdKernels* k = cpu::simd_by_name(name);
     if (!k) {
       std::printf("ISA %s not available here, skipped\n", name);
@@ -212,7 +212,7 @@ static void test_weight_formats() {
   std::mt19937 rng(6);
   const int64_t shapes[][3] = {{1, 5, 3}, {1, 33, 17}, {3, 64, 20}, {8, 100, 9}, {5, 768, 12}};
   for (WeightFormat f : {WeightFormat::kF32, WeightFormat::kF16, WeightFormat::kI8, WeightFormat::kI4}) {
-    for (const char* isa : {"generic", "avx2", "avx512", "avx512vnni"}) {
+    for (const char* isa : cpu::kIsaNames) {
       const cpu::SimdKernels* k = cpu::simd_by_name(isa);
       if (!k) continue;
       for (const auto& s : shapes) {
@@ -252,8 +252,9 @@ static void test_float_blocks_are_bit_identical() {
       const Packed p = pack(w, N, K, f);
       const Matrix W = p.matrix(N, K);
       std::vector<float> first;
-      for (const char* isa : {"avx2", "avx512", "avx512vnni"}) {
-        const cpu::SimdKernels* k = cpu::simd_by_name(isa);
+      for (const char* isa : cpu::kIsaNames) {
+        // (generic rounds the product and the sum apart: it has no FMA to agree with)
+        const cpu::SimdKernels* k = std::strcmp(isa, "generic") ? cpu::simd_by_name(isa) : nullptr;
         if (!k) continue;
         std::vector<float> all(M * N), one(M * N), split(M * N);
         k->of(f).float_rows(x.data(), M, W, 0, N, b.data(), Epilogue::kStore, all.data());
@@ -305,7 +306,7 @@ static void test_int8_linear() {
         CHECK_NEAR(ref[m * N + n], exact, 0.05 * std::sqrt(double(K)));  // quantisation error
       }
     }
-    for (const char* isa : {"generic", "avx2", "avx512", "avx512vnni"}) {
+    for (const char* isa : cpu::kIsaNames) {
       const cpu::SimdKernels* k = cpu::simd_by_name(isa);
       if (!k) continue;
       std::vector<int8_t> xs(M * K);
@@ -368,7 +369,7 @@ static void test_int4_linear() {
         CHECK_NEAR(ref[m * N + n], exact, 0.01 * std::sqrt(double(K)));  // activation rounding
       }
     }
-    for (const char* isa : {"generic", "avx2", "avx512", "avx512vnni"}) {
+    for (const char* isa : cpu::kIsaNames) {
       const cpu::SimdKernels* k = cpu::simd_by_name(isa);
       if (!k) continue;
       std::vector<int8_t> xs(M * K);
@@ -491,7 +492,7 @@ static void test_attend() {
 // further in, every block length up to the lanes.
 static void test_attend_queries_bit_identical() {
   std::mt19937 rng(21);
-  for (const char* isa : {"generic", "avx2", "avx512", "avx512vnni"}) {
+  for (const char* isa : cpu::kIsaNames) {
     const cpu::SimdKernels* k = cpu::simd_by_name(isa);
     if (!k) continue;
     const int64_t lanes = k->attention_lanes();
@@ -713,6 +714,142 @@ static void test_shared_activation_math() {
   }
 }
 
+// ---- matmul_precision=bfloat16 ----------------------------------------------------------
+// A scalar model of the arithmetic, from Intel's description of vcvtne2ps2bf16 and
+// vdpbf16ps: a float rounds to bfloat16 to nearest even, denormals become (signed) zero and
+// a NaN stays a quiet NaN; each vdpbf16ps lane adds the product of the odd pair and then of
+// the even pair to its sum, each addition rounded to float32, a denormal result flushed.
+static uint16_t bf16_model(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, 4);
+  const uint32_t exponent = (b >> 23) & 0xFF, mantissa = b & 0x7FFFFF;
+  if (exponent == 0xFF && mantissa) return static_cast<uint16_t>((b >> 16) | 0x40);
+  if (exponent == 0) return static_cast<uint16_t>((b >> 16) & 0x8000);
+  return static_cast<uint16_t>((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
+}
+static float bf16_value(uint16_t h) {
+  const uint32_t b = uint32_t(h) << 16;
+  float x;
+  std::memcpy(&x, &b, 4);
+  return x;
+}
+static float flush_denormal(float v) {
+  return std::fpclassify(v) == FP_SUBNORMAL ? std::copysign(0.0f, v) : v;
+}
+// y[m, n] = bias[n] + sum over pairs of x[m, :] . w[n, :] (w: the format's exact weights)
+static float bf16_dot_model(const float* x, const float* w, int64_t K) {
+  float acc = 0.0f;
+  for (int64_t k = 0; k < K; k += 2) {
+    const float x1 = k + 1 < K ? bf16_value(bf16_model(x[k + 1])) : 0.0f;
+    const float w1 = k + 1 < K ? bf16_value(bf16_model(w[k + 1])) : 0.0f;
+    acc = flush_denormal(std::fma(x1, w1, acc));
+    acc = flush_denormal(std::fma(bf16_value(bf16_model(x[k])), bf16_value(bf16_model(w[k])), acc));
+  }
+  return acc;
+}
+
+static void test_bf16_matmul() {
+  const cpu::SimdKernels* k = cpu::simd_by_name("avx512bf16");
+  if (!k) {
+    std::printf("no AVX-512 BF16 here: the bfloat16 kernels are not tested\n");
+    return;
+  }
+  std::mt19937 rng(7);
+  // The activations' conversion, special values included, for every length up to 70.
+  std::vector<float> special = {0.0f, -0.0f, 1.0f, 1.00390625f /* a tie */, 1.01171875f /* a tie, odd */,
+                                3.4e38f /* rounds to inf */, -INFINITY, INFINITY, NAN, -NAN,
+                                1e-40f /* denormal */, -1e-39f, 1.17549435e-38f /* FLT_MIN */};
+  for (int64_t K = 1; K <= 70; ++K) {
+    std::vector<float> x = random_vec(2 * K, rng);
+    for (size_t i = 0; i < special.size() && i < x.size(); ++i) x[(i * 7) % x.size()] = special[i];
+    const int64_t Kp = (K + 1) / 2;
+    std::vector<uint32_t> got(2 * Kp + 1, 0xDEADBEEF);
+    k->to_bf16_pairs(x.data(), 2, K, got.data());
+    for (int64_t m = 0; m < 2; ++m)
+      for (int64_t j = 0; j < Kp; ++j) {
+        const uint32_t lo = bf16_model(x[m * K + 2 * j]);
+        const uint32_t hi = 2 * j + 1 < K ? bf16_model(x[m * K + 2 * j + 1]) : 0;
+        CHECK(got[m * Kp + j] == (lo | hi << 16));
+      }
+    CHECK(got[2 * Kp] == 0xDEADBEEF);  // nothing written past the rows
+  }
+  // The kernels against the model, bit for bit, for both float formats, shapes below and
+  // above a tile, odd K, partial blocks, a bias or none, a store or the residual add; and
+  // through the backend at 1 and 2 threads, where every row must equal its result alone.
+  const int64_t shapes[][3] = {{1, 1, 1}, {1, 7, 5},   {3, 17, 33},  {5, 80, 67},
+                               {8, 768, 40}, {9, 33, 17}, {37, 96, 130}, {70, 64, 9}};
+  for (const auto& sh : shapes) {
+    const int64_t M = sh[0], K = sh[1], N = sh[2];
+    auto x = random_vec(M * K, rng), w0 = random_vec(N * K, rng), b = random_vec(N, rng);
+    x[0] = 1e-39f;  // a denormal activation: flushed
+    for (WeightFormat f : {WeightFormat::kF32, WeightFormat::kF16}) {
+      const Packed p = pack(w0, N, K, f);
+      for (bool with_bias : {false, true})
+        for (Epilogue ep : {Epilogue::kStore, Epilogue::kAccumulate}) {
+          const float* bias = with_bias ? b.data() : nullptr;
+          const auto y0 = random_vec(M * N, rng);
+          std::vector<float> ref = y0;
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = 0; n < N; ++n) {
+              float v = bf16_dot_model(x.data() + m * K, p.exact.data() + n * K, K);
+              if (bias) v += bias[n];
+              ref[m * N + n] = ep == Epilogue::kStore ? v : y0[m * N + n] + v;
+            }
+          std::vector<uint32_t> pairs(M * ((K + 1) / 2));
+          k->to_bf16_pairs(x.data(), M, K, pairs.data());
+          std::vector<float> y = y0;
+          k->of(f).bf16_rows(pairs.data(), M, p.matrix(N, K), 0, N, bias, ep, y.data());
+          CHECK(std::memcmp(y.data(), ref.data(), y.size() * 4) == 0);
+          if (cpu::simd().to_bf16_pairs != k->to_bf16_pairs) continue;  // not the chosen ISA
+          for (int threads : {1, 2}) {
+            Context ctx(cpu_backend(), threads);
+            ctx.set_matmul_precision(MatmulPrecision::kBFloat16);
+            y = y0;
+            ctx.backend().linear(ctx, x.data(), M, p.matrix(N, K), bias, ep, y.data());
+            CHECK(std::memcmp(y.data(), ref.data(), y.size() * 4) == 0);
+          }
+        }
+      // Close to the float64 product: bfloat16 keeps 8 bits of each factor.
+      std::vector<uint32_t> pairs(M * ((K + 1) / 2));
+      k->to_bf16_pairs(x.data(), M, K, pairs.data());
+      std::vector<float> y(M * N);
+      k->of(f).bf16_rows(pairs.data(), M, p.matrix(N, K), 0, N, nullptr, Epilogue::kStore, y.data());
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+          double acc = 0;
+          for (int64_t j = 0; j < K; ++j) acc += double(x[m * K + j]) * p.exact[n * K + j];
+          CHECK_NEAR(y[m * N + n], acc, 1e-2 * std::sqrt(double(K)));
+        }
+    }
+  }
+  // Sums that reach the denormal range are flushed, as the model says.
+  {
+    const int64_t K = 2, N = 16;
+    std::vector<float> x = {1e-20f, 1e-19f}, w(N * K, 1e-19f);
+    const Packed p = pack(w, N, K, WeightFormat::kF32);
+    std::vector<uint32_t> pairs(1);
+    k->to_bf16_pairs(x.data(), 1, K, pairs.data());
+    std::vector<float> y(N, 1.0f);
+    k->of(WeightFormat::kF32).bf16_rows(pairs.data(), 1, p.matrix(N, K), 0, N, nullptr,
+                                        Epilogue::kStore, y.data());
+    CHECK(y[0] == bf16_dot_model(x.data(), p.exact.data(), K));
+    CHECK(y[0] == 0.0f);
+  }
+}
+
+// A backend without bfloat16 kernels refuses the setting by name.
+static void test_bf16_refusal() {
+  Backend no_bf16 = cpu_backend();
+  no_bf16.name = "emulated";
+  no_bf16.bf16_matmul = false;
+  Context ctx(no_bf16, 1);
+  CHECK_THROWS_WITH(ctx.set_matmul_precision(MatmulPrecision::kBFloat16),
+                    "matmul_precision=bfloat16: the emulated backend cannot multiply in it");
+  ctx.set_matmul_precision(MatmulPrecision::kFloat32);
+  CHECK(ctx.matmul_precision() == MatmulPrecision::kFloat32);
+  CHECK(cpu_backend().bf16_matmul == (cpu::simd_by_name("avx512bf16") != nullptr));
+}
+
 int main() {
   std::printf("CPU kernels use %s\n", cpu_isa_name());
   for (const Backend* backend : {&cpu_backend()}) {
@@ -739,5 +876,7 @@ int main() {
   test_weight_formats();
   test_unpack_float_blocks();
   test_shared_activation_math();
+  test_bf16_matmul();
+  test_bf16_refusal();
   TEST_MAIN_END();
 }

@@ -21,21 +21,6 @@
 using namespace fastergpt;
 using fgpt_test::random_vec;
 
-// `expr` throws fastergpt::Error with `text` in its message.
-#define CHECK_THROWS_WITH(expr, text)                                       \
-  do {                                                                      \
-    bool named_ = false;                                                    \
-    try {                                                                   \
-      expr;                                                                 \
-    } catch (const fastergpt::Error& e_) {                                  \
-      named_ = std::strstr(e_.what(), text) != nullptr;                     \
-      if (!named_) std::fprintf(stderr, "message: %s\n", e_.what());        \
-    }                                                                       \
-    CHECK(named_ && #expr);                                                 \
-  } while (0)
-
-static const char* const kIsas[] = {"generic", "avx2", "avx512", "avx512vnni"};
-
 // The reference: clamp, then the compiler's conversion.
 static uint16_t reference_half(float v) {
   return fgpt_test::half_bits(std::isnan(v) ? v : std::fmax(-65504.0f, std::fmin(65504.0f, v)));
@@ -71,7 +56,7 @@ static void test_store_half() {
   const int64_t n = static_cast<int64_t>(values.size());
   for (int64_t i = 0; i < n; ++i)
     CHECK(cpu::float_to_half_clamped(values[i]) == reference_half(values[i]));
-  for (const char* isa : kIsas) {
+  for (const char* isa : cpu::kIsaNames) {
     const cpu::SimdKernels* k = cpu::simd_by_name(isa);
     if (!k) continue;
     std::vector<uint16_t> out(n + 1, 0xABCD);
@@ -104,7 +89,7 @@ static bool same_bits(const float* a, const float* b, int64_t n) {
 
 static void test_half_kernels_match_float() {
   std::mt19937 rng(8);
-  for (const char* isa : kIsas) {
+  for (const char* isa : cpu::kIsaNames) {
     const cpu::SimdKernels* k = cpu::simd_by_name(isa);
     if (!k) continue;
     const int64_t lanes = k->attention_lanes();
