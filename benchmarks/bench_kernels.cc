@@ -60,6 +60,21 @@ __attribute__((target("avx512f,fma"))) static double peak_fp32_loop(int64_t iter
   return double(iters) * kPeakChains * 16 * 2;
 }
 
+__attribute__((target("avx512f,avx512bf16"))) static double peak_bf16_loop(int64_t iters) {
+  __m512 acc[kPeakChains];
+  for (int i = 0; i < kPeakChains; ++i) acc[i] = _mm512_set1_ps(float(i));
+  __m512bh a = (__m512bh)_mm512_set1_epi16(0x3F80), b = (__m512bh)_mm512_set1_epi16(0x3000);
+  __asm__ volatile("" : "+v"(a), "+v"(b));
+  for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 12
+    for (int i = 0; i < kPeakChains; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+  }
+  float sink = 0;
+  for (int i = 0; i < kPeakChains; ++i) sink += _mm512_reduce_add_ps(acc[i]);
+  __asm__ volatile("" : : "x"(sink));
+  return double(iters) * kPeakChains * 32 * 2;
+}
+
 // Seconds per call of `fn`, after one warm-up call, over at least `seconds` of calls.
 template <typename F>
 static double seconds_per_call(F&& fn, double seconds) {
@@ -106,6 +121,11 @@ int main(int argc, char** argv) {
       std::printf("peak (measured, %d threads): int8 vpdpbusd %.0f GOP/s, fp32 vfmadd %.0f GFLOP/s\n",
                   threads, measure_peak(peak_int8_loop, threads), measure_peak(peak_fp32_loop, threads));
   }
+  if (all && cpu_backend().bf16_matmul) {
+    for (int threads = 1; threads <= default_num_threads(); ++threads)
+      std::printf("peak (measured, %d threads): bf16 vdpbf16ps %.0f GFLOP/s\n", threads,
+                  measure_peak(peak_bf16_loop, threads));
+  }
   struct Shape {
     const char* name;
     int64_t M, K, N;
@@ -113,18 +133,26 @@ int main(int argc, char** argv) {
                 {"lmhead M=1", 1, 768, 50257}, {"lmhead M=8", 8, 768, 50257},
                 {"fc    M=8", 8, 768, 3072},  {"fc   M=32", 32, 768, 3072},
                 {"fc  M=256", 256, 768, 3072}};
-  // int4 twice: groups of 128 and of 32 columns.
+  // int4 twice: groups of 128 and of 32 columns; the float formats again under
+  // matmul_precision=bfloat16 where the CPU has AVX-512 BF16 ("f32>bf16", "f16>bf16").
   struct Format {
     WeightFormat f;
     int64_t group_size;
     const char* name;
-  } formats[] = {{WeightFormat::kF32, 0, "float32"}, {WeightFormat::kF16, 0, "float16"},
-                 {WeightFormat::kI8, 0, "int8"}, {WeightFormat::kI4, 128, "int4g128"},
-                 {WeightFormat::kI4, 32, "int4g32"}};
+    MatmulPrecision precision;
+  } formats[] = {{WeightFormat::kF32, 0, "float32", MatmulPrecision::kFloat32},
+                 {WeightFormat::kF32, 0, "f32>bf16", MatmulPrecision::kBFloat16},
+                 {WeightFormat::kF16, 0, "float16", MatmulPrecision::kFloat32},
+                 {WeightFormat::kF16, 0, "f16>bf16", MatmulPrecision::kBFloat16},
+                 {WeightFormat::kI8, 0, "int8", MatmulPrecision::kFloat32},
+                 {WeightFormat::kI4, 128, "int4g128", MatmulPrecision::kFloat32},
+                 {WeightFormat::kI4, 32, "int4g32", MatmulPrecision::kFloat32}};
   for (int threads = 1; all && threads <= default_num_threads(); ++threads) {
     Context ctx(cpu_backend(), threads);
     const Backend& k = ctx.backend();
     for (const Shape& s : shapes) for (const Format& fmt : formats) {
+      if (fmt.precision == MatmulPrecision::kBFloat16 && !k.bf16_matmul) continue;
+      ctx.set_matmul_precision(fmt.precision);
       const WeightFormat f = fmt.f;
       const std::vector<int64_t> stored = storage_shape(f, s.N, s.K);
       std::vector<float> x(s.M * s.K), w(s.N * s.K), y(s.M * s.N), scales(s.N, 0.01f);
