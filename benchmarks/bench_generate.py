@@ -93,7 +93,7 @@ def run_one(key, dtype, work, args, batch, top_k):
            "--batch", str(batch), "--prompt", str(args.prompt), "--new-tokens", str(args.new_tokens),
            "--top-k", str(top_k), "--threads", str(args.threads), "--repeats", str(args.repeats),
            "--vocab", str(args.vocab), "--num-beams", str(args.num_beams),
-           "--kv-cache-dtype", args.kv_cache_dtype]
+           "--kv-cache-dtype", args.kv_cache_dtype, "--matmul-precision", args.matmul_precision]
     if key == "reference" or key == "hf-torch":
         cmd[cmd.index("--repeats") + 1] = "1"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, HERE, os.environ.get("PYTHONPATH", "")]))
@@ -158,6 +158,9 @@ def main() -> None:
     ap.add_argument("--kv-cache-dtype", default="float32", choices=["float32", "float16"],
                     help="fastergpt's KV cache (kv_cache_dtype); llama.cpp keeps its default "
                          "float16 cache, the other engines float32")
+    ap.add_argument("--matmul-precision", default="float32", choices=["float32", "bfloat16"],
+                    help="what fastergpt's float32/float16 weights multiply in (matmul_precision; "
+                         "bfloat16 needs AVX-512 BF16); the other engines keep their own")
     args = ap.parse_args()
     if args.quick:
         args.new_tokens, args.repeats, args.top_k = 16, 1, [0]
@@ -186,7 +189,7 @@ def main() -> None:
     print(f"\n{shape} shape ({layers} layers, hidden {hidden}, vocab {args.vocab}); prompt "
           f"{args.prompt}, {args.new_tokens} new tokens, {args.threads} threads; CPU {cpu_model()} "
           f"(kernels: {engine_module().cpu_isa()}); measured read bandwidth {bandwidth:.1f} GB/s; "
-          f"fastergpt's KV cache {args.kv_cache_dtype}")
+          f"fastergpt's KV cache {args.kv_cache_dtype}, matmul_precision {args.matmul_precision}")
     roofline = {}
     from engines.prepare import BENCH_DTYPES
 
@@ -276,7 +279,8 @@ def main() -> None:
     stem = os.path.join(args.out, f"bench_generate_{arch_tag}{args.model}" +
                         (f"_{layers}l" if args.layers else "") +
                         (f"_beam{args.num_beams}" if args.num_beams > 1 else "") +
-                        ("_kv16" if args.kv_cache_dtype == "float16" else ""))
+                        ("_kv16" if args.kv_cache_dtype == "float16" else "") +
+                        ("_bf16" if args.matmul_precision == "bfloat16" else ""))
     with open(stem + ".json", "w") as f:
         json.dump({"args": vars(args), "cpu": cpu_model(), "bandwidth_gb_s": bandwidth,
                    "roofline_batch1": roofline, "results": results}, f, indent=1)

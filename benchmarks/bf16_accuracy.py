@@ -1,17 +1,15 @@
-"""What multiplying in bfloat16 (AVX-512 BF16's vdpbf16ps) would cost in accuracy.
+"""What multiplying in bfloat16 (`matmul_precision="bfloat16"`, AVX-512 BF16's vdpbf16ps)
+costs in accuracy, measured on fastergpt's own engine.
 
-vdpbf16ps multiplies pairs of bfloat16 values and accumulates in float32. For fastergpt's
-float16 weights that means rounding the weights (11 significant bits) and the activations
-(float32) to bfloat16 (8 bits) before every product. This script measures that on the
-default model's held-out text, in transformers on torch (float32 CPU): every linear layer
-(the LM head included) computes y = bf16(x) @ bf16(W16) + b in float32, against float32
-with the float16 weights (what fastergpt's float16 format computes) and against plain
-float32. The text is scored in windows of 256 tokens that do not overlap, the documents
-joined by blank lines (so its perplexities are not `fastergpt perplexity`'s, which
-gives every target more context). It reports
-perplexity, the share of positions whose most likely next token is float32's, and the
-logit differences. It simulates every linear layer of every pass (an upper bound for a
-change that would apply to prompt passes only).
+vdpbf16ps multiplies pairs of bfloat16 values and accumulates in float32: the weights
+(float32: 24 significant bits, float16: 11) and the activations are rounded to bfloat16 (8
+bits) before every product, in every linear layer, the LM head included. This script
+scores the default model's held-out text with transformers on torch (float32 CPU, the
+reference) and with fastergpt's float32 and float16 weights under both precisions. The
+text is scored in windows of 256 tokens that do not overlap, the documents joined by
+blank lines (so its perplexities are not `fastergpt perplexity`'s, which gives every
+target more context). It reports perplexity, the share of positions whose most likely
+next token is the reference's, and the logit differences.
 
     python benchmarks/bf16_accuracy.py
 """
@@ -36,44 +34,41 @@ def heldout_ids(tokenizer, window: int):
     return torch.tensor(ids).view(-1, window)
 
 
-def score(mode: str, ids):
+def reference_scores(ids):
     """(NLL per scored token, argmax per position, a sample of the logits) of the default
-    model with its linear layers computed as `mode`: float32, float16 or bfloat16."""
+    model in transformers, float32."""
     import torch
     from transformers import GPT2LMHeadModel
-    from transformers.pytorch_utils import Conv1D
 
     from fastergpt.pretrained import DEFAULT_MODEL_DIR
 
     model = GPT2LMHeadModel.from_pretrained(str(DEFAULT_MODEL_DIR), dtype=torch.float32).eval()
     with torch.no_grad():
-        for module in model.modules():
-            if not isinstance(module, Conv1D) or mode == "float32":
-                continue
-            module.weight.copy_(module.weight.half().float())  # fastergpt's float16 weights
-            if mode == "bfloat16":
-                module.weight.copy_(module.weight.to(torch.bfloat16).float())
+        return summarize([model(ids[b:b + 16]).logits for b in range(0, ids.shape[0], 16)], ids)
 
-                def forward(x, m=module):
-                    xb = x.to(torch.bfloat16).float()
-                    y = torch.addmm(m.bias, xb.reshape(-1, xb.shape[-1]), m.weight)
-                    return y.view(*x.shape[:-1], -1)
-                module.forward = forward
-        if mode == "bfloat16":  # the LM head too (its weight is the token table's: a copy)
-            head = model.lm_head
-            w = head.weight.detach().half().float().to(torch.bfloat16).float().clone()
 
-            def head_forward(x, w=w):
-                return x.to(torch.bfloat16).float() @ w.T
-            head.forward = head_forward
-        nll, top, sample = [], [], []
-        for b in range(0, ids.shape[0], 16):
-            x = ids[b:b + 16]
-            logits = model(x).logits[:, :-1].float()
-            logp = torch.log_softmax(logits, -1)
-            nll.append(-logp.gather(-1, x[:, 1:, None])[..., 0].flatten())
-            top.append(logits.argmax(-1).flatten())
-            sample.append(logits.reshape(-1, logits.shape[-1])[::7])
+def engine_scores(ids, dtype: str, precision: str):
+    """The same for fastergpt's engine with `dtype` weights multiplying in `precision`."""
+    import torch
+
+    from fastergpt import Engine
+
+    engine = Engine.from_pretrained("default", dtype=dtype)
+    return summarize([torch.from_numpy(engine.logits(ids[b:b + 16].numpy(), matmul_precision=precision))
+                      for b in range(0, ids.shape[0], 16)], ids)
+
+
+def summarize(batches, ids):
+    import torch
+
+    nll, top, sample = [], [], []
+    for b, logits in zip(range(0, ids.shape[0], 16), batches):
+        x = ids[b:b + 16]
+        logits = logits[:, :-1].float()
+        logp = torch.log_softmax(logits, -1)
+        nll.append(-logp.gather(-1, x[:, 1:, None])[..., 0].flatten())
+        top.append(logits.argmax(-1).flatten())
+        sample.append(logits.reshape(-1, logits.shape[-1])[::7])
     return torch.cat(nll).double(), torch.cat(top), torch.cat(sample)
 
 
@@ -84,16 +79,20 @@ def main() -> int:
 
     tokenizer = Tokenizer.from_dir(DEFAULT_MODEL_DIR)
     ids = heldout_ids(tokenizer, 256)
-    ref_nll, ref_top, ref_logits = score("float32", ids)
+    ref_nll, ref_top, ref_logits = reference_scores(ids)
     print(f"default model, held-out split: {ref_nll.numel()} tokens scored in windows of 256; "
           f"CPU {cpu_model()}")
-    print("| linear layers | perplexity | vs float32 | next token as float32 | max / mean abs logit difference |")
-    print("|---|---:|---:|---:|---:|")
-    for mode in ("float32", "float16", "bfloat16"):
-        nll, top, logits = (ref_nll, ref_top, ref_logits) if mode == "float32" else score(mode, ids)
-        diff = (logits - ref_logits).abs()
-        print(f"| {mode} | {nll.mean().exp():.3f} | {(nll.mean() - ref_nll.mean()).exp():.4f}x | "
-              f"{(top == ref_top).float().mean():.4f} | {diff.max():.4f} / {diff.mean():.5f} |")
+    print("| weights | matmul_precision | perplexity | vs transformers | next token as transformers' "
+          "| max / mean abs logit difference |")
+    print("|---|---|---:|---:|---:|---:|")
+    print(f"| transformers float32 | - | {ref_nll.mean().exp():.3f} | 1.0000x | 1.0000 | 0 / 0 |")
+    for dtype in ("float32", "float16"):
+        for precision in ("float32", "bfloat16"):
+            nll, top, logits = engine_scores(ids, dtype, precision)
+            diff = (logits - ref_logits).abs()
+            print(f"| fastergpt {dtype} | {precision} | {nll.mean().exp():.3f} | "
+                  f"{(nll.mean() - ref_nll.mean()).exp():.4f}x | {(top == ref_top).float().mean():.4f} "
+                  f"| {diff.max():.4f} / {diff.mean():.5f} |")
     return 0
 
 

@@ -189,9 +189,11 @@ class Engine:
         return ContinuousBatch(self, capacity, max_positions, num_threads, max_memory_mb,
                                kv_cache_dtype, matmul_precision)
 
-    def logits(self, input_ids, attention_mask=None, num_threads: int = 0):
+    def logits(self, input_ids, attention_mask=None, num_threads: int = 0,
+               matmul_precision: str = "float32"):
         """Next-token logits at every position, float32 [B, L, V] (zeros under padding):
-        for scoring text and for comparing weight formats."""
+        for scoring text and for comparing weight formats (and matmul precisions)."""
         ids = check_int_array(input_ids, "input_ids")
         mask = None if attention_mask is None else check_int_array(attention_mask, "attention_mask")
-        return self._engine.logits(ids, mask, num_threads=num_threads)
+        settings = {"num_threads": num_threads, "matmul_precision": matmul_precision}
+        return self._engine.logits(ids, mask, settings_numbers(settings))

@@ -48,19 +48,21 @@ def _windows(n_tokens: int, block_size: int, stride: int):
 
 
 def negative_log_likelihood(model, token_ids, block_size: Optional[int] = None,
-                            stride: Optional[int] = None, num_threads: int = 0) -> Tuple[float, int]:
+                            stride: Optional[int] = None, num_threads: int = 0,
+                            matmul_precision: str = "float32") -> Tuple[float, int]:
     """(mean NLL in nats per scored token, number of scored tokens); see the module docstring.
 
     model: a reference GPTLMHeadModel, or a fastergpt.Engine (any weight format:
     its logits come from the fused engine, so quantised weights are scored as
-    they run)."""
+    they run; matmul_precision as Engine.generate's, for an Engine only)."""
     ids, block_size, stride = _check_stream(model.config, token_ids, block_size, stride)
     windows = list(_windows(ids.size, block_size, stride))
     per_batch = max(1, _BATCH_TOKENS // block_size)
     total = 0.0
     count = 0
     if hasattr(model, "logits"):  # fastergpt.Engine
-        nll, _ = _engine_scores(model, ids, windows, per_batch, num_threads, with_top=False)
+        nll, _ = _engine_scores(model, ids, windows, per_batch, num_threads, matmul_precision,
+                                with_top=False)
         return float(nll.sum()) / nll.size, nll.size
     was_training = model.training
     model.eval()
@@ -163,22 +165,26 @@ def _check_stream(config, token_ids, block_size, stride):
 
 
 def token_scores(engine, token_ids, block_size: Optional[int] = None,
-                 stride: Optional[int] = None, num_threads: int = 0):
+                 stride: Optional[int] = None, num_threads: int = 0,
+                 matmul_precision: str = "float32"):
     """(NLL float64 [n - 1], argmax int64 [n - 1]) of a fastergpt.Engine for every target
     token 1..n-1 of the stream, in order, with the windows of the module docstring: the
     per-token numbers behind negative_log_likelihood, and the model's own next-token
     choice at each position (teacher-forced), to compare formats token by token."""
     ids, block_size, stride = _check_stream(engine.config, token_ids, block_size, stride)
     windows = list(_windows(ids.size, block_size, stride))
-    return _engine_scores(engine, ids, windows, max(1, _BATCH_TOKENS // block_size), num_threads)
+    return _engine_scores(engine, ids, windows, max(1, _BATCH_TOKENS // block_size), num_threads,
+                          matmul_precision)
 
 
-def _engine_scores(engine, ids, windows, per_batch, num_threads, with_top=True):
+def _engine_scores(engine, ids, windows, per_batch, num_threads, matmul_precision,
+                   with_top=True):
     """(NLL per target, argmax per target, or None without with_top)."""
     nlls, tops = [], []
     for length, group in _groups(windows, per_batch):
         batch = np.stack([ids[b:b + length + 1] for b, _, _ in group])
-        logits = engine.logits(batch[:, :-1], num_threads=num_threads).astype(np.float64)
+        logits = engine.logits(batch[:, :-1], num_threads=num_threads,
+                               matmul_precision=matmul_precision).astype(np.float64)
         m = logits.max(-1, keepdims=True)
         logz = m[..., 0] + np.log(np.exp(logits - m).sum(-1))
         target = np.take_along_axis(logits, batch[:, 1:, None], -1)[..., 0]

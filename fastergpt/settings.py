@@ -132,6 +132,13 @@ def over_defaults(defaults: dict, given: dict) -> dict:
     return merged
 
 
+def choice_names(name: str) -> list:
+    """The names a Choice setting accepts, in the order of their values (a command line's
+    choices)."""
+    row = _by_name()[name]
+    return sorted(row.choices, key=row.choices.get)
+
+
 def settings_numbers(values: dict) -> dict:
     """{name: float} as the engine takes them (a choice becomes its index)."""
     table = _by_name()

@@ -164,3 +164,20 @@ def test_paddle_op_and_predictor_take_the_setting(tmp_path):
     export = export_model("default", tmp_path / "export", log=lambda s: None)
     p = Predictor(export).generate(input_ids=ids, **kw)
     np.testing.assert_array_equal(p.ids, want["ids"])
+
+
+@needs_bf16
+def test_scoring_takes_it(tmp_path):
+    """Engine.logits and `fastergpt perplexity --matmul_precision` score in it."""
+    from fastergpt.cli.perplexity import main as perplexity
+
+    engine = Engine.from_pretrained()
+    ids = np.array([[464, 3290, 318, 257, 1110, 13, 383, 7]])
+    want, got = engine.logits(ids), engine.logits(ids, **BF16)
+    assert np.any(got != want)
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
+    text = tmp_path / "t.txt"
+    text.write_text("The function returns a list of the words in the string. " * 8)
+    assert perplexity([str(text), "--matmul_precision", "bfloat16"]) == 0
+    with pytest.raises(SystemExit):  # argparse names the choices
+        perplexity([str(text), "--matmul_precision", "bf16"])

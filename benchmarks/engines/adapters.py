@@ -32,13 +32,12 @@ class FasterGPTPaddle:
         self.model = FasterGPT.from_pretrained(os.path.join(work_dir, "hf"), dtype=fmt,
                                                vocab_dtype=vocab_dtype)
         self.threads = threads
-        self.kv_cache_dtype = "float32"
+        self.settings = {}  # more fastergpt settings for every call (kv_cache_dtype, ...)
 
     def generate(self, ids, new_tokens, top_k, beams=1):
         kw = _fastergpt_strategy(top_k, beams)
         return self.model.generate(ids, max_new_tokens=new_tokens, eos_token_id=-1,
-                                   num_threads=self.threads, kv_cache_dtype=self.kv_cache_dtype,
-                                   **kw).ids.numpy()
+                                   num_threads=self.threads, **self.settings, **kw).ids.numpy()
 
 
 class FasterGPTNumPy:
@@ -49,13 +48,12 @@ class FasterGPTNumPy:
 
         self.engine = Engine.load(os.path.join(work_dir, f"fastergpt_{dtype}"))
         self.threads = threads
-        self.kv_cache_dtype = "float32"
+        self.settings = {}  # more fastergpt settings for every call (kv_cache_dtype, ...)
 
     def generate(self, ids, new_tokens, top_k, beams=1):
         kw = _fastergpt_strategy(top_k, beams)
         return self.engine.generate(ids, max_new_tokens=new_tokens, eos_token_id=-1,
-                                    num_threads=self.threads, kv_cache_dtype=self.kv_cache_dtype,
-                                    **kw)["ids"]
+                                    num_threads=self.threads, **self.settings, **kw)["ids"]
 
 
 class ReferencePaddle:

@@ -47,12 +47,14 @@ def main():
     ap.add_argument("--num-beams", type=int, default=1, help="beam search with this many beams")
     ap.add_argument("--kv-cache-dtype", default="float32", choices=["float32", "float16"],
                     help="fastergpt's KV cache (the other engines keep their own)")
+    ap.add_argument("--matmul-precision", default="float32", choices=["float32", "bfloat16"],
+                    help="what fastergpt's float weights multiply in (the others keep their own)")
     a = ap.parse_args()
 
     t0 = time.perf_counter()
     engine = ENGINES[a.engine](a.work_dir, a.dtype, a.threads)
     if a.engine.startswith("fastergpt"):
-        engine.kv_cache_dtype = a.kv_cache_dtype
+        engine.settings = dict(kv_cache_dtype=a.kv_cache_dtype, matmul_precision=a.matmul_precision)
     load_s = time.perf_counter() - t0
     ids = np.random.RandomState(0).randint(0, a.vocab, size=(a.batch, a.prompt)).astype(np.int64)
 

@@ -486,9 +486,7 @@ GenerationResult generate(const Model& model, const GenerationInput& input,
 }
 
 std::vector<float> compute_logits(const Model& model, const GenerationInput& input,
-                                  int64_t num_threads) {
-  GenerationOptions options;
-  set_setting(options, "num_threads", static_cast<double>(num_threads));
+                                  const GenerationOptions& options) {
   std::unique_lock<std::mutex> lock;
   Context& ctx = shared_context(model.backend(), static_cast<int>(options.num_threads), &lock);
   std::vector<float> logits = Generator(model, options, ctx).score(input);

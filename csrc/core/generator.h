@@ -201,8 +201,10 @@ class Generator {
 // Throw Error (naming the argument) on bad input, before any work is done.
 GenerationResult generate(const Model& model, const GenerationInput& input,
                           const GenerationOptions& options);
+// Next-token logits [B, L, V] of every position; of `options`, only num_threads and
+// matmul_precision matter.
 std::vector<float> compute_logits(const Model& model, const GenerationInput& input,
-                                  int64_t num_threads = 0);
+                                  const GenerationOptions& options = GenerationOptions());
 
 // Only the argument checks of generate(), for front ends whose host framework
 // would lose the engine's message (the Paddle Inference predictor does).

@@ -167,13 +167,14 @@ class Engine {
   }
 
   FloatArray logits(const IdArray& input_ids, const py::object& attention_mask,
-                    int64_t num_threads) const {
+                    const SettingValues& settings) const {
     IdArray mask;
     const fastergpt::GenerationInput in = make_input(input_ids, attention_mask, &mask);
+    const fastergpt::GenerationOptions o = fastergpt::options_from_map(settings);
     std::vector<float> out;
     {
       py::gil_scoped_release release;
-      out = fastergpt::compute_logits(*model_, in, num_threads);
+      out = fastergpt::compute_logits(*model_, in, o);
     }
     FloatArray arr({in.batch, in.length, model_->config().vocab_size});
     std::copy(out.begin(), out.end(), arr.mutable_data());
@@ -448,8 +449,9 @@ PYBIND11_MODULE(_engine, m) {
            "at `stop` strings (matched on `vocabulary`, (bytes, offsets)); returns {'ids', "
            "'lengths', 'scores'[, 'logprobs']}.")
       .def("logits", &Engine::logits, py::arg("input_ids"), py::arg("attention_mask") = py::none(),
-           py::arg("num_threads") = 0,
-           "Next-token logits at every position, float32 [B, L, V] (zeros under padding).")
+           py::arg("settings") = SettingValues(),
+           "Next-token logits at every position, float32 [B, L, V] (zeros under padding); of "
+           "`settings`, num_threads and matmul_precision apply.")
       .def(
           "stream",
           [](py::object self, const IdArray& input_ids, const py::object& attention_mask,

@@ -16,6 +16,7 @@ import numpy as np
 
 def main(argv=None) -> int:
     from fastergpt.cli.format_args import add_format_arguments
+    from fastergpt.settings import choice_names
     from fastergpt.format_entries import entry_names
 
     p = argparse.ArgumentParser(prog="fastergpt perplexity", description=__doc__)
@@ -26,6 +27,9 @@ def main(argv=None) -> int:
     p.add_argument("--block_size", type=int, help="window length (default: the model's n_positions)")
     p.add_argument("--stride", type=int, help="new tokens scored per window (default block_size/2)")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--matmul_precision", default="float32", choices=choice_names("matmul_precision"),
+                   help="what float32/float16 weights multiply in (bfloat16: CPUs with AVX-512 "
+                        "BF16); with --compare, every entry")
     p.add_argument("--compare", help="comma-separated formats to score the same tokens under: "
                    f"{', '.join(entry_names())}; FORMAT@VOCAB stores the token "
                    "table and LM head in VOCAB (e.g. int4-gptq@int4)")
@@ -55,13 +59,15 @@ def main(argv=None) -> int:
         if tok.eos_token_id is not None:  # the document starts after an end-of-text token
             ids = [tok.eos_token_id] + ids
         nll, count = negative_log_likelihood(engine, np.asarray(ids), args.block_size, args.stride,
-                                             num_threads=args.threads)
+                                             num_threads=args.threads,
+                                             matmul_precision=args.matmul_precision)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{args.file}: {count} tokens scored, {nll:.4f} nats/token, perplexity {np.exp(nll):.2f} "
           f"({engine.weight_format} weights, token table and LM head "
-          f"{vocabulary_dtype(engine.config, engine.weight_format)})")
+          f"{vocabulary_dtype(engine.config, engine.weight_format)}; matmul_precision "
+          f"{args.matmul_precision})")
     return 0
 
 
@@ -94,7 +100,8 @@ def compare(args) -> int:
                 engine = load_entry(name, path, tmp, args.group_size, args.nsamples, args.seqlen,
                                     progress=lambda line: print("  " + line, file=sys.stderr))
                 nlls, top = token_scores(engine, ids, args.block_size, args.stride,
-                                         num_threads=args.threads)
+                                         num_threads=args.threads,
+                                         matmul_precision=args.matmul_precision)
                 nll = float(nlls.sum()) / nlls.size
                 rows.append((name, nll, nlls.size, top))
                 print(f"  {name}: {np.exp(nll):.3f}", file=sys.stderr, flush=True)

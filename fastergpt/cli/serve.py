@@ -12,16 +12,9 @@ import os
 import sys
 
 
-def choices_of(setting: str) -> list:
-    """The names a Choice row of the settings table accepts, canonical ones first."""
-    from fastergpt.settings import setting_table
-
-    row = next(s for s in setting_table() if s.name == setting)
-    return sorted(row.choices, key=row.choices.get)
-
-
 def main(argv=None) -> int:
     from fastergpt.cli.format_args import add_format_arguments
+    from fastergpt.settings import choice_names
 
     p = argparse.ArgumentParser(prog="fastergpt serve", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,10 +33,10 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0,
                    help="engine threads (per replica); 0 = all cores, or with replicas the "
                         "cores divided among the --replicas")
-    p.add_argument("--kv_cache_dtype", default="float32", choices=choices_of("kv_cache_dtype"),
+    p.add_argument("--kv_cache_dtype", default="float32", choices=choice_names("kv_cache_dtype"),
                    help="how the batch's KV cache stores keys and values (float16: half the "
                         "memory per sequence, and less to read per token)")
-    p.add_argument("--matmul_precision", default="float32", choices=choices_of("matmul_precision"),
+    p.add_argument("--matmul_precision", default="float32", choices=choice_names("matmul_precision"),
                    help="what float32/float16 weights multiply in (bfloat16: vdpbf16ps, on CPUs "
                         "with AVX-512 BF16; faster prompts, about bfloat16's rounding)")
     p.add_argument("--model_name", help="the model id the API reports (default: the path)")

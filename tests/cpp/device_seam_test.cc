@@ -231,7 +231,9 @@ void run_all(const std::string& name, const ModelConfig& c, WeightFormat f) {
                                 {"sampling", sampling}, {"beam search", beams},
                                 {"prompt lookup", lookup}})
     same(generate(*on_device, batch, o), generate(*on_cpu, batch, o), tag + " " + mode);
-  if (compute_logits(*on_device, batch, 1) != compute_logits(*on_cpu, batch, 1)) {
+  GenerationOptions one_thread;
+  one_thread.num_threads = 1;
+  if (compute_logits(*on_device, batch, one_thread) != compute_logits(*on_cpu, batch, one_thread)) {
     std::fprintf(stderr, "%s logits: the emulated device's differ from the CPU's\n", tag.c_str());
     ++fgpt_test::failures();
   }
