@@ -3,7 +3,6 @@
 #include <iterator>
 
 #include "cpu_ops.h"
-
 #include "simd_kernels.h"
 
 namespace fastergpt {
@@ -72,9 +71,9 @@ const SimdKernels& simd() {
   return *chosen;
 }
 
-}  // namespace cpu
+bool has_bf16_matmul() { return simd().to_bf16_pairs != nullptr; }
 
-bool cpu::has_bf16_matmul() { return simd().to_bf16_pairs != nullptr; }
+}  // namespace cpu
 
 const char* cpu_isa_name() { return cpu::simd().name; }
 
