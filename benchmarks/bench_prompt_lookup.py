@@ -53,6 +53,8 @@ def main():
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--max-prompt", type=int, default=400)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--matmul-precision", default="float32", choices=["float32", "bfloat16"],
+                    help="what float weights multiply in (bfloat16: AVX-512 BF16), every setting")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default=os.path.join(HERE, "results", "bench_prompt_lookup.json"))
     a = ap.parse_args()
@@ -61,7 +63,8 @@ def main():
     engine = Engine.from_pretrained(path, dtype=a.dtype)
     batch = prompts(Tokenizer.from_dir(path), a.max_prompt)
     settings = {k: dict(max_new_tokens=a.new_tokens, eos_token_id=-1, num_threads=a.threads,
-                        decode_strategy="greedy_search", prompt_lookup_num_tokens=k)
+                        decode_strategy="greedy_search", prompt_lookup_num_tokens=k,
+                        matmul_precision=a.matmul_precision)
                 for k in a.drafts}
     want = [engine.generate(ids, **settings[0])["ids"] for ids in batch]  # also a warm-up
     first = dict(settings[min(a.drafts)], max_new_tokens=1)  # the prompt pass + one token
@@ -86,7 +89,8 @@ def main():
     # The same after the prompt pass: the tokens after the first, over the time after it.
     prompt_s = statistics.median(prompt_times)
     later = {k: (tokens - len(batch)) / (statistics.median(times[k]) - prompt_s) for k in a.drafts}
-    print(f"prompt lookup, {path.name if a.model != 'default' else 'default model'} ({a.dtype}), "
+    print(f"prompt lookup, {path.name if a.model != 'default' else 'default model'} ({a.dtype}, "
+          f"matmul_precision {a.matmul_precision}), "
           f"{len(batch)} prompts, {a.new_tokens} new tokens each, batch 1, {a.threads} threads, "
           f"median of {a.repeats}; CPU {cpu_model()}")
     rows = []

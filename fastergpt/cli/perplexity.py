@@ -66,8 +66,8 @@ def main(argv=None) -> int:
         return 2
     print(f"{args.file}: {count} tokens scored, {nll:.4f} nats/token, perplexity {np.exp(nll):.2f} "
           f"({engine.weight_format} weights, token table and LM head "
-          f"{vocabulary_dtype(engine.config, engine.weight_format)}; matmul_precision "
-          f"{args.matmul_precision})")
+          f"{vocabulary_dtype(engine.config, engine.weight_format)}"
+          f"{'' if args.matmul_precision == 'float32' else '; matmul_precision ' + args.matmul_precision})")
     return 0
 
 
