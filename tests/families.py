@@ -2,6 +2,7 @@
 shared table of test_families, the beam search, prompt lookup and GPU tests.
 Paddle-free (the GPU machine has no Paddle): torch and transformers only.
 """
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -78,6 +79,14 @@ def saved_hf(name: str, tmp_path_factory, families: dict = FAMILIES):
     directory = tmp_path_factory.mktemp(name)
     hf.save_pretrained(directory)
     return hf, directory
+
+
+def hf_logprobs(hf, prompt, tokens):
+    """transformers' log-probabilities (float64) of `tokens` after `prompt`, teacher-forced."""
+    full = torch.tensor([list(prompt) + list(tokens)])
+    with torch.no_grad():
+        logp = torch.log_softmax(hf(full).logits.double(), -1)[0]
+    return np.array([logp[len(prompt) - 1 + i, t].item() for i, t in enumerate(tokens)])
 
 
 def hf_alone(hf, prompt, new_tokens):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from fastergpt import Engine
+from batches import run_batch
 from helpers import tiny_model
 
 
@@ -74,12 +75,7 @@ def test_bad_requests_are_refused_and_the_batch_goes_on(engine):
     batch.join([8], max_new_tokens=2)
     with pytest.raises(ValueError, match="all 2 rows are running"):
         batch.join([9])
-    tokens = []
-    while batch.running:
-        out = batch.step()
-        if out[0][row] >= 0:
-            tokens.append(int(out[0][row]))
-    assert tokens == alone(engine, [5, 6, 7], 0, dict(max_new_tokens=4))
+    assert run_batch(batch, [row])[row] == alone(engine, [5, 6, 7], 0, dict(max_new_tokens=4))
     with pytest.raises(ValueError, match=r"needs about \d+ MB .* but max_memory_mb allows 1 MB"):
         engine.batch(capacity=4096, max_memory_mb=1)
 
@@ -141,13 +137,8 @@ def test_several_join_in_one_prompt_pass(engine):
         batch.join_many(joins + [([999], 0, {})])
     assert batch.free_rows == 5 and batch.running == 1
     rows = batch.join_many(joins)
-    got = {r: [] for r in rows}
-    got[first] = [first_token]
-    while batch.running:
-        out = batch.step()
-        for r in got:
-            if out[0][r] >= 0:
-                got[r].append(int(out[0][r]))
+    got = run_batch(batch, rows + [first])
+    got[first].insert(0, first_token)
     for r, (prompt, rng_row, settings) in zip(rows, joins):
         assert got[r] == alone(engine, prompt, rng_row, settings)
     assert got[first] == alone(engine, [5, 6], 0, dict(max_new_tokens=10, eos_token_id=-1))

@@ -15,7 +15,8 @@ pytest.importorskip("transformers")
 
 from fastergpt import Engine, FasterGPT  # noqa: E402
 from fastergpt.settings import setting_table  # noqa: E402
-from families import PROMPTS, hf_alone, saved_hf  # noqa: E402
+from batches import check_batch_wide_setting  # noqa: E402
+from families import PROMPTS, hf_alone, hf_logprobs, saved_hf  # noqa: E402
 from helpers import tiny_model  # noqa: E402
 
 
@@ -48,11 +49,7 @@ def test_logits_within_float16_rounding_of_transformers(family):
     got = engine.generate(ids, max_new_tokens=12, eos_token_id=-1, return_logprobs=True,
                           kv_cache_dtype="float16")
     np.testing.assert_array_equal(got["ids"], want["ids"])
-    full = torch.tensor(np.concatenate([ids, want["ids"]], axis=1))
-    with torch.no_grad():
-        logp = torch.log_softmax(hf(full).logits.double(), -1)[0]
-    tokens = want["ids"][0]
-    hf_lp = np.array([logp[ids.shape[1] - 1 + i, t].item() for i, t in enumerate(tokens)])
+    hf_lp = hf_logprobs(hf, ids[0], want["ids"][0])
     err16 = np.abs(got["logprobs"][0] - hf_lp).max()
     err32 = np.abs(want["logprobs"][0] - hf_lp).max()
     assert np.any(got["logprobs"] != want["logprobs"])  # the setting took effect
@@ -100,25 +97,7 @@ def test_beam_search_and_sampling_run_and_stay_close(family):
 
 def test_continuous_batch_in_float16():
     engine = Engine.from_model(tiny_model(seed=6, vocab_size=61, n_positions=64, std=0.3))
-    batch = engine.batch(capacity=3, kv_cache_dtype="float16")
-    prompts = [[5, 9, 14], [40, 41, 42, 43, 44], [7]]
-    rows = {batch.join(p, max_new_tokens=6, eos_token_id=-1): p for p in prompts}
-    got = {r: [] for r in rows}
-    while batch.running:
-        tokens, _ = batch.step()
-        for r in rows:
-            if tokens[r] >= 0:
-                got[r].append(int(tokens[r]))
-                if len(got[r]) == 6:
-                    batch.release(r)
-    for r, p in rows.items():
-        alone = engine.generate(np.array([p]), max_new_tokens=6, eos_token_id=-1,
-                                kv_cache_dtype="float16")
-        assert got[r] == list(alone["ids"][0])
-    with pytest.raises(ValueError, match=r"join: kv_cache_dtype must be the batch's \(float16\), "
-                                         r"got float32"):
-        batch.join([1, 2], max_new_tokens=2, kv_cache_dtype="float32")
-    assert batch.free_rows == 3  # the refused join took no row
+    check_batch_wide_setting(engine, "kv_cache_dtype", "float16", "float32")
 
 
 def test_memory_check_counts_half_the_cache():

@@ -15,7 +15,8 @@ pytest.importorskip("transformers")
 from fastergpt import Engine, FasterGPT  # noqa: E402
 from fastergpt.ops.loader import engine_module  # noqa: E402
 from fastergpt.settings import setting_table  # noqa: E402
-from families import PROMPTS, hf_alone, saved_hf  # noqa: E402
+from batches import check_batch_wide_setting  # noqa: E402
+from families import PROMPTS, hf_alone, hf_logprobs, saved_hf  # noqa: E402
 from helpers import tiny_model  # noqa: E402
 
 HAS_BF16 = engine_module().cpu_isa() == "avx512bf16"
@@ -63,11 +64,7 @@ def test_logprobs_within_bfloat16_rounding_of_transformers(family):
     want = engine.generate(ids, max_new_tokens=12, eos_token_id=-1, return_logprobs=True)
     got = engine.generate(ids, max_new_tokens=12, eos_token_id=-1, return_logprobs=True, **BF16)
     np.testing.assert_array_equal(got["ids"], want["ids"])
-    full = torch.tensor(np.concatenate([ids, want["ids"]], axis=1))
-    with torch.no_grad():
-        logp = torch.log_softmax(hf(full).logits.double(), -1)[0]
-    tokens = want["ids"][0]
-    hf_lp = np.array([logp[ids.shape[1] - 1 + i, t].item() for i, t in enumerate(tokens)])
+    hf_lp = hf_logprobs(hf, ids[0], want["ids"][0])
     err_bf16 = np.abs(got["logprobs"][0] - hf_lp).max()
     err_f32 = np.abs(want["logprobs"][0] - hf_lp).max()
     assert np.any(got["logprobs"] != want["logprobs"])  # the setting took effect
@@ -119,24 +116,7 @@ def test_beam_search_and_int8_weights():
 @needs_bf16
 def test_continuous_batch_in_bfloat16():
     engine = Engine.from_model(tiny_model(seed=6, vocab_size=61, n_positions=64, std=0.3))
-    batch = engine.batch(capacity=3, **BF16)
-    prompts = [[5, 9, 14], [40, 41, 42, 43, 44], [7]]
-    rows = {batch.join(p, max_new_tokens=6, eos_token_id=-1): p for p in prompts}
-    got = {r: [] for r in rows}
-    while batch.running:
-        tokens, _ = batch.step()
-        for r in rows:
-            if tokens[r] >= 0:
-                got[r].append(int(tokens[r]))
-                if len(got[r]) == 6:
-                    batch.release(r)
-    for r, p in rows.items():
-        alone = engine.generate(np.array([p]), max_new_tokens=6, eos_token_id=-1, **BF16)
-        assert got[r] == list(alone["ids"][0])
-    with pytest.raises(ValueError, match=r"join: matmul_precision must be the batch's "
-                                         r"\(bfloat16\), got float32"):
-        batch.join([1, 2], max_new_tokens=2, matmul_precision="float32")
-    assert batch.free_rows == 3  # the refused join took no row
+    check_batch_wide_setting(engine, "matmul_precision", "bfloat16", "float32")
 
 
 def test_bad_values_are_refused_by_name():
