@@ -15,7 +15,7 @@ import numpy as np
 from fastergpt.config import GPTConfig
 from fastergpt.models import family
 from fastergpt import int4
-from fastergpt.quantize import normalize_dtype, pack_matrix, unpack_matrix
+from fastergpt.quantize import bfloat16_values, normalize_dtype, pack_matrix, unpack_matrix
 
 
 class WeightEntry(NamedTuple):
@@ -23,7 +23,7 @@ class WeightEntry(NamedTuple):
     key: str      # its name within the layer, e.g. "qkv.weight"
     layer: int    # -1 outside the layers
     shape: tuple
-    dtype: str    # element type: "float32", "float16", "int8"
+    dtype: str    # element type: "float32", "float16", "int8", "bfloat16" (see numpy_dtype)
     matrix: bool  # stored in the weight format (else float32)
     matrix_shape: tuple  # a matrix's [rows, cols] (shape is its storage's); () otherwise
     format: str   # a matrix's weight format (the vocabulary matrices may differ); "" otherwise
@@ -85,7 +85,8 @@ def pack_engine_tensors(config: GPTConfig, tensors: dict, fmt: str,
                 data, *scales = int4.pack_engine(quantized[entry.name], entry.name)
             else:
                 data, *scales = pack_matrix(arr, entry.format)
-            if data.dtype.kind == "f" and not np.isfinite(data).all():
+            values = bfloat16_values(data) if data.dtype == np.uint16 else data
+            if values.dtype.kind == "f" and not np.isfinite(values).all():
                 raise ValueError(f"weights: engine weight {entry.name} does not fit {entry.format} (largest "
                                  f"magnitude {np.abs(arr).max():.3g} overflows)")
             packed.append((entry.name, data))

@@ -17,7 +17,7 @@ from fastergpt.checkpoint import CheckpointError, load_checkpoint
 from fastergpt.config import GPTConfig
 from fastergpt.jsonfile import read_json_object
 from fastergpt.packing import pack_weights, unpack_weights, weight_spec
-from fastergpt.quantize import normalize_dtype
+from fastergpt.quantize import normalize_dtype, numpy_dtype
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 EXPORT_MARKER = "fastergpt_export"
@@ -106,7 +106,7 @@ def _packed_from_export(path: Path) -> tuple[GPTConfig, list, str]:
         arr = np.asarray(tensor.numpy())
         fits = len(arr.shape) == len(shape) and all(  # -1: any size (int4's group count)
             got == want or (want == -1 and got > 0) for got, want in zip(arr.shape, shape))
-        if not fits or arr.dtype != np.dtype(dt):
+        if not fits or arr.dtype != numpy_dtype(dt):
             raise CheckpointError(f"{path}: exported weight {name} is {arr.dtype} "
                                   f"{tuple(arr.shape)}, expected {dt} {tuple(shape)}")
         packed.append((name, arr))

@@ -10,6 +10,7 @@ without a packer here is an error, not a silent skip.
 | float16 | IEEE half, 16-row blocks | -                  | F16C convert, fp32 FMA     |
 | int8    | int8, symmetric, 16-row blocks | float32 [N] per row | int8 activations, int32 dot |
 | int4    | 4-bit, 16-row blocks   | float16 scale + zero per group (fastergpt/int4.py) | int8 activations, int32 dot per group |
+| bfloat16 | bfloat16 (uint16 bits), 16 rows x 2 columns | - | widened exactly, fp32 FMA (vdpbf16ps under matmul_precision=bfloat16) |
 
 float32 and float16 (csrc/core/matrix.h, StorageLayout::kFloatBlocks16): rows in blocks
 of 16 (N padded with zero rows), [ceil(N/16), 16 * K], per block column after column:
@@ -19,6 +20,11 @@ int8's layout (StorageLayout::kByteBlocks16; csrc/cpu/simd_int8.inc reads it): r
 int8 [ceil(N/16), 16 * Kp], per block and step of 4 columns 64 bytes, byte 4*r + c holding
 q[16b + r, 4s + c]. One 64-byte load is 4 weights of 16 rows: the kernels keep output rows
 in vector lanes and read W strictly in order, for one token or many.
+
+bfloat16's (StorageLayout::kPairBlocks16): rows in blocks of 16, K padded to even; uint16
+[ceil(N/16), 16 * Kp], per block and pair of columns s 64 bytes, element 32*s + 2*r + c
+holding W[16b + r, 2s + c] rounded to nearest even (a bfloat16 checkpoint's values exactly):
+each 32-bit word is one row's two weights, what vdpbf16ps multiplies.
 
 int4 from float weights is round-to-nearest in groups of 128 columns; GPTQ comes from a
 quantized checkpoint (`fastergpt quantize`), whose groups the engine keeps.
@@ -84,6 +90,51 @@ def unpack_float_blocks(data: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return np.ascontiguousarray(w[:rows])
 
 
+# An engine element type's NumPy dtype: NumPy has no bfloat16, so its bits travel as uint16
+# (as Paddle's do).
+_NUMPY_ELEMENTS = {"float32": np.float32, "float16": np.float16, "int8": np.int8,
+                   "bfloat16": np.uint16}
+
+
+def numpy_dtype(element: str) -> np.dtype:
+    return np.dtype(_NUMPY_ELEMENTS[element])
+
+
+def bfloat16_bits(w: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bits (uint16), rounded to nearest even; a NaN stays a (quiet) NaN."""
+    bits = np.ascontiguousarray(w, dtype=np.float32).view(np.uint32)
+    rounded = ((bits.astype(np.uint64) + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+    nan = np.isnan(w)
+    rounded[nan] = ((bits[nan] >> 16) | 0x40).astype(np.uint16)
+    return rounded
+
+
+def bfloat16_values(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 bits (uint16) -> float32, exactly."""
+    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def pack_pair_blocks(w: np.ndarray) -> np.ndarray:
+    """float [N, K] -> bfloat16's layout (uint16 bits), [ceil(N/16), 16 * Kp]."""
+    N, K = w.shape
+    B, Kp = -(-N // BLOCK_ROWS), K + K % 2
+    padded = np.zeros((B * BLOCK_ROWS, Kp), dtype=np.uint16)
+    padded[:N, :K] = bfloat16_bits(w)
+    blocks = padded.reshape(B, BLOCK_ROWS, Kp // 2, 2).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(blocks.reshape(B, BLOCK_ROWS * Kp))
+
+
+def unpack_pair_blocks(data: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """bfloat16's layout -> float32 [rows, cols]."""
+    data = np.asarray(data)
+    B, Kp = -(-rows // BLOCK_ROWS), cols + cols % 2
+    if data.shape != (B, BLOCK_ROWS * Kp):
+        raise ValueError(f"bfloat16 matrix [{rows}, {cols}]: packed shape {data.shape}, expected "
+                         f"{(B, BLOCK_ROWS * Kp)}")
+    w = data.reshape(B, Kp // 2, BLOCK_ROWS, 2).transpose(0, 2, 1, 3).reshape(B * BLOCK_ROWS, Kp)
+    return bfloat16_values(np.ascontiguousarray(w[:rows, :cols]))
+
+
 def _pack_int8(w: np.ndarray) -> list[np.ndarray]:
     q, scale = quantize_int8_rows(w)
     return [pack_int8_blocks(q), np.ascontiguousarray(scale)]
@@ -95,6 +146,7 @@ PACKERS = {
     "float16": lambda w: [pack_float_blocks(w, np.float16)],
     "int8": _pack_int8,
     "int4": lambda w: _int4().pack_engine(_int4().quantize_rtn(w)),
+    "bfloat16": lambda w: [pack_pair_blocks(w)],
 }
 
 
@@ -141,4 +193,6 @@ def unpack_matrix(data: np.ndarray, scales: np.ndarray | None, shape: tuple) -> 
         return _int4().unpack_engine(data, scales, *shape).dequantize()
     if scales is not None:
         return unpack_int8_blocks(data, *shape).astype(np.float32) * scales[:, None]
+    if data.dtype == np.uint16:
+        return unpack_pair_blocks(data, *shape)
     return unpack_float_blocks(data, *shape).astype(np.float32)

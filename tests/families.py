@@ -56,7 +56,8 @@ FAMILIES = {
                    num_attention_heads=4, num_key_value_heads=2, intermediate_size=68)),
 }
 PROMPTS = [[5, 9, 14, 3, 77, 21, 8], [40, 41], [7, 100, 12, 99]]
-LOGIT_TOLERANCE = {"float16": 5e-3, "int8": 0.1, "int4": 0.5}  # int4 measured at most 0.33
+LOGIT_TOLERANCE = {"float16": 5e-3, "int8": 0.1, "int4": 0.5,  # int4 measured at most 0.33
+                   "bfloat16": 1e-2}  # measured at most 3.5e-3
 
 
 def make_hf(name: str, families: dict = FAMILIES):

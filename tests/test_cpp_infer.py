@@ -201,11 +201,11 @@ def test_bad_inputs_exit_nonzero(cpp_build, exported, tmp_path):
     bad(cpp_build, ["--model_dir", no_vocab, "--prompt", "x"], "vocab.json")
 
 
-@pytest.mark.parametrize("dtype,vocab_dtype", [("int8", None), ("int4", "int4")])
+@pytest.mark.parametrize("dtype,vocab_dtype", [("int8", None), ("int4", "int4"), ("bfloat16", None)])
 def test_gpt_infer_quantized_export_matches_python_predictor(cpp_build, model_dir, tmp_path, dtype,
                                                              vocab_dtype):
-    """int8, and int4 with the token table and LM head in int4 too (which gpt_infer learns
-    from the export's architecture string)."""
+    """int8, int4 with the token table and LM head in int4 too (which gpt_infer learns
+    from the export's architecture string), and bfloat16."""
     from fastergpt.export import export_model
     from fastergpt.predictor import Predictor
 

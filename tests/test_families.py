@@ -51,7 +51,7 @@ def test_logits_equal_transformers(family):
         assert np.abs(mine - want).max() <= 1e-4 * np.abs(want).max(), name
 
 
-@pytest.mark.parametrize("dtype", ["float16", "int8", "int4"])
+@pytest.mark.parametrize("dtype", list(LOGIT_TOLERANCE))
 def test_compressed_formats_stay_within_bounds(family, dtype):
     name, _, directory = family
     ids, mask = padded_batch(PROMPTS)

@@ -45,7 +45,7 @@ def test_refused_without_avx512_bf16():
 
 
 @needs_bf16
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 def test_greedy_equals_transformers_token_for_token(family, dtype):
     name, hf, directory = family
     engine = Engine.from_pretrained(directory, dtype=dtype)

@@ -9,6 +9,7 @@ const char* element_name(ElementType t) {
     case ElementType::kF32: return "float32";
     case ElementType::kF16: return "float16";
     case ElementType::kI8: return "int8";
+    case ElementType::kBF16: return "bfloat16";
   }
   return "?";
 }
@@ -30,6 +31,7 @@ std::vector<int64_t> storage_shape(WeightFormat f, int64_t rows, int64_t cols) {
     case StorageLayout::kFloatBlocks16: return {q4_blocks(rows), 16 * cols};
     case StorageLayout::kByteBlocks16: return {q4_blocks(rows), 16 * q8_padded_cols(cols)};
     case StorageLayout::kNibbleBlocks16: return {q4_blocks(rows), 8 * q4_padded_cols(cols)};
+    case StorageLayout::kPairBlocks16: return {q4_blocks(rows), 16 * bf16_padded_cols(cols)};
   }
   fail("unknown storage layout");
 }

@@ -19,11 +19,12 @@
 namespace fastergpt {
 
 // How one tensor element is stored (what an adapter's tensor dtype must be).
-enum class ElementType { kF32, kF16, kI8 };
-const char* element_name(ElementType t);  // "float32", "float16", "int8"
+// (bfloat16: the upper half of a float32; NumPy holds it as uint16.)
+enum class ElementType { kF32, kF16, kI8, kBF16 };
+const char* element_name(ElementType t);  // "float32", "float16", "int8", "bfloat16"
 
-enum class WeightFormat { kF32, kF16, kI8, kI4 };
-constexpr int kNumWeightFormats = 4;
+enum class WeightFormat { kF32, kF16, kI8, kI4, kBF16 };
+constexpr int kNumWeightFormats = 5;
 
 enum class ScaleLayout {
   kNone,    // the stored values are the weights
@@ -53,6 +54,10 @@ enum class StorageLayout {
   kNibbleBlocks16,   // 4-bit: [ceil(N/16), 8 * Kp] bytes, Kp = K rounded up to 8; per block
                      // of 16 rows and step of 8 columns 64 bytes, byte 4r + c = q[r, 8s + c]
                      // | q[r, 8s + 4 + c] << 4 (fastergpt/int4.py writes it)
+  kPairBlocks16,     // bfloat16: [ceil(N/16), 16 * Kp] elements, Kp = K rounded up to 2; per
+                     // block of 16 rows and pair of columns 64 bytes, element 32s + 2r + c =
+                     // W[r, 2s + c] (fastergpt/quantize.py writes it): each 32-bit lane holds
+                     // one row's two weights, as vdpbf16ps takes them
 };
 
 struct WeightFormatInfo {
@@ -87,6 +92,11 @@ constexpr WeightFormatInfo kWeightFormats[kNumWeightFormats] = {
      "4-bit weights (GPTQ's convention), a float16 scale and zero point per group of input "
      "columns, 16 rows interleaved; int8 activations per row, exact int32 sums per group; "
      "token table and LM head in int8"},
+    {WeightFormat::kBF16, "bfloat16", "bf16", ElementType::kBF16, 16, ScaleLayout::kNone,
+     ActivationInput::kFloat, StorageLayout::kPairBlocks16, WeightFormat::kBF16,
+     "bfloat16 weights (a bfloat16 checkpoint's exactly), 16 rows x 2 columns interleaved, "
+     "widened exactly in registers; fp32 accumulation (vdpbf16ps under "
+     "matmul_precision=bfloat16)"},
 };
 
 // The int4 packing (StorageLayout::kNibbleBlocks16) and the int8 one (kByteBlocks16): both
@@ -95,6 +105,7 @@ constexpr int64_t kQ4BlockRows = 16;
 inline int64_t q4_blocks(int64_t rows) { return (rows + kQ4BlockRows - 1) / kQ4BlockRows; }
 inline int64_t q4_padded_cols(int64_t cols) { return (cols + 7) / 8 * 8; }
 inline int64_t q8_padded_cols(int64_t cols) { return (cols + 3) / 4 * 4; }
+inline int64_t bf16_padded_cols(int64_t cols) { return (cols + 1) / 2 * 2; }
 // Columns per group for `groups` groups over `cols` columns: the least power of two >= 8
 // that covers them (one group: any size that covers the row).
 int64_t q4_group_size(int64_t cols, int64_t groups);

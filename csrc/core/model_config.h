@@ -41,7 +41,7 @@ constexpr const char* kActivationNames[] = {"gelu_tanh", "gelu_erf", "relu", "si
 // format kWeightFormats[i], named as that row names it (checked below).
 enum class VocabularyFormat : int64_t { kAuto };
 constexpr const char* kVocabularyFormatNames[] = {"auto", "float32", "float16", "int8", "int4",
-                                                  nullptr};
+                                                  "bfloat16", nullptr};
 constexpr const char* kResidualNames[] = {"sequential", "parallel", "parallel_two_norms",
                                           "post_norm", nullptr};
 

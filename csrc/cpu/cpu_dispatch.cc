@@ -9,22 +9,23 @@ namespace fastergpt {
 namespace cpu {
 namespace {
 
-// Rows in kWeightFormats order: float32, float16, int8, int4.
-static_assert(kNumWeightFormats == 4, "a new weight format needs its kernels here");
-// f32_bf16, f16_bf16, bf16_pairs: the matmul_precision=bfloat16 kernels, or nullptr.
-#define FGPT_KERNELS(ns, f32_bf16, f16_bf16, bf16_pairs)                             \
-  SimdKernels {                                                                      \
-    #ns,                                                                             \
-        {{ns::linear_f32_rows, nullptr, nullptr, ns::dequantize_f32_row, f32_bf16},  \
-         {ns::linear_f16_rows, nullptr, nullptr, ns::dequantize_f16_row, f16_bf16},  \
-         {nullptr, ns::linear_q8_rows, nullptr, ns::dequantize_i8_row, nullptr},     \
-         {nullptr, nullptr, ns::linear_q4_rows, ns::dequantize_i4_row, nullptr}},    \
+// Rows in kWeightFormats order: float32, float16, int8, int4, bfloat16.
+static_assert(kNumWeightFormats == 5, "a new weight format needs its kernels here");
+// f32_bf16, f16_bf16, bf16_bf16, bf16_pairs: the matmul_precision=bfloat16 kernels, or nullptr.
+#define FGPT_KERNELS(ns, f32_bf16, f16_bf16, bf16_bf16, bf16_pairs)                   \
+  SimdKernels {                                                                       \
+    #ns,                                                                              \
+        {{ns::linear_f32_rows, nullptr, nullptr, ns::dequantize_f32_row, f32_bf16},   \
+         {ns::linear_f16_rows, nullptr, nullptr, ns::dequantize_f16_row, f16_bf16},   \
+         {nullptr, ns::linear_q8_rows, nullptr, ns::dequantize_i8_row, nullptr},      \
+         {nullptr, nullptr, ns::linear_q4_rows, ns::dequantize_i4_row, nullptr},      \
+         {ns::linear_bf16_rows, nullptr, nullptr, ns::dequantize_bf16_row, bf16_bf16}}, \
         ns::dot, ns::axpy, ns::sum_exp, ns::dot_rows, ns::exp_shift,                 \
         ns::weighted_rows, ns::attend_queries, ns::attention_lanes,                  \
         ns::quantize_rows, ns::store_half, ns::dot_f16, ns::axpy_f16,                \
         ns::dot_rows_f16, ns::weighted_rows_f16, ns::attend_queries_f16, bf16_pairs  \
   }
-#define FGPT_KERNELS_NO_BF16(ns) FGPT_KERNELS(ns, nullptr, nullptr, nullptr)
+#define FGPT_KERNELS_NO_BF16(ns) FGPT_KERNELS(ns, nullptr, nullptr, nullptr, nullptr)
 
 bool cpu_has(const char* name) {
 #if defined(FGPT_X86_ISAS)
@@ -51,7 +52,7 @@ const SimdKernels* simd_by_name(const char* name) {
   static const SimdKernels avx512vnni_k = FGPT_KERNELS_NO_BF16(avx512vnni);
   static const SimdKernels avx512bf16_k =
       FGPT_KERNELS(avx512bf16, avx512bf16::linear_f32_rows_bf16, avx512bf16::linear_f16_rows_bf16,
-                   avx512bf16::to_bf16_pairs);
+                   avx512bf16::linear_bf16_rows_bf16, avx512bf16::to_bf16_pairs);
   if (std::strcmp(name, "avx512bf16") == 0 && cpu_has(name)) return &avx512bf16_k;
   if (std::strcmp(name, "avx512vnni") == 0 && cpu_has(name)) return &avx512vnni_k;
   if (std::strcmp(name, "avx512") == 0 && cpu_has(name)) return &avx512_k;

@@ -34,6 +34,9 @@ using DequantizeRowFn = void (*)(const Matrix& W, int64_t row, float* out);
                        const float*, Epilogue, float*);                                 \
   void linear_f16_rows(const float*, int64_t, const Matrix&, int64_t, int64_t,          \
                        const float*, Epilogue, float*);                                 \
+  void linear_bf16_rows(const float*, int64_t, const Matrix&, int64_t, int64_t,         \
+                        const float*, Epilogue, float*);                                \
+  void dequantize_bf16_row(const Matrix&, int64_t, float*);                             \
   void dequantize_f32_row(const Matrix&, int64_t, float*);                              \
   void dequantize_f16_row(const Matrix&, int64_t, float*);                              \
   void dequantize_i8_row(const Matrix&, int64_t, float*);                               \
@@ -85,6 +88,8 @@ void linear_f32_rows_bf16(const uint32_t*, int64_t, const Matrix&, int64_t, int6
                           Epilogue, float*);
 void linear_f16_rows_bf16(const uint32_t*, int64_t, const Matrix&, int64_t, int64_t, const float*,
                           Epilogue, float*);
+void linear_bf16_rows_bf16(const uint32_t*, int64_t, const Matrix&, int64_t, int64_t, const float*,
+                           Epilogue, float*);
 }  // namespace avx512bf16
 
 // The instruction sets the library is built for, narrowest first (tests go through them all).

@@ -48,7 +48,8 @@ fastergpt::ElementType element_type(const paddle::Tensor& t, const std::string& 
     case paddle::DataType::FLOAT32: return fastergpt::ElementType::kF32;
     case paddle::DataType::FLOAT16: return fastergpt::ElementType::kF16;
     case paddle::DataType::INT8: return fastergpt::ElementType::kI8;
-    default: fastergpt::fail(name, ": dtype must be float32, float16 or int8");
+    case paddle::DataType::BFLOAT16: return fastergpt::ElementType::kBF16;
+    default: fastergpt::fail(name, ": dtype must be float32, float16, int8 or bfloat16");
   }
 }
 

@@ -73,7 +73,9 @@ fastergpt::ElementType element_type(const py::array& a, size_t i) {
   if (a.dtype().is(py::dtype::of<float>())) return fastergpt::ElementType::kF32;
   if (a.dtype().is(py::dtype("float16"))) return fastergpt::ElementType::kF16;
   if (a.dtype().is(py::dtype::of<int8_t>())) return fastergpt::ElementType::kI8;
-  fastergpt::fail("weights[", i, "]: dtype must be float32, float16 or int8");
+  // NumPy has no bfloat16: its bits travel as uint16 (as Paddle's do)
+  if (a.dtype().is(py::dtype::of<uint16_t>())) return fastergpt::ElementType::kBF16;
+  fastergpt::fail("weights[", i, "]: dtype must be float32, float16, int8 or uint16 (bfloat16 bits)");
 }
 
 // Tensor parallelism's all-reduce through a Python callable (e.g. torch.distributed's

@@ -25,7 +25,7 @@ using fgpt_test::random_vec;
 struct Packed {
   WeightFormat format;
   std::vector<float> f32, scales, exact;
-  std::vector<uint16_t> f16;
+  std::vector<uint16_t> f16;   // float16, or bfloat16 (kPairBlocks16)
   std::vector<int8_t> i8;
   std::vector<uint16_t> params;  // int4: float16 scales and zero points
   std::vector<int8_t> q8;        // int8: the values, [N, K] (i8 holds them packed)
@@ -35,8 +35,9 @@ struct Packed {
   int64_t groups = 0;
   Matrix matrix(int64_t N, int64_t K) const {
     const void* data = format == WeightFormat::kF32   ? static_cast<const void*>(f32.data())
-                       : format == WeightFormat::kF16 ? static_cast<const void*>(f16.data())
-                                                      : static_cast<const void*>(i8.data());
+                       : format == WeightFormat::kF16 || format == WeightFormat::kBF16
+                           ? static_cast<const void*>(f16.data())
+                           : static_cast<const void*>(i8.data());
     Matrix m{format, data, scales.empty() ? nullptr : scales.data()};
     m.rows = N;
     m.cols = K;
@@ -106,6 +107,20 @@ static Packed pack(const std::vector<float>& w, int64_t N, int64_t K, WeightForm
         p.f16[float_block_index(n, k, K)] = bits;
         p.exact[n * K + k] = cpu::half_to_float(bits);
       }
+  } else if (f == WeightFormat::kBF16) {
+    // Packed as csrc/core/matrix.h describes kPairBlocks16 (independently of
+    // fastergpt/quantize.py): per block of 16 rows and pair of columns s, element
+    // 32s + 2r + c = W[r, 2s + c]; the values rounded to nearest even.
+    const int64_t Kp = bf16_padded_cols(K);
+    p.f16.assign(q4_blocks(N) * 16 * Kp, 0);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) {
+        uint32_t bits;
+        std::memcpy(&bits, &w[n * K + k], 4);
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000u;
+        p.f16[(n / 16) * 16 * Kp + (k / 2) * 32 + 2 * (n % 16) + k % 2] = uint16_t(bits >> 16);
+        std::memcpy(&p.exact[n * K + k], &bits, 4);
+      }
   } else if (f == WeightFormat::kI8) {
     // Packed as csrc/core/matrix.h describes kByteBlocks16 (independently of
     // fastergpt/quantize.py): blocks of 16 rows, steps of 4 columns, byte 4r + c.
@@ -135,6 +150,7 @@ static double linear_tolerance(WeightFormat f) {
     case WeightFormat::kF16: return 2e-5;
     case WeightFormat::kI8: return 2e-2;
     case WeightFormat::kI4: return 3e-2;  // the same activation rounding; larger int4 steps
+    case WeightFormat::kBF16: return 2e-5;
   }
   return 0;
 }
@@ -245,7 +261,7 @@ static void test_weight_formats() {
 static void test_float_blocks_are_bit_identical() {
   std::mt19937 rng(9);
   const int64_t shapes[][3] = {{1, 33, 70}, {3, 64, 16}, {9, 100, 130}, {37, 17, 33}, {70, 48, 50}};
-  for (WeightFormat f : {WeightFormat::kF32, WeightFormat::kF16}) {
+  for (WeightFormat f : {WeightFormat::kF32, WeightFormat::kF16, WeightFormat::kBF16}) {
     for (const auto& s : shapes) {
       const int64_t M = s[0], K = s[1], N = s[2];
       auto x = random_vec(M * K, rng), w = random_vec(N * K, rng), b = random_vec(N, rng);
@@ -782,7 +798,7 @@ static void test_bf16_matmul() {
     const int64_t M = sh[0], K = sh[1], N = sh[2];
     auto x = random_vec(M * K, rng), w0 = random_vec(N * K, rng), b = random_vec(N, rng);
     x[0] = 1e-39f;  // a denormal activation: flushed
-    for (WeightFormat f : {WeightFormat::kF32, WeightFormat::kF16}) {
+    for (WeightFormat f : {WeightFormat::kF32, WeightFormat::kF16, WeightFormat::kBF16}) {
       const Packed p = pack(w0, N, K, f);
       for (bool with_bias : {false, true})
         for (Epilogue ep : {Epilogue::kStore, Epilogue::kAccumulate}) {
