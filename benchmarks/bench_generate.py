@@ -47,11 +47,12 @@ RUNS = [  # (engine key, dtype)
     ("fastergpt-paddle", "int4"), ("fastergpt-paddle", "int4-vocab4"),
     ("fastergpt-numpy", "float32"), ("fastergpt-numpy", "float16"), ("fastergpt-numpy", "int8"),
     ("fastergpt-numpy", "int4"), ("fastergpt-numpy", "int4-vocab4"),
+    ("fastergpt-paddle", "bfloat16"), ("fastergpt-numpy", "bfloat16"),
     ("reference", "float32"), ("hf-torch", "float32"),
     ("ctranslate2", "float32"), ("ctranslate2", "int8"),
     ("onnxruntime", "float32"), ("onnxruntime", "int8"),
     ("llama-cpp", "float32"), ("llama-cpp", "float16"), ("llama-cpp", "int8"), ("llama-cpp", "int4"),
-    ("llama-cpp", "int4-vocab4"),
+    ("llama-cpp", "int4-vocab4"), ("llama-cpp", "bfloat16"),
 ]
 # Engines with beam search (--num-beams > 1).
 BEAM_ENGINES = {"fastergpt-paddle", "fastergpt-numpy", "hf-torch", "ctranslate2"}
@@ -81,7 +82,7 @@ def weight_bytes_per_token(work: str, dtype: str) -> int:
             n = 1
             for s in shape:
                 n *= s
-            size = {"F32": 4, "F16": 2, "I8": 1}[t.get_dtype()]
+            size = {"F32": 4, "F16": 2, "U16": 2, "I8": 1}[t.get_dtype()]  # U16: bfloat16's bits
             if name == "position_embedding":
                 n = shape[1]
             total += n * size

@@ -134,7 +134,8 @@ int main(int argc, char** argv) {
                 {"fc    M=8", 8, 768, 3072},  {"fc   M=32", 32, 768, 3072},
                 {"fc  M=256", 256, 768, 3072}};
   // int4 twice: groups of 128 and of 32 columns; the float formats again under
-  // matmul_precision=bfloat16 where the CPU has AVX-512 BF16 ("f32>bf16", "f16>bf16").
+  // matmul_precision=bfloat16 where the CPU has AVX-512 BF16 ("f32>bf16", "f16>bf16",
+  // "bf16>bf16").
   struct Format {
     WeightFormat f;
     int64_t group_size;
@@ -146,7 +147,9 @@ int main(int argc, char** argv) {
                  {WeightFormat::kF16, 0, "f16>bf16", MatmulPrecision::kBFloat16},
                  {WeightFormat::kI8, 0, "int8", MatmulPrecision::kFloat32},
                  {WeightFormat::kI4, 128, "int4g128", MatmulPrecision::kFloat32},
-                 {WeightFormat::kI4, 32, "int4g32", MatmulPrecision::kFloat32}};
+                 {WeightFormat::kI4, 32, "int4g32", MatmulPrecision::kFloat32},
+                 {WeightFormat::kBF16, 0, "bfloat16", MatmulPrecision::kFloat32},
+                 {WeightFormat::kBF16, 0, "bf16>bf16", MatmulPrecision::kBFloat16}};
   for (int threads = 1; all && threads <= default_num_threads(); ++threads) {
     Context ctx(cpu_backend(), threads);
     const Backend& k = ctx.backend();
@@ -157,6 +160,7 @@ int main(int argc, char** argv) {
       const std::vector<int64_t> stored = storage_shape(f, s.N, s.K);
       std::vector<float> x(s.M * s.K), w(s.N * s.K), y(s.M * s.N), scales(s.N, 0.01f);
       std::vector<uint16_t> w16(s.N * s.K, 0x3c00);  // 1.0 in half
+      std::vector<uint16_t> wbf(stored[0] * stored[1], 0x3f80);  // 1.0 in bfloat16
       std::vector<int8_t> w8(stored[0] * stored[1], 3);
       const int64_t groups = fmt.group_size ? (s.K + fmt.group_size - 1) / fmt.group_size : 0;
       std::vector<uint16_t> params(q4_blocks(s.N) * groups * 32, 0x2000);  // small halves
@@ -164,6 +168,7 @@ int main(int argc, char** argv) {
       for (auto& v : w) v = d(rng);
       const void* data = f == WeightFormat::kF32 ? static_cast<const void*>(w.data())
                          : f == WeightFormat::kF16 ? static_cast<const void*>(w16.data())
+                         : f == WeightFormat::kBF16 ? static_cast<const void*>(wbf.data())
                                                    : static_cast<const void*>(w8.data());
       Matrix W{f, data, f == WeightFormat::kI8 ? scales.data() : nullptr};
       W.rows = s.N;

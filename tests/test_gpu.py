@@ -113,7 +113,7 @@ def test_default_model_long_greedy_equals_the_cpu():
     np.testing.assert_array_equal(gpu["ids"], cpu["ids"])
 
 
-@pytest.mark.parametrize("dtype", ["int8", "int4"])
+@pytest.mark.parametrize("dtype", ["int8", "int4", "bfloat16"])
 def test_formats_without_cuda_kernels_are_named(dtype):
     with pytest.raises(ValueError, match=f"{dtype} has no CUDA kernels.*float32 or float16"):
         Engine.from_pretrained(None, dtype, device="gpu")

@@ -9,6 +9,7 @@ import pytest
 from fastergpt import Engine, FasterGPT, int4
 from fastergpt.packing import weight_spec
 from fastergpt.pretrained import DEFAULT_MODEL_DIR, vocabulary_dtype
+from fastergpt.quantize import format_names
 from helpers import PROMPTS, padded_batch, tiny_config, tiny_model
 
 # tied (GPT-2) and untied (a separate LM head) vocabularies, vocabulary 64 rows = 4 blocks
@@ -22,10 +23,10 @@ def model(request):
 
 def test_spec_follows_vocab_dtype():
     config = tiny_config(tie_word_embeddings=False)
-    for dtype in ("float32", "float16", "int8", "int4"):
+    for dtype in format_names():
         default = {"int4": "int8"}.get(dtype, dtype)
         assert vocabulary_dtype(config, dtype) == default
-        for vocab in ("float32", "float16", "int8", "int4"):
+        for vocab in format_names():
             c = dataclasses.replace(config, vocab_dtype=vocab)
             formats = {e.name: e.format for e in weight_spec(c, dtype) if e.matrix}
             assert formats["token_embedding"] == formats["lm_head.weight"] == vocab

@@ -170,9 +170,10 @@ def test_packed_sizes():
     # 53-token vocabulary would grow by a fifth.
     model = tiny_model(seed=2, vocab_size=64)
     sizes = {}
-    for dtype in ("float32", "float16", "int8", "int4"):
+    for dtype in FORMATS:
         sizes[dtype] = sum(b.numpy().nbytes for b in FasterGPT(model, dtype=dtype).packed_weights())
     assert sizes["float16"] < 0.6 * sizes["float32"]
+    assert sizes["bfloat16"] < 0.6 * sizes["float32"]
     assert sizes["int8"] < 0.35 * sizes["float32"]
     assert sizes["int4"] < 0.25 * sizes["float32"]
 

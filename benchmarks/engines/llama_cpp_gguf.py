@@ -1,5 +1,5 @@
 """The benchmark's GPT-2 checkpoint as a GGUF file for llama.cpp (llama-cpp-python), in
-float32, float16 or q8_0, written with the `gguf` package from the same safetensors the
+float32, float16, bfloat16, q8_0 or q4_0, written with the `gguf` package from the same safetensors the
 other engines convert.
 
 GGUF names a GPT-2 as llama.cpp's `gpt2` architecture reads it: token_embd,
@@ -21,7 +21,8 @@ import numpy as np
 # token table (GPT-2's tied head) stays q8_0, as fastergpt's int4 keeps it int8 (and
 # llama.cpp's quantizer keeps the output matrix above 4 bits).
 GGUF_TYPES = {"float32": "F32", "float16": "F16", "int8": "Q8_0", "int4": "Q4_0",
-              "int4-vocab4": "Q4_0"}  # int4-vocab4: the token table in q4_0 too
+              "int4-vocab4": "Q4_0",  # int4-vocab4: the token table in q4_0 too
+              "bfloat16": "BF16"}
 
 
 def _matrix_names(layer: int) -> dict:
@@ -52,7 +53,8 @@ def write_gguf(hf_dir: str, out_path: str, dtype: str) -> None:
     w.add_head_count(cfg["n_head"])
     w.add_layer_norm_eps(cfg["layer_norm_epsilon"])
     # llama_ftype ALL_F32 / MOSTLY_F16 / MOSTLY_Q8_0 / MOSTLY_Q4_0
-    w.add_file_type({"float32": 0, "float16": 1, "int8": 7, "int4": 2, "int4-vocab4": 2}[dtype])
+    w.add_file_type({"float32": 0, "float16": 1, "int8": 7, "int4": 2, "int4-vocab4": 2,
+                     "bfloat16": 32}[dtype])
     tokens = sorted(vocab, key=vocab.get)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("gpt-2")

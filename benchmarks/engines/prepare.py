@@ -67,7 +67,7 @@ def _engine_loads(Engine, out: str) -> bool:
 # with the token table / LM head in 4 bits too (fastergpt's vocab_dtype="int4"; llama.cpp's
 # q4_0 with a q4_0 output matrix), against "int4", whose vocabulary stays 8-bit.
 BENCH_DTYPES = {"float32": ("float32", None), "float16": ("float16", None), "int8": ("int8", None),
-                "int4": ("int4", None), "int4-vocab4": ("int4", "int4")}
+                "int4": ("int4", None), "int4-vocab4": ("int4", "int4"), "bfloat16": ("bfloat16", None)}
 
 
 def prepare(work: str, layers: int, hidden: int, heads: int, vocab: int, engines: set, log=print,
