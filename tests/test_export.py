@@ -319,8 +319,8 @@ def test_temporaries_of_a_killed_export_are_cleaned(tmp_path, src_dir):
 def test_export_argument_errors(tmp_path, src_dir, model):
     with pytest.raises(ExportError, match="format must be one of"):
         export_model(src_dir, tmp_path / "x", fmt="onnx", log=lambda s: None)
-    with pytest.raises(ValueError, match="dtype 'bfloat16' is not supported"):
-        export_model(src_dir, tmp_path / "x", dtype="bfloat16", log=lambda s: None)
+    with pytest.raises(ValueError, match="dtype 'float8' is not supported"):
+        export_model(src_dir, tmp_path / "x", dtype="float8", log=lambda s: None)
     with pytest.raises(CheckpointError, match="no_model"):
         export_model(tmp_path / "no_model", tmp_path / "x", log=lambda s: None)
     f = tmp_path / "a_file"

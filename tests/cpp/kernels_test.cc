@@ -91,6 +91,14 @@ static size_t float_block_index(int64_t n, int64_t k, int64_t K) {
   return size_t((n / 16) * 16 * K + k * 16 + n % 16);
 }
 
+// The float a bfloat16 holds (its bits are a float32's upper half).
+static float bf16_value(uint16_t h) {
+  const uint32_t b = uint32_t(h) << 16;
+  float x;
+  std::memcpy(&x, &b, 4);
+  return x;
+}
+
 static Packed pack(const std::vector<float>& w, int64_t N, int64_t K, WeightFormat f,
                    int64_t group_size = 32) {
   Packed p{f, {}, {}, w, {}, {}};
@@ -115,11 +123,9 @@ static Packed pack(const std::vector<float>& w, int64_t N, int64_t K, WeightForm
     p.f16.assign(q4_blocks(N) * 16 * Kp, 0);
     for (int64_t n = 0; n < N; ++n)
       for (int64_t k = 0; k < K; ++k) {
-        uint32_t bits;
-        std::memcpy(&bits, &w[n * K + k], 4);
-        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000u;
-        p.f16[(n / 16) * 16 * Kp + (k / 2) * 32 + 2 * (n % 16) + k % 2] = uint16_t(bits >> 16);
-        std::memcpy(&p.exact[n * K + k], &bits, 4);
+        const uint16_t h = fgpt_test::bfloat16_bits(w[n * K + k]);
+        p.f16[(n / 16) * 16 * Kp + (k / 2) * 32 + 2 * (n % 16) + k % 2] = h;
+        p.exact[n * K + k] = bf16_value(h);
       }
   } else if (f == WeightFormat::kI8) {
     // Packed as csrc/core/matrix.h describes kByteBlocks16 (independently of
@@ -742,12 +748,6 @@ static uint16_t bf16_model(float x) {
   if (exponent == 0xFF && mantissa) return static_cast<uint16_t>((b >> 16) | 0x40);
   if (exponent == 0) return static_cast<uint16_t>((b >> 16) & 0x8000);
   return static_cast<uint16_t>((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
-}
-static float bf16_value(uint16_t h) {
-  const uint32_t b = uint32_t(h) << 16;
-  float x;
-  std::memcpy(&x, &b, 4);
-  return x;
 }
 static float flush_denormal(float v) {
   return std::fpclassify(v) == FP_SUBNORMAL ? std::copysign(0.0f, v) : v;

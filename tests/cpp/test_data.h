@@ -41,8 +41,15 @@ inline uint16_t half_bits(float v) {
   return bits;
 }
 
+// The bfloat16 nearest v (to nearest even; v finite), as its bits.
+inline uint16_t bfloat16_bits(float v) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, 4);
+  return static_cast<uint16_t>((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
+}
+
 inline int64_t element_bytes(ElementType t) {
-  return t == ElementType::kF32 ? 4 : t == ElementType::kF16 ? 2 : 1;
+  return t == ElementType::kF32 ? 4 : t == ElementType::kF16 || t == ElementType::kBF16 ? 2 : 1;
 }
 
 // Random weights of `config` in `format`, as an adapter hands them over: float
@@ -75,6 +82,9 @@ struct RandomWeights {
       } else if (s.dtype == ElementType::kF16) {
         uint16_t* h = reinterpret_cast<uint16_t*>(p);
         for (int64_t i = 0; i < n; ++i) h[i] = half_bits(normal(rng));
+      } else if (s.dtype == ElementType::kBF16) {
+        uint16_t* h = reinterpret_cast<uint16_t*>(p);
+        for (int64_t i = 0; i < n; ++i) h[i] = bfloat16_bits(normal(rng));
       } else {
         int8_t* q = reinterpret_cast<int8_t*>(p);
         for (int64_t i = 0; i < n; ++i) q[i] = static_cast<int8_t>(byte(rng));
