@@ -64,8 +64,8 @@ const SimdKernels* simd_by_name(const char* name) {
 
 const SimdKernels& simd() {
   static const SimdKernels* chosen = [] {
-    // The widest first: kIsaNames is narrowest first and ends with it.
-    for (int i = static_cast<int>(std::size(kIsaNames)) - 1; i >= 0; --i)
+    // The widest first: kIsaNames runs from generic (every CPU has it) to the widest.
+    for (int i = static_cast<int>(std::size(kIsaNames)) - 1; i > 0; --i)
       if (const SimdKernels* k = simd_by_name(kIsaNames[i])) return k;
     return simd_by_name("generic");
   }();

@@ -747,7 +747,7 @@ static uint16_t bf16_model(float x) {
   const uint32_t exponent = (b >> 23) & 0xFF, mantissa = b & 0x7FFFFF;
   if (exponent == 0xFF && mantissa) return static_cast<uint16_t>((b >> 16) | 0x40);
   if (exponent == 0) return static_cast<uint16_t>((b >> 16) & 0x8000);
-  return static_cast<uint16_t>((b + 0x7FFF + ((b >> 16) & 1)) >> 16);
+  return fgpt_test::bfloat16_bits(x);
 }
 static float flush_denormal(float v) {
   return std::fpclassify(v) == FP_SUBNORMAL ? std::copysign(0.0f, v) : v;
