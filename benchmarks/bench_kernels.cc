@@ -203,6 +203,25 @@ int main(int argc, char** argv) {
     std::printf("quantize_rows M=%lld K=%lld: %.1f us (%.2f GB/s of activations)\n", (long long)M,
                 (long long)K, per * 1e6, M * K * 4.0 / per / 1e9);
   }
+  // LayerNorm / RMSNorm rows (simd_norm.inc), one thread: a decoding step runs 2 per layer
+  // + 1 at M = 1; a prompt-lookup pass or a batch at M = a few.
+  if (all) {
+    const auto& simd = cpu::simd();
+    for (int64_t D : {256, 768, 4096})
+      for (int64_t M : {1, 8}) {
+        std::vector<float> x(M * D), g(D), b(D), y(M * D);
+        for (auto& v : x) v = d(rng);
+        for (auto& v : g) v = d(rng);
+        for (auto& v : b) v = d(rng);
+        const double ln = seconds_per_call(
+            [&] { simd.layer_norm_rows(x.data(), M, D, g.data(), b.data(), 1e-5f, y.data()); },
+            seconds / 4);
+        const double rms = seconds_per_call(
+            [&] { simd.rms_norm_rows(x.data(), M, D, g.data(), 1e-6f, y.data()); }, seconds / 4);
+        std::printf("norm rows D=%-4lld M=%lld, 1 thread: layer_norm %.3f us, rms_norm %.3f us\n",
+                    (long long)D, (long long)M, ln * 1e6, rms * 1e6);
+      }
+  }
   // Attention over a prompt, one head: blocks of consecutive queries through
   // attend_queries, as attention() runs a prompt. GFLOP/s counts the causal work only
   // (q.k and p.v, 2 x Dh multiply-adds per query-key pair the mask keeps).

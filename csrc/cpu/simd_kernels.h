@@ -70,6 +70,10 @@ using DequantizeRowFn = void (*)(const Matrix& W, int64_t row, float* out);
   void linear_q4_rows(const int8_t* xs, const float* sx, int64_t M, const Matrix& W,     \
                       int64_t n_begin, int64_t n_end, const float* bias, Epilogue ep,   \
                       float* y);                                                        \
+  void layer_norm_rows(const float* x, int64_t M, int64_t D, const float* gamma,        \
+                       const float* beta, float eps, float* y);                         \
+  void rms_norm_rows(const float* x, int64_t M, int64_t D, const float* gamma,          \
+                     float eps, float* y);                                              \
   }
 FGPT_DECLARE_SIMD(generic)
 FGPT_DECLARE_SIMD(avx2)
@@ -150,6 +154,12 @@ struct SimdKernels {
                              int64_t ldo, float* work);
   // x [M, K] as bfloat16 pairs for the bf16_rows kernels; null without AVX-512 BF16.
   void (*to_bf16_pairs)(const float* x, int64_t M, int64_t K, uint32_t* out);
+  // M rows of D: LayerNorm (beta may be null) and RMSNorm, statistics in double
+  // (simd_norm.inc: the same bits on every ISA).
+  void (*layer_norm_rows)(const float* x, int64_t M, int64_t D, const float* gamma,
+                          const float* beta, float eps, float* y);
+  void (*rms_norm_rows)(const float* x, int64_t M, int64_t D, const float* gamma, float eps,
+                        float* y);
 
   const FormatKernels& of(WeightFormat f) const { return formats[static_cast<int>(f)]; }
 };

@@ -482,6 +482,70 @@ static void test_layer_norm(Context& ctx) {
   }
 }
 
+// The norms' statistics as simd_norm.inc orders them: 8 lanes, lane j adds the terms
+// i = j (mod 8) in order, then the lanes in a fixed tree (0+4, 1+5, 2+6, 3+7; 0+2, 1+3; 0+1).
+static double norm_lane_sum(const std::vector<double>& terms) {
+  double lane[8] = {};
+  for (size_t i = 0; i < terms.size(); ++i) lane[i % 8] += terms[i];
+  for (int width = 4; width >= 1; width /= 2)
+    for (int i = 0; i < width; ++i) lane[i] += lane[i + width];
+  return lane[0];
+}
+
+// Every ISA's LayerNorm / RMSNorm rows bit for bit against that scalar model (the output:
+// float32 (x - mean) * inv * gamma + beta, gamma * (x * inv)), rows far from zero mean
+// included; and the model within 1e-5 of the plain formulas in long double.
+static void test_norm_rows_bit_identical() {
+  std::mt19937 rng(21);
+  for (int64_t D : {1, 5, 8, 9, 64, 257, 768, 4099}) {
+    const int64_t M = 3;
+    auto x = random_vec(M * D, rng, 3.0f), g = random_vec(D, rng), b = random_vec(D, rng);
+    for (int64_t i = D; i < 2 * D; ++i) x[i] += 1000.0f;  // row 1: a large mean
+    std::vector<float> ln(M * D), ln_nb(M * D), rms(M * D);
+    for (int64_t m = 0; m < M; ++m) {
+      const float* xr = x.data() + m * D;
+      std::vector<double> terms(xr, xr + D);
+      const double mean = norm_lane_sum(terms) / D;
+      for (int64_t i = 0; i < D; ++i) terms[i] = (xr[i] - mean) * (xr[i] - mean);
+      const float inv = static_cast<float>(1.0 / std::sqrt(norm_lane_sum(terms) / D + 1e-5f));
+      const float mu = static_cast<float>(mean);
+      for (int64_t i = 0; i < D; ++i) terms[i] = double(xr[i]) * xr[i];
+      const float rinv = static_cast<float>(1.0 / std::sqrt(norm_lane_sum(terms) / D + 1e-6f));
+      long double lmean = 0, lvar = 0, lsq = 0;
+      for (int64_t i = 0; i < D; ++i) lmean += xr[i];
+      lmean /= D;
+      for (int64_t i = 0; i < D; ++i) {
+        lvar += (xr[i] - lmean) * (xr[i] - lmean);
+        lsq += (long double)xr[i] * xr[i];
+      }
+      // (x - mean in float32 loses what float32 cannot hold of x: more far from 0.)
+      const double tol = m == 1 ? 2e-4 : 1e-5;
+      for (int64_t i = 0; i < D; ++i) {
+        const float v = (xr[i] - mu) * inv * g[i];
+        ln_nb[m * D + i] = v;
+        ln[m * D + i] = v + b[i];
+        rms[m * D + i] = g[i] * (xr[i] * rinv);
+        CHECK_NEAR(ln[m * D + i], (xr[i] - lmean) / std::sqrt(lvar / D + 1e-5L) * g[i] + b[i], tol);
+        CHECK_NEAR(rms[m * D + i], g[i] * xr[i] / std::sqrt(lsq / D + 1e-6L), 1e-5);
+      }
+    }
+    for (const char* name : cpu::kIsaNames) {
+      const cpu::SimdKernels* k = cpu::simd_by_name(name);
+      if (!k) continue;
+      std::vector<float> y(M * D), y_nb(M * D), z(M * D);
+      k->layer_norm_rows(x.data(), M, D, g.data(), b.data(), 1e-5f, y.data());
+      k->layer_norm_rows(x.data(), M, D, g.data(), nullptr, 1e-5f, y_nb.data());
+      k->rms_norm_rows(x.data(), M, D, g.data(), 1e-6f, z.data());
+      CHECK(std::memcmp(y.data(), ln.data(), y.size() * sizeof(float)) == 0);
+      CHECK(std::memcmp(y_nb.data(), ln_nb.data(), y.size() * sizeof(float)) == 0);
+      CHECK(std::memcmp(z.data(), rms.data(), z.size() * sizeof(float)) == 0);
+      std::vector<float> inplace = x;  // the decoder normalises in place too
+      k->rms_norm_rows(inplace.data(), M, D, g.data(), 1e-6f, inplace.data());
+      CHECK(std::memcmp(inplace.data(), rms.data(), z.size() * sizeof(float)) == 0);
+    }
+  }
+}
+
 static void test_attend() {
   std::mt19937 rng(5);
   for (int64_t Dh : {1, 16, 33, 80}) {
@@ -883,6 +947,7 @@ int main() {
   test_simd_paths();
   test_linear_deterministic();
   test_attend();
+  test_norm_rows_bit_identical();
   test_attend_queries_bit_identical();
   test_half_conversion();
   test_sum_exp();
