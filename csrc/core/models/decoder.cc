@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "../error.h"
+#include "../op_profile.h"
 
 namespace fastergpt {
 namespace {
@@ -193,10 +194,12 @@ class Decoder final : public Model {
     if (collective_) a.reserve_partial(M, c);
     float* x = a.x.data();
     if (project_in_.data) {  // embed at width E, project to D
+      OpTimer t("embed", M);
       k.embed(ctx, token_embedding_, nullptr, tokens, slots, M, a.h.data());
       k.linear(ctx, a.h.data(), M, project_in_, nullptr, Epilogue::kStore, x);
       if (position_embedding_) k.add_positions(ctx, position_embedding_, slots, M, c.hidden_size, x);
     } else {
+      OpTimer t("embed", M);
       k.embed(ctx, token_embedding_, position_embedding_, tokens, slots, M, x);
     }
     for (int64_t l = 0; l < c.num_layers; ++l) block(ctx, layers_[l], l, slots, M);
@@ -217,6 +220,7 @@ class Decoder final : public Model {
       norm(ctx, a.x.data(), n, lnf_gamma_, lnf_beta_, a.h.data());
       h = a.h.data();
     }
+    OpTimer t("lm_head", n);
     if (project_out_.data) {
       k.linear(ctx, h, n, project_out_, nullptr, Epilogue::kStore, a.h2.data());
       h = a.h2.data();
@@ -236,6 +240,7 @@ class Decoder final : public Model {
   void norm(Context& ctx, const float* x, int64_t M, const float* gamma, const float* beta,
             float* y) const {
     const ModelConfig& c = config_;
+    OpTimer t("norm", M);
     if (c.norm == Norm::kRmsNorm)
       ctx.backend().rms_norm(ctx, x, M, c.hidden_size, gamma, c.norm_epsilon, y);
     else
@@ -248,10 +253,19 @@ class Decoder final : public Model {
     const ModelConfig& c = config_;
     const Backend& k = ctx.backend();
     Activations& a = ctx.activations();
-    k.linear(ctx, in, M, lw.qkv, lw.qkv_bias, Epilogue::kStore, a.qkv.data());
-    if (c.positions == Positions::kRotary)
+    {
+      OpTimer t("qkv", M);
+      k.linear(ctx, in, M, lw.qkv, lw.qkv_bias, Epilogue::kStore, a.qkv.data());
+    }
+    if (c.positions == Positions::kRotary) {
+      OpTimer t("rotary", M);
       k.rotary(ctx, a.qkv.data(), slots, M, c.num_heads, c.kv_heads(), c.head_dim(), rotary_);
-    k.attention(ctx, ctx.kv_cache(), l, c.num_heads, a.qkv.data(), slots, M, a.attn.data());
+    }
+    {
+      OpTimer t("attention", M);
+      k.attention(ctx, ctx.kv_cache(), l, c.num_heads, a.qkv.data(), slots, M, a.attn.data());
+    }
+    OpTimer t("attn_out", M);
     project_out(ctx, a.attn.data(), M, lw.attn_out, lw.attn_out_bias, first);
   }
 
@@ -261,11 +275,22 @@ class Decoder final : public Model {
     const Backend& k = ctx.backend();
     Activations& a = ctx.activations();
     if (c.gated_mlp) {
-      k.linear(ctx, in, M, lw.fc, lw.fc_bias, Epilogue::kStore, a.mlp.data());
-      k.glu(ctx, a.mlp.data(), M, c.inner_size, c.activation, a.gated.data());
+      {
+        OpTimer t("fc", M);
+        k.linear(ctx, in, M, lw.fc, lw.fc_bias, Epilogue::kStore, a.mlp.data());
+      }
+      {
+        OpTimer t("glu", M);
+        k.glu(ctx, a.mlp.data(), M, c.inner_size, c.activation, a.gated.data());
+      }
+      OpTimer t("proj", M);
       project_out(ctx, a.gated.data(), M, lw.proj, lw.proj_bias, first);
     } else {
-      k.linear(ctx, in, M, lw.fc, lw.fc_bias, activation_epilogue(c.activation), a.mlp.data());
+      {
+        OpTimer t("fc", M);
+        k.linear(ctx, in, M, lw.fc, lw.fc_bias, activation_epilogue(c.activation), a.mlp.data());
+      }
+      OpTimer t("proj", M);
       project_out(ctx, a.mlp.data(), M, lw.proj, lw.proj_bias, first);
     }
   }
@@ -290,6 +315,7 @@ class Decoder final : public Model {
   // block with a parallel residual, whose two sublayers share it).
   void reduce_into_x(Context& ctx, int64_t M) const {
     if (!collective_) return;
+    OpTimer t("all_reduce", M);
     Activations& a = ctx.activations();
     const int64_t n = M * config_.hidden_size;
     float* p = a.partial.data();
