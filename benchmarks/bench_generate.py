@@ -15,8 +15,9 @@ disabled, so every engine makes exactly --new-tokens tokens per row.
 
 Prints tokens/s, time to first token and peak resident memory per engine, the
 ratio of each fastergpt run to the best other engine of the same dtype, and the
-roofline: this machine's measured read bandwidth divided by the bytes of weights
-read per generated token. Writes JSON and a PNG chart.
+roofline: this machine's read bandwidth divided by the bytes of weights read per
+generated token (the bandwidth is measured just before and just after each fastergpt
+batch-1 run, and the run is held to the higher reading: it wanders over minutes). Writes JSON and a PNG chart.
 
     python benchmarks/bench_generate.py                       # GPT-2 small, batch 1 and 8
     python benchmarks/bench_generate.py --model medium
@@ -185,22 +186,31 @@ def main() -> None:
     print(f"preparing {work} ...")
     prepare(work, layers, hidden, heads, args.vocab, {k for k, _ in runs}, log=lambda s: print("  " + s),
             arch=args.arch)
-    bandwidth = engine_module().measure_read_bandwidth(1024, args.threads, 5)
+    # The machine's bandwidth wanders over minutes (a shared host: 35-56 GB/s within one
+    # run here), so a figure measured once would flatter or wrong a run made minutes later:
+    # each fastergpt batch-1 run is held to the higher of the readings just before and
+    # just after it.
+    def measure_bandwidth():
+        bandwidths.append(engine_module().measure_read_bandwidth(1024, args.threads, 5))
+        return bandwidths[-1]
+
+    bandwidths = []
+    bandwidth = measure_bandwidth()
     shape = f"{'LLaMA (GQA)' if args.arch == 'llama' else 'GPT-2'} {args.model}"
     print(f"\n{shape} shape ({layers} layers, hidden {hidden}, vocab {args.vocab}); prompt "
           f"{args.prompt}, {args.new_tokens} new tokens, {args.threads} threads; CPU {cpu_model()} "
           f"(kernels: {engine_module().cpu_isa()}); measured read bandwidth {bandwidth:.1f} GB/s; "
           f"fastergpt's KV cache {args.kv_cache_dtype}, matmul_precision {args.matmul_precision}")
-    roofline = {}
     from engines.prepare import BENCH_DTYPES
 
-    for dtype in BENCH_DTYPES:
-        if not os.path.isdir(os.path.join(work, f"fastergpt_{dtype}")):
-            continue  # packed only when a fastergpt engine runs
-        b = weight_bytes_per_token(work, dtype)
-        roofline[dtype] = bandwidth * 1e9 / b
+    step_bytes = {dtype: weight_bytes_per_token(work, dtype) for dtype in BENCH_DTYPES
+                  if os.path.isdir(os.path.join(work, f"fastergpt_{dtype}"))}  # packed only
+    # when a fastergpt engine runs
+
+    roofline = {dtype: bandwidth * 1e9 / b for dtype, b in step_bytes.items()}
+    for dtype, b in step_bytes.items():
         print(f"  {dtype}: {b / 1e6:7.1f} MB of weights per step -> batch-1 roofline "
-              f"{roofline[dtype]:6.1f} tokens/s")
+              f"{roofline[dtype]:6.1f} tokens/s (at this bandwidth)")
 
     results = []
     for batch in args.batch:
@@ -216,7 +226,12 @@ def main() -> None:
             rounds = {}  # (key, dtype) -> every round's result
             for round_ in range(args.rounds):
                 for key, dtype in here:
+                    held = batch == 1 and key.startswith("fastergpt") and dtype in step_bytes
+                    before = measure_bandwidth() if held else None
                     r = run_one(key, dtype, work, args, batch, top_k)
+                    if r is not None and held:
+                        r["bandwidth_gb_s"] = max(before, measure_bandwidth())
+                        r["roofline_tokens_per_s"] = r["bandwidth_gb_s"] * 1e9 / step_bytes[dtype]
                     if r is not None:
                         rounds.setdefault((key, dtype), []).append(r)
                         if args.rounds > 1:
@@ -231,15 +246,20 @@ def main() -> None:
                 r["rounds_tokens_per_s"] = [o["tokens_per_s"] for o in every]
                 group.append(r)
                 note = ""
-                if batch == 1 and key.startswith("fastergpt") and dtype in roofline:
-                    note = f"{100 * r['tokens_per_s'] / roofline[dtype]:.0f}% of roofline"
+                if "bandwidth_gb_s" in r:
+                    shares = [o["tokens_per_s"] / o["roofline_tokens_per_s"] for o in every]
+                    r["rounds_roofline_share"] = shares
+                    note = (f"{100 * r['tokens_per_s'] / r['roofline_tokens_per_s']:.0f}% of the "
+                            f"roofline at {r['bandwidth_gb_s']:.1f} GB/s")
+                    if len(every) > 1:
+                        note += f" (rounds {100 * min(shares):.0f}-{100 * max(shares):.0f}%)"
                 if len(every) > 1:
                     note += (f"{'; ' if note else ''}rounds {min(r['rounds_tokens_per_s']):.1f}-"
                              f"{max(r['rounds_tokens_per_s']):.1f}")
                 print(f"  {r['engine']:30s} {dtype:11s} {r['tokens_per_s']:9.1f} {r['ttft_ms']:8.1f} "
                       f"{r['peak_rss_mb']:8.0f}  {note}", flush=True)
             for r in group:
-                if r["dtype"] in roofline:
+                if r["dtype"] in roofline and "roofline_tokens_per_s" not in r:
                     r["roofline_tokens_per_s"] = roofline[r["dtype"]] * batch
                 if r["key"].startswith("fastergpt"):
                     others = [o for o in group if not o["key"].startswith("fastergpt")]
@@ -276,6 +296,9 @@ def main() -> None:
                     print(f"    {r['engine']:28s} {r['dtype']:11s} " + "; ".join(parts))
             results.extend(group)
 
+    print(f"\nread bandwidth over the run: {min(bandwidths):.1f}-{max(bandwidths):.1f} GB/s "
+          f"({len(bandwidths)} measurements; each fastergpt batch-1 run is held to the higher "
+          "reading next to it)")
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"bench_generate_{arch_tag}{args.model}" +
                         (f"_{layers}l" if args.layers else "") +
@@ -284,6 +307,7 @@ def main() -> None:
                         ("_bf16" if args.matmul_precision == "bfloat16" else ""))
     with open(stem + ".json", "w") as f:
         json.dump({"args": vars(args), "cpu": cpu_model(), "bandwidth_gb_s": bandwidth,
+                   "bandwidth_measurements_gb_s": bandwidths,  # each run's own: its "bandwidth_gb_s"
                    "roofline_batch1": roofline, "results": results}, f, indent=1)
     print(f"\nwrote {stem}.json (CPU: {cpu_model()})")
     chart(results, stem + ".png", f"{shape} shape, {args.threads} threads, "

@@ -29,7 +29,10 @@ def main(path: str) -> None:
         cells += [f"{first['ttft_ms']:.1f}", f"{first['peak_rss_mb']:.0f}"] if first else ["-", "-"]
         print("| " + " | ".join(cells) + " |")
     print()
-    print(f"Read bandwidth {data['bandwidth_gb_s']:.1f} GB/s; batch-1 roofline (tokens/s): " +
+    spread = data.get("bandwidth_measurements_gb_s")
+    over = (f" at the start; {min(spread):.1f}-{max(spread):.1f} over the run, and each fastergpt "
+            "batch-1 run's % below is of the higher reading next to it") if spread else ""
+    print(f"Read bandwidth {data['bandwidth_gb_s']:.1f} GB/s{over}; batch-1 roofline (tokens/s): " +
           ", ".join(f"{d} {v:.0f}" for d, v in data["roofline_batch1"].items()))
     print()
     print("| fastergpt run | batch | strategy | vs best other engine, same dtype | TTFT vs best | vs reference | % of roofline |")
