@@ -188,6 +188,54 @@ int main(int argc, char** argv) {
                   2.0 * s.M * s.N * s.K / per / 1e9);
     }
   }
+  // A decoding step's layer matrices streamed from memory: GPT-2-small's 12 layers (qkv,
+  // attention output, fc, proj) at M = 1, one after another, as the decoder runs them
+  // (45-340 MB, far past L3), on all threads; GB/s of weights + scales against the read
+  // bandwidth measured just before.
+  if (all) {
+    Context ctx(cpu_backend(), default_num_threads());
+    const Backend& k = ctx.backend();
+    const int64_t layer[][2] = {{2304, 768}, {768, 768}, {3072, 768}, {768, 3072}};  // N, K
+    for (const Format& fmt : formats) {
+      if (fmt.precision != MatmulPrecision::kFloat32 || fmt.group_size == 32) continue;
+      const WeightFormat f = fmt.f;
+      std::vector<std::vector<char>> store;
+      std::vector<std::vector<float>> scales;
+      std::vector<std::vector<uint16_t>> params;
+      std::vector<Matrix> step;
+      double bytes = 0;
+      for (int l = 0; l < 12; ++l)
+        for (const auto& nk : layer) {
+          const int64_t N = nk[0], K = nk[1];
+          const std::vector<int64_t> st = storage_shape(f, N, K);
+          const int64_t n = st[0] * st[1] * (f == WeightFormat::kF32 ? 4
+                                             : f == WeightFormat::kF16 || f == WeightFormat::kBF16 ? 2 : 1);
+          store.emplace_back(n, f == WeightFormat::kF16 ? 0 : 0x11);  // small values, no NaN
+          scales.emplace_back(N, 0.01f);
+          const int64_t groups = f == WeightFormat::kI4 ? (K + fmt.group_size - 1) / fmt.group_size : 0;
+          params.emplace_back(q4_blocks(N) * groups * 32, 0x2000);
+          Matrix W{f, store.back().data(), f == WeightFormat::kI8 ? scales.back().data() : nullptr};
+          W.rows = N;
+          W.cols = K;
+          if (f == WeightFormat::kI4) {
+            W.group_params = params.back().data();
+            W.groups = groups;
+            W.group_size = q4_group_size(K, groups);
+          }
+          step.push_back(W);
+          bytes += n + (f == WeightFormat::kI8 ? 4.0 * N : 0) + 2.0 * params.back().size();
+        }
+      std::vector<float> x(3072, 0.5f), y(3072);
+      const double bandwidth = measure_read_bandwidth(int64_t(1) << 30, 3, ctx);
+      const double per = seconds_per_call([&] {
+        for (const Matrix& W : step) k.linear(ctx, x.data(), 1, W, nullptr, Epilogue::kStore, y.data());
+      }, seconds);
+      std::printf("decode stream %-8s 12 layers from memory, %d threads: %6.1f MB  %7.3f ms  "
+                  "%5.1f GB/s (%.0f%% of the %.1f GB/s read just before)\n", fmt.name,
+                  default_num_threads(), bytes / 1e6, per * 1e3, bytes / per / 1e9,
+                  100 * bytes / per / 1e9 / bandwidth, bandwidth);
+    }
+  }
   // int8 activations: the per-row quantisation every int8 / int4 linear runs first.
   if (all) {
     const int64_t M = 256, K = 768;
