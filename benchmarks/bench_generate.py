@@ -17,7 +17,8 @@ Prints tokens/s, time to first token and peak resident memory per engine, the
 ratio of each fastergpt run to the best other engine of the same dtype, and the
 roofline: this machine's read bandwidth divided by the bytes of weights read per
 generated token (the bandwidth is measured just before and just after each fastergpt
-batch-1 run, and the run is held to the higher reading: it wanders over minutes). Writes JSON and a PNG chart.
+batch-1 run, and the run is held to the higher reading: it wanders over minutes).
+Writes JSON and a PNG chart.
 
     python benchmarks/bench_generate.py                       # GPT-2 small, batch 1 and 8
     python benchmarks/bench_generate.py --model medium
@@ -186,7 +187,7 @@ def main() -> None:
     print(f"preparing {work} ...")
     prepare(work, layers, hidden, heads, args.vocab, {k for k, _ in runs}, log=lambda s: print("  " + s),
             arch=args.arch)
-    # The machine's bandwidth wanders over minutes (a shared host: 35-56 GB/s within one
+    # The machine's bandwidth wanders over minutes (a shared host: 26-62 GB/s within one
     # run here), so a figure measured once would flatter or wrong a run made minutes later:
     # each fastergpt batch-1 run is held to the higher of the readings just before and
     # just after it.
