@@ -133,23 +133,33 @@ int main(int argc, char** argv) {
                 {"lmhead M=1", 1, 768, 50257}, {"lmhead M=8", 8, 768, 50257},
                 {"fc    M=8", 8, 768, 3072},  {"fc   M=32", 32, 768, 3072},
                 {"fc  M=256", 256, 768, 3072}};
-  // int4 twice: groups of 128 and of 32 columns; the float formats again under
-  // matmul_precision=bfloat16 where the CPU has AVX-512 BF16 ("f32>bf16", "f16>bf16",
-  // "bf16>bf16").
+  // int4 three times: groups of 128 and of 32 columns, and groups of 128 with an
+  // act-order column order ("int4ao": linear() gathers x into it first); the float formats
+  // again under matmul_precision=bfloat16 where the CPU has AVX-512 BF16 ("f32>bf16",
+  // "f16>bf16", "bf16>bf16").
   struct Format {
     WeightFormat f;
     int64_t group_size;
     const char* name;
     MatmulPrecision precision;
+    bool act_order = false;
   } formats[] = {{WeightFormat::kF32, 0, "float32", MatmulPrecision::kFloat32},
                  {WeightFormat::kF32, 0, "f32>bf16", MatmulPrecision::kBFloat16},
                  {WeightFormat::kF16, 0, "float16", MatmulPrecision::kFloat32},
                  {WeightFormat::kF16, 0, "f16>bf16", MatmulPrecision::kBFloat16},
                  {WeightFormat::kI8, 0, "int8", MatmulPrecision::kFloat32},
                  {WeightFormat::kI4, 128, "int4g128", MatmulPrecision::kFloat32},
+                 {WeightFormat::kI4, 128, "int4ao", MatmulPrecision::kFloat32, true},
                  {WeightFormat::kI4, 32, "int4g32", MatmulPrecision::kFloat32},
                  {WeightFormat::kBF16, 0, "bfloat16", MatmulPrecision::kFloat32},
                  {WeightFormat::kBF16, 0, "bf16>bf16", MatmulPrecision::kBFloat16}};
+  // A column order of K columns (a shuffled permutation), for the act-order rows.
+  const auto column_order = [&](int64_t K) {
+    std::vector<int32_t> order(K);
+    for (int64_t i = 0; i < K; ++i) order[i] = int32_t(i);
+    std::shuffle(order.begin(), order.end(), rng);
+    return order;
+  };
   for (int threads = 1; all && threads <= default_num_threads(); ++threads) {
     Context ctx(cpu_backend(), threads);
     const Backend& k = ctx.backend();
@@ -173,10 +183,12 @@ int main(int argc, char** argv) {
       Matrix W{f, data, f == WeightFormat::kI8 ? scales.data() : nullptr};
       W.rows = s.N;
       W.cols = s.K;
+      const std::vector<int32_t> order = column_order(s.K);
       if (f == WeightFormat::kI4) {
         W.group_params = params.data();
         W.groups = groups;
         W.group_size = q4_group_size(s.K, groups);
+        if (fmt.act_order) W.columns = order.data();
       }
       // bytes streamed per call: the weights and their scales
       const double bytes = double(s.N) * s.K * format_info(f).bits / 8 +
@@ -202,6 +214,7 @@ int main(int argc, char** argv) {
       std::vector<std::vector<char>> store;
       std::vector<std::vector<float>> scales;
       std::vector<std::vector<uint16_t>> params;
+      std::vector<std::vector<int32_t>> orders;
       std::vector<Matrix> step;
       double bytes = 0;
       for (int l = 0; l < 12; ++l)
@@ -217,10 +230,12 @@ int main(int argc, char** argv) {
           Matrix W{f, store.back().data(), f == WeightFormat::kI8 ? scales.back().data() : nullptr};
           W.rows = N;
           W.cols = K;
+          orders.push_back(column_order(K));
           if (f == WeightFormat::kI4) {
             W.group_params = params.back().data();
             W.groups = groups;
             W.group_size = q4_group_size(K, groups);
+            if (fmt.act_order) W.columns = orders.back().data();
           }
           step.push_back(W);
           bytes += n + (f == WeightFormat::kI8 ? 4.0 * N : 0) + 2.0 * params.back().size();
@@ -246,7 +261,7 @@ int main(int argc, char** argv) {
     const auto& simd = cpu::simd();
     const int n = 200;
     const auto t0 = Clock::now();
-    for (int i = 0; i < n; ++i) simd.quantize_rows(x.data(), M, K, xs.data(), sx.data());
+    for (int i = 0; i < n; ++i) simd.quantize_rows(x.data(), M, K, nullptr, xs.data(), sx.data());
     const double per = std::chrono::duration<double>(Clock::now() - t0).count() / n;
     std::printf("quantize_rows M=%lld K=%lld: %.1f us (%.2f GB/s of activations)\n", (long long)M,
                 (long long)K, per * 1e6, M * K * 4.0 / per / 1e9);

@@ -231,6 +231,8 @@ def load_checkpoint(path) -> tuple[GPTConfig, dict]:
         config = _hf_config(path)
         if gptq_config(path) is not None:  # 4-bit GPTQ: QuantizedMatrix values
             state = read_gptq_checkpoint(path, config)
+            # (the reader keeps a g_idx only where it is not the plain grouping)
+            config.act_order = any(getattr(v, "g_idx", None) is not None for v in state.values())
         else:
             state = _hf_names(config, _hf_tensors(path))
     else:

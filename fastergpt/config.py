@@ -87,6 +87,10 @@ class GPTConfig:
     # Weight format of the token table and LM head; None: the weight format's own choice
     # (int4 keeps them int8). Set by the loaders' vocab_dtype, recorded by saves/exports.
     vocab_dtype: Optional[str] = None
+    # The checkpoint's 4-bit matrices are act-order (GPTQ desc_act: each one's own column
+    # grouping, g_idx): int4 keeps each layer matrix's columns in a stored order. Set by
+    # load_checkpoint, recorded by saves/exports; other formats ignore it.
+    act_order: bool = False
 
     def __post_init__(self) -> None:
         self.activation_function = normalize_activation(self.activation_function)
@@ -119,7 +123,7 @@ class GPTConfig:
             "qkv_bias": int(self.qkv_bias), "out_bias": int(self.out_bias),
             "mlp_bias": int(self.mlp_bias), "tied_lm_head": int(self.tie_word_embeddings),
             "lm_head_bias": int(self.lm_head_bias), "sliding_window": self.sliding_window or 0,
-            "vocabulary_format": self.vocab_dtype or "auto",
+            "vocabulary_format": self.vocab_dtype or "auto", "act_order": int(self.act_order),
         }
         return {k: str(v) for k, v in f.items()}
 
@@ -165,7 +169,7 @@ class GPTConfig:
     def _validate_architecture(self) -> None:
         """The architecture fields' types and choices (the engine checks their consistency)."""
         for name in ("tie_word_embeddings", "rotary_interleaved", "gated_mlp", "qkv_bias",
-                     "out_bias", "mlp_bias", "lm_head_bias"):
+                     "out_bias", "mlp_bias", "lm_head_bias", "act_order"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name, choices in (("norm", ("layer_norm", "rms_norm")), ("positions", ("learned", "rotary")),

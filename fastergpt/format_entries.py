@@ -2,8 +2,9 @@
 (`fastergpt perplexity --compare`, benchmarks/bench_quant_agreement.py).
 
 An entry is a weight format of the engine's table (by name or alias), or int4-rtn /
-int4-gptq: the checkpoint's decoder layers quantized first by `fastergpt quantize`
-(round to nearest, or GPTQ on its default calibration text) and run as int4, the float
+int4-gptq / int4-gptq-act: the checkpoint's decoder layers quantized first by `fastergpt
+quantize` (round to nearest, or GPTQ on its default calibration text, int4-gptq-act with
+--act_order) and run as int4, the float
 token table and LM head of such a checkpoint in int8. FORMAT@VOCAB stores the token
 table and LM head in VOCAB instead (int4-gptq@int4: every matrix in 4 bits)."""
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
-QUANTIZED = {"int4-rtn": "rtn", "int4-gptq": "gptq"}  # entry -> its quantize method
+# entry -> its quantize method and act_order
+QUANTIZED = {"int4-rtn": ("rtn", False), "int4-gptq": ("gptq", False),
+             "int4-gptq-act": ("gptq", True)}
 
 
 def entry_names() -> list:
@@ -50,7 +53,8 @@ def load_entry(entry: str, path, workdir, group_size: Optional[int] = None,
         source, dtype = Path(workdir) / fmt, "int4"
         if not source.is_dir():
             given = {"group_size": group_size, "nsamples": nsamples, "seqlen": seqlen}
-            quantize_model(path, source, method=QUANTIZED[fmt], progress=progress,
+            method, act_order = QUANTIZED[fmt]
+            quantize_model(path, source, method=method, act_order=act_order, progress=progress,
                            **{k: v for k, v in given.items() if v is not None})
     else:
         source, dtype = path, normalize_dtype(fmt)

@@ -200,14 +200,39 @@ def engine_group_size(K: int, groups: int) -> int:
     return g
 
 
-def pack_engine(m: QuantizedMatrix, name: str = "matrix") -> list[np.ndarray]:
-    """[data int8 [B, 8*Kp], params float16 [B, groups*32]]: the engine's int4 arrays."""
+def stored_column_order(m: QuantizedMatrix, name: str = "matrix") -> np.ndarray | None:
+    """The order the engine stores an act-order matrix's columns in: group after group, each
+    group's columns in their own order (csrc/core/matrix.h, "<matrix>.columns"); None for
+    the plain grouping k // group_size. A ValueError names a grouping that no such order
+    makes contiguous (every group but the last must hold group_size columns)."""
+    g = m.column_groups()
+    plain = np.arange(m.cols) // m.group_size
+    if np.array_equal(g, plain):
+        return None
+    order = np.argsort(g, kind="stable")
+    if not np.array_equal(g[order], plain):
+        sizes = np.bincount(g, minlength=m.groups)
+        raise ValueError(f"{name}: its act-order groups hold {sizes.min()}..{sizes.max()} "
+                         f"columns; the int4 kernels need {m.group_size} in every group but "
+                         "the last: load it with --dtype float32, float16 or int8 "
+                         "(dequantized) instead")
+    return order.astype(np.int32)
+
+
+def pack_engine(m: QuantizedMatrix, name: str = "matrix",
+                column_order: bool = False) -> list[np.ndarray]:
+    """[data int8 [B, 8*Kp], params float16 [B, groups*32]]: the engine's int4 arrays, and
+    (column_order) the int32 [K] order its columns are stored in, which an act-order
+    matrix needs (stored_column_order; the identity for a plain one)."""
     m.check(name)
-    if m.g_idx is not None and not np.array_equal(m.column_groups(),
-                                                  np.arange(m.cols) // m.group_size):
-        raise ValueError(f"{name}: its columns are grouped out of order (act-order, g_idx); "
-                         "the int4 kernels need contiguous groups: load it with --dtype "
-                         "float32, float16 or int8 (dequantized) instead")
+    order = stored_column_order(m, name)
+    if order is not None and not column_order:
+        raise ValueError(f"{name}: its columns are grouped out of order (act-order, g_idx), "
+                         "and the model's config has act_order false: set it (load_checkpoint "
+                         "does for an act-order checkpoint), or load it with --dtype float32, "
+                         "float16 or int8 (dequantized)")
+    if order is not None:  # now group after group: the plain layout, in the stored order
+        m = QuantizedMatrix(m.q[:, order], m.scales, m.zeros, m.group_size)
     N, K = m.q.shape
     groups = m.groups
     if engine_group_size(K, groups) != m.group_size and groups > 1:
@@ -223,11 +248,29 @@ def pack_engine(m: QuantizedMatrix, name: str = "matrix") -> list[np.ndarray]:
     params[:N, :, 0] = m.scales
     params[:N, :, 1] = m.zeros
     params = params.reshape(B, BLOCK_ROWS, groups, 2).transpose(0, 2, 3, 1).reshape(B, groups * 32)
-    return [np.ascontiguousarray(data.view(np.int8)), np.ascontiguousarray(params)]
+    arrays = [np.ascontiguousarray(data.view(np.int8)), np.ascontiguousarray(params)]
+    if column_order:
+        arrays.append(np.arange(K, dtype=np.int32) if order is None else order)
+    return arrays
 
 
-def unpack_engine(data: np.ndarray, params: np.ndarray, rows: int, cols: int) -> QuantizedMatrix:
-    """The QuantizedMatrix behind the engine's int4 arrays (the inverse of pack_engine)."""
+def unpack_engine(data: np.ndarray, params: np.ndarray, rows: int, cols: int,
+                  columns: np.ndarray | None = None) -> QuantizedMatrix:
+    """The QuantizedMatrix behind the engine's int4 arrays (the inverse of pack_engine);
+    `columns`, an act-order matrix's stored order, puts its columns back in place."""
+    m = _unpack_stored(data, params, rows, cols)
+    if columns is None or np.array_equal(columns, np.arange(cols)):
+        return m
+    columns = np.asarray(columns, dtype=np.int64)
+    q = np.empty_like(m.q)
+    q[:, columns] = m.q
+    g_idx = np.empty(cols, dtype=np.int32)
+    g_idx[columns] = m.column_groups()
+    return QuantizedMatrix(q, m.scales, m.zeros, m.group_size, g_idx)
+
+
+def _unpack_stored(data: np.ndarray, params: np.ndarray, rows: int, cols: int) -> QuantizedMatrix:
+    """The engine's int4 arrays as stored (columns in their stored order)."""
     B, Kp = data.shape[0], data.shape[1] // 8
     groups = params.shape[1] // 32
     b = np.asarray(data).view(np.uint8).reshape(B, Kp // 8, BLOCK_ROWS, 4)

@@ -23,7 +23,7 @@ class WeightEntry(NamedTuple):
     key: str      # its name within the layer, e.g. "qkv.weight"
     layer: int    # -1 outside the layers
     shape: tuple
-    dtype: str    # element type: "float32", "float16", "int8", "bfloat16" (see numpy_dtype)
+    dtype: str    # element type: "float32", "float16", "int8", "bfloat16", "int32" (numpy_dtype)
     matrix: bool  # stored in the weight format (else float32)
     matrix_shape: tuple  # a matrix's [rows, cols] (shape is its storage's); () otherwise
     format: str   # a matrix's weight format (the vocabulary matrices may differ); "" otherwise
@@ -40,6 +40,17 @@ def weight_spec(config: GPTConfig, dtype: str = "float32") -> list[WeightEntry]:
 
 def _is_scale(name: str) -> bool:
     return name.endswith(".scale")
+
+
+def columns_name(matrix: str) -> str:
+    """"layers.0.qkv.weight" -> "layers.0.qkv.columns": an act-order matrix's column order
+    (csrc/core/model.h columns_name)."""
+    return matrix.removesuffix(".weight") + ".columns"
+
+
+def _follows_matrix(name: str) -> bool:
+    """A tensor the packer writes with its matrix: its scales, its column order."""
+    return _is_scale(name) or name.endswith(".columns")
 
 
 def pack_weights(config: GPTConfig, state: dict, dtype: str = "float32") -> list[tuple[str, np.ndarray]]:
@@ -67,9 +78,10 @@ def pack_engine_tensors(config: GPTConfig, tensors: dict, fmt: str,
     as a checkpoint had them) into the engine's packed list for `config`."""
     quantized = quantized or {}
     spec = weight_spec(config, fmt)
+    ordered = {e.name for e in spec if e.name.endswith(".columns")}
     packed = []
     for entry in spec:
-        if _is_scale(entry.name):
+        if _follows_matrix(entry.name):
             continue  # produced with its matrix, right before it
         if entry.name not in tensors:
             raise ValueError(f"weights: engine weight {entry.name} has no source tensor")
@@ -81,10 +93,13 @@ def pack_engine_tensors(config: GPTConfig, tensors: dict, fmt: str,
             raise ValueError(f"weights: engine weight {entry.name} has shape {tuple(arr.shape)}, "
                              f"expected {want}")
         if entry.matrix:
+            column_order = columns_name(entry.name) in ordered
             if entry.name in quantized and entry.format == "int4":  # kept as the checkpoint has it
-                data, *scales = int4.pack_engine(quantized[entry.name], entry.name)
+                data, *scales = int4.pack_engine(quantized[entry.name], entry.name, column_order)
             else:
                 data, *scales = pack_matrix(arr, entry.format)
+                if column_order:  # a float matrix quantized here: its columns in order
+                    scales.append(np.arange(arr.shape[1], dtype=np.int32))
             values = bfloat16_values(data) if data.dtype == np.uint16 else data
             if values.dtype.kind == "f" and not np.isfinite(values).all():
                 raise ValueError(f"weights: engine weight {entry.name} does not fit {entry.format} (largest "
@@ -129,13 +144,14 @@ def _engine_tensors(config: GPTConfig, state: dict, fmt: str) -> tuple[dict, dic
             if k in quantized:
                 g = v.column_groups()
                 a = {"q": v.q.astype(np.float32), "s": v.scales[:, g],
-                     "z": v.zeros[:, g].astype(np.float32)}[part]
+                     "z": v.zeros[:, g].astype(np.float32),
+                     "g": np.broadcast_to(g.astype(np.float32), v.q.shape)}[part]
                 out[k] = oriented(v, a)
             else:
                 out[k] = np.full(np.shape(v), np.nan, dtype=np.float32)
         return fam.engine_tensors(config, out)
 
-    q, s, z = spread("q"), spread("s"), spread("z")
+    q, s, z, groups = spread("q"), spread("s"), spread("z"), spread("g")
     kept = {}
     for name, values in q.items():
         from_4bit = ~np.isnan(values)
@@ -144,15 +160,20 @@ def _engine_tensors(config: GPTConfig, state: dict, fmt: str) -> tuple[dict, dic
         if not from_4bit.all():
             raise ValueError(f"weights: engine weight {name} joins 4-bit and float checkpoint "
                              "tensors; load it with --dtype float32, float16 or int8")
-        cols = values.shape[1]
-        first = np.arange(0, cols, G)
+        # The group of each column; an act-order checkpoint's (g_idx) may be in any order,
+        # but a stacked engine matrix (q|k|v, gate|up) takes one order for all its parts.
+        g = groups[name]
+        if not (g == g[:1]).all():
+            raise ValueError(f"weights: engine weight {name} stacks checkpoint matrices whose "
+                             "act-order column groups (g_idx) differ; the int4 kernels take one "
+                             "column order per matrix: load it with --dtype float32, float16 "
+                             "or int8")
+        g = g[0].astype(np.int64)
+        first = np.unique(g, return_index=True)[1]  # each group's first column
+        plain = np.array_equal(g, np.arange(values.shape[1]) // G)
         m = int4.QuantizedMatrix(values.astype(np.uint8), np.ascontiguousarray(s[name][:, first]),
-                                 z[name][:, first].astype(np.int32), G)
-        if any(v.g_idx is not None and not np.array_equal(v.column_groups(), np.arange(v.cols) // G)
-               for v in quantized.values()):
-            raise ValueError(f"weights: engine weight {name}: the checkpoint groups columns out "
-                             "of order (act-order, desc_act with g_idx); the int4 kernels need "
-                             "contiguous groups: load it with --dtype float32, float16 or int8")
+                                 z[name][:, first].astype(np.int32), G,
+                                 None if plain else g.astype(np.int32))
         if not np.array_equal(m.dequantize(), tensors[name]):
             raise ValueError(f"weights: engine weight {name} is not a plain rearrangement of the "
                              f"checkpoint's 4-bit tensors ({config.model_type} changes its values); "
@@ -169,16 +190,22 @@ def unpack_weights(packed: list, config: GPTConfig) -> dict:
     fam = family("gpt2")
     shapes = {e.name: e.matrix_shape for e in weight_spec(config) if e.matrix}
     state = {}
-    for i, (name, array) in enumerate(packed):
-        if _is_scale(name):
+    by_name = dict(packed)
+    for name, array in packed:
+        if _follows_matrix(name):
             continue
-        if name in shapes:  # a matrix; its scales, if any, come right after it
-            nxt = packed[i + 1] if i + 1 < len(packed) else ("", None)
-            array = unpack_matrix(array, nxt[1] if _is_scale(nxt[0]) else None, shapes[name])
+        if name in shapes:  # a matrix, with its scales and column order where it has them
+            array = unpack_matrix(array, by_name.get(scale_name(name)), shapes[name],
+                                  by_name.get(columns_name(name)))
         key, layer = _split(name)
         src, transpose = fam.source_of(key, layer)
         state[src] = np.ascontiguousarray(array.T if transpose else array, dtype=np.float32)
     return state
+
+
+def scale_name(matrix: str) -> str:
+    """"layers.0.qkv.weight" -> "layers.0.qkv.scale" (csrc/core/model.h scale_name)."""
+    return matrix.removesuffix(".weight") + ".scale"
 
 
 def _split(name: str) -> tuple[str, int]:

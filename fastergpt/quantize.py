@@ -93,7 +93,7 @@ def unpack_float_blocks(data: np.ndarray, rows: int, cols: int) -> np.ndarray:
 # An engine element type's NumPy dtype: NumPy has no bfloat16, so its bits travel as uint16
 # (as Paddle's do).
 _NUMPY_ELEMENTS = {"float32": np.float32, "float16": np.float16, "int8": np.int8,
-                   "bfloat16": np.uint16}
+                   "bfloat16": np.uint16, "int32": np.int32}
 
 
 def numpy_dtype(element: str) -> np.dtype:
@@ -186,11 +186,13 @@ def pack_matrix(w: np.ndarray, fmt: str) -> list[np.ndarray]:
     return PACKERS[normalize_dtype(fmt)](w)
 
 
-def unpack_matrix(data: np.ndarray, scales: np.ndarray | None, shape: tuple) -> np.ndarray:
+def unpack_matrix(data: np.ndarray, scales: np.ndarray | None, shape: tuple,
+                  columns: np.ndarray | None = None) -> np.ndarray:
     """float32 values of a packed matrix [rows, cols] = `shape` (what the kernels compute
-    with), from its data and, for int8 and int4, its scales."""
+    with), from its data and, for int8 and int4, its scales (and an act-order int4
+    matrix's column order)."""
     if scales is not None and scales.dtype == np.float16:
-        return _int4().unpack_engine(data, scales, *shape).dequantize()
+        return _int4().unpack_engine(data, scales, *shape, columns).dequantize()
     if scales is not None:
         return unpack_int8_blocks(data, *shape).astype(np.float32) * scales[:, None]
     if data.dtype == np.uint16:

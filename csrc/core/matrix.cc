@@ -10,6 +10,7 @@ const char* element_name(ElementType t) {
     case ElementType::kF16: return "float16";
     case ElementType::kI8: return "int8";
     case ElementType::kBF16: return "bfloat16";
+    case ElementType::kI32: return "int32";
   }
   return "?";
 }

@@ -19,9 +19,10 @@
 namespace fastergpt {
 
 // How one tensor element is stored (what an adapter's tensor dtype must be).
-// (bfloat16: the upper half of a float32; NumPy holds it as uint16.)
-enum class ElementType { kF32, kF16, kI8, kBF16 };
-const char* element_name(ElementType t);  // "float32", "float16", "int8", "bfloat16"
+// (bfloat16: the upper half of a float32; NumPy holds it as uint16. int32: indices, the
+// column order of an act-order matrix.)
+enum class ElementType { kF32, kF16, kI8, kBF16, kI32 };
+const char* element_name(ElementType t);  // "float32", "float16", "int8", "bfloat16", "int32"
 
 enum class WeightFormat { kF32, kF16, kI8, kI4, kBF16 };
 constexpr int kNumWeightFormats = 5;
@@ -35,6 +36,14 @@ enum class ScaleLayout {
   // power of two (>= 8) that gives it (q4_group_size), so one format serves every group size.
   kPerGroup,
 };
+
+// An act-order checkpoint (GPTQ's desc_act) groups a matrix's input columns in the order it
+// quantized them, not k // G. A per-group format keeps such a matrix with its columns
+// stored group after group and, after its scales, an int32 [K] tensor "<matrix>.columns":
+// stored column k multiplies input x[columns[k]]. The kernels are the plain ones; the
+// activations' int8 quantisation reads x in that order (K gathered floats a token row,
+// next to K/2 bytes of weights per output row).
+// The model's `act_order` architecture field says its layer matrices carry one.
 
 // What a format's kernels multiply the weights with.
 enum class ActivationInput {
@@ -134,6 +143,7 @@ struct Matrix {
   const uint16_t* group_params = nullptr;  // ScaleLayout::kPerGroup: float16, see there
   int64_t groups = 0;             // ScaleLayout::kPerGroup: groups per row
   int64_t group_size = 0;         // ScaleLayout::kPerGroup: columns per group
+  const int32_t* columns = nullptr;  // kPerGroup, act-order: input column of stored column k
   int64_t rows = 0;               // N (outputs)
   int64_t cols = 0;               // K (inputs)
 };

@@ -34,8 +34,13 @@ void add_vector(std::vector<WeightSpec>& spec, int64_t layer, const std::string&
   spec.push_back({full_name(layer, key), key, layer, std::move(shape), ElementType::kF32, false});
 }
 
+std::string columns_name(const std::string& matrix) {
+  const std::string scale = scale_name(matrix);
+  return scale.substr(0, scale.size() - 6) + ".columns";  // "x.scale" -> "x.columns"
+}
+
 void add_matrix(std::vector<WeightSpec>& spec, int64_t layer, const std::string& key,
-                int64_t rows, int64_t cols, WeightFormat format) {
+                int64_t rows, int64_t cols, WeightFormat format, bool column_order) {
   const WeightFormatInfo& f = format_info(format);
   spec.push_back({full_name(layer, key), key, layer, storage_shape(format, rows, cols), f.element,
                   true, {rows, cols}, format});
@@ -45,6 +50,9 @@ void add_matrix(std::vector<WeightSpec>& spec, int64_t layer, const std::string&
   if (f.scales == ScaleLayout::kPerGroup)  // [blocks, groups * 32]: the groups are the file's
     spec.push_back({scale_name(full_name(layer, key)), scale_name(key), layer,
                     {q4_blocks(rows), -1}, ElementType::kF16, false});
+  if (column_order && f.scales == ScaleLayout::kPerGroup)
+    spec.push_back({columns_name(full_name(layer, key)), columns_name(key), layer, {cols},
+                    ElementType::kI32, false});
 }
 
 static bool shape_fits(const std::vector<int64_t>& got, const std::vector<int64_t>& want) {
@@ -85,6 +93,22 @@ const float* BoundWeights::f32(const std::string& name) const {
   return static_cast<const float*>(view(name).data);
 }
 
+// The kernels index x with these: anything but a permutation of 0..K-1 would read out of
+// bounds or drop an input, so it is refused here, naming the tensor.
+const int32_t* BoundWeights::column_order(const std::string& name, int64_t cols) const {
+  const int32_t* order = static_cast<const int32_t*>(view(name).data);
+  std::vector<char> seen(cols, 0);
+  for (int64_t k = 0; k < cols; ++k) {
+    const int64_t c = order[k];
+    FGPT_CHECK(c >= 0 && c < cols, "weights: tensor ", name, " holds ", c, " at position ", k,
+               ": column indices must be in 0..", cols - 1);
+    FGPT_CHECK(!seen[c], "weights: tensor ", name, " names column ", c, " twice: it must hold "
+               "each of the ", cols, " input columns once");
+    seen[c] = 1;
+  }
+  return order;
+}
+
 Matrix BoundWeights::matrix(const std::string& name) const {
   const WeightView& v = view(name);
   const auto info = matrices_.find(name);
@@ -107,6 +131,7 @@ Matrix BoundWeights::matrix(const std::string& name) const {
                scale_name(name), " holds ", m.groups, " groups, which no group size (a power of "
                "two >= 8) splits ", m.cols, " columns into");
     m.group_params = static_cast<const uint16_t*>(p.data);
+    if (by_name_.count(columns_name(name))) m.columns = column_order(columns_name(name), m.cols);
   }
   return m;
 }

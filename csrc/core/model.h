@@ -84,8 +84,9 @@ std::unique_ptr<Model> make_model(const ModelConfig& config, WeightFormat format
 
 // Helpers for model files: "[a, b]", and a spec's matrix entry (+ its scales).
 std::string shape_str(const std::vector<int64_t>& shape);
+// column_order: a per-group format's matrix is followed by its "<m>.columns" (matrix.h).
 void add_matrix(std::vector<WeightSpec>& spec, int64_t layer, const std::string& key,
-                int64_t rows, int64_t cols, WeightFormat format);
+                int64_t rows, int64_t cols, WeightFormat format, bool column_order = false);
 void add_vector(std::vector<WeightSpec>& spec, int64_t layer, const std::string& key,
                 std::vector<int64_t> shape);
 
@@ -94,15 +95,19 @@ class BoundWeights {
  public:
   BoundWeights(const std::vector<WeightSpec>& spec, const std::vector<WeightView>& views);
   const float* f32(const std::string& name) const;
-  Matrix matrix(const std::string& name) const;  // with its scales when the format has them
+  // With its scales when the format has them, and its column order where the spec has one.
+  Matrix matrix(const std::string& name) const;
 
  private:
   const WeightView& view(const std::string& name) const;
+  const int32_t* column_order(const std::string& name, int64_t cols) const;
   std::map<std::string, const WeightView*> by_name_;
   std::map<std::string, std::pair<std::vector<int64_t>, WeightFormat>> matrices_;  // [rows, cols]
 };
 
 // "layers.0.qkv.weight" -> "layers.0.qkv.scale": the scale tensor of a matrix.
 std::string scale_name(const std::string& matrix);
+// "layers.0.qkv.weight" -> "layers.0.qkv.columns": an act-order matrix's column order.
+std::string columns_name(const std::string& matrix);
 
 }  // namespace fastergpt

@@ -77,7 +77,10 @@ constexpr const char* kResidualNames[] = {"sequential", "parallel", "parallel_tw
   X(lm_head_bias, bool, 0, nullptr, "the LM head has a bias (GPT-J, CodeGen)")                   \
   X(sliding_window, int64_t, 0, nullptr, "attention window (Mistral); 0 = none; longer sequences are refused") \
   X(vocabulary_format, VocabularyFormat, 0, kVocabularyFormatNames,                              \
-    "weight format of the token table and LM head; auto: the weight format's own")
+    "weight format of the token table and LM head; auto: the weight format's own")               \
+  X(act_order, bool, 0, nullptr, "per-group (int4) layer matrices take their input columns in "  \
+    "a stored order (act-order GPTQ): an int32 [K] tensor <matrix>.columns follows each one's "  \
+    "scales; no effect on other formats")
 
 namespace detail {
 constexpr bool same_name(const char* a, const char* b) {

@@ -2,7 +2,8 @@
 // thread streams its own rows of W once per chunk of tokens) and runs the SIMD
 // tile kernels of the chosen instruction set for the matrix's weight format.
 // A format whose row says kInt8Rows gets its activations quantised per row
-// once per call, then multiplies int8 x int8 -> int32; a float format under
+// once per call (read in an act-order matrix's column order, matrix.h),
+// then multiplies int8 x int8 -> int32; a float format under
 // matmul_precision=bfloat16 gets them as bfloat16 pairs.
 #include <algorithm>
 #include <vector>
@@ -31,7 +32,7 @@ void linear(Context& ctx, const float* x, int64_t M, const Matrix& W, const floa
     thread_local std::vector<float> sx;
     if (static_cast<int64_t>(xs.size()) < M * K) xs.resize(M * K);
     if (static_cast<int64_t>(sx.size()) < M) sx.resize(M);
-    simd().quantize_rows(x, M, K, xs.data(), sx.data());
+    simd().quantize_rows(x, M, K, W.columns, xs.data(), sx.data());
     // Plain pointers: inside the lambda, `xs` would name the worker's own thread_local.
     const int8_t* xq = xs.data();
     const float* xscale = sx.data();

@@ -63,7 +63,8 @@ using DequantizeRowFn = void (*)(const Matrix& W, int64_t row, float* out);
   void attend_queries_f16(const float* Q, int64_t ldq, const uint16_t* K,               \
                           const uint16_t* V, int64_t n0, int64_t T, int64_t Dh,         \
                           float scale, float* out, int64_t ldo, float* work);           \
-  void quantize_rows(const float* x, int64_t M, int64_t K, int8_t* xs, float* sx);      \
+  void quantize_rows(const float* x, int64_t M, int64_t K, const int32_t* columns,     \
+                     int8_t* xs, float* sx);                                            \
   void linear_q8_rows(const int8_t* xs, const float* sx, int64_t M, const Matrix& W,    \
                       int64_t n_begin, int64_t n_end, const float* bias, Epilogue ep,   \
                       float* y);                                                        \
@@ -138,8 +139,10 @@ struct SimdKernels {
   void (*attend_queries)(const float* Q, int64_t ldq, const float* K, const float* V, int64_t n0,
                          int64_t T, int64_t Dh, float scale, float* out, int64_t ldo, float* work);
   int (*attention_lanes)();
-  // Per-row symmetric int8 activations (xs, scale sx) for kInt8Rows formats.
-  void (*quantize_rows)(const float* x, int64_t M, int64_t K, int8_t* xs, float* sx);
+  // Per-row symmetric int8 activations (xs, scale sx) for kInt8Rows formats; `columns`
+  // (an act-order matrix's column order, or null) picks x[m, columns[k]] as column k.
+  void (*quantize_rows)(const float* x, int64_t M, int64_t K, const int32_t* columns,
+                        int8_t* xs, float* sx);
   // A float16 KV cache (kv_cache_dtype=float16): what it stores for n floats (clamped to
   // +-65504, rounded to nearest even), and the attention helpers above over float16 keys
   // and values, each bit for bit its float32 twin over the floats they hold.

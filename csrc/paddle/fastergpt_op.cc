@@ -49,7 +49,8 @@ fastergpt::ElementType element_type(const paddle::Tensor& t, const std::string& 
     case paddle::DataType::FLOAT16: return fastergpt::ElementType::kF16;
     case paddle::DataType::INT8: return fastergpt::ElementType::kI8;
     case paddle::DataType::BFLOAT16: return fastergpt::ElementType::kBF16;
-    default: fastergpt::fail(name, ": dtype must be float32, float16, int8 or bfloat16");
+    case paddle::DataType::INT32: return fastergpt::ElementType::kI32;
+    default: fastergpt::fail(name, ": dtype must be float32, float16, int8, bfloat16 or int32");
   }
 }
 

@@ -75,7 +75,9 @@ fastergpt::ElementType element_type(const py::array& a, size_t i) {
   if (a.dtype().is(py::dtype::of<int8_t>())) return fastergpt::ElementType::kI8;
   // NumPy has no bfloat16: its bits travel as uint16 (as Paddle's do)
   if (a.dtype().is(py::dtype::of<uint16_t>())) return fastergpt::ElementType::kBF16;
-  fastergpt::fail("weights[", i, "]: dtype must be float32, float16, int8 or uint16 (bfloat16 bits)");
+  if (a.dtype().is(py::dtype::of<int32_t>())) return fastergpt::ElementType::kI32;
+  fastergpt::fail("weights[", i, "]: dtype must be float32, float16, int8, uint16 (bfloat16 bits) "
+                  "or int32 (a column order)");
 }
 
 // Tensor parallelism's all-reduce through a Python callable (e.g. torch.distributed's

@@ -2,6 +2,7 @@
 // cuda_kernels_test) and the engine tests (generator_test, device_seam_test).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <random>
@@ -49,12 +50,18 @@ inline uint16_t bfloat16_bits(float v) {
 }
 
 inline int64_t element_bytes(ElementType t) {
-  return t == ElementType::kF32 ? 4 : t == ElementType::kF16 || t == ElementType::kBF16 ? 2 : 1;
+  switch (t) {
+    case ElementType::kF32: case ElementType::kI32: return 4;
+    case ElementType::kF16: case ElementType::kBF16: return 2;
+    case ElementType::kI8: return 1;
+  }
+  return 0;
 }
 
 // Random weights of `config` in `format`, as an adapter hands them over: float
 // weights and vectors N(0, 0.3), int8 / int4 storage uniform bytes, positive row scales,
-// and int4 groups of 32 columns with small scales and zero point 8.
+// int4 groups of 32 columns with small scales and zero point 8, and (act_order) each
+// matrix's column order a random permutation.
 struct RandomWeights {
   std::vector<std::vector<uint8_t>> storage;
   std::vector<WeightView> views;
@@ -82,6 +89,10 @@ struct RandomWeights {
       } else if (s.dtype == ElementType::kF16) {
         uint16_t* h = reinterpret_cast<uint16_t*>(p);
         for (int64_t i = 0; i < n; ++i) h[i] = half_bits(normal(rng));
+      } else if (s.dtype == ElementType::kI32) {  // a column order: a permutation of 0..n-1
+        int32_t* order = reinterpret_cast<int32_t*>(p);
+        for (int64_t i = 0; i < n; ++i) order[i] = static_cast<int32_t>(i);
+        std::shuffle(order, order + n, rng);
       } else if (s.dtype == ElementType::kBF16) {
         uint16_t* h = reinterpret_cast<uint16_t*>(p);
         for (int64_t i = 0; i < n; ++i) h[i] = bfloat16_bits(normal(rng));

@@ -386,18 +386,22 @@ std::vector<WeightSpec> decoder_weight_spec(const ModelConfig& c, WeightFormat f
   add_matrix(spec, -1, "token_embedding", c.vocab_size, E, vocabulary);
   if (c.positions == Positions::kLearned)
     add_vector(spec, -1, "position_embedding", {c.max_positions, D});
-  if (E != D) add_matrix(spec, -1, "project_in.weight", D, E, format);
+  // Act-order orders the columns of the matrices a GPTQ checkpoint quantizes: the layers'
+  // (and OPT's projections); the vocabulary matrices are never act-order.
+  const bool order = c.act_order;
+  if (E != D) add_matrix(spec, -1, "project_in.weight", D, E, format, order);
   for (int64_t l = 0; l < c.num_layers; ++l)
     for (const LayerTensor& t : kLayerTensors) {
       if (!t.present(c)) continue;
-      if (t.matrix) add_matrix(spec, l, t.key, size_of(t.rows, c), size_of(t.cols, c), format);
+      if (t.matrix)
+        add_matrix(spec, l, t.key, size_of(t.rows, c), size_of(t.cols, c), format, order);
       else add_vector(spec, l, t.key, {size_of(t.rows, c)});
     }
   if (c.residual != Residual::kPostNorm) {
     add_vector(spec, -1, "final_ln.gamma", {D});
     if (c.norm == Norm::kLayerNorm) add_vector(spec, -1, "final_ln.beta", {D});
   }
-  if (E != D) add_matrix(spec, -1, "project_out.weight", E, D, format);
+  if (E != D) add_matrix(spec, -1, "project_out.weight", E, D, format, order);
   if (!c.tied_lm_head) add_matrix(spec, -1, "lm_head.weight", c.vocab_size, E, vocabulary);
   if (c.lm_head_bias) add_vector(spec, -1, "lm_head.bias", {c.vocab_size});
   return spec;
