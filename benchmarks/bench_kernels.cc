@@ -249,6 +249,22 @@ int main(int argc, char** argv) {
                   "%5.1f GB/s (%.0f%% of the %.1f GB/s read just before)\n", fmt.name,
                   default_num_threads(), bytes / 1e6, per * 1e3, bytes / per / 1e9,
                   100 * bytes / per / 1e9 / bandwidth, bandwidth);
+      if (!fmt.act_order) continue;
+      // What the orders cost: the same matrices with and without them, alternated call by
+      // call (this host's bandwidth drifts more between runs than the difference).
+      std::vector<Matrix> unordered = step;
+      for (Matrix& W : unordered) W.columns = nullptr;
+      double with = 0, without = 0;
+      for (int round = 0; round < 400; ++round)
+        for (int pass = 0; pass < 2; ++pass) {
+          const bool ordered = (pass ^ round) & 1;
+          const auto t0 = Clock::now();
+          for (const Matrix& W : ordered ? step : unordered)
+            k.linear(ctx, x.data(), 1, W, nullptr, Epilogue::kStore, y.data());
+          (ordered ? with : without) += std::chrono::duration<double>(Clock::now() - t0).count();
+        }
+      std::printf("decode stream %-8s against the same without orders, alternated: %.3f / %.3f ms "
+                  "= %.3fx\n", fmt.name, with / 400 * 1e3, without / 400 * 1e3, with / without);
     }
   }
   // int8 activations: the per-row quantisation every int8 / int4 linear runs first.
