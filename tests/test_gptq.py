@@ -228,6 +228,8 @@ def test_roundtrip_bit_exact(tmp_path, raw_config, G, act_order, fmt):
     out = write_gptq_checkpoint(tmp_path / "q", source, config, quantized,
                                 quantization_config(G, desc_act=act_order, checkpoint_format=fmt))
     got_config, state = load_checkpoint(out)
+    assert got_config.act_order == act_order  # the one field the 4-bit tensors decide
+    got_config.act_order = False
     assert got_config == config
     _, float_state = load_checkpoint(source)
     assert set(state) == set(float_state)
