@@ -115,6 +115,8 @@ inline int64_t q4_blocks(int64_t rows) { return (rows + kQ4BlockRows - 1) / kQ4B
 inline int64_t q4_padded_cols(int64_t cols) { return (cols + 7) / 8 * 8; }
 inline int64_t q8_padded_cols(int64_t cols) { return (cols + 3) / 4 * 4; }
 inline int64_t bf16_padded_cols(int64_t cols) { return (cols + 1) / 2 * 2; }
+// 32-bit words of a row of `cols` values as bfloat16 pairs (the last one padded with 0).
+inline int64_t bf16_pair_words(int64_t cols) { return (cols + 1) / 2; }
 // Columns per group for `groups` groups over `cols` columns: the least power of two >= 8
 // that covers them (one group: any size that covers the row).
 int64_t q4_group_size(int64_t cols, int64_t groups);

@@ -50,7 +50,7 @@ void linear(Context& ctx, const float* x, int64_t M, const Matrix& W, const floa
   if (ctx.matmul_precision() == MatmulPrecision::kBFloat16) {
     // (Context refuses the setting where the ISA has no bf16 kernels.)
     thread_local std::vector<uint32_t> pairs;
-    const int64_t words = M * ((K + 1) / 2);
+    const int64_t words = M * bf16_pair_words(K);
     if (static_cast<int64_t>(pairs.size()) < words) pairs.resize(words);
     simd().to_bf16_pairs(x, M, K, pairs.data());
     const uint32_t* xb = pairs.data();

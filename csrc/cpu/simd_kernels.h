@@ -83,7 +83,7 @@ FGPT_DECLARE_SIMD(avx512vnni)
 FGPT_DECLARE_SIMD(avx512bf16)
 #undef FGPT_DECLARE_SIMD
 
-// matmul_precision=bfloat16 (AVX-512 BF16 only): x as bfloat16 pairs, [M, (K + 1) / 2] words
+// matmul_precision=bfloat16 (AVX-512 BF16 only): x as bfloat16 pairs, [M, bf16_pair_words(K)] words
 // (to_bf16_pairs), times float32 / float16 weights rounded to bfloat16 in registers.
 using Bf16RowsFn = void (*)(const uint32_t* xb, int64_t M, const Matrix& W, int64_t n_begin,
                             int64_t n_end, const float* bias, Epilogue ep, float* y);

@@ -921,7 +921,7 @@ static void test_bf16_matmul() {
               if (bias) v += bias[n];
               ref[m * N + n] = ep == Epilogue::kStore ? v : y0[m * N + n] + v;
             }
-          std::vector<uint32_t> pairs(M * ((K + 1) / 2));
+          std::vector<uint32_t> pairs(M * bf16_pair_words(K));
           k->to_bf16_pairs(x.data(), M, K, pairs.data());
           std::vector<float> y = y0;
           k->of(f).bf16_rows(pairs.data(), M, p.matrix(N, K), 0, N, bias, ep, y.data());
@@ -936,7 +936,7 @@ static void test_bf16_matmul() {
           }
         }
       // Close to the float64 product: bfloat16 keeps 8 bits of each factor.
-      std::vector<uint32_t> pairs(M * ((K + 1) / 2));
+      std::vector<uint32_t> pairs(M * bf16_pair_words(K));
       k->to_bf16_pairs(x.data(), M, K, pairs.data());
       std::vector<float> y(M * N);
       k->of(f).bf16_rows(pairs.data(), M, p.matrix(N, K), 0, N, nullptr, Epilogue::kStore, y.data());
