@@ -58,16 +58,20 @@ RUNS = [  # (engine key, dtype)
 ]
 # Engines with beam search (--num-beams > 1).
 BEAM_ENGINES = {"fastergpt-paddle", "fastergpt-numpy", "hf-torch", "ctranslate2"}
-OPTIONAL = {"hf-torch": "transformers", "ctranslate2": "ctranslate2", "onnxruntime": "onnxruntime",
-            "llama-cpp": "llama_cpp"}
+# The modules an optional engine needs (llama.cpp: the runtime, and gguf to write its files).
+OPTIONAL = {"hf-torch": ("transformers",), "ctranslate2": ("ctranslate2",),
+            "onnxruntime": ("onnxruntime",), "llama-cpp": ("llama_cpp", "gguf")}
 # llama-cpp-python's API runs one sequence at a time (llama.cpp batches only in its own
 # server): its rows would be sequential throughput, not a batch, so it runs at batch 1.
 BATCH1_ENGINES = {"llama-cpp"}
 
 
+def missing_modules(key: str) -> list:
+    return [m for m in OPTIONAL.get(key, ()) if importlib.util.find_spec(m) is None]
+
+
 def installed(key: str) -> bool:
-    mod = OPTIONAL.get(key)
-    return mod is None or importlib.util.find_spec(mod) is not None
+    return not missing_modules(key)
 
 
 def weight_bytes_per_token(work: str, dtype: str) -> int:
@@ -174,6 +178,9 @@ def main() -> None:
     if args.num_beams > 1:
         args.top_k = [0]
         supported = BEAM_ENGINES if supported is None else supported & BEAM_ENGINES
+    for key in sorted(k for k in set(args.engines or ()) if not installed(k)):
+        print(f"note: --engines {key} skipped: module(s) {', '.join(missing_modules(key))} not "
+              "installed", file=sys.stderr)
     runs = [r for r in RUNS if installed(r[0]) and (not args.engines or r[0] in args.engines)
             and (not args.dtypes or r[1] in args.dtypes)
             and (supported is None or r[0] in supported)]

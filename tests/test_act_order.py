@@ -124,6 +124,7 @@ def test_front_ends_agree(act_order_dir, prompt_ids, tmp_path, cpp_build):
     from fastergpt import Engine, FasterGPT
     from fastergpt.export import export_model
     from fastergpt.predictor import Predictor
+    from fastergpt.pretrained import load_state_dict
 
     ids, mask = prompt_ids
     # (repetition_penalty: the default model's generation_config.json says 1.1, which the
@@ -138,6 +139,11 @@ def test_front_ends_agree(act_order_dir, prompt_ids, tmp_path, cpp_build):
     assert dygraph.ids.numpy().tolist() == want
     out = export_model(act_order_dir, tmp_path / "exported", dtype="int4", log=lambda s: None)
     assert json.loads((out / "config.json").read_text())["model"]["act_order"] is True
+    # The export's weights read back (for the reference model) as the checkpoint's values.
+    _, exported_state = load_state_dict(out)
+    _, state = load_checkpoint(act_order_dir)
+    for name in ("transformer.h.0.attn.c_attn.weight", "transformer.h.3.mlp.c_proj.weight"):
+        np.testing.assert_array_equal(exported_state[name], state[name].dequantize().T)
     assert Predictor(out).generate(PROMPTS, **settings).ids.tolist() == want
     args = [cpp_build / "gpt_infer", "--model_dir", out, "--json", "--max_length", 12,
             "--decode_strategy", "greedy_search", "--eos_token_id", -1, "--repetition_penalty", 1.0]

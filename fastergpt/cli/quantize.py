@@ -23,9 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
                         f"per row (default {DEFAULT_GROUP_SIZE})")
     p.add_argument("--sym", action="store_true", help="symmetric grid (zero point 8)")
     p.add_argument("--act_order", action="store_true",
-                   help="gptq: visit columns by decreasing Hessian diagonal (desc_act); the "
-                        "int4 kernels need contiguous groups, so such a checkpoint loads "
-                        "dequantized")
+                   help="gptq: visit columns by decreasing Hessian diagonal (desc_act); int4 "
+                        "keeps each matrix's columns sorted by group with their order")
     p.add_argument("--calibration", metavar="FILE",
                    help="gptq: a UTF-8 text file to calibrate on (default: the default model's "
                         "training corpus, built by tools/build_corpus.py; never its held-out split)")
