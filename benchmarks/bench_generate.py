@@ -58,9 +58,10 @@ RUNS = [  # (engine key, dtype)
 ]
 # Engines with beam search (--num-beams > 1).
 BEAM_ENGINES = {"fastergpt-paddle", "fastergpt-numpy", "hf-torch", "ctranslate2"}
-# The modules an optional engine needs (llama.cpp: the runtime, and gguf to write its files).
+# The modules an optional engine needs: its runtime and what writes its files (onnx for
+# ONNX Runtime's export, gguf for llama.cpp's).
 OPTIONAL = {"hf-torch": ("transformers",), "ctranslate2": ("ctranslate2",),
-            "onnxruntime": ("onnxruntime",), "llama-cpp": ("llama_cpp", "gguf")}
+            "onnxruntime": ("onnxruntime", "onnx"), "llama-cpp": ("llama_cpp", "gguf")}
 # llama-cpp-python's API runs one sequence at a time (llama.cpp batches only in its own
 # server): its rows would be sequential throughput, not a batch, so it runs at batch 1.
 BATCH1_ENGINES = {"llama-cpp"}
