@@ -212,10 +212,9 @@ def main() -> None:
           f"fastergpt's KV cache {args.kv_cache_dtype}, matmul_precision {args.matmul_precision}")
     from engines.prepare import BENCH_DTYPES
 
+    # (a dtype is packed only when a fastergpt engine runs it)
     step_bytes = {dtype: weight_bytes_per_token(work, dtype) for dtype in BENCH_DTYPES
-                  if os.path.isdir(os.path.join(work, f"fastergpt_{dtype}"))}  # packed only
-    # when a fastergpt engine runs
-
+                  if os.path.isdir(os.path.join(work, f"fastergpt_{dtype}"))}
     roofline = {dtype: bandwidth * 1e9 / b for dtype, b in step_bytes.items()}
     for dtype, b in step_bytes.items():
         print(f"  {dtype}: {b / 1e6:7.1f} MB of weights per step -> batch-1 roofline "

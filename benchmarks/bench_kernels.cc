@@ -134,7 +134,8 @@ int main(int argc, char** argv) {
                 {"fc    M=8", 8, 768, 3072},  {"fc   M=32", 32, 768, 3072},
                 {"fc  M=256", 256, 768, 3072}};
   // int4 three times: groups of 128 and of 32 columns, and groups of 128 with an
-  // act-order column order ("int4ao": linear() gathers x into it first); the float formats
+  // act-order column order ("int4ao": the activations' quantisation reads x through it,
+  // csrc/core/matrix.h); the float formats
   // again under matmul_precision=bfloat16 where the CPU has AVX-512 BF16 ("f32>bf16",
   // "f16>bf16", "bf16>bf16").
   struct Format {
@@ -183,7 +184,7 @@ int main(int argc, char** argv) {
       Matrix W{f, data, f == WeightFormat::kI8 ? scales.data() : nullptr};
       W.rows = s.N;
       W.cols = s.K;
-      const std::vector<int32_t> order = column_order(s.K);
+      const std::vector<int32_t> order = fmt.act_order ? column_order(s.K) : std::vector<int32_t>{};
       if (f == WeightFormat::kI4) {
         W.group_params = params.data();
         W.groups = groups;
@@ -230,7 +231,7 @@ int main(int argc, char** argv) {
           Matrix W{f, store.back().data(), f == WeightFormat::kI8 ? scales.back().data() : nullptr};
           W.rows = N;
           W.cols = K;
-          orders.push_back(column_order(K));
+          if (fmt.act_order) orders.push_back(column_order(K));
           if (f == WeightFormat::kI4) {
             W.group_params = params.back().data();
             W.groups = groups;

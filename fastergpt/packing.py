@@ -42,6 +42,11 @@ def _is_scale(name: str) -> bool:
     return name.endswith(".scale")
 
 
+def scale_name(matrix: str) -> str:
+    """"layers.0.qkv.weight" -> "layers.0.qkv.scale" (csrc/core/model.h scale_name)."""
+    return matrix.removesuffix(".weight") + ".scale"
+
+
 def columns_name(matrix: str) -> str:
     """"layers.0.qkv.weight" -> "layers.0.qkv.columns": an act-order matrix's column order
     (csrc/core/model.h columns_name)."""
@@ -201,11 +206,6 @@ def unpack_weights(packed: list, config: GPTConfig) -> dict:
         src, transpose = fam.source_of(key, layer)
         state[src] = np.ascontiguousarray(array.T if transpose else array, dtype=np.float32)
     return state
-
-
-def scale_name(matrix: str) -> str:
-    """"layers.0.qkv.weight" -> "layers.0.qkv.scale" (csrc/core/model.h scale_name)."""
-    return matrix.removesuffix(".weight") + ".scale"
 
 
 def _split(name: str) -> tuple[str, int]:

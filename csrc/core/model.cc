@@ -17,13 +17,19 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return os.str();
 }
 
-std::string scale_name(const std::string& matrix) {
+// A tensor that travels with a matrix: "layers.0.qkv.weight" -> "layers.0.qkv" + part
+// (a matrix named without ".weight", as "token_embedding", keeps its whole name).
+static std::string beside_matrix(const std::string& matrix, const char* part) {
   const std::string suffix = ".weight";
   if (matrix.size() > suffix.size() &&
       matrix.compare(matrix.size() - suffix.size(), suffix.size(), suffix) == 0)
-    return matrix.substr(0, matrix.size() - suffix.size()) + ".scale";
-  return matrix + ".scale";
+    return matrix.substr(0, matrix.size() - suffix.size()) + part;
+  return matrix + part;
 }
+
+std::string scale_name(const std::string& matrix) { return beside_matrix(matrix, ".scale"); }
+
+std::string columns_name(const std::string& matrix) { return beside_matrix(matrix, ".columns"); }
 
 static std::string full_name(int64_t layer, const std::string& key) {
   return layer < 0 ? key : "layers." + std::to_string(layer) + "." + key;
@@ -32,11 +38,6 @@ static std::string full_name(int64_t layer, const std::string& key) {
 void add_vector(std::vector<WeightSpec>& spec, int64_t layer, const std::string& key,
                 std::vector<int64_t> shape) {
   spec.push_back({full_name(layer, key), key, layer, std::move(shape), ElementType::kF32, false});
-}
-
-std::string columns_name(const std::string& matrix) {
-  const std::string scale = scale_name(matrix);
-  return scale.substr(0, scale.size() - 6) + ".columns";  // "x.scale" -> "x.columns"
 }
 
 void add_matrix(std::vector<WeightSpec>& spec, int64_t layer, const std::string& key,
@@ -131,7 +132,8 @@ Matrix BoundWeights::matrix(const std::string& name) const {
                scale_name(name), " holds ", m.groups, " groups, which no group size (a power of "
                "two >= 8) splits ", m.cols, " columns into");
     m.group_params = static_cast<const uint16_t*>(p.data);
-    if (by_name_.count(columns_name(name))) m.columns = column_order(columns_name(name), m.cols);
+    const std::string columns = columns_name(name);
+    if (by_name_.count(columns)) m.columns = column_order(columns, m.cols);
   }
   return m;
 }
