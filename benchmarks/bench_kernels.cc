@@ -22,6 +22,7 @@
 #include "../csrc/core/context.h"
 #include "../csrc/core/kernels.h"
 #include "../csrc/core/logits_processor.h"
+#include "../csrc/cpu/huge_pages.h"
 #include "../csrc/cpu/simd_kernels.h"
 
 using namespace fastergpt;
@@ -250,7 +251,41 @@ int main(int argc, char** argv) {
                   "%5.1f GB/s (%.0f%% of the %.1f GB/s read just before)\n", fmt.name,
                   default_num_threads(), bytes / 1e6, per * 1e3, bytes / per / 1e9,
                   100 * bytes / per / 1e9 / bandwidth, bandwidth);
-      if (!fmt.act_order) continue;
+      if (!fmt.act_order) {
+        // What 2 MB pages give (csrc/cpu/huge_pages.h): a copy of the same matrices on 4 KB
+        // pages against these asked onto 2 MB pages, alternated call by call.
+        std::vector<std::vector<char>> store4k = store;
+        std::vector<std::vector<uint16_t>> params4k = params;
+        std::vector<Matrix> small_pages = step;
+        std::vector<HostBytes> ranges;
+        for (size_t i = 0; i < step.size(); ++i) {
+          small_pages[i].data = store4k[i].data();
+          if (f == WeightFormat::kI4) small_pages[i].group_params = params4k[i].data();
+          ranges.push_back({store[i].data(), static_cast<int64_t>(store[i].size())});
+          ranges.push_back({params[i].data(), static_cast<int64_t>(params[i].size() * 2)});
+        }
+        const HugePageStats before = huge_page_stats();
+        cpu::back_with_huge_pages(ranges);
+        const HugePageStats after = huge_page_stats();
+        double huge = 0, small = 0;
+        for (int round = 0; round < 200; ++round)
+          for (int pass = 0; pass < 2; ++pass) {
+            const bool on_huge = (pass ^ round) & 1;
+            const auto t0 = Clock::now();
+            for (const Matrix& W : on_huge ? step : small_pages)
+              k.linear(ctx, x.data(), 1, W, nullptr, Epilogue::kStore, y.data());
+            (on_huge ? huge : small) += std::chrono::duration<double>(Clock::now() - t0).count();
+          }
+        if (after.off_reason)
+          std::printf("decode stream %-8s 2 MB pages: not asked (%s)\n", fmt.name, after.off_reason);
+        else
+          std::printf("decode stream %-8s on 2 MB pages (%.0f of %.0f MB collapsed) against 4 KB "
+                      "pages, alternated: %.3f / %.3f ms = %.3fx the time\n", fmt.name,
+                      (after.huge_bytes - before.huge_bytes) / 1e6,
+                      (after.asked_bytes - before.asked_bytes) / 1e6, huge / 200 * 1e3,
+                      small / 200 * 1e3, huge / small);
+        continue;
+      }
       // What the orders cost: the same matrices with and without them, alternated call by
       // call (this host's bandwidth drifts more between runs than the difference).
       std::vector<Matrix> unordered = step;

@@ -54,6 +54,12 @@ enum class CopyKind { kHostToDevice, kDeviceToHost, kDeviceToDevice };
 // Device memory the model keeps for its weights (freed when the last holder goes).
 using DeviceBlock = std::shared_ptr<void>;
 
+// A span of host memory: one weight tensor where its owner keeps it.
+struct HostBytes {
+  const void* data;
+  int64_t bytes;
+};
+
 // Which cache row and slot one token of a pass belongs to.
 struct TokenSlot {
   int64_t row;
@@ -86,6 +92,10 @@ struct Backend {
   Matrix (*bind_matrix)(const Matrix& m, std::vector<DeviceBlock>* keep);
   // n floats of host memory on the device (the CPU returns `v`).
   const float* (*bind_vector)(const float* v, int64_t n, std::vector<DeviceBlock>* keep);
+  // Called once per model with every weight tensor's host memory, before bind_matrix: the
+  // CPU, which streams the weights in place, asks for them to sit on 2 MB pages
+  // (csrc/cpu/huge_pages.h); a device that uploads its own copies does nothing.
+  void (*place_weights)(const std::vector<HostBytes>& weights);
 
   // ---- operations -----------------------------------------------------------------------
   // dst[n] += src[n] (a tensor-parallel shard's reduced sublayer output into x).
@@ -154,5 +164,13 @@ double measure_read_bandwidth(int64_t bytes, int repeats, Context& ctx);
 
 // Name of the SIMD path the CPU kernels picked at run time ("avx512", "avx2", "generic").
 const char* cpu_isa_name();
+
+// The CPU's weights on 2 MB pages (csrc/cpu/huge_pages.h), over the process's life.
+struct HugePageStats {
+  int64_t asked_bytes = 0;  // 2 MB regions of weights asked for
+  int64_t huge_bytes = 0;   // of those, regions the kernel put (or had) on 2 MB pages
+  const char* off_reason = nullptr;  // why nothing is asked on this system, or null
+};
+HugePageStats huge_page_stats();
 
 }  // namespace fastergpt

@@ -15,6 +15,15 @@ const char* element_name(ElementType t) {
   return "?";
 }
 
+int64_t element_bytes(ElementType t) {
+  switch (t) {
+    case ElementType::kF32: case ElementType::kI32: return 4;
+    case ElementType::kF16: case ElementType::kBF16: return 2;
+    case ElementType::kI8: return 1;
+  }
+  return 0;
+}
+
 const WeightFormatInfo& format_info(WeightFormat f) {
   for (const auto& info : kWeightFormats)
     if (info.format == f) return info;

@@ -23,6 +23,7 @@ namespace fastergpt {
 // column order of an act-order matrix.)
 enum class ElementType { kF32, kF16, kI8, kBF16, kI32 };
 const char* element_name(ElementType t);  // "float32", "float16", "int8", "bfloat16", "int32"
+int64_t element_bytes(ElementType t);     // 4, 2, 1, 2, 4
 
 enum class WeightFormat { kF32, kF16, kI8, kI4, kBF16 };
 constexpr int kNumWeightFormats = 5;

@@ -8,7 +8,7 @@ const Backend& cpu_backend() {
       "cpu",           /*host_memory=*/true, /*half_kv_cache=*/true,
       /*bf16_matmul=*/cpu::has_bf16_matmul(),
       cpu::allocate,   cpu::deallocate,
-      cpu::copy,       cpu::bind_matrix,     cpu::bind_vector, cpu::add,
+      cpu::copy,       cpu::bind_matrix,     cpu::bind_vector, cpu::place_weights, cpu::add,
       cpu::add_positions, cpu::linear,       cpu::embed,       cpu::layer_norm,
       cpu::rms_norm,   cpu::rotary,          cpu::glu,         cpu::attention};
   return backend;

@@ -167,6 +167,8 @@ const float* bind_vector(const float* v, int64_t n, std::vector<DeviceBlock>* ke
   return static_cast<const float*>(upload_block(v, n * 4, keep));
 }
 
+void place_weights(const std::vector<HostBytes>&) {}  // the GPU reads its own copies
+
 }  // namespace
 }  // namespace cuda
 
@@ -186,7 +188,7 @@ const Backend& cuda_backend() {
   static const Backend backend{
       "cuda",           /*host_memory=*/false, /*half_kv_cache=*/false, /*bf16_matmul=*/false,
       cuda::allocate,   cuda::deallocate,
-      cuda::copy,       cuda::bind_matrix,     cuda::bind_vector, cuda::add,
+      cuda::copy,       cuda::bind_matrix,     cuda::bind_vector, cuda::place_weights, cuda::add,
       cuda::add_positions, cuda::linear,       cuda::embed,       cuda::layer_norm,
       cuda::rms_norm,   cuda::rotary,          cuda::glu,         cuda::attention};
   return backend;

@@ -98,6 +98,9 @@ const float* bind_vector(const float* v, int64_t n, std::vector<DeviceBlock>* ke
   return static_cast<const float*>(upload(v, n * 4, keep));
 }
 
+// Its own copies are what it reads: the host memory needs no placing (as on a GPU).
+void place_weights(const std::vector<HostBytes>&) {}
+
 // ---- its operations: the CPU kernels, with the memory open --------------------------------
 void add(Context& c, const float* s, int64_t n, float* d) { Open o; cpu::add(c, s, n, d); }
 void add_positions(Context& c, const float* p, const TokenSlot* s, int64_t M, int64_t D, float* x) {
@@ -140,7 +143,7 @@ void attention(Context& c, KVCache& cache, int64_t l, int64_t H, const float* qk
 const Backend& emulated_device() {
   static const Backend b{"emulated",  /*host_memory=*/false, /*half_kv_cache=*/false, /*bf16_matmul=*/false,
                          allocate,    deallocate, copy,
-                         bind_matrix, bind_vector, add, add_positions, linear, embed,
+                         bind_matrix, bind_vector, place_weights, add, add_positions, linear, embed,
                          layer_norm, rms_norm, rotary, glu, attention};
   return b;
 }

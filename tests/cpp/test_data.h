@@ -49,15 +49,6 @@ inline uint16_t bfloat16_bits(float v) {
   return static_cast<uint16_t>((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
 }
 
-inline int64_t element_bytes(ElementType t) {
-  switch (t) {
-    case ElementType::kF32: case ElementType::kI32: return 4;
-    case ElementType::kF16: case ElementType::kBF16: return 2;
-    case ElementType::kI8: return 1;
-  }
-  return 0;
-}
-
 // Random weights of `config` in `format`, as an adapter hands them over: float
 // weights and vectors N(0, 0.3), int8 / int4 storage uniform bytes, positive row scales,
 // int4 groups of 32 columns with small scales and zero point 8, and (act_order) each

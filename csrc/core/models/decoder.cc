@@ -144,6 +144,13 @@ class Decoder final : public Model {
           const Backend& backend)
       : Model(c, backend) {
     const BoundWeights w(decoder_weight_spec(c, format), views);
+    std::vector<HostBytes> host;
+    for (const WeightView& v : views) {
+      int64_t n = element_bytes(v.dtype);
+      for (int64_t d : v.shape) n *= d;
+      host.push_back({v.data, n});
+    }
+    backend.place_weights(host);
     // Every weight goes through the backend once: the CPU reads the views in place, a
     // device with memory of its own gets its copy (kept in device_weights_).
     const auto matrix = [&](const std::string& name) {

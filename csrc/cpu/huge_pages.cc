@@ -1,0 +1,106 @@
+#include "huge_pages.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "cpu_ops.h"
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+namespace fastergpt {
+namespace cpu {
+namespace {
+
+constexpr uintptr_t kHugePage = uintptr_t(2) << 20;
+#if defined(__linux__) && !defined(MADV_COLLAPSE)
+constexpr int MADV_COLLAPSE = 25;  // Linux 6.1's value, for older headers
+#endif
+
+// Why nothing is asked on this system, or null (read once).
+const char* off_reason() {
+  static const char* const reason = []() -> const char* {
+#if !defined(__linux__)
+    return "not Linux";
+#else
+    const char* env = std::getenv("FASTERGPT_HUGE_PAGES");
+    if (env && std::strcmp(env, "0") == 0) return "FASTERGPT_HUGE_PAGES=0";
+    std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
+    std::string setting((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (!f && setting.empty()) return "no transparent huge pages in this kernel";
+    if (setting.find("[never]") != std::string::npos) return "transparent huge pages are set to never";
+    return nullptr;
+#endif
+  }();
+  return reason;
+}
+
+std::mutex mutex;
+HugePageStats totals;
+std::deque<size_t> recent;  // fingerprints of the range sets asked for lately
+
+size_t fingerprint(const std::vector<HostBytes>& ranges) {
+  size_t h = ranges.size();
+  for (const auto& r : ranges) {
+    h = h * 1000003u ^ std::hash<const void*>()(r.data);
+    h = h * 1000003u ^ static_cast<size_t>(r.bytes);
+  }
+  return h;
+}
+
+}  // namespace
+
+void back_with_huge_pages(const std::vector<HostBytes>& ranges) {
+  if (off_reason()) return;
+#if defined(__linux__)
+  const size_t key = fingerprint(ranges);
+  std::lock_guard<std::mutex> lock(mutex);
+  if (std::find(recent.begin(), recent.end(), key) != recent.end()) return;
+  recent.push_back(key);
+  if (recent.size() > 16) recent.pop_front();
+  // Each 2 MB region the weights touch, with how many of its bytes are weights. Only a
+  // region at least half weights is asked for: a collapse makes the whole region
+  // resident, and the small tensors (norms, biases) that share pages with other memory
+  // cost the TLB little.
+  std::map<uintptr_t, int64_t> covered;
+  for (const auto& r : ranges) {
+    if (!r.data || r.bytes <= 0) continue;
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(r.data);
+    const uintptr_t end = begin + static_cast<uintptr_t>(r.bytes);
+    for (uintptr_t p = begin / kHugePage * kHugePage; p < end; p += kHugePage)
+      covered[p] += static_cast<int64_t>(std::min(end, p + kHugePage) - std::max(begin, p));
+  }
+  std::vector<uintptr_t> regions;
+  for (const auto& c : covered)
+    if (c.second >= static_cast<int64_t>(kHugePage / 2)) regions.push_back(c.first);
+  for (uintptr_t p : regions) {
+    void* at = reinterpret_cast<void*>(p);
+    // MADV_HUGEPAGE first, so that the kernel keeps the region on 2 MB pages later
+    // (khugepaged) if the collapse cannot be done now.
+    madvise(at, kHugePage, MADV_HUGEPAGE);
+    totals.asked_bytes += kHugePage;
+    if (madvise(at, kHugePage, MADV_COLLAPSE) == 0) totals.huge_bytes += kHugePage;
+  }
+#endif
+}
+
+void place_weights(const std::vector<HostBytes>& weights) { back_with_huge_pages(weights); }
+
+}  // namespace cpu
+
+HugePageStats huge_page_stats() {
+  std::lock_guard<std::mutex> lock(cpu::mutex);
+  HugePageStats s = cpu::totals;
+  s.off_reason = cpu::off_reason();
+  return s;
+}
+
+}  // namespace fastergpt
