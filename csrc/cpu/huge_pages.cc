@@ -1,6 +1,7 @@
 #include "huge_pages.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -26,13 +27,11 @@ constexpr int MADV_COLLAPSE = 25;  // Linux 6.1's value, for older headers
 #endif
 
 // Why nothing is asked on this system, or null (read once).
-const char* off_reason() {
+const char* system_off_reason() {
   static const char* const reason = []() -> const char* {
 #if !defined(__linux__)
     return "not Linux";
 #else
-    const char* env = std::getenv("FASTERGPT_HUGE_PAGES");
-    if (env && std::strcmp(env, "0") == 0) return "FASTERGPT_HUGE_PAGES=0";
     std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
     std::string setting((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
     if (!f && setting.empty()) return "no transparent huge pages in this kernel";
@@ -41,6 +40,14 @@ const char* off_reason() {
 #endif
   }();
   return reason;
+}
+
+// ... or here and now: the environment is read at each binding, so that one process can
+// bind one model with it and one without (benchmarks/bench_huge_pages.py).
+const char* off_reason() {
+  const char* env = std::getenv("FASTERGPT_HUGE_PAGES");
+  if (env && std::strcmp(env, "0") == 0) return "FASTERGPT_HUGE_PAGES=0";
+  return system_off_reason();
 }
 
 std::mutex mutex;
@@ -81,6 +88,7 @@ void back_with_huge_pages(const std::vector<HostBytes>& ranges) {
   std::vector<uintptr_t> regions;
   for (const auto& c : covered)
     if (c.second >= static_cast<int64_t>(kHugePage / 2)) regions.push_back(c.first);
+  const auto start = std::chrono::steady_clock::now();
   for (uintptr_t p : regions) {
     void* at = reinterpret_cast<void*>(p);
     // MADV_HUGEPAGE first, so that the kernel keeps the region on 2 MB pages later
@@ -89,6 +97,7 @@ void back_with_huge_pages(const std::vector<HostBytes>& ranges) {
     totals.asked_bytes += kHugePage;
     if (madvise(at, kHugePage, MADV_COLLAPSE) == 0) totals.huge_bytes += kHugePage;
   }
+  totals.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 #endif
 }
 
