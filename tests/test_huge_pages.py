@@ -93,7 +93,7 @@ def test_engine_weights_sit_on_huge_pages_with_the_same_numbers(monkeypatch):
     assert on["stats"]["asked_bytes"] >= 8 << 20, on["stats"]
     assert on["stats"]["huge_bytes"] >= 8 << 20, on["stats"]
     off = _probe(monkeypatch, "engine", "0")
-    assert off["stats"] == {"asked_bytes": 0, "huge_bytes": 0, "seconds": 0.0,
+    assert off["stats"] == {"asked_bytes": 0, "huge_bytes": 0, "shared_bytes": 0, "seconds": 0.0,
                             "off_reason": "FASTERGPT_HUGE_PAGES=0"}
     assert on["stats"]["seconds"] > 0
     # NumPy itself asks for 2 MB pages for its arrays of 4 MB and more (here the token
@@ -109,3 +109,34 @@ def test_paddle_op_weights_sit_on_huge_pages_with_the_same_numbers(monkeypatch):
     off = _probe(monkeypatch, "paddle", "0")
     assert on["huge_kb"] >= 8 * 1024 and on["huge_kb"] >= off["huge_kb"] + 4 * 1024, (on, off)
     assert on["tokens"] == off["tokens"] and on["logprobs"] == off["logprobs"]
+
+
+# A server that loads, then forks workers: the weights' pages are shared copy-on-write,
+# and a collapse in a worker would give it a copy of its own. The parent loads without
+# asking; the child binds the same arrays and must leave them shared.
+FORK = r"""
+import json, os, sys
+import numpy as np
+os.environ["FASTERGPT_HUGE_PAGES"] = "0"
+from fastergpt import Engine
+from fastergpt.ops.loader import engine_module
+parent = Engine.from_pretrained("default")
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    del os.environ["FASTERGPT_HUGE_PAGES"]
+    child = Engine(parent.config, dtype=parent.weight_format, packed=parent._packed)
+    os.write(w, json.dumps(engine_module().huge_page_stats()).encode())
+    os._exit(0)
+os.waitpid(pid, 0)
+print(os.read(r, 4096).decode())
+"""
+
+
+def test_weights_shared_with_a_forked_parent_stay_shared(monkeypatch):
+    monkeypatch.delenv("FASTERGPT_HUGE_PAGES", raising=False)
+    proc = run_python(["-c", FORK])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stats = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert stats["asked_bytes"] >= 8 << 20, stats
+    assert stats["shared_bytes"] == stats["asked_bytes"] and stats["huge_bytes"] == 0, stats

@@ -169,6 +169,7 @@ const char* cpu_isa_name();
 struct HugePageStats {
   int64_t asked_bytes = 0;  // 2 MB regions of weights asked for
   int64_t huge_bytes = 0;   // of those, regions the kernel put (or had) on 2 MB pages
+  int64_t shared_bytes = 0;  // of those, regions left alone: another process maps them too
   double seconds = 0;       // spent asking (the collapses copy the regions)
   const char* off_reason = nullptr;  // why nothing is asked on this system, or null
 };

@@ -14,7 +14,9 @@
 #include "cpu_ops.h"
 
 #if defined(__linux__)
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #endif
 
 namespace fastergpt {
@@ -63,6 +65,24 @@ size_t fingerprint(const std::vector<HostBytes>& ranges) {
   return h;
 }
 
+#if defined(__linux__)
+// Whether any page of the 2 MB region at `p` is mapped by another process too (a forked
+// server's copy-on-write weights): a collapse would give this process its own copy, so
+// such a region is left as it is. /proc/self/pagemap's bit 56 marks a page mapped only
+// here; an unreadable pagemap counts as not shared.
+bool shared_with_another_process(int pagemap, uintptr_t p) {
+  if (pagemap < 0) return false;
+  constexpr size_t kPages = kHugePage / 4096;
+  uint64_t entries[kPages];
+  const off_t at = static_cast<off_t>(p / 4096 * sizeof(uint64_t));
+  if (pread(pagemap, entries, sizeof(entries), at) != static_cast<ssize_t>(sizeof(entries)))
+    return false;
+  for (uint64_t e : entries)
+    if ((e >> 63 & 1) && !(e >> 56 & 1)) return true;  // present, not exclusively mapped
+  return false;
+}
+#endif
+
 }  // namespace
 
 void back_with_huge_pages(const std::vector<HostBytes>& ranges) {
@@ -89,14 +109,20 @@ void back_with_huge_pages(const std::vector<HostBytes>& ranges) {
   for (const auto& c : covered)
     if (c.second >= static_cast<int64_t>(kHugePage / 2)) regions.push_back(c.first);
   const auto start = std::chrono::steady_clock::now();
+  const int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   for (uintptr_t p : regions) {
     void* at = reinterpret_cast<void*>(p);
+    totals.asked_bytes += kHugePage;
+    if (shared_with_another_process(pagemap, p)) {
+      totals.shared_bytes += kHugePage;
+      continue;
+    }
     // MADV_HUGEPAGE first, so that the kernel keeps the region on 2 MB pages later
     // (khugepaged) if the collapse cannot be done now.
     madvise(at, kHugePage, MADV_HUGEPAGE);
-    totals.asked_bytes += kHugePage;
     if (madvise(at, kHugePage, MADV_COLLAPSE) == 0) totals.huge_bytes += kHugePage;
   }
+  if (pagemap >= 0) close(pagemap);
   totals.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 #endif
 }

@@ -8,7 +8,9 @@
 // weights arrive in memory their owner allocated (NumPy arrays, Paddle tensors), already
 // written, so asking is a collapse in place (MADV_COLLAPSE, Linux 6.1+): each 2 MB
 // region that is mostly weights is copied into one huge page under the same addresses,
-// once, when a model binds them (about 2 ms a region). Contents and addresses do not change; only the page size.
+// once, when a model binds them (0.5-1 ms a region measured). Contents and addresses do
+// not change; only the page size. A region another process maps too (a server forked
+// after loading) is left alone: the collapse would give this process a copy of its own.
 // Where the kernel lacks MADV_COLLAPSE, THP is "never", or FASTERGPT_HUGE_PAGES=0,
 // nothing is asked and the memory stays on the pages it has. huge_page_stats()
 // (kernels.h) says how much came to sit on 2 MB pages.

@@ -428,12 +428,14 @@ PYBIND11_MODULE(_engine, m) {
         py::dict d;
         d["asked_bytes"] = s.asked_bytes;
         d["huge_bytes"] = s.huge_bytes;
+        d["shared_bytes"] = s.shared_bytes;
         d["seconds"] = s.seconds;
         d["off_reason"] = s.off_reason ? py::object(py::str(s.off_reason)) : py::object(py::none());
         return d;
       },
       "The weights models bound in this process on 2 MB pages: asked_bytes (the 2 MB regions "
-      "they touch), huge_bytes (of those, on 2 MB pages), seconds (spent asking), off_reason "
+      "they touch), huge_bytes (of those, on 2 MB pages), shared_bytes (of those, left on "
+      "their pages because another process maps them too, as after a fork), seconds (spent asking), off_reason "
       "(why none are asked here, or None).");
   m.def("cuda_built", &fastergpt::cuda_built,
         "Whether this build holds the CUDA backend (built where nvcc and cuBLAS were found).");

@@ -144,6 +144,7 @@ class Decoder final : public Model {
           const Backend& backend)
       : Model(c, backend) {
     const BoundWeights w(decoder_weight_spec(c, format), views);
+    // The weights' host memory first: the CPU asks for 2 MB pages (csrc/cpu/huge_pages.h).
     std::vector<HostBytes> host;
     for (const WeightView& v : views) {
       int64_t n = element_bytes(v.dtype);
