@@ -433,10 +433,11 @@ PYBIND11_MODULE(_engine, m) {
         d["off_reason"] = s.off_reason ? py::object(py::str(s.off_reason)) : py::object(py::none());
         return d;
       },
-      "The weights models bound in this process on 2 MB pages: asked_bytes (the 2 MB regions "
-      "they touch), huge_bytes (of those, on 2 MB pages), shared_bytes (of those, left on "
-      "their pages because another process maps them too, as after a fork), seconds (spent asking), off_reason "
-      "(why none are asked here, or None).");
+      "The weights models bound in this process on 2 MB pages (csrc/cpu/huge_pages.h): "
+      "asked_bytes (the 2 MB regions at least half weights), huge_bytes (of those, on 2 MB "
+      "pages), shared_bytes (of those, left on their pages because another process maps "
+      "them too, as after a fork), seconds (spent asking), off_reason (why none are asked "
+      "here, or None).");
   m.def("cuda_built", &fastergpt::cuda_built,
         "Whether this build holds the CUDA backend (built where nvcc and cuBLAS were found).");
   m.def("cuda_device_count", &fastergpt::cuda_device_count,
