@@ -14,8 +14,16 @@ std::vector<int64_t> lookup_draft(const std::vector<int64_t>& sequence, int64_t 
     // what it did last (transformers takes the first; the output is the same either way).
     for (int64_t i = len - n - 1; i >= 0; --i) {
       if (!std::equal(tail, tail + n, sequence.data() + i)) continue;
-      const int64_t start = i + n, end = std::min(start + max_tokens, len);
-      if (start < end) return {sequence.begin() + start, sequence.begin() + end};
+      const int64_t start = i + n;  // < len: the window ends before the tail does
+      // How far back the match goes on agreeing (at least n): a copy backed by a long
+      // context is likely to go on, one backed by a token or two less so; the draft is
+      // at most one token longer than that context.
+      int64_t agree = n;
+      while (agree < i + n && agree <= max_tokens &&
+             sequence[i + n - 1 - agree] == sequence[len - 1 - agree])
+        ++agree;
+      const int64_t end = std::min({start + max_tokens, start + agree + 1, len});
+      return {sequence.begin() + start, sequence.begin() + end};
     }
   }
   return {};
@@ -47,7 +55,8 @@ GenerationResult PromptLookup::run(const GenerationInput& in,
   // Each row's draft length adapts (transformers' "heuristic" schedule for assistant
   // models): +2 after a draft accepted whole, -1 (down to 1) after a miss. A position
   // whose draft is rejected costs compute for nothing; one that is accepted saves a pass.
-  std::vector<int64_t> budget(rows, K);
+  // A row starts at 1, a probe: its first copy is as likely a miss as a hit.
+  std::vector<int64_t> budget(rows, 1);
   std::vector<int64_t> order, still;
   while (!active.empty() && !deadline.passed()) {
     // Each row's newest token, then its draft, at the positions after its cache.

@@ -19,9 +19,11 @@
 
 namespace fastergpt {
 
-// The draft for `sequence` (prompt + output): the tokens after the first earlier
-// occurrence of its last n-gram, n from max_ngram down to 1, at most `max_tokens`;
-// empty when no n-gram recurs.
+// The draft for `sequence` (prompt + output): the tokens after the latest earlier
+// occurrence of its last n-gram, n from max_ngram down to 1, at most `max_tokens` and at
+// most one more than the tokens before that occurrence that agree with the sequence's
+// end (the n-gram and as far back as the two go on matching); empty when no n-gram
+// recurs.
 std::vector<int64_t> lookup_draft(const std::vector<int64_t>& sequence, int64_t max_ngram,
                                   int64_t max_tokens);
 

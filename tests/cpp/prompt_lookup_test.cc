@@ -1,7 +1,8 @@
 // lookup_draft against a brute-force reading of its contract: for random sequences over
 // small alphabets, the draft is what followed the LATEST earlier occurrence (with a
 // continuation) of the longest tail n-gram (n <= max_ngram) that recurs, cut to
-// max_tokens; empty when no tail n-gram recurs.
+// max_tokens and to one more than the length over which the occurrence and the tail agree
+// going back; empty when no tail n-gram recurs.
 #include <random>
 #include <vector>
 
@@ -24,8 +25,12 @@ std::vector<int64_t> reference(const std::vector<int64_t>& s, int64_t max_ngram,
       if (same) best = i;  // the latest wins
     }
     if (best >= 0) {
+      int64_t agree = 0;  // s[best + n - 1 - k] == s[len - 1 - k] for k < agree
+      while (best + n - 1 - agree >= 0 && s[best + n - 1 - agree] == s[len - 1 - agree]) ++agree;
       std::vector<int64_t> d;
-      for (int64_t j = best + n; j < len && static_cast<int64_t>(d.size()) < max_tokens; ++j)
+      for (int64_t j = best + n; j < len && static_cast<int64_t>(d.size()) < max_tokens &&
+                                 static_cast<int64_t>(d.size()) < agree + 1;
+           ++j)
         d.push_back(s[j]);
       return d;
     }
@@ -54,6 +59,11 @@ void test_examples() {
   CHECK(lookup_draft({}, 3, 5).empty());
   // A repeating tail: the latest occurrence with a continuation, "5" at 2 -> "5 5".
   CHECK((lookup_draft({4, 5, 5, 5}, 1, 4) == std::vector<int64_t>{5}));
+  // A match backed by one token of context drafts at most two: "9 1 2 3 4 ... 8 1" matches
+  // the "1" at 1, preceded by 9 against 8: "2 3", not "2 3 4".
+  CHECK((lookup_draft({9, 1, 2, 3, 4, 8, 1}, 1, 3) == std::vector<int64_t>{2, 3}));
+  // Backed by "7 1": three.
+  CHECK((lookup_draft({7, 1, 2, 3, 4, 7, 1}, 1, 3) == std::vector<int64_t>{2, 3, 4}));
 }
 
 }  // namespace
