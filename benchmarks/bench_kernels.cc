@@ -397,6 +397,41 @@ int main(int argc, char** argv) {
                   ms[0] / ms[1]);
     }
   }
+  // A prompt-lookup pass's attention: the newest token and its draft, 1 to 8 consecutive
+  // queries of one row over a cache of 200 positions, all layers, 2 threads; the default
+  // model's shape (4 layers x 4 heads of 64) and GPT-2-small's (12 x 12). Per extra query
+  // is what a drafted token adds to the pass: below attention()'s block_min queries each
+  // one costs its own pass over the keys; from there the block's lanes layout costs about
+  // the same for any count up to the lanes.
+  for (const int64_t shape : {4, 12}) {
+    ModelConfig c;
+    c.num_layers = c.num_heads = shape;
+    c.hidden_size = shape * 64;
+    c.inner_size = c.vocab_size = 1;
+    c.max_positions = 256;
+    const int64_t H = shape, Dh = 64, S = 3 * H * Dh, n0 = 200;
+    Context ctx(cpu_backend(), 2);
+    ctx.kv_cache().allocate(c, 1, 256);
+    std::vector<float> qkv(256 * S), out(256 * H * Dh);
+    for (auto& v : qkv) v = d(rng);
+    std::vector<TokenSlot> slots(256);
+    for (int64_t j = 0; j < 256; ++j) slots[j] = {0, j};
+    for (int64_t l = 0; l < c.num_layers; ++l)  // the prompt fills the cache
+      cpu_backend().attention(ctx, ctx.kv_cache(), l, H, qkv.data(), slots.data(), n0, out.data());
+    double one = 0;
+    for (int64_t M = 1; M <= 8; ++M) {
+      const double per = seconds_per_call([&] {
+        for (int64_t l = 0; l < c.num_layers; ++l)
+          cpu_backend().attention(ctx, ctx.kv_cache(), l, H, qkv.data(), slots.data() + n0, M,
+                                  out.data());
+      }, seconds / 4);
+      if (M == 1) one = per;
+      std::printf("draft attention %lld layers x %lld heads, cache %lld, %lld queries, 2 threads: "
+                  "%7.2f us  (+%.2f us per query after the first)\n", (long long)shape,
+                  (long long)shape, (long long)n0, (long long)M, per * 1e6,
+                  M > 1 ? (per - one) / (M - 1) * 1e6 : 0.0);
+    }
+  }
   if (!all) return 0;
   // Sampling cost over a GPT-2 vocabulary.
   std::vector<float> logits(50257);
