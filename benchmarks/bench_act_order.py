@@ -16,9 +16,10 @@ import argparse
 import dataclasses
 import os
 import sys
-import time
 
 import numpy as np
+
+from alternating import alternate, report
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -55,20 +56,10 @@ def main():
     engines = {"plain": plain, "act-order": ordered}
     for e in engines.values():
         e.generate(ids, **kw)  # warm-up
-    times = {name: [] for name in engines}
-    for r in range(a.rounds):
-        for name in (list(engines) if r % 2 == 0 else list(engines)[::-1]):
-            t0 = time.perf_counter()
-            engines[name].generate(ids, **kw)
-            times[name].append(time.perf_counter() - t0)
+    times = alternate(engines, lambda e: e.generate(ids, **kw), a.rounds)
     print(f"int4, GPT-2-small shape ({a.layers} layers), prompt {a.prompt}, {a.new_tokens} new "
           f"tokens, batch 1, {a.threads} threads, {a.rounds} alternating rounds; CPU {cpu_model()}")
-    for name, t in times.items():
-        print(f"  {name:9s}: {a.new_tokens / np.median(t):7.1f} tokens/s median, "
-              f"{a.new_tokens / min(t):7.1f} best")
-    ratios = [o / p for o, p in zip(times["act-order"], times["plain"])]
-    print(f"  act-order / plain time per call: median {np.median(ratios):.3f}x, "
-          f"rounds {min(ratios):.3f}-{max(ratios):.3f}x")
+    report(times, a.new_tokens, "act-order", "plain")
 
 
 if __name__ == "__main__":

@@ -21,9 +21,10 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
+
+from alternating import alternate, report
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -128,31 +129,21 @@ def main():
               f"{(after['asked_bytes'] - before['asked_bytes']) / 1e6:.1f} MB, the kernel "
               f"collapsed {(after['huge_bytes'] - before['huge_bytes']) / 1e6:.1f} MB in "
               f"{after['seconds'] - before['seconds']:.3f} s)")
-        engines = {"4 KB": small, "2 MB": huge}
+        engines = {"4 KB pages": small, "2 MB pages": huge}
         outs = [e.generate(ids, **kw)["ids"] for e in engines.values()]  # also the warm-up
         assert np.array_equal(outs[0], outs[1]), "the page size changed the output"
-        times = {name: [] for name in engines}
-        for r in range(a.rounds):
-            for name in (list(engines) if r % 2 == 0 else list(engines)[::-1]):
-                t0 = time.perf_counter()
-                engines[name].generate(ids, **kw)
-                times[name].append(time.perf_counter() - t0)
-        for name, t in times.items():
-            print(f"  {name} pages: {a.new_tokens / np.median(t):7.1f} tokens/s median, "
-                  f"{a.new_tokens / min(t):7.1f} best")
-        ratios = [h / s for h, s in zip(times["2 MB"], times["4 KB"])]
-        print(f"  2 MB / 4 KB time per call: median {np.median(ratios):.3f}x, "
-              f"rounds {min(ratios):.3f}-{max(ratios):.3f}x")
+        times = alternate(engines, lambda e: e.generate(ids, **kw), a.rounds)
+        ratios = report(times, a.new_tokens, "2 MB pages", "4 KB pages")
         print(RESULT + json.dumps({
             "dtype": dtype, "weight_bytes": weights,
             "huge_share_before": huge_share(arr for _, arr in small._packed),
             "huge_share_after": huge_share(arr for _, arr in huge._packed),
             "collapsed_bytes": after["huge_bytes"] - before["huge_bytes"],
             "collapse_seconds": after["seconds"] - before["seconds"],
-            "tokens_per_s_4kb": {"median": a.new_tokens / np.median(times["4 KB"]),
-                                 "best": a.new_tokens / min(times["4 KB"])},
-            "tokens_per_s_2mb": {"median": a.new_tokens / np.median(times["2 MB"]),
-                                 "best": a.new_tokens / min(times["2 MB"])},
+            "tokens_per_s_4kb": {"median": a.new_tokens / np.median(times["4 KB pages"]),
+                                 "best": a.new_tokens / min(times["4 KB pages"])},
+            "tokens_per_s_2mb": {"median": a.new_tokens / np.median(times["2 MB pages"]),
+                                 "best": a.new_tokens / min(times["2 MB pages"])},
             "time_ratio_median": float(np.median(ratios)), "time_ratios": ratios}))
         del engines, small, huge
 

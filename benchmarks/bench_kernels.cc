@@ -243,6 +243,21 @@ int main(int argc, char** argv) {
           bytes += n + (f == WeightFormat::kI8 ? 4.0 * N : 0) + 2.0 * params.back().size();
         }
       std::vector<float> x(3072, 0.5f), y(3072);
+      // Seconds per pass over two sets of the step's matrices, a then b then b then a ...,
+      // call by call (this host's bandwidth drifts more between runs than the differences
+      // these compare).
+      auto alternated = [&](const std::vector<Matrix>& a, const std::vector<Matrix>& b, int rounds) {
+        double seconds_a = 0, seconds_b = 0;
+        for (int round = 0; round < rounds; ++round)
+          for (int pass = 0; pass < 2; ++pass) {
+            const bool first = (pass ^ round) & 1;
+            const auto t0 = Clock::now();
+            for (const Matrix& W : first ? a : b)
+              k.linear(ctx, x.data(), 1, W, nullptr, Epilogue::kStore, y.data());
+            (first ? seconds_a : seconds_b) += std::chrono::duration<double>(Clock::now() - t0).count();
+          }
+        return std::make_pair(seconds_a / rounds, seconds_b / rounds);
+      };
       const double bandwidth = measure_read_bandwidth(int64_t(1) << 30, 3, ctx);
       const double per = seconds_per_call([&] {
         for (const Matrix& W : step) k.linear(ctx, x.data(), 1, W, nullptr, Epilogue::kStore, y.data());
@@ -267,40 +282,23 @@ int main(int argc, char** argv) {
         const HugePageStats before = huge_page_stats();
         cpu::back_with_huge_pages(ranges);
         const HugePageStats after = huge_page_stats();
-        double huge = 0, small = 0;
-        for (int round = 0; round < 200; ++round)
-          for (int pass = 0; pass < 2; ++pass) {
-            const bool on_huge = (pass ^ round) & 1;
-            const auto t0 = Clock::now();
-            for (const Matrix& W : on_huge ? step : small_pages)
-              k.linear(ctx, x.data(), 1, W, nullptr, Epilogue::kStore, y.data());
-            (on_huge ? huge : small) += std::chrono::duration<double>(Clock::now() - t0).count();
-          }
+        const auto [huge, small] = alternated(step, small_pages, 200);
         if (after.off_reason)
           std::printf("decode stream %-8s 2 MB pages: not asked (%s)\n", fmt.name, after.off_reason);
         else
           std::printf("decode stream %-8s on 2 MB pages (%.0f of %.0f MB collapsed) against 4 KB "
                       "pages, alternated: %.3f / %.3f ms = %.3fx the time\n", fmt.name,
                       (after.huge_bytes - before.huge_bytes) / 1e6,
-                      (after.asked_bytes - before.asked_bytes) / 1e6, huge / 200 * 1e3,
-                      small / 200 * 1e3, huge / small);
+                      (after.asked_bytes - before.asked_bytes) / 1e6, huge * 1e3, small * 1e3,
+                      huge / small);
         continue;
       }
-      // What the orders cost: the same matrices with and without them, alternated call by
-      // call (this host's bandwidth drifts more between runs than the difference).
+      // What the orders cost: the same matrices with and without them, alternated.
       std::vector<Matrix> unordered = step;
       for (Matrix& W : unordered) W.columns = nullptr;
-      double with = 0, without = 0;
-      for (int round = 0; round < 400; ++round)
-        for (int pass = 0; pass < 2; ++pass) {
-          const bool ordered = (pass ^ round) & 1;
-          const auto t0 = Clock::now();
-          for (const Matrix& W : ordered ? step : unordered)
-            k.linear(ctx, x.data(), 1, W, nullptr, Epilogue::kStore, y.data());
-          (ordered ? with : without) += std::chrono::duration<double>(Clock::now() - t0).count();
-        }
+      const auto [with, without] = alternated(step, unordered, 400);
       std::printf("decode stream %-8s against the same without orders, alternated: %.3f / %.3f ms "
-                  "= %.3fx\n", fmt.name, with / 400 * 1e3, without / 400 * 1e3, with / without);
+                  "= %.3fx\n", fmt.name, with * 1e3, without * 1e3, with / without);
     }
   }
   // int8 activations: the per-row quantisation every int8 / int4 linear runs first.
