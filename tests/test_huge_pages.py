@@ -1,11 +1,11 @@
 """Weights on 2 MB pages (csrc/cpu/huge_pages.h): when a model binds its weights, the CPU
 backend asks Linux to collapse the 2 MB regions that are mostly weights into huge pages,
-in place. Checked here in /proc/self/smaps (the mapping that holds the largest weight has
-AnonHugePages), in the engine's own count (huge_page_stats), for the NumPy module and for
-the Paddle op, with the numbers unchanged and FASTERGPT_HUGE_PAGES=0 turning it off.
+in place. Checked here in /proc/self/smaps (the AnonHugePages of the mappings that hold
+the weights) and in the engine's own count (huge_page_stats), for the NumPy module and for
+the Paddle op, with the numbers unchanged, FASTERGPT_HUGE_PAGES=0 turning it off, and
+weights shared with a forked parent left shared.
 
-Each case runs in a fresh process: the setting is read once per process, and a process
-that ran other tests holds other huge pages.
+Each case runs in a fresh process: a process that ran other tests holds other huge pages.
 """
 import json
 import platform
