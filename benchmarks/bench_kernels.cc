@@ -280,7 +280,7 @@ int main(int argc, char** argv) {
           ranges.push_back({params[i].data(), static_cast<int64_t>(params[i].size() * 2)});
         }
         const HugePageStats before = huge_page_stats();
-        cpu::back_with_huge_pages(ranges);
+        cpu::place_weights(ranges);
         const HugePageStats after = huge_page_stats();
         const auto [huge, small] = alternated(step, small_pages, 200);
         if (after.off_reason)

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "../core/kernels.h"
+#include "huge_pages.h"  // place_weights
 
 namespace fastergpt {
 namespace cpu {
@@ -13,7 +14,6 @@ void deallocate(void* p);
 void copy(void* dst, const void* src, int64_t bytes, CopyKind kind);
 Matrix bind_matrix(const Matrix& m, std::vector<DeviceBlock>* keep);
 const float* bind_vector(const float* v, int64_t n, std::vector<DeviceBlock>* keep);
-void place_weights(const std::vector<HostBytes>& weights);  // huge_pages.cc
 void add(Context& ctx, const float* src, int64_t n, float* dst);
 void add_positions(Context& ctx, const float* positions, const TokenSlot* slots, int64_t M,
                    int64_t D, float* x);

@@ -11,8 +11,6 @@
 #include <mutex>
 #include <string>
 
-#include "cpu_ops.h"
-
 #if defined(__linux__)
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -56,9 +54,9 @@ std::mutex mutex;
 HugePageStats totals;
 std::deque<size_t> recent;  // fingerprints of the range sets asked for lately
 
-size_t fingerprint(const std::vector<HostBytes>& ranges) {
-  size_t h = ranges.size();
-  for (const auto& r : ranges) {
+size_t fingerprint(const std::vector<HostBytes>& weights) {
+  size_t h = weights.size();
+  for (const auto& r : weights) {
     h = h * 1000003u ^ std::hash<const void*>()(r.data);
     h = h * 1000003u ^ static_cast<size_t>(r.bytes);
   }
@@ -85,10 +83,10 @@ bool shared_with_another_process(int pagemap, uintptr_t p) {
 
 }  // namespace
 
-void back_with_huge_pages(const std::vector<HostBytes>& ranges) {
+void place_weights(const std::vector<HostBytes>& weights) {
   if (off_reason()) return;
 #if defined(__linux__)
-  const size_t key = fingerprint(ranges);
+  const size_t key = fingerprint(weights);
   std::lock_guard<std::mutex> lock(mutex);
   if (std::find(recent.begin(), recent.end(), key) != recent.end()) return;
   recent.push_back(key);
@@ -98,7 +96,7 @@ void back_with_huge_pages(const std::vector<HostBytes>& ranges) {
   // resident, and the small tensors (norms, biases) that share pages with other memory
   // cost the TLB little.
   std::map<uintptr_t, int64_t> covered;
-  for (const auto& r : ranges) {
+  for (const auto& r : weights) {
     if (!r.data || r.bytes <= 0) continue;
     const uintptr_t begin = reinterpret_cast<uintptr_t>(r.data);
     const uintptr_t end = begin + static_cast<uintptr_t>(r.bytes);
@@ -126,8 +124,6 @@ void back_with_huge_pages(const std::vector<HostBytes>& ranges) {
   totals.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 #endif
 }
-
-void place_weights(const std::vector<HostBytes>& weights) { back_with_huge_pages(weights); }
 
 }  // namespace cpu
 

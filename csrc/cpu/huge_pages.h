@@ -24,11 +24,11 @@
 namespace fastergpt {
 namespace cpu {
 
-// Asks for each 2 MB region that the byte ranges cover at least half of to sit on a 2 MB
-// page. A set of ranges seen lately (the same addresses and sizes: the Paddle op binds its
-// model on every call) is not asked again. Never fails: a region the kernel refuses stays
-// as it is, and counts in asked_bytes only.
-void back_with_huge_pages(const std::vector<HostBytes>& ranges);
+// The CPU's Backend::place_weights: asks for each 2 MB region that the weights cover at
+// least half of to sit on a 2 MB page. A set of weights seen lately (the same addresses and
+// sizes: the Paddle op binds its model on every call) is not asked again. Never fails: a
+// region the kernel refuses stays as it is, and counts in asked_bytes only.
+void place_weights(const std::vector<HostBytes>& weights);
 
 }  // namespace cpu
 }  // namespace fastergpt
