@@ -110,42 +110,41 @@ def main():
     ids = rng.integers(0, config.vocab_size, (1, a.prompt))
     kw = dict(max_new_tokens=a.new_tokens, min_length=a.new_tokens, eos_token_id=-1,
               decode_strategy="greedy_search", num_threads=a.threads)
-    for dtype in [a.one]:
-        with tempfile.TemporaryDirectory() as tmp:
-            os.environ["FASTERGPT_HUGE_PAGES"] = "0"
-            try:
-                Engine(config, state, dtype).save(tmp)
-                del state
-                small = Engine.load(tmp)
-            finally:
-                del os.environ["FASTERGPT_HUGE_PAGES"]
-            before = module.huge_page_stats()
-            huge = Engine.load(tmp)
-            after = module.huge_page_stats()
-        weights = sum(arr.nbytes for _, arr in small._packed)
-        print(f"{dtype}: {weights / 1e6:.1f} MB of weights; on 2 MB pages: "
-              f"{huge_share(arr for _, arr in small._packed)} loaded with FASTERGPT_HUGE_PAGES=0, "
-              f"{huge_share(arr for _, arr in huge._packed)} as the engine binds them (it asked for "
-              f"{(after['asked_bytes'] - before['asked_bytes']) / 1e6:.1f} MB, the kernel "
-              f"collapsed {(after['huge_bytes'] - before['huge_bytes']) / 1e6:.1f} MB in "
-              f"{after['seconds'] - before['seconds']:.3f} s)")
-        engines = {"4 KB pages": small, "2 MB pages": huge}
-        outs = [e.generate(ids, **kw)["ids"] for e in engines.values()]  # also the warm-up
-        assert np.array_equal(outs[0], outs[1]), "the page size changed the output"
-        times = alternate(engines, lambda e: e.generate(ids, **kw), a.rounds)
-        ratios = report(times, a.new_tokens, "2 MB pages", "4 KB pages")
-        print(RESULT + json.dumps({
-            "dtype": dtype, "weight_bytes": weights,
-            "huge_share_before": huge_share(arr for _, arr in small._packed),
-            "huge_share_after": huge_share(arr for _, arr in huge._packed),
-            "collapsed_bytes": after["huge_bytes"] - before["huge_bytes"],
-            "collapse_seconds": after["seconds"] - before["seconds"],
-            "tokens_per_s_4kb": {"median": a.new_tokens / np.median(times["4 KB pages"]),
-                                 "best": a.new_tokens / min(times["4 KB pages"])},
-            "tokens_per_s_2mb": {"median": a.new_tokens / np.median(times["2 MB pages"]),
-                                 "best": a.new_tokens / min(times["2 MB pages"])},
-            "time_ratio_median": float(np.median(ratios)), "time_ratios": ratios}))
-        del engines, small, huge
+    dtype = a.one
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["FASTERGPT_HUGE_PAGES"] = "0"
+        try:
+            Engine(config, state, dtype).save(tmp)
+            del state
+            small = Engine.load(tmp)
+        finally:
+            del os.environ["FASTERGPT_HUGE_PAGES"]
+        before = module.huge_page_stats()
+        huge = Engine.load(tmp)
+        after = module.huge_page_stats()
+    weights = sum(arr.nbytes for _, arr in small._packed)
+    share_before = huge_share(arr for _, arr in small._packed)
+    share_after = huge_share(arr for _, arr in huge._packed)
+    print(f"{dtype}: {weights / 1e6:.1f} MB of weights; on 2 MB pages: {share_before} loaded "
+          f"with FASTERGPT_HUGE_PAGES=0, {share_after} as the engine binds them (it asked for "
+          f"{(after['asked_bytes'] - before['asked_bytes']) / 1e6:.1f} MB, the kernel "
+          f"collapsed {(after['huge_bytes'] - before['huge_bytes']) / 1e6:.1f} MB in "
+          f"{after['seconds'] - before['seconds']:.3f} s)")
+    engines = {"4 KB pages": small, "2 MB pages": huge}
+    outs = [e.generate(ids, **kw)["ids"] for e in engines.values()]  # also the warm-up
+    assert np.array_equal(outs[0], outs[1]), "the page size changed the output"
+    times = alternate(engines, lambda e: e.generate(ids, **kw), a.rounds)
+    ratios = report(times, a.new_tokens, "2 MB pages", "4 KB pages")
+    print(RESULT + json.dumps({
+        "dtype": dtype, "weight_bytes": weights,
+        "huge_share_before": share_before, "huge_share_after": share_after,
+        "collapsed_bytes": after["huge_bytes"] - before["huge_bytes"],
+        "collapse_seconds": after["seconds"] - before["seconds"],
+        "tokens_per_s_4kb": {"median": a.new_tokens / np.median(times["4 KB pages"]),
+                             "best": a.new_tokens / min(times["4 KB pages"])},
+        "tokens_per_s_2mb": {"median": a.new_tokens / np.median(times["2 MB pages"]),
+                             "best": a.new_tokens / min(times["2 MB pages"])},
+        "time_ratio_median": float(np.median(ratios)), "time_ratios": ratios}))
 
 
 if __name__ == "__main__":
