@@ -105,3 +105,52 @@ def test_refused_where_it_cannot_be_exact(family):
         engine.generate(ids, prompt_lookup_num_tokens=65)
     with pytest.raises(ValueError, match="max_matching_ngram_size must be >= 1"):
         engine.generate(ids, prompt_lookup_num_tokens=2, max_matching_ngram_size=0)
+
+
+def _draft(seq, max_ngram, max_tokens):
+    """lookup_draft's contract (csrc/core/prompt_lookup.h), written out: after the latest
+    earlier occurrence of the longest recurring tail n-gram, at most max_tokens and at most
+    one more than the context over which that occurrence and the tail agree going back."""
+    for n in range(min(max_ngram, len(seq) - 1), 0, -1):
+        for i in range(len(seq) - n - 1, -1, -1):
+            if seq[i:i + n] == seq[len(seq) - n:]:
+                agree = n
+                while agree < i + n and seq[i + n - 1 - agree] == seq[len(seq) - 1 - agree]:
+                    agree += 1
+                return seq[i + n:i + n + min(max_tokens, agree + 1)]
+    return []
+
+
+def _schedule(prompt, out, K, max_ngram=2):
+    """Drafted and accepted counts of one row, replayed from plain greedy's output: a row's
+    draft budget starts at 1 and grows by 2 after a draft accepted whole, shrinks by 1 (to
+    1) after a miss, capped at K; each pass adds the accepted drafts and one token."""
+    hist, n, budget, drafted, accepted = list(prompt) + out[:1], 1, 1, 0, 0
+    while n < len(out):
+        d = _draft(hist, max_ngram, min(budget, len(out) - n - 1)) if len(out) - n > 1 else []
+        m = 0
+        while m < len(d) and d[m] == out[n + m]:
+            m += 1
+        hist += out[n:n + m + 1]
+        n += m + 1
+        drafted, accepted = drafted + len(d), accepted + m
+        if d:
+            budget = min(K, budget + 2) if m == len(d) else max(1, budget - 1)
+    return drafted, accepted
+
+
+@pytest.mark.parametrize("K", [1, 4, 8])
+def test_draft_schedule(K):
+    """The engine drafts exactly what the schedule and lookup contract give on the greedy
+    output of the default model (prompts the output copies): the counts would differ if a
+    row began at K tokens, or drafted past the context that backs it."""
+    tok = Tokenizer.from_dir(DEFAULT_MODEL_DIR)
+    engine = Engine.from_pretrained()
+    for f in (str.split, dict.get, sorted):
+        text = " ".join(f.__doc__.split())
+        prompt = tok.encode(text + "\n\nIn short: " + " ".join(text.split()[:5]))[-150:]
+        kw = dict(max_new_tokens=48, eos_token_id=-1, decode_strategy="greedy_search")
+        out = engine.generate(np.array([prompt]), **kw)["ids"][0].tolist()
+        got = engine.generate(np.array([prompt]), prompt_lookup_num_tokens=K, **kw)
+        assert got["ids"][0].tolist() == out
+        assert (got["drafted_tokens"], got["accepted_tokens"]) == _schedule(prompt, out, K), f.__name__
