@@ -316,6 +316,36 @@ int main(int argc, char** argv) {
     std::printf("quantize_rows M=%lld K=%lld: %.1f us (%.2f GB/s of activations)\n", (long long)M,
                 (long long)K, per * 1e6, M * K * 4.0 / per / 1e9);
   }
+  // The activation epilogue: the same float32 linear with and without gelu_tanh applied
+  // to its output (GPT-2's fc), one thread, at the default model's fc (K=256, N=1024)
+  // for a decoding step and a 192-token prompt; and sum_exp (the softmax's exp) over
+  // a vocabulary. Both are exp_vec's work.
+  if (all) {
+    Context ctx(cpu_backend(), 1);
+    for (int64_t M : {1, 192}) {
+      const int64_t K = 256, N = 1024;
+      std::vector<float> x(M * K), w(N * K), y(M * N);
+      for (auto& v : x) v = d(rng);
+      for (auto& v : w) v = 0.1f * d(rng);
+      Matrix W{WeightFormat::kF32, w.data(), nullptr};
+      W.rows = N;
+      W.cols = K;
+      const auto run = [&](Epilogue ep) {
+        return seconds_per_call([&] { ctx.backend().linear(ctx, x.data(), M, W, nullptr, ep, y.data()); },
+                                seconds / 4);
+      };
+      const double plain = run(Epilogue::kStore), gelu = run(Epilogue::kGeluTanh);
+      std::printf("epilogue gelu_tanh M=%-3lld K=%lld N=%lld, 1 thread: %.2f us against %.2f us "
+                  "stored plain, %.2f ns per element\n", (long long)M, (long long)K, (long long)N,
+                  gelu * 1e6, plain * 1e6, (gelu - plain) / double(M * N) * 1e9);
+    }
+    std::vector<float> logits(50257);
+    for (auto& v : logits) v = 4.0f * d(rng);
+    const double per = seconds_per_call([&] { cpu::simd().sum_exp(logits.data(), 50257, 20.0f); },
+                                        seconds / 4);
+    std::printf("sum_exp over 50257, 1 thread: %.2f us, %.3f ns per element\n", per * 1e6,
+                per / 50257 * 1e9);
+  }
   // LayerNorm / RMSNorm rows (simd_norm.inc), one thread: a decoding step runs 2 per layer
   // + 1 at M = 1; a prompt-lookup pass or a batch at M = a few.
   if (all) {

@@ -494,6 +494,55 @@ static void test_sum_exp() {
   }
 }
 
+// The vector exp and gelu_tanh (simd_kernels.inc's exp_vec and gelu_tanh_vec) on every
+// ISA against double precision over their whole range: exp through sum_exp of 16 equal
+// values (16 exp(x), the lane sums exact), gelu through a float32 linear with K = 1 and
+// weight 1 (its epilogue sees x itself). exp within 4 ulp; gelu within 4 ulp of the
+// result plus what one ulp of -2u does to it (|x d/du 0.5 (1 + tanh u)| 2^-23 |u|:
+// tanhf has that sensitivity too) or 1e-30 (the vector path returns 0 below about
+// x = -10), and exact 0 / x far out in its tails.
+static void test_exp_gelu_accuracy() {
+  std::vector<float> xs;
+  for (float x = -30.0f; x <= 30.0f; x += 0.0137f) xs.push_back(x);
+  for (float x : {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-6f, -1e-6f, 87.0f, -87.0f, 1e4f, -1e4f, 3e38f,
+                  -3e38f, INFINITY, -INFINITY})
+    xs.push_back(x);
+  for (const char* isa : cpu::kIsaNames) {
+    const cpu::SimdKernels* k = cpu::simd_by_name(isa);
+    if (!k) continue;
+    double worst_exp = 0, worst_gelu = 0, worst_x = 0;
+    for (float x = -87.0f; x <= 0.0f; x += 0.00731f) {
+      std::vector<float> same(16, x);
+      const double got = k->sum_exp(same.data(), 16, 0.0f) / 16.0, want = std::exp(double(x));
+      worst_exp = std::max(worst_exp, std::fabs(got - want) / (want * 0x1p-23));
+    }
+    CHECK(worst_exp <= 4.0);
+    const float one = 1.0f;
+    const Packed p = pack(std::vector<float>{one}, 1, 1, WeightFormat::kF32);
+    std::vector<float> y(xs.size());
+    k->of(WeightFormat::kF32).float_rows(xs.data(), int64_t(xs.size()), p.matrix(1, 1), 0, 1, nullptr,
+                                         Epilogue::kGeluTanh, y.data());
+    for (size_t i = 0; i < xs.size(); ++i) {
+      const double x = xs[i];
+      if (std::isinf(x) || std::fabs(x) > 1e3) {  // the tails: x, or 0 (of either sign)
+        CHECK(x > 0 ? y[i] == xs[i] : y[i] == 0.0f);
+        continue;
+      }
+      // 0.5 (1 + tanh u) = s and 0.5 (1 - tanh^2 u) = 2 s (1 - s), s = 1 / (1 + exp(-2u)),
+      // written so that neither cancels where tanh u is near -1
+      const double u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
+      const double s = 1.0 / (1.0 + std::exp(-2.0 * u)), rest = 1.0 / (1.0 + std::exp(2.0 * u));
+      const double want = x * s;
+      const double slope = std::fabs(2.0 * x * s * rest * u) * 0x1p-23;
+      const double err = std::fabs(y[i] - want) / (4.0 * std::fabs(want) * 0x1p-23 + 2.0 * slope + 1e-30);
+      if (err > worst_gelu) worst_gelu = err, worst_x = x;
+    }
+    std::printf("%s: exp within %.2f ulp, gelu_tanh within %.2f of its bound (worst at x = %g)\n",
+                isa, worst_exp, worst_gelu, worst_x);
+    CHECK(worst_gelu <= 1.0);
+  }
+}
+
 static void test_half_conversion() {
   const float values[] = {0.0f, -0.0f, 1.0f, -2.5f, 65504.0f, 6.1035156e-05f, 5.9604645e-08f,
                           0.33325195f, INFINITY};
@@ -998,6 +1047,7 @@ int main() {
   test_attend_queries_bit_identical();
   test_half_conversion();
   test_sum_exp();
+  test_exp_gelu_accuracy();
   test_int8_linear();
   test_float_blocks_are_bit_identical();
   test_int4_linear();
