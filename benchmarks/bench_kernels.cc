@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "../csrc/core/activation_math.h"
 #include "../csrc/core/context.h"
 #include "../csrc/core/kernels.h"
 #include "../csrc/core/logits_processor.h"
@@ -318,8 +319,8 @@ int main(int argc, char** argv) {
   }
   // The activation epilogue: the same float32 linear with and without gelu_tanh applied
   // to its output (GPT-2's fc), one thread, at the default model's fc (K=256, N=1024)
-  // for a decoding step and a 192-token prompt; and sum_exp (the softmax's exp) over
-  // a vocabulary. Both are exp_vec's work.
+  // for a decoding step and a 192-token prompt; a gated MLP's activation; and sum_exp
+  // (the softmax's exp) over a vocabulary. All are exp_vec's work.
   if (all) {
     Context ctx(cpu_backend(), 1);
     for (int64_t M : {1, 192}) {
@@ -334,10 +335,37 @@ int main(int argc, char** argv) {
         return seconds_per_call([&] { ctx.backend().linear(ctx, x.data(), M, W, nullptr, ep, y.data()); },
                                 seconds / 4);
       };
-      const double plain = run(Epilogue::kStore), gelu = run(Epilogue::kGeluTanh);
-      std::printf("epilogue gelu_tanh M=%-3lld K=%lld N=%lld, 1 thread: %.2f us against %.2f us "
-                  "stored plain, %.2f ns per element\n", (long long)M, (long long)K, (long long)N,
-                  gelu * 1e6, plain * 1e6, (gelu - plain) / double(M * N) * 1e9);
+      const double plain = run(Epilogue::kStore);
+      for (Epilogue ep : {Epilogue::kGeluTanh, Epilogue::kGeluErf}) {
+        const double gelu = run(ep);
+        std::printf("epilogue %s M=%-3lld K=%lld N=%lld, 1 thread: %.2f us against %.2f us "
+                    "stored plain, %.2f ns per element\n",
+                    ep == Epilogue::kGeluTanh ? "gelu_tanh" : "gelu_erf ", (long long)M,
+                    (long long)K, (long long)N, gelu * 1e6, plain * 1e6,
+                    (gelu - plain) / double(M * N) * 1e9);
+      }
+    }
+    // A gated MLP's activation (glu_rows, LLaMA's SiLU) at M = 192 rows of F = 2816, against
+    // the scalar loop over activate() it replaced.
+    {
+      const int64_t M = 192, F = 2816;
+      std::vector<float> in(M * 2 * F), out(M * F);
+      for (auto& v : in) v = 2.0f * d(rng);
+      for (Activation act : {Activation::kSilu, Activation::kGeluTanh}) {
+        const double vec_s = seconds_per_call(
+            [&] { cpu::simd().glu_rows(in.data(), M, F, act, out.data()); }, seconds / 4);
+        const double scalar_s = seconds_per_call(
+            [&] {
+              for (int64_t m = 0; m < M; ++m)
+                for (int64_t i = 0; i < F; ++i)
+                  out[m * F + i] = activate(act, in[m * 2 * F + i]) * in[m * 2 * F + F + i];
+            },
+            seconds / 4);
+        std::printf("glu_rows %s M=%lld F=%lld, 1 thread: %.3f ns per element, the scalar loop "
+                    "%.3f ns (%.1fx)\n", act == Activation::kSilu ? "silu" : "gelu_tanh",
+                    (long long)M, (long long)F, vec_s / double(M * F) * 1e9,
+                    scalar_s / double(M * F) * 1e9, scalar_s / vec_s);
+      }
     }
     std::vector<float> logits(50257);
     for (auto& v : logits) v = 4.0f * d(rng);

@@ -24,7 +24,7 @@ static_assert(kNumWeightFormats == 5, "a new weight format needs its kernels her
         ns::weighted_rows, ns::attend_queries, ns::attention_lanes,                  \
         ns::quantize_rows, ns::store_half, ns::dot_f16, ns::axpy_f16,                \
         ns::dot_rows_f16, ns::weighted_rows_f16, ns::attend_queries_f16, bf16_pairs, \
-        ns::layer_norm_rows, ns::rms_norm_rows                                       \
+        ns::layer_norm_rows, ns::rms_norm_rows, ns::glu_rows                         \
   }
 #define FGPT_KERNELS_NO_BF16(ns) FGPT_KERNELS(ns, nullptr, nullptr, nullptr, nullptr)
 

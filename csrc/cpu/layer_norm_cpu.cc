@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "../core/activation_math.h"
 #include "../core/context.h"
 #include "cpu_ops.h"
 #include "simd_kernels.h"
@@ -35,13 +34,9 @@ void rms_norm(Context& ctx, const float* x, int64_t M, int64_t D, const float* g
 // act(gate) * up, the rows of a gated MLP (LLaMA's SiLU).
 void glu(Context& ctx, const float* in, int64_t M, int64_t F, Activation act, float* out) {
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, F));
+  const auto rows = simd().glu_rows;
   ctx.pool().parallel_for(M, grain, [&](int64_t m0, int64_t m1) {
-    for (int64_t m = m0; m < m1; ++m) {
-      const float* gate = in + m * 2 * F;
-      const float* up = gate + F;
-      float* o = out + m * F;
-      for (int64_t i = 0; i < F; ++i) o[i] = activate(act, gate[i]) * up[i];
-    }
+    rows(in + m0 * 2 * F, m1 - m0, F, act, out + m0 * F);
   });
 }
 

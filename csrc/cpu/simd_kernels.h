@@ -75,6 +75,7 @@ using DequantizeRowFn = void (*)(const Matrix& W, int64_t row, float* out);
                        const float* beta, float eps, float* y);                         \
   void rms_norm_rows(const float* x, int64_t M, int64_t D, const float* gamma,          \
                      float eps, float* y);                                              \
+  void glu_rows(const float* in, int64_t M, int64_t F, Activation act, float* out);     \
   }
 FGPT_DECLARE_SIMD(generic)
 FGPT_DECLARE_SIMD(avx2)
@@ -163,6 +164,8 @@ struct SimdKernels {
                           const float* beta, float eps, float* y);
   void (*rms_norm_rows)(const float* x, int64_t M, int64_t D, const float* gamma, float eps,
                         float* y);
+  // M rows of a gated MLP: out[m, i] = act(in[m, i]) * in[m, F + i] (in rows of 2F).
+  void (*glu_rows)(const float* in, int64_t M, int64_t F, Activation act, float* out);
 
   const FormatKernels& of(WeightFormat f) const { return formats[static_cast<int>(f)]; }
 };

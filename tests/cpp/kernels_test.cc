@@ -494,8 +494,8 @@ static void test_sum_exp() {
   }
 }
 
-// The vector exp and gelu_tanh (simd_kernels.inc's exp_vec and gelu_tanh_vec) on every
-// ISA against double precision over their whole range: exp through sum_exp of 16 equal
+// The vector exp, gelu_tanh, silu and gelu_erf (simd_kernels.inc's exp_vec, gelu_tanh_vec,
+// silu_vec and gelu_erf_vec) on every ISA against double precision over their whole range: exp through sum_exp of 16 equal
 // values (16 exp(x), the lane sums exact), gelu through a float32 linear with K = 1 and
 // weight 1 (its epilogue sees x itself). exp within 4 ulp; gelu within 4 ulp of the
 // result plus what one ulp of -2u does to it (|x d/du 0.5 (1 + tanh u)| 2^-23 |u|:
@@ -540,6 +540,54 @@ static void test_exp_gelu_accuracy() {
     std::printf("%s: exp within %.2f ulp, gelu_tanh within %.2f of its bound (worst at x = %g)\n",
                 isa, worst_exp, worst_gelu, worst_x);
     CHECK(worst_gelu <= 1.0);
+    // glu_rows with up = 1 is the activation itself: silu within 4 ulp plus what one ulp of
+    // x does to it (or 1e-30, 0 below x = -88); gelu_tanh, relu and gelu_erf exactly what
+    // the linear epilogue above and the scalar functions give.
+    const int64_t F = int64_t(xs.size());
+    std::vector<float> in(2 * F, 1.0f), act(F), gelu_linear = y;
+    std::copy(xs.begin(), xs.end(), in.begin());
+    k->glu_rows(in.data(), 1, F, Activation::kSilu, act.data());
+    double worst_silu = 0;
+    for (int64_t i = 0; i < F; ++i) {
+      const double x = xs[i];
+      if (std::isinf(x) || std::fabs(x) > 1e3) {
+        CHECK(x > 0 ? act[i] == xs[i] : act[i] == 0.0f);
+        continue;
+      }
+      const double s = 1.0 / (1.0 + std::exp(-x)), want = x * s;
+      const double slope = std::fabs(s * (1.0 + x * (1.0 - s)) * x) * 0x1p-23;
+      worst_silu = std::max(worst_silu, std::fabs(act[i] - want) /
+                                            (4.0 * std::fabs(want) * 0x1p-23 + 2.0 * slope + 1e-30));
+    }
+    CHECK(worst_silu <= 1.0);
+    k->glu_rows(in.data(), 1, F, Activation::kGeluTanh, act.data());
+    for (int64_t i = 0; i < F; ++i) CHECK(act[i] == gelu_linear[i] || (act[i] != act[i] && y[i] != y[i]));
+    k->glu_rows(in.data(), 1, F, Activation::kRelu, act.data());
+    for (int64_t i = 0; i < F; ++i) CHECK(act[i] == (xs[i] > 0.0f ? xs[i] : 0.0f));
+    // gelu_erf (x Phi(x)) through the linear epilogue against double, within 8 ulp plus
+    // what one ulp of x does to it, or 1e-30; glu_rows the same bits.
+    std::vector<float> erf_linear(xs.size());
+    k->of(WeightFormat::kF32).float_rows(xs.data(), int64_t(xs.size()), p.matrix(1, 1), 0, 1, nullptr,
+                                         Epilogue::kGeluErf, erf_linear.data());
+    double worst_erf = 0;
+    for (int64_t i = 0; i < F; ++i) {
+      const double x = xs[i];
+      if (std::isinf(x) || std::fabs(x) > 1e3) {
+        CHECK(x > 0 ? erf_linear[i] == xs[i] : erf_linear[i] == 0.0f);
+        continue;
+      }
+      const double phi = 0.5 * std::erfc(-x / std::sqrt(2.0)), want = x * phi;
+      const double density = std::exp(-0.5 * x * x) / std::sqrt(2.0 * M_PI);
+      const double slope = std::fabs((phi + x * density) * x) * 0x1p-23;
+      worst_erf = std::max(worst_erf, std::fabs(erf_linear[i] - want) /
+                                          (8.0 * std::fabs(want) * 0x1p-23 + 2.0 * slope + 1e-30));
+    }
+    CHECK(worst_erf <= 1.0);
+    k->glu_rows(in.data(), 1, F, Activation::kGeluErf, act.data());
+    for (int64_t i = 0; i < F; ++i)
+      CHECK(act[i] == erf_linear[i] || (act[i] != act[i] && erf_linear[i] != erf_linear[i]));
+    std::printf("%s: silu within %.2f of its bound, gelu_erf within %.2f of its bound\n", isa,
+                worst_silu, worst_erf);
   }
 }
 
