@@ -493,7 +493,9 @@ int main(int argc, char** argv) {
   std::vector<float> logits(50257);
   for (auto& v : logits) v = d(rng) * 3;
   SamplerScratch scratch;
-  for (auto cfg : {std::pair<int64_t, float>{4, 1.0f}, {0, 0.9f}, {0, 1.0f}}) {
+  // (top_k=50: transformers' default; logits N(0, 9): a broad distribution, a nucleus of
+  // thousands of tokens at top_p=0.9.)
+  for (auto cfg : {std::pair<int64_t, float>{4, 1.0f}, {50, 1.0f}, {50, 0.95f}, {0, 0.9f}, {0, 1.0f}}) {
     const int n = 200;
     const auto t0 = Clock::now();
     GenerationOptions o;

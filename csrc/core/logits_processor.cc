@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
+#include <cstring>
 
 #include "error.h"
 #include "kernels.h"
@@ -106,65 +106,141 @@ int64_t keep_typical(float typical_p, int64_t n, int32_t* order, float* weight,
 
 }  // namespace
 
+// The strict total order sampling ranks candidates by (logit descending, then id ascending,
+// so ties are deterministic) as one unsigned integer per token, ascending: the logit's bits
+// made monotone and inverted, then the id. Sorting and selecting these compares integers,
+// where an order of ids compared through the logits read them at random.
+static inline uint64_t rank_key(float logit, int64_t id) {
+  uint32_t u;
+  std::memcpy(&u, &logit, sizeof(u));
+  if (logit == 0.0f) u = 0;  // -0.0 ties with +0.0
+  const uint32_t ascending = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return (static_cast<uint64_t>(~ascending) << 32) | static_cast<uint32_t>(id);
+}
+static inline int32_t key_id(uint64_t key) { return static_cast<int32_t>(key & 0xffffffffu); }
+
+// top_p over the head of the ranking keys[0, head) (in rank order): the number of
+// candidates kept, the smallest prefix whose mass before its last candidate is below
+// top_p x mass; -1 when the head ends first (so more of the ranking is needed).
+static int64_t nucleus(const float* logits, float top, double inv_t, double mass, float top_p,
+                       const uint64_t* keys, int64_t head) {
+  double before = 0.0;
+  for (int64_t i = 0; i < head; ++i) {
+    if (before / mass >= top_p) return i;
+    before += std::exp((logits[key_id(keys[i])] - top) * inv_t);
+  }
+  return before / mass >= top_p ? head : -1;
+}
+
+// The k best of the ranking, in order, into keys: one pass holding the candidates that
+// could still be among them (at most 2k), with the k-th best so far as a threshold. Most
+// tokens fail one comparison against the threshold's logit; the buffer is cut back to its
+// k best whenever it fills.
+static void top_keys(const float* logits, int64_t vocab, int64_t k, std::vector<uint64_t>& keys) {
+  keys.clear();
+  const size_t cap = static_cast<size_t>(std::max<int64_t>(2 * k, 64));
+  keys.reserve(cap);
+  uint64_t threshold = ~uint64_t{0};
+  float threshold_logit = -INFINITY;
+  auto cut = [&] {
+    std::nth_element(keys.begin(), keys.begin() + (k - 1), keys.end());
+    keys.resize(k);
+    threshold = keys[k - 1];
+    threshold_logit = logits[key_id(threshold)];
+  };
+  for (int64_t i = 0; i < vocab; ++i) {
+    if (logits[i] < threshold_logit) continue;  // ranks below the k-th best so far
+    const uint64_t key = rank_key(logits[i], i);
+    if (key >= threshold) continue;
+    keys.push_back(key);
+    if (keys.size() == cap) cut();
+  }
+  if (static_cast<int64_t>(keys.size()) > k) cut();
+  std::sort(keys.begin(), keys.end());
+}
+
 int64_t sampling_candidates(const float* logits, int64_t vocab, const GenerationOptions& o,
                             SamplerScratch& s) {
   const int64_t top_k = o.top_k;
   const float top_p = o.top_p, temperature = o.temperature;
   const int64_t kept_k = (top_k > 0 && top_k < vocab) ? top_k : vocab;
-  // A strict total order (logit, then id) keeps selection deterministic on ties.
-  auto higher = [logits](int32_t a, int32_t b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-  };
-  s.order.resize(vocab);
-  std::iota(s.order.begin(), s.order.end(), 0);
-  int32_t* order = s.order.data();
-  if (kept_k < vocab) std::nth_element(order, order + kept_k, order + vocab, higher);
-
-  const float top = *std::max_element(logits, logits + vocab);
-  FGPT_CHECK(!std::isnan(top), kNonFinite);
+  float top = -INFINITY;
+  bool nan = false;
+  for (int64_t i = 0; i < vocab; ++i) {
+    nan |= logits[i] != logits[i];
+    top = logits[i] > top ? logits[i] : top;
+  }
+  FGPT_CHECK(!nan, kNonFinite);
   FGPT_CHECK(top > -INFINITY, "every token is masked at this step (is min_length forcing out the only token?)");
   FGPT_CHECK(std::isfinite(top), kNonFinite);
   const double inv_t = 1.0 / temperature;
+  auto weight_of = [&](int32_t id) {  // exp((logit - top) / T): the top candidate weighs 1
+    return static_cast<float>(std::exp((logits[id] - top) * inv_t));
+  };
+  s.order.resize(vocab);
   s.weight.resize(vocab);
-  float* weight = s.weight.data();  // weight[i] = exp((logit - top) / T) of order[i]
-  double mass = 0.0;
-  for (int64_t i = 0; i < kept_k; ++i) {
-    weight[i] = static_cast<float>(std::exp((logits[order[i]] - top) * inv_t));
-    mass += weight[i];
-  }
-
-  int64_t n = kept_k;
-  if (top_p < 1.0f) {
-    // Sort only as many candidates as the nucleus needs: grow the sorted
-    // prefix until its mass reaches top_p (usually a few dozen tokens).
-    int64_t sorted = 0;
-    for (int64_t want = std::min<int64_t>(kept_k, 64);; want = std::min(kept_k, want * 4)) {
-      if (want < kept_k) std::nth_element(order + sorted, order + want, order + kept_k, higher);
-      std::sort(order + sorted, order + want, higher);
-      sorted = want;
-      double before = 0.0;
-      n = -1;
-      for (int64_t i = 0; i < sorted; ++i) {
-        const double w = std::exp((logits[order[i]] - top) * inv_t);
-        if (before / mass >= top_p) {
-          n = i;
-          break;
-        }
-        before += w;
-      }
-      if (n >= 0 || sorted == kept_k) {
-        if (n < 0) n = sorted;
-        break;
-      }
+  int32_t* order = s.order.data();
+  float* weight = s.weight.data();
+  int64_t n = vocab;
+  if (kept_k < vocab) {
+    // top_k: its candidates in rank order, their mass in that order.
+    top_keys(logits, vocab, kept_k, s.keys);
+    double mass = 0.0;
+    for (int64_t i = 0; i < kept_k; ++i) {
+      order[i] = key_id(s.keys[i]);
+      weight[i] = weight_of(order[i]);
+      mass += weight[i];
     }
-    for (int64_t i = 0; i < n; ++i)
-      weight[i] = static_cast<float>(std::exp((logits[order[i]] - top) * inv_t));
-  } else if (kept_k < vocab) {
-    std::sort(order, order + kept_k, higher);
-    for (int64_t i = 0; i < kept_k; ++i)
-      weight[i] = static_cast<float>(std::exp((logits[order[i]] - top) * inv_t));
+    n = kept_k;
+    if (top_p < 1.0f) {
+      n = nucleus(logits, top, inv_t, mass, top_p, s.keys.data(), kept_k);
+      if (n < 0) n = kept_k;  // (rounding: the whole top_k falls short of top_p)
+    }
+  } else if (top_p < 1.0f) {
+    // top_p over every token: the mass in id order, and on the way a histogram of it by
+    // how far below the top each logit is (a quarter of 1 / T per bin). The bins up to
+    // the first whose running mass reaches top_p hold the nucleus (higher logits, lower
+    // bins): only they are ranked. Should rounding leave the nucleus unfinished there,
+    // every token is ranked.
+    constexpr int kBins = 256;
+    double bin_mass[kBins] = {};
+    s.bins.resize(vocab);
+    uint8_t* bins = s.bins.data();
+    double mass = 0.0;
+    for (int64_t i = 0; i < vocab; ++i) {
+      const double below = (top - logits[i]) * inv_t;
+      const float w = static_cast<float>(std::exp(-below));
+      const int b = below < (kBins - 1) / 4.0 ? static_cast<int>(below * 4.0) : kBins - 1;
+      bins[i] = static_cast<uint8_t>(b);
+      bin_mass[b] += w;
+      mass += w;
+    }
+    int last = 0;
+    for (double running = bin_mass[0]; last < kBins - 1 && running < top_p * mass;)
+      running += bin_mass[++last];
+    s.keys.clear();
+    for (int64_t i = 0; i < vocab; ++i)
+      if (bins[i] <= last) s.keys.push_back(rank_key(logits[i], i));
+    std::sort(s.keys.begin(), s.keys.end());
+    const int64_t head = static_cast<int64_t>(s.keys.size());
+    n = nucleus(logits, top, inv_t, mass, top_p, s.keys.data(), head);
+    if (n < 0) {
+      s.keys.resize(vocab);
+      for (int64_t i = 0; i < vocab; ++i) s.keys[i] = rank_key(logits[i], i);
+      std::sort(s.keys.begin(), s.keys.end());
+      n = nucleus(logits, top, inv_t, mass, top_p, s.keys.data(), vocab);
+      if (n < 0) n = vocab;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      order[i] = key_id(s.keys[i]);
+      weight[i] = weight_of(order[i]);
+    }
+  } else {  // every token, in id order
+    for (int64_t i = 0; i < vocab; ++i) {
+      order[i] = static_cast<int32_t>(i);
+      weight[i] = weight_of(order[i]);
+    }
   }
-
   n = keep_min_p(o.min_p, n, order, weight);
   return keep_typical(o.typical_p, n, order, weight, s);
 }

@@ -2,6 +2,8 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <random>
+#include <cstdio>
 #include <vector>
 
 #include "../../csrc/core/logits_processor.h"
@@ -139,6 +141,70 @@ static void test_top_p_large_vocab() {
   }
 }
 
+// sampling_candidates against the plain definition: every token ranked by (logit
+// descending, id ascending), top_k's head kept, the mass of the kept in id order (all
+// tokens) or rank order (top_k), and top_p's smallest prefix whose mass before its last
+// candidate is below top_p; order and weights bit for bit. Broad and peaked logits, ties,
+// -inf and signed zeros, vocabularies from 7 to GPT-2's.
+static void test_candidates_equal_full_ranking() {
+  std::mt19937 rng(7);
+  SamplerScratch scratch;
+  int64_t cases = 0;
+  for (int64_t V : {7, 1000, 50257})
+    for (float sigma : {0.3f, 3.0f, 10.0f})
+      for (int variant = 0; variant < 3; ++variant) {
+        std::normal_distribution<float> d(0.0f, sigma);
+        std::vector<float> l(V);
+        for (auto& v : l) v = d(rng);
+        if (variant >= 1)  // ties: logits on a grid
+          for (auto& v : l) v = std::round(v * 2.0f) / 2.0f;
+        if (variant == 2)  // masked tokens and signed zeros
+          for (int64_t i = 0; i < V; i += 3) l[i] = i % 2 ? -INFINITY : (i % 4 ? -0.0f : 0.0f);
+        for (float t : {0.7f, 1.0f, 1.5f})
+          for (int64_t k : {int64_t(0), int64_t(1), int64_t(4), int64_t(50), V - 1})
+            for (float p : {1.0f, 0.9f, 0.5f, 1e-6f, 0.999999f}) {
+              const GenerationOptions o = sampling(k, p, t);
+              const int64_t n = sampling_candidates(l.data(), V, o, scratch);
+              // the plain definition
+              std::vector<int32_t> rank(V);
+              std::iota(rank.begin(), rank.end(), 0);
+              std::sort(rank.begin(), rank.end(), [&](int32_t a, int32_t b) {
+                return l[a] > l[b] || (l[a] == l[b] && a < b);
+              });
+              const float top = l[rank[0]];
+              const double inv_t = 1.0 / t;
+              auto w = [&](int32_t id) { return float(std::exp((l[id] - top) * inv_t)); };
+              const int64_t kept = k > 0 && k < V ? k : V;
+              double mass = 0.0;
+              for (int64_t i = 0; i < kept; ++i) mass += w(kept < V ? rank[i] : int32_t(i));
+              int64_t want_n = kept < V || p < 1.0f ? kept : V;
+              if (p < 1.0f) {
+                double before = 0.0;
+                want_n = kept;
+                for (int64_t i = 0; i < kept; ++i) {
+                  if (before / mass >= p) {
+                    want_n = i;
+                    break;
+                  }
+                  before += std::exp((l[rank[i]] - top) * inv_t);
+                }
+              }
+              bool same = n == want_n;
+              for (int64_t i = 0; same && i < n; ++i) {
+                const int32_t id = kept < V || p < 1.0f ? rank[i] : int32_t(i);
+                same = scratch.order[i] == id && scratch.weight[i] == w(id);
+              }
+              if (!same)
+                std::fprintf(stderr, "V=%lld sigma=%g variant=%d T=%g top_k=%lld top_p=%g: n %lld, want %lld\n",
+                             (long long)V, sigma, variant, t, (long long)k, p, (long long)n,
+                             (long long)want_n);
+              CHECK(same);
+              ++cases;
+            }
+      }
+  std::printf("sampling_candidates: %lld cases against the full ranking\n", (long long)cases);
+}
+
 int main() {
   test_philox_known_answers();
   test_greedy();
@@ -146,5 +212,6 @@ int main() {
   test_repeated_ngrams();
   test_sampling_distribution();
   test_top_p_large_vocab();
+  test_candidates_equal_full_ranking();
   TEST_MAIN_END();
 }
