@@ -495,12 +495,13 @@ static void test_sum_exp() {
 }
 
 // The vector exp, gelu_tanh, silu and gelu_erf (simd_kernels.inc's exp_vec, gelu_tanh_vec,
-// silu_vec and gelu_erf_vec) on every ISA against double precision over their whole range: exp through sum_exp of 16 equal
-// values (16 exp(x), the lane sums exact), gelu through a float32 linear with K = 1 and
-// weight 1 (its epilogue sees x itself). exp within 4 ulp; gelu within 4 ulp of the
-// result plus what one ulp of -2u does to it (|x d/du 0.5 (1 + tanh u)| 2^-23 |u|:
-// tanhf has that sensitivity too) or 1e-30 (the vector path returns 0 below about
-// x = -10), and exact 0 / x far out in its tails.
+// silu_vec and gelu_erf_vec) on every ISA against double precision over their whole range.
+// exp through sum_exp of 16 equal values (16 exp(x), the lane sums exact): within 4 ulp.
+// The GELUs through a float32 linear with K = 1 and weight 1 (its epilogue sees x itself),
+// silu through glu_rows with up = 1: within 4 ulp (gelu_erf 8) of the result plus what one
+// ulp of their argument does to it (tanhf and erff have that sensitivity too), or 1e-30
+// (the vector paths return 0 far below zero), and exactly x or 0 in the tails; glu_rows'
+// gelu_tanh and gelu_erf the epilogues' bits.
 static void test_exp_gelu_accuracy() {
   std::vector<float> xs;
   for (float x = -30.0f; x <= 30.0f; x += 0.0137f) xs.push_back(x);
@@ -510,84 +511,80 @@ static void test_exp_gelu_accuracy() {
   for (const char* isa : cpu::kIsaNames) {
     const cpu::SimdKernels* k = cpu::simd_by_name(isa);
     if (!k) continue;
-    double worst_exp = 0, worst_gelu = 0, worst_x = 0;
+    double worst_exp = 0;
     for (float x = -87.0f; x <= 0.0f; x += 0.00731f) {
       std::vector<float> same(16, x);
       const double got = k->sum_exp(same.data(), 16, 0.0f) / 16.0, want = std::exp(double(x));
       worst_exp = std::max(worst_exp, std::fabs(got - want) / (want * 0x1p-23));
     }
     CHECK(worst_exp <= 4.0);
+    // The worst error of got[i] over xs against f(x) = {value, slope}, in units of `ulps`
+    // ulp of the value plus twice `slope` (what one ulp of the input does to the value)
+    // plus 1e-30, and where; the tails (|x| > 1e3, inf) exactly x (x > 0) or 0.
+    struct Worst {
+      double error = 0, at = 0;
+    };
+    auto worst_of = [&](const std::vector<float>& got, double ulps, auto f) {
+      Worst w;
+      for (size_t i = 0; i < xs.size(); ++i) {
+        const double x = xs[i];
+        if (std::isinf(x) || std::fabs(x) > 1e3) {
+          CHECK(x > 0 ? got[i] == xs[i] : got[i] == 0.0f);
+          continue;
+        }
+        const auto [want, slope] = f(x);
+        const double e = std::fabs(got[i] - want) /
+                         (ulps * std::fabs(want) * 0x1p-23 + 2.0 * slope + 1e-30);
+        if (e > w.error) w = {e, x};
+      }
+      return w;
+    };
     const float one = 1.0f;
     const Packed p = pack(std::vector<float>{one}, 1, 1, WeightFormat::kF32);
-    std::vector<float> y(xs.size());
-    k->of(WeightFormat::kF32).float_rows(xs.data(), int64_t(xs.size()), p.matrix(1, 1), 0, 1, nullptr,
-                                         Epilogue::kGeluTanh, y.data());
-    for (size_t i = 0; i < xs.size(); ++i) {
-      const double x = xs[i];
-      if (std::isinf(x) || std::fabs(x) > 1e3) {  // the tails: x, or 0 (of either sign)
-        CHECK(x > 0 ? y[i] == xs[i] : y[i] == 0.0f);
-        continue;
-      }
-      // 0.5 (1 + tanh u) = s and 0.5 (1 - tanh^2 u) = 2 s (1 - s), s = 1 / (1 + exp(-2u)),
-      // written so that neither cancels where tanh u is near -1
+    auto through_epilogue = [&](Epilogue ep) {
+      std::vector<float> y(xs.size());
+      k->of(WeightFormat::kF32).float_rows(xs.data(), int64_t(xs.size()), p.matrix(1, 1), 0, 1,
+                                           nullptr, ep, y.data());
+      return y;
+    };
+    // gelu_tanh: 0.5 (1 + tanh u) = s and 0.5 (1 - tanh^2 u) = 2 s (1 - s), s = 1 / (1 +
+    // exp(-2u)), written so that neither cancels where tanh u is near -1; one ulp of u.
+    const std::vector<float> gelu = through_epilogue(Epilogue::kGeluTanh);
+    const Worst tanh_w = worst_of(gelu, 4.0, [](double x) {
       const double u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
       const double s = 1.0 / (1.0 + std::exp(-2.0 * u)), rest = 1.0 / (1.0 + std::exp(2.0 * u));
-      const double want = x * s;
-      const double slope = std::fabs(2.0 * x * s * rest * u) * 0x1p-23;
-      const double err = std::fabs(y[i] - want) / (4.0 * std::fabs(want) * 0x1p-23 + 2.0 * slope + 1e-30);
-      if (err > worst_gelu) worst_gelu = err, worst_x = x;
-    }
-    std::printf("%s: exp within %.2f ulp, gelu_tanh within %.2f of its bound (worst at x = %g)\n",
-                isa, worst_exp, worst_gelu, worst_x);
-    CHECK(worst_gelu <= 1.0);
-    // glu_rows with up = 1 is the activation itself: silu within 4 ulp plus what one ulp of
-    // x does to it (or 1e-30, 0 below x = -88); gelu_tanh, relu and gelu_erf exactly what
-    // the linear epilogue above and the scalar functions give.
+      return std::pair<double, double>{x * s, std::fabs(2.0 * x * s * rest * u) * 0x1p-23};
+    });
+    // gelu_erf: x Phi(x), 8 ulp.
+    const std::vector<float> erf = through_epilogue(Epilogue::kGeluErf);
+    const Worst erf_w = worst_of(erf, 8.0, [](double x) {
+      const double phi = 0.5 * std::erfc(-x / std::sqrt(2.0));
+      const double density = std::exp(-0.5 * x * x) / std::sqrt(2.0 * M_PI);
+      return std::pair<double, double>{x * phi, std::fabs((phi + x * density) * x) * 0x1p-23};
+    });
+    // glu_rows with up = 1 is the activation itself: silu against double; gelu_tanh and
+    // gelu_erf the epilogues' bits, relu exactly.
     const int64_t F = int64_t(xs.size());
-    std::vector<float> in(2 * F, 1.0f), act(F), gelu_linear = y;
+    std::vector<float> in(2 * F, 1.0f), act(F);
     std::copy(xs.begin(), xs.end(), in.begin());
     k->glu_rows(in.data(), 1, F, Activation::kSilu, act.data());
-    double worst_silu = 0;
-    for (int64_t i = 0; i < F; ++i) {
-      const double x = xs[i];
-      if (std::isinf(x) || std::fabs(x) > 1e3) {
-        CHECK(x > 0 ? act[i] == xs[i] : act[i] == 0.0f);
-        continue;
-      }
-      const double s = 1.0 / (1.0 + std::exp(-x)), want = x * s;
-      const double slope = std::fabs(s * (1.0 + x * (1.0 - s)) * x) * 0x1p-23;
-      worst_silu = std::max(worst_silu, std::fabs(act[i] - want) /
-                                            (4.0 * std::fabs(want) * 0x1p-23 + 2.0 * slope + 1e-30));
-    }
-    CHECK(worst_silu <= 1.0);
+    const Worst silu_w = worst_of(act, 4.0, [](double x) {
+      const double s = 1.0 / (1.0 + std::exp(-x));
+      return std::pair<double, double>{x * s, std::fabs(s * (1.0 + x * (1.0 - s)) * x) * 0x1p-23};
+    });
+    auto same = [](float a, float b) { return a == b || (a != a && b != b); };
     k->glu_rows(in.data(), 1, F, Activation::kGeluTanh, act.data());
-    for (int64_t i = 0; i < F; ++i) CHECK(act[i] == gelu_linear[i] || (act[i] != act[i] && y[i] != y[i]));
+    for (int64_t i = 0; i < F; ++i) CHECK(same(act[i], gelu[i]));
+    k->glu_rows(in.data(), 1, F, Activation::kGeluErf, act.data());
+    for (int64_t i = 0; i < F; ++i) CHECK(same(act[i], erf[i]));
     k->glu_rows(in.data(), 1, F, Activation::kRelu, act.data());
     for (int64_t i = 0; i < F; ++i) CHECK(act[i] == (xs[i] > 0.0f ? xs[i] : 0.0f));
-    // gelu_erf (x Phi(x)) through the linear epilogue against double, within 8 ulp plus
-    // what one ulp of x does to it, or 1e-30; glu_rows the same bits.
-    std::vector<float> erf_linear(xs.size());
-    k->of(WeightFormat::kF32).float_rows(xs.data(), int64_t(xs.size()), p.matrix(1, 1), 0, 1, nullptr,
-                                         Epilogue::kGeluErf, erf_linear.data());
-    double worst_erf = 0;
-    for (int64_t i = 0; i < F; ++i) {
-      const double x = xs[i];
-      if (std::isinf(x) || std::fabs(x) > 1e3) {
-        CHECK(x > 0 ? erf_linear[i] == xs[i] : erf_linear[i] == 0.0f);
-        continue;
-      }
-      const double phi = 0.5 * std::erfc(-x / std::sqrt(2.0)), want = x * phi;
-      const double density = std::exp(-0.5 * x * x) / std::sqrt(2.0 * M_PI);
-      const double slope = std::fabs((phi + x * density) * x) * 0x1p-23;
-      worst_erf = std::max(worst_erf, std::fabs(erf_linear[i] - want) /
-                                          (8.0 * std::fabs(want) * 0x1p-23 + 2.0 * slope + 1e-30));
-    }
-    CHECK(worst_erf <= 1.0);
-    k->glu_rows(in.data(), 1, F, Activation::kGeluErf, act.data());
-    for (int64_t i = 0; i < F; ++i)
-      CHECK(act[i] == erf_linear[i] || (act[i] != act[i] && erf_linear[i] != erf_linear[i]));
-    std::printf("%s: silu within %.2f of its bound, gelu_erf within %.2f of its bound\n", isa,
-                worst_silu, worst_erf);
+    std::printf("%s: exp within %.2f ulp; of their bounds gelu_tanh %.2f (worst at x = %g), "
+                "gelu_erf %.2f (at %g), silu %.2f (at %g)\n", isa, worst_exp, tanh_w.error,
+                tanh_w.at, erf_w.error, erf_w.at, silu_w.error, silu_w.at);
+    CHECK(tanh_w.error <= 1.0);
+    CHECK(erf_w.error <= 1.0);
+    CHECK(silu_w.error <= 1.0);
   }
 }
 
