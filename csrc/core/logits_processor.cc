@@ -34,15 +34,33 @@ void ban_repeated_ngrams(float* logits, const int64_t* tokens, int64_t count, in
     if (std::equal(prefix, prefix + (n - 1), tokens + i)) logits[tokens[i + n - 1]] = -INFINITY;
 }
 
+// The largest of n floats, NaN aside (-inf if every one is NaN or -inf): 8 independent
+// maxima, which the compiler keeps in vector lanes, then theirs.
+static float max_of(const float* x, int64_t n) {
+  float m[8];
+  for (float& v : m) v = -INFINITY;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
+  for (; i < n; ++i) m[0] = x[i] > m[0] ? x[i] : m[0];
+  for (int j = 1; j < 8; ++j) m[0] = m[j] > m[0] ? m[j] : m[0];
+  return m[0];
+}
+
+static bool any_nan(const float* x, int64_t n) {
+  bool nan = false;
+  for (int64_t i = 0; i < n; ++i) nan |= x[i] != x[i];
+  return nan;
+}
+
 TokenChoice choose_greedy(const float* logits, int64_t vocab) {
-  int64_t best = 0;
-  for (int64_t i = 1; i < vocab; ++i)
-    if (logits[i] > logits[best]) best = i;
-  const float top = logits[best];
-  FGPT_CHECK(!std::isnan(top), kNonFinite);
+  const float top = max_of(logits, vocab);
+  FGPT_CHECK(top > -INFINITY || !any_nan(logits, vocab), kNonFinite);
   FGPT_CHECK(top > -INFINITY, "every token is masked at this step (is min_length forcing out the only token?)");
+  int64_t best = 0;  // the lowest id with the top logit
+  while (!(logits[best] == top)) ++best;
   const double mass = sum_exp(logits, vocab, top);
-  // NaN compares false everywhere, so argmax would quietly pick a wrong token.
+  // A NaN anywhere makes the sum NaN: argmax over the rest would quietly pick a wrong token.
   FGPT_CHECK(std::isfinite(top) && std::isfinite(mass), kNonFinite);
   return {best, static_cast<float>(-std::log(mass))};
 }
@@ -119,15 +137,14 @@ static inline uint64_t rank_key(float logit, int64_t id) {
 }
 static inline int32_t key_id(uint64_t key) { return static_cast<int32_t>(key & 0xffffffffu); }
 
-// top_p over the head of the ranking keys[0, head) (in rank order): the number of
+// top_p over the head of the ranking, its weights w[0, head) in rank order: the number of
 // candidates kept, the smallest prefix whose mass before its last candidate is below
 // top_p x mass; -1 when the head ends first (so more of the ranking is needed).
-static int64_t nucleus(const float* logits, float top, double inv_t, double mass, float top_p,
-                       const uint64_t* keys, int64_t head) {
+static int64_t nucleus(const float* w, int64_t head, double mass, float top_p) {
   double before = 0.0;
   for (int64_t i = 0; i < head; ++i) {
     if (before / mass >= top_p) return i;
-    before += std::exp((logits[key_id(keys[i])] - top) * inv_t);
+    before += w[i];
   }
   return before / mass >= top_p ? head : -1;
 }
@@ -159,61 +176,87 @@ static void top_keys(const float* logits, int64_t vocab, int64_t k, std::vector<
   std::sort(keys.begin(), keys.end());
 }
 
+// w[i] = exp((logits[ids[i]] - top) * inv_t) for i < n (ids null: token i), through the
+// vector exp: the scaled logits (<= 0) first, then the exp in place. A weight below 1e-37
+// (exp(-85.2)) is 0: the vector exp stops at exp(-87), and a masked (-inf) token must weigh
+// nothing. (std::exp gave 0 from about exp(-104), denormals above.)
+static void weights_of(const float* logits, const int32_t* ids, int64_t n, float top, float inv_t,
+                       float* w) {
+  if (ids)
+    for (int64_t i = 0; i < n; ++i) w[i] = (logits[ids[i]] - top) * inv_t;
+  else  // (a loop of its own, which the compiler vectorises)
+    for (int64_t i = 0; i < n; ++i) w[i] = (logits[i] - top) * inv_t;
+  exp_in_place(w, n);
+  for (int64_t i = 0; i < n; ++i) w[i] = w[i] < 1e-37f ? 0.0f : w[i];
+}
+
+// The first n of the ranking keys as ids and weights (rank order).
+static void take_ranked(const float* logits, const uint64_t* keys, int64_t n, float top,
+                        float inv_t, int32_t* order, float* weight) {
+  for (int64_t i = 0; i < n; ++i) order[i] = key_id(keys[i]);
+  weights_of(logits, order, n, top, inv_t, weight);
+}
+
+// The sum of n weights in double: four interleaved partial sums, then (0 + 1) + (2 + 3).
+static double mass_of(const float* w, int64_t n) {
+  double part[4] = {0.0, 0.0, 0.0, 0.0};
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int j = 0; j < 4; ++j) part[j] += w[i + j];
+  for (; i < n; ++i) part[0] += w[i];
+  return (part[0] + part[1]) + (part[2] + part[3]);
+}
+
 int64_t sampling_candidates(const float* logits, int64_t vocab, const GenerationOptions& o,
                             SamplerScratch& s) {
   const int64_t top_k = o.top_k;
-  const float top_p = o.top_p, temperature = o.temperature;
+  const float top_p = o.top_p;
   const int64_t kept_k = (top_k > 0 && top_k < vocab) ? top_k : vocab;
-  float top = -INFINITY;
-  bool nan = false;
-  for (int64_t i = 0; i < vocab; ++i) {
-    nan |= logits[i] != logits[i];
-    top = logits[i] > top ? logits[i] : top;
-  }
-  FGPT_CHECK(!nan, kNonFinite);
+  const float top = max_of(logits, vocab);
+  FGPT_CHECK(!any_nan(logits, vocab), kNonFinite);
   FGPT_CHECK(top > -INFINITY, "every token is masked at this step (is min_length forcing out the only token?)");
   FGPT_CHECK(std::isfinite(top), kNonFinite);
-  const double inv_t = 1.0 / temperature;
-  auto weight_of = [&](int32_t id) {  // exp((logit - top) / T): the top candidate weighs 1
-    return static_cast<float>(std::exp((logits[id] - top) * inv_t));
-  };
+  // exp((logit - top) / T): the top candidate weighs 1.
+  const float inv_t = static_cast<float>(1.0 / o.temperature);
   s.order.resize(vocab);
   s.weight.resize(vocab);
   int32_t* order = s.order.data();
   float* weight = s.weight.data();
+  if (kept_k == vocab && top_p >= 1.0f) {  // every token, in id order
+    weights_of(logits, nullptr, vocab, top, inv_t, weight);
+    for (int64_t i = 0; i < vocab; ++i) order[i] = static_cast<int32_t>(i);
+    return keep_typical(o.typical_p, keep_min_p(o.min_p, vocab, order, weight), order, weight, s);
+  }
   int64_t n = vocab;
   if (kept_k < vocab) {
     // top_k: its candidates in rank order, their mass in that order.
     top_keys(logits, vocab, kept_k, s.keys);
+    take_ranked(logits, s.keys.data(), kept_k, top, inv_t, order, weight);
     double mass = 0.0;
-    for (int64_t i = 0; i < kept_k; ++i) {
-      order[i] = key_id(s.keys[i]);
-      weight[i] = weight_of(order[i]);
-      mass += weight[i];
-    }
+    for (int64_t i = 0; i < kept_k; ++i) mass += weight[i];
     n = kept_k;
     if (top_p < 1.0f) {
-      n = nucleus(logits, top, inv_t, mass, top_p, s.keys.data(), kept_k);
+      n = nucleus(weight, kept_k, mass, top_p);
       if (n < 0) n = kept_k;  // (rounding: the whole top_k falls short of top_p)
     }
-  } else if (top_p < 1.0f) {
-    // top_p over every token: the mass in id order, and on the way a histogram of it by
-    // how far below the top each logit is (a quarter of 1 / T per bin). The bins up to
-    // the first whose running mass reaches top_p hold the nucleus (higher logits, lower
-    // bins): only they are ranked. Should rounding leave the nucleus unfinished there,
-    // every token is ranked.
+  } else {
+    // top_p over every token: the mass, and a histogram of it by how far below the top
+    // each logit is (a quarter of 1 / T per bin). The bins up to the first whose running
+    // mass reaches top_p hold the nucleus (higher logits, lower bins): only they are
+    // ranked. Should rounding leave the nucleus unfinished there, every token is ranked.
+    s.all.resize(vocab);
+    float* all = s.all.data();  // every token's weight, by id
+    weights_of(logits, nullptr, vocab, top, inv_t, all);
+    const double mass = mass_of(all, vocab);
     constexpr int kBins = 256;
     double bin_mass[kBins] = {};
     s.bins.resize(vocab);
     uint8_t* bins = s.bins.data();
-    double mass = 0.0;
     for (int64_t i = 0; i < vocab; ++i) {
-      const double below = (top - logits[i]) * inv_t;
-      const float w = static_cast<float>(std::exp(-below));
-      const int b = below < (kBins - 1) / 4.0 ? static_cast<int>(below * 4.0) : kBins - 1;
+      const float below = (top - logits[i]) * inv_t;
+      const int b = below < (kBins - 1) / 4.0f ? static_cast<int>(below * 4.0f) : kBins - 1;
       bins[i] = static_cast<uint8_t>(b);
-      bin_mass[b] += w;
-      mass += w;
+      bin_mass[b] += all[i];
     }
     int last = 0;
     for (double running = bin_mass[0]; last < kBins - 1 && running < top_p * mass;)
@@ -221,24 +264,18 @@ int64_t sampling_candidates(const float* logits, int64_t vocab, const Generation
     s.keys.clear();
     for (int64_t i = 0; i < vocab; ++i)
       if (bins[i] <= last) s.keys.push_back(rank_key(logits[i], i));
+    int64_t head = static_cast<int64_t>(s.keys.size());
     std::sort(s.keys.begin(), s.keys.end());
-    const int64_t head = static_cast<int64_t>(s.keys.size());
-    n = nucleus(logits, top, inv_t, mass, top_p, s.keys.data(), head);
+    take_ranked(logits, s.keys.data(), head, top, inv_t, order, weight);
+    n = nucleus(weight, head, mass, top_p);
     if (n < 0) {
+      head = vocab;
       s.keys.resize(vocab);
       for (int64_t i = 0; i < vocab; ++i) s.keys[i] = rank_key(logits[i], i);
       std::sort(s.keys.begin(), s.keys.end());
-      n = nucleus(logits, top, inv_t, mass, top_p, s.keys.data(), vocab);
+      take_ranked(logits, s.keys.data(), head, top, inv_t, order, weight);
+      n = nucleus(weight, head, mass, top_p);
       if (n < 0) n = vocab;
-    }
-    for (int64_t i = 0; i < n; ++i) {
-      order[i] = key_id(s.keys[i]);
-      weight[i] = weight_of(order[i]);
-    }
-  } else {  // every token, in id order
-    for (int64_t i = 0; i < vocab; ++i) {
-      order[i] = static_cast<int32_t>(i);
-      weight[i] = weight_of(order[i]);
     }
   }
   n = keep_min_p(o.min_p, n, order, weight);
@@ -250,8 +287,7 @@ TokenChoice choose_sampled(const float* logits, int64_t vocab, const GenerationO
   const int64_t n = sampling_candidates(logits, vocab, o, s);
   const int32_t* order = s.order.data();
   const float* weight = s.weight.data();
-  double kept_mass = 0.0;
-  for (int64_t i = 0; i < n; ++i) kept_mass += weight[i];
+  const double kept_mass = mass_of(weight, n);
   FGPT_CHECK(std::isfinite(kept_mass) && kept_mass > 0.0, kNonFinite);
   const double target = uniform * kept_mass;
   double acc = 0.0;

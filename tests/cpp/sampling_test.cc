@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "../../csrc/core/kernels.h"
 #include "../../csrc/core/logits_processor.h"
 #include "../../csrc/core/philox.h"
 #include "check.h"
@@ -142,9 +143,10 @@ static void test_top_p_large_vocab() {
 }
 
 // sampling_candidates against the plain definition: every token ranked by (logit
-// descending, id ascending), top_k's head kept, the mass of the kept in id order (all
-// tokens) or rank order (top_k), and top_p's smallest prefix whose mass before its last
-// candidate is below top_p; order and weights bit for bit. Broad and peaked logits, ties,
+// descending, id ascending), top_k's head kept, the mass of the kept (top_k's in rank
+// order), and top_p's smallest prefix whose mass before its last candidate is below
+// top_p; order and weights bit for bit. The weights come from the same vector exp (its
+// accuracy is kernels_test's), so this checks which candidates, in which order. Broad and peaked logits, ties,
 // -inf and signed zeros, vocabularies from 7 to GPT-2's.
 static void test_candidates_equal_full_ranking() {
   std::mt19937 rng(7);
@@ -172,21 +174,31 @@ static void test_candidates_equal_full_ranking() {
                 return l[a] > l[b] || (l[a] == l[b] && a < b);
               });
               const float top = l[rank[0]];
-              const double inv_t = 1.0 / t;
-              auto w = [&](int32_t id) { return float(std::exp((l[id] - top) * inv_t)); };
+              // the weights: exp((logit - top) / T) through the engine's vector exp, 0 below 1e-37
+              const float inv_t = static_cast<float>(1.0 / t);
+              std::vector<float> all(V);
+              for (int64_t i = 0; i < V; ++i) all[i] = (l[i] - top) * inv_t;
+              exp_in_place(all.data(), V);
+              for (float& v : all) v = v < 1e-37f ? 0.0f : v;
+              auto w = [&](int32_t id) { return all[id]; };
               const int64_t kept = k > 0 && k < V ? k : V;
-              double mass = 0.0;
-              for (int64_t i = 0; i < kept; ++i) mass += w(kept < V ? rank[i] : int32_t(i));
-              int64_t want_n = kept < V || p < 1.0f ? kept : V;
+              // the kept mass: top_k's in rank order; every token's in four interleaved
+              // partial sums by id, (0 + 1) + (2 + 3)
+              double mass = 0.0, part[4] = {};
+              for (int64_t i = 0; i < kept; ++i) {
+                if (kept < V) mass += w(rank[i]);
+                else part[i % 4] += w(int32_t(i));
+              }
+              if (kept == V) mass = (part[0] + part[1]) + (part[2] + part[3]);
+              int64_t want_n = kept;
               if (p < 1.0f) {
                 double before = 0.0;
-                want_n = kept;
                 for (int64_t i = 0; i < kept; ++i) {
                   if (before / mass >= p) {
                     want_n = i;
                     break;
                   }
-                  before += std::exp((l[rank[i]] - top) * inv_t);
+                  before += w(rank[i]);
                 }
               }
               bool same = n == want_n;
