@@ -1,7 +1,8 @@
 // Micro-benchmark of the CPU kernels: linear (the GEMV/GEMM that dominates
 // decoding) at GPT-2-small shapes in every weight format, reporting GB/s of
 // weights streamed and GFLOP/s at 1..N threads; the machine's read bandwidth;
-// and the sampler over a GPT-2 vocabulary.
+// the activations (GELU epilogues, the gated MLP's, sum_exp); and the sampler over a
+// GPT-2 vocabulary.
 // The GFLOP/s figures are against the machine's arithmetic peak, which this
 // benchmark measures rather than quotes: register-only loops of independent
 // vpdpbusd (int8, 64 multiply-adds each) and vfmadd231ps (fp32, 16 each), one
