@@ -35,7 +35,7 @@ TokenChoice choose_greedy(const float* logits, int64_t vocab);
 struct SamplerScratch {
   std::vector<uint64_t> keys;  // the ranking (logit, id) as integers: top_k, top_p
   std::vector<uint8_t> bins;   // top_p: each token's histogram bin
-  std::vector<float> all;      // top_k, top_p: every token's weight, by id
+  std::vector<float> all;      // top_p: every token's weight, by id
   std::vector<int32_t> order;
   std::vector<float> weight;
   std::vector<double> shift;  // typical_p

@@ -210,6 +210,6 @@ void attention(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const flo
 }  // namespace cpu
 
 double sum_exp(const float* x, int64_t n, float shift) { return cpu::simd().sum_exp(x, n, shift); }
-void exp_in_place(float* x, int64_t n) { cpu::simd().exp_shift(x, n, 0.0f); }
+void exp_in_place(float* x, int64_t n) { cpu::simd().exp_floats(x, n); }
 
 }  // namespace fastergpt

@@ -47,6 +47,7 @@ using DequantizeRowFn = void (*)(const Matrix& W, int64_t row, float* out);
   float dot_rows(const float* q, const float* K, int64_t ld, int64_t n, int64_t Dh,     \
                  float scale, float* scores);                                           \
   double exp_shift(float* x, int64_t n, float shift);                                   \
+  void exp_floats(float* x, int64_t n);                                                 \
   void weighted_rows(const float* p, float inv, const float* V, int64_t ld, int64_t n,  \
                      int64_t Dh, float* out);                                           \
   void attend_queries(const float* Q, int64_t ldq, const float* K, const float* V,      \
@@ -134,6 +135,7 @@ struct SimdKernels {
   // Attention over contiguous key / value rows (csrc/cpu/attention_cpu.cc).
   float (*dot_rows)(const float*, const float*, int64_t, int64_t, int64_t, float, float*);
   double (*exp_shift)(float*, int64_t, float);  // x = exp(x - shift) in place; their sum
+  void (*exp_floats)(float*, int64_t);  // x = exp(x) in place, x <= 0 (the sampler's weights)
   void (*weighted_rows)(const float*, float, const float*, int64_t, int64_t, int64_t, float*);
   // A block of <= attention_lanes() consecutive queries of one head at once (the prompt
   // pass), bit for bit what the three above give each query alone.

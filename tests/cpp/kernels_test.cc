@@ -496,7 +496,8 @@ static void test_sum_exp() {
 
 // The vector exp, gelu_tanh, silu and gelu_erf (simd_kernels.inc's exp_vec, gelu_tanh_vec,
 // silu_vec and gelu_erf_vec) on every ISA against double precision over their whole range.
-// exp through sum_exp of 16 equal values (16 exp(x), the lane sums exact): within 4 ulp.
+// exp through sum_exp of 16 equal values (16 exp(x), the lane sums exact) and exp_floats:
+// within 4 ulp.
 // The GELUs through a float32 linear with K = 1 and weight 1 (its epilogue sees x itself),
 // silu through glu_rows with up = 1: within 4 ulp (gelu_erf 8) of the result plus what one
 // ulp of their argument does to it (tanhf and erff have that sensitivity too), or 1e-30
@@ -516,6 +517,15 @@ static void test_exp_gelu_accuracy() {
       std::vector<float> same(16, x);
       const double got = k->sum_exp(same.data(), 16, 0.0f) / 16.0, want = std::exp(double(x));
       worst_exp = std::max(worst_exp, std::fabs(got - want) / (want * 0x1p-23));
+    }
+    // exp_floats (the sampler's weights) in place, 1001 values: a partial last vector too
+    std::vector<float> e(1001);
+    for (size_t i = 0; i < e.size(); ++i) e[i] = -87.0f * float(i) / 1000.0f;
+    const std::vector<float> args = e;
+    k->exp_floats(e.data(), int64_t(e.size()));
+    for (size_t i = 0; i < e.size(); ++i) {
+      const double want = std::exp(double(args[i]));
+      worst_exp = std::max(worst_exp, std::fabs(e[i] - want) / (want * 0x1p-23));
     }
     CHECK(worst_exp <= 4.0);
     // The worst error of got[i] over xs against f(x) = {value, slope}, in units of `ulps`
