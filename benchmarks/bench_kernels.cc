@@ -495,18 +495,25 @@ int main(int argc, char** argv) {
   for (auto& v : logits) v = d(rng) * 3;
   SamplerScratch scratch;
   // (top_k=50: transformers' default; logits N(0, 9): a broad distribution, a nucleus of
-  // thousands of tokens at top_p=0.9.)
-  for (auto cfg : {std::pair<int64_t, float>{4, 1.0f}, {50, 1.0f}, {50, 0.95f}, {0, 0.9f}, {0, 1.0f}}) {
+  // about 2600 tokens at top_p=0.9; then logits N(0, 0.09), near-flat as a random model's,
+  // a nucleus of about 42000.)
+  std::vector<float> flat(50257);
+  for (auto& v : flat) v = d(rng) * 0.3f;
+  for (auto cfg : {std::pair<int64_t, float>{4, 1.0f}, {50, 1.0f}, {50, 0.95f}, {0, 0.9f}, {0, 1.0f},
+                   {-1, 0.9f}}) {
+    const bool near_flat = cfg.first < 0;
+    if (near_flat) cfg.first = 0;
     const int n = 200;
     const auto t0 = Clock::now();
     GenerationOptions o;
     o.decode_strategy = DecodeStrategy::kSampling;
     o.top_k = cfg.first;
     o.top_p = cfg.second;
-    for (int i = 0; i < n; ++i) choose_sampled(logits.data(), 50257, o, 0.5, scratch);
+    for (int i = 0; i < n; ++i)
+      choose_sampled((near_flat ? flat : logits).data(), 50257, o, 0.5, scratch);
     const double per = std::chrono::duration<double>(Clock::now() - t0).count() / n;
-    std::printf("sample top_k=%lld top_p=%.2f over 50257: %.3f ms\n", (long long)cfg.first,
-                cfg.second, per * 1e3);
+    std::printf("sample top_k=%lld top_p=%.2f over 50257%s: %.3f ms\n", (long long)cfg.first,
+                cfg.second, near_flat ? " near-flat logits" : "", per * 1e3);
   }
   return 0;
 }

@@ -176,6 +176,35 @@ static void top_keys(const float* logits, int64_t vocab, int64_t k, std::vector<
   std::sort(keys.begin(), keys.end());
 }
 
+// Sorts ranking keys ascending. A long run (a broad nucleus: thousands of tokens) by a
+// least-significant-byte-first radix sort, 8 stable counting passes, skipping a byte
+// every key shares (an id's high bytes): 45000 keys 0.46 ms against std::sort's 2.39 ms
+// (AMD EPYC Zen 5). A short one by std::sort.
+static void sort_keys(std::vector<uint64_t>& keys, std::vector<uint64_t>& spare) {
+  const size_t n = keys.size();
+  if (n < 4096) {  // (measured: std::sort is the faster at 2048, 4.8x the slower at 8192)
+    std::sort(keys.begin(), keys.end());
+    return;
+  }
+  spare.resize(n);
+  uint64_t* from = keys.data();
+  uint64_t* to = spare.data();
+  for (int shift = 0; shift < 64; shift += 8) {
+    size_t start[256] = {};
+    for (size_t i = 0; i < n; ++i) ++start[(from[i] >> shift) & 0xff];
+    if (start[(from[0] >> shift) & 0xff] == n) continue;  // one value: the order stands
+    size_t at = 0;
+    for (size_t& c : start) {
+      const size_t count = c;
+      c = at;
+      at += count;
+    }
+    for (size_t i = 0; i < n; ++i) to[start[(from[i] >> shift) & 0xff]++] = from[i];
+    std::swap(from, to);
+  }
+  if (from != keys.data()) std::copy(from, from + n, keys.data());
+}
+
 // w[i] = exp((logits[ids[i]] - top) * inv_t) for i < n (ids null: token i), through the
 // vector exp: the scaled logits (<= 0) first, then the exp in place. A weight below 1e-37
 // (exp(-85.2)) is 0: the vector exp stops at exp(-87), and a masked (-inf) token must weigh
@@ -265,14 +294,14 @@ int64_t sampling_candidates(const float* logits, int64_t vocab, const Generation
     for (int64_t i = 0; i < vocab; ++i)
       if (bins[i] <= last) s.keys.push_back(rank_key(logits[i], i));
     int64_t head = static_cast<int64_t>(s.keys.size());
-    std::sort(s.keys.begin(), s.keys.end());
+    sort_keys(s.keys, s.spare);
     take_ranked(logits, s.keys.data(), head, top, inv_t, order, weight);
     n = nucleus(weight, head, mass, top_p);
     if (n < 0) {
       head = vocab;
       s.keys.resize(vocab);
       for (int64_t i = 0; i < vocab; ++i) s.keys[i] = rank_key(logits[i], i);
-      std::sort(s.keys.begin(), s.keys.end());
+      sort_keys(s.keys, s.spare);
       take_ranked(logits, s.keys.data(), head, top, inv_t, order, weight);
       n = nucleus(weight, head, mass, top_p);
       if (n < 0) n = vocab;
