@@ -149,33 +149,6 @@ static int64_t nucleus(const float* w, int64_t head, double mass, float top_p) {
   return before / mass >= top_p ? head : -1;
 }
 
-// The k best of the ranking, in order, into keys: one pass holding the candidates that
-// could still be among them (at most 2k), with the k-th best so far as a threshold. Most
-// tokens fail one comparison against the threshold's logit; the buffer is cut back to its
-// k best whenever it fills.
-static void top_keys(const float* logits, int64_t vocab, int64_t k, std::vector<uint64_t>& keys) {
-  keys.clear();
-  const size_t cap = static_cast<size_t>(std::max<int64_t>(2 * k, 64));
-  keys.reserve(cap);
-  uint64_t threshold = ~uint64_t{0};
-  float threshold_logit = -INFINITY;
-  auto cut = [&] {
-    std::nth_element(keys.begin(), keys.begin() + (k - 1), keys.end());
-    keys.resize(k);
-    threshold = keys[k - 1];
-    threshold_logit = logits[key_id(threshold)];
-  };
-  for (int64_t i = 0; i < vocab; ++i) {
-    if (logits[i] < threshold_logit) continue;  // ranks below the k-th best so far
-    const uint64_t key = rank_key(logits[i], i);
-    if (key >= threshold) continue;
-    keys.push_back(key);
-    if (keys.size() == cap) cut();
-  }
-  if (static_cast<int64_t>(keys.size()) > k) cut();
-  std::sort(keys.begin(), keys.end());
-}
-
 // Sorts ranking keys ascending. A long run (a broad nucleus: thousands of tokens) by a
 // least-significant-byte-first radix sort, 8 stable counting passes, skipping a byte
 // every key shares (an id's high bytes): 45000 keys 0.46 ms against std::sort's 2.39 ms
@@ -203,6 +176,34 @@ static void sort_keys(std::vector<uint64_t>& keys, std::vector<uint64_t>& spare)
     std::swap(from, to);
   }
   if (from != keys.data()) std::copy(from, from + n, keys.data());
+}
+
+// The k best of the ranking, in order, into keys: one pass holding the candidates that
+// could still be among them (at most 2k), with the k-th best so far as a threshold. Most
+// tokens fail one comparison against the threshold's logit; the buffer is cut back to its
+// k best whenever it fills.
+static void top_keys(const float* logits, int64_t vocab, int64_t k, std::vector<uint64_t>& keys,
+                     std::vector<uint64_t>& spare) {
+  keys.clear();
+  const size_t cap = static_cast<size_t>(std::max<int64_t>(2 * k, 64));
+  keys.reserve(cap);
+  uint64_t threshold = ~uint64_t{0};
+  float threshold_logit = -INFINITY;
+  auto cut = [&] {
+    std::nth_element(keys.begin(), keys.begin() + (k - 1), keys.end());
+    keys.resize(k);
+    threshold = keys[k - 1];
+    threshold_logit = logits[key_id(threshold)];
+  };
+  for (int64_t i = 0; i < vocab; ++i) {
+    if (logits[i] < threshold_logit) continue;  // ranks below the k-th best so far
+    const uint64_t key = rank_key(logits[i], i);
+    if (key >= threshold) continue;
+    keys.push_back(key);
+    if (keys.size() == cap) cut();
+  }
+  if (static_cast<int64_t>(keys.size()) > k) cut();
+  sort_keys(keys, spare);
 }
 
 // w[i] = exp((logits[ids[i]] - top) * inv_t) for i < n (ids null: token i), through the
@@ -259,7 +260,7 @@ int64_t sampling_candidates(const float* logits, int64_t vocab, const Generation
   int64_t n = vocab;
   if (kept_k < vocab) {
     // top_k: its candidates in rank order, their mass in that order.
-    top_keys(logits, vocab, kept_k, s.keys);
+    top_keys(logits, vocab, kept_k, s.keys, s.spare);
     take_ranked(logits, s.keys.data(), kept_k, top, inv_t, order, weight);
     double mass = 0.0;
     for (int64_t i = 0; i < kept_k; ++i) mass += weight[i];
@@ -290,22 +291,23 @@ int64_t sampling_candidates(const float* logits, int64_t vocab, const Generation
     int last = 0;
     for (double running = bin_mass[0]; last < kBins - 1 && running < top_p * mass;)
       running += bin_mass[++last];
-    s.keys.clear();
-    for (int64_t i = 0; i < vocab; ++i)
-      if (bins[i] <= last) s.keys.push_back(rank_key(logits[i], i));
-    int64_t head = static_cast<int64_t>(s.keys.size());
-    sort_keys(s.keys, s.spare);
-    take_ranked(logits, s.keys.data(), head, top, inv_t, order, weight);
-    n = nucleus(weight, head, mass, top_p);
-    if (n < 0) {
-      head = vocab;
-      s.keys.resize(vocab);
-      for (int64_t i = 0; i < vocab; ++i) s.keys[i] = rank_key(logits[i], i);
+    // The tokens of bins [0, upto] ranked into order and weight (gathered from `all`); the
+    // nucleus among them, or -1.
+    auto nucleus_of_bins = [&](int upto) {
+      s.keys.clear();
+      for (int64_t i = 0; i < vocab; ++i)
+        if (bins[i] <= upto) s.keys.push_back(rank_key(logits[i], i));
       sort_keys(s.keys, s.spare);
-      take_ranked(logits, s.keys.data(), head, top, inv_t, order, weight);
-      n = nucleus(weight, head, mass, top_p);
-      if (n < 0) n = vocab;
-    }
+      const int64_t head = static_cast<int64_t>(s.keys.size());
+      for (int64_t i = 0; i < head; ++i) {
+        order[i] = key_id(s.keys[i]);
+        weight[i] = all[order[i]];
+      }
+      return nucleus(weight, head, mass, top_p);
+    };
+    n = nucleus_of_bins(last);
+    if (n < 0 && last < kBins - 1) n = nucleus_of_bins(kBins - 1);  // every token
+    if (n < 0) n = vocab;
   }
   n = keep_min_p(o.min_p, n, order, weight);
   return keep_typical(o.typical_p, n, order, weight, s);

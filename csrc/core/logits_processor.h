@@ -34,7 +34,7 @@ TokenChoice choose_greedy(const float* logits, int64_t vocab);
 // Scratch reused across steps so sampling allocates nothing in the decode loop.
 struct SamplerScratch {
   std::vector<uint64_t> keys;  // the ranking (logit, id) as integers: top_k, top_p
-  std::vector<uint64_t> spare;  // top_p: the radix sort's other buffer
+  std::vector<uint64_t> spare;  // top_k, top_p: the radix sort's other buffer
   std::vector<uint8_t> bins;   // top_p: each token's histogram bin
   std::vector<float> all;      // top_p: every token's weight, by id
   std::vector<int32_t> order;
