@@ -1,19 +1,27 @@
-"""Engines timed in turn in one process: this host's speed drifts more between runs (and
-processes) than the differences the A/B benchmarks look for, so each round calls every
-engine once, every other round in reverse order, and drift hits them alike."""
+"""Engines timed in turn (in one process, or a process each): this host's speed drifts
+more between runs (and processes) than the differences the A/B benchmarks look for, so
+each round calls every engine once, every other round in reverse order, and drift hits
+them alike."""
 from __future__ import annotations
 
 import time
 
 
+def turns(names, rounds: int):
+    """The names in the order the A/B benchmarks run them: each once a round, every other
+    round in reverse."""
+    names = list(names)
+    for r in range(rounds):
+        yield from (names if r % 2 == 0 else names[::-1])
+
+
 def alternate(engines: dict, call, rounds: int) -> dict:
     """{name: [seconds of call(engine), one per round]} for the engines {name: engine}."""
     times = {name: [] for name in engines}
-    for r in range(rounds):
-        for name in (list(engines) if r % 2 == 0 else list(engines)[::-1]):
-            t0 = time.perf_counter()
-            call(engines[name])
-            times[name].append(time.perf_counter() - t0)
+    for name in turns(engines, rounds):
+        t0 = time.perf_counter()
+        call(engines[name])
+        times[name].append(time.perf_counter() - t0)
     return times
 
 

@@ -123,13 +123,13 @@ def main():
     if not a.other:
         ap.error("name the other checkout")
     sys.path.insert(0, ROOT)
+    from alternating import turns
     from fastergpt.machine import cpu_model
     prepare()
     trees = {"this": ROOT, "other": os.path.abspath(a.other)}
     rounds = {name: [] for name in trees}
-    for r in range(a.rounds):
-        for name in (list(trees) if r % 2 == 0 else list(trees)[::-1]):
-            rounds[name].append(run_in(trees[name], a.repeats))
+    for name in turns(trees, a.rounds):
+        rounds[name].append(run_in(trees[name], a.repeats))
     print(f"this checkout ({ROOT}) against {trees['other']}: median of {a.rounds} processes x "
           f"{a.repeats} calls, 2 threads, int8; CPU {cpu_model()}")
     rows = []
