@@ -1,11 +1,13 @@
 // The RNG and the logits processors against hand-computed references.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <cstdio>
 #include <vector>
 
+#include "../../csrc/core/error.h"
 #include "../../csrc/core/kernels.h"
 #include "../../csrc/core/logits_processor.h"
 #include "../../csrc/core/philox.h"
@@ -44,6 +46,29 @@ static void test_greedy() {
   double lse = 0;
   for (float v : l) lse += std::exp(double(v));
   CHECK_NEAR(c.logprob, 2.0 - std::log(lse), 1e-6);
+}
+
+// A NaN logit anywhere is refused with the non-finite message, by greedy search and by
+// sampling with any filter, even where the NaN is outside top_k's candidates; every logit
+// NaN too (not "every token is masked").
+static void test_nan_refused() {
+  std::vector<float> l = {3.0f, 1.0f, NAN, 0.5f};
+  std::vector<float> all_nan(4, NAN);
+  SamplerScratch scratch;
+  auto refused = [&](auto&& call) {
+    try {
+      call();
+    } catch (const Error& e) {
+      return std::strstr(e.what(), "not finite") != nullptr;
+    }
+    return false;
+  };
+  for (const std::vector<float>* x : {&l, &all_nan}) {
+    CHECK(refused([&] { choose_greedy(x->data(), 4); }));
+    for (const GenerationOptions& o : {sampling(0, 1.0f, 1.0f), sampling(1, 1.0f, 1.0f),
+                                       sampling(0, 0.9f, 1.0f), sampling(2, 0.5f, 1.0f)})
+      CHECK(refused([&] { choose_sampled(x->data(), 4, o, 0.5, scratch); }));
+  }
 }
 
 static void test_repetition_penalty() {
@@ -220,6 +245,7 @@ static void test_candidates_equal_full_ranking() {
 int main() {
   test_philox_known_answers();
   test_greedy();
+  test_nan_refused();
   test_repetition_penalty();
   test_repeated_ngrams();
   test_sampling_distribution();
