@@ -415,6 +415,40 @@ int main(int argc, char** argv) {
                   (long long)P, (long long)Dh, per * 1e3, 4.0 * Dh * pairs / per / 1e9);
     }
   }
+  // A prompt-lookup pass's attention, one head: the newest token and T - 1 drafts after n0
+  // cached positions, as one attend_queries block against T lone queries (dot_rows,
+  // exp_shift, weighted_rows each), the two ways attention() can run them.
+  {
+    const auto& simd = cpu::simd();
+    const int64_t lanes = simd.attention_lanes();
+    for (int64_t Dh : {64, 128})
+      for (int64_t n0 : {200, 1000}) {
+        const int64_t n = n0 + lanes;
+        std::vector<float> q(lanes * Dh), kv(2 * n * Dh), out(lanes * Dh), work((Dh + n) * lanes);
+        for (auto& v : q) v = d(rng);
+        for (auto& v : kv) v = d(rng);
+        const float* K = kv.data();
+        const float* V = kv.data() + n * Dh;
+        std::printf("draft block n0=%-4lld Dh=%-3lld one head, 1 thread, us: T, block, lone:",
+                    (long long)n0, (long long)Dh);
+        for (int64_t T : {2, 3, 5, 8, 16}) {
+          if (T > lanes) continue;
+          const double block = seconds_per_call([&] {
+            simd.attend_queries(q.data(), Dh, K, V, n0, T, Dh, 0.125f, out.data(), Dh, work.data());
+          }, seconds / 8);
+          const double lone = seconds_per_call([&] {
+            for (int64_t t = 0; t < T; ++t) {
+              const int64_t keys = n0 + t + 1;
+              const float mx = simd.dot_rows(q.data() + t * Dh, K, Dh, keys, Dh, 0.125f, work.data());
+              const float inv = static_cast<float>(1.0 / simd.exp_shift(work.data(), keys, mx));
+              simd.weighted_rows(work.data(), inv, V, Dh, keys, Dh, out.data() + t * Dh);
+            }
+          }, seconds / 8);
+          std::printf("  %lld: %.2f %.2f", (long long)T, block * 1e6, lone * 1e6);
+        }
+        std::printf("\n");
+      }
+  }
   // One decoding step's attention in a GPT-2-small-shaped model (12 layers x 12 heads of
   // 64) over a cache of n positions, float32 against float16 keys and values
   // (kv_cache_dtype): 2 threads, GB/s of cache read. At batch 1 these bytes come on top of

@@ -133,7 +133,7 @@ void attention_of(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const 
   // both give the same bits. Beam search's gathered histories take attend_sources().
   const auto& k = simd();
   const int64_t lanes = k.attention_lanes();
-  const int64_t block_min = std::max<int64_t>(2, lanes / 4);  // fewer: attend() is cheaper
+  const int64_t block_min = 2;  // (bench_kernels "draft block": from 2 queries a block is cheaper)
   struct Block {
     int64_t m, T;
   };

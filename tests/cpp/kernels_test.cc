@@ -722,6 +722,35 @@ static void test_attend() {
   }
 }
 
+// dot_rows scores each key as dot() does (what beam search's gathered attention uses,
+// key by key), bit for bit, and returns the largest, on every ISA: whole and partial
+// blocks of keys, heads with and without a tail, rows further apart than the head.
+static void test_dot_rows_bit_identical() {
+  std::mt19937 rng(22);
+  for (const char* isa : cpu::kIsaNames) {
+    const cpu::SimdKernels* k = cpu::simd_by_name(isa);
+    if (!k) continue;
+    for (int64_t Dh : {1, 16, 33, 64, 128}) {
+      for (int64_t n : {1, 5, 16, 17, 40, 203}) {
+        for (int64_t ld : {Dh, Dh + 3}) {
+          auto q = random_vec(Dh, rng, 2.0f), K = random_vec(n * ld, rng, 2.0f);
+          std::vector<float> scores(n + 1, -7.0f);
+          const float scale = 0.37f;
+          const float mx = k->dot_rows(q.data(), K.data(), ld, n, Dh, scale, scores.data());
+          float want_max = -INFINITY;
+          for (int64_t j = 0; j < n; ++j) {
+            const float want = k->dot(q.data(), K.data() + j * ld, Dh) * scale;
+            CHECK(std::memcmp(&want, &scores[j], sizeof(float)) == 0);
+            want_max = std::max(want_max, want);
+          }
+          CHECK(mx == want_max);
+          CHECK(scores[n] == -7.0f);  // nothing past the n scores is written
+        }
+      }
+    }
+  }
+}
+
 // A block of consecutive queries (attend_queries) gives, bit for bit, what the
 // per-query kernels give each query alone, on every ISA: the prompt pass and decoding
 // agree exactly. Head sizes with and without a tail, blocks at the start of a row and
@@ -1099,6 +1128,7 @@ int main() {
   test_linear_deterministic();
   test_attend();
   test_norm_rows_bit_identical();
+  test_dot_rows_bit_identical();
   test_attend_queries_bit_identical();
   test_half_conversion();
   test_sum_exp();
