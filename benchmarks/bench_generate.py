@@ -77,10 +77,12 @@ def installed(key: str) -> bool:
 
 def weight_bytes_per_token(work: str, dtype: str) -> int:
     """Bytes of packed weights one decoding step reads (the position table counts
-    one row, and a tied token table is read once, as the LM head)."""
+    one row, and a tied token table is read once, as the LM head; a token table packed
+    apart from its head, an int4 vocabulary's int8 one, counts one row too)."""
     from safetensors import safe_open
 
     info = json.load(open(os.path.join(work, f"fastergpt_{dtype}", "engine_config.json")))
+    table_apart = "lm_head.weight" in info["order"]
     total = 0
     with safe_open(os.path.join(work, f"fastergpt_{dtype}", "engine.safetensors"), "np") as f:
         for name in info["order"]:
@@ -92,6 +94,8 @@ def weight_bytes_per_token(work: str, dtype: str) -> int:
             size = {"F32": 4, "F16": 2, "U16": 2, "I8": 1}[t.get_dtype()]  # U16: bfloat16's bits
             if name == "position_embedding":
                 n = shape[1]
+            elif table_apart and name.startswith("token_embedding"):
+                n = -(-n // info["model"]["vocab_size"])  # a row's share of it
             total += n * size
     return total
 

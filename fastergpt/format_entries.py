@@ -6,7 +6,10 @@ int4-gptq / int4-gptq-act: the checkpoint's decoder layers quantized first by `f
 quantize` (round to nearest, or GPTQ on its default calibration text, int4-gptq-act with
 --act_order) and run as int4, the float
 token table and LM head of such a checkpoint in int8. FORMAT@VOCAB stores the token
-table and LM head in VOCAB instead (int4-gptq@int4: every matrix in 4 bits)."""
+table and LM head in VOCAB instead (an int4 vocabulary keeps its token table in int8);
+int4-rtn@int4 / int4-gptq@int4 quantize the LM head with the layers (`fastergpt quantize
+--lm_head`: GPTQ for the gptq entries), where the GPTQ layout holds it (both dimensions
+multiples of 8; otherwise it is rounded to nearest at load, which the progress says)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,12 +53,26 @@ def load_entry(entry: str, path, workdir, group_size: Optional[int] = None,
     if fmt in QUANTIZED:
         from fastergpt.gptq import quantize_model
 
-        source, dtype = Path(workdir) / fmt, "int4"
+        vocab = normalize_dtype(vocab, "vocab_dtype") if vocab else ""
+        head = vocab == "int4" and _head_fits_gptq(path)
+        if vocab == "int4" and not head and progress:
+            progress(f"{entry}: the LM head's dimensions are not multiples of 8 (GPTQ's "
+                     "layout): it is rounded to nearest at load")
+        source, dtype = Path(workdir) / (fmt + ("+lm_head" if head else "")), "int4"
         if not source.is_dir():
             given = {"group_size": group_size, "nsamples": nsamples, "seqlen": seqlen}
             method, act_order = QUANTIZED[fmt]
-            quantize_model(path, source, method=method, act_order=act_order, progress=progress,
-                           **{k: v for k, v in given.items() if v is not None})
+            quantize_model(path, source, method=method, act_order=act_order, lm_head=head,
+                           progress=progress, **{k: v for k, v in given.items() if v is not None})
     else:
         source, dtype = path, normalize_dtype(fmt)
     return Engine.from_pretrained(source, dtype=dtype, vocab_dtype=vocab or None)
+
+
+def _head_fits_gptq(path) -> bool:
+    """Whether the checkpoint's LM head ([vocab, width]) fits the GPTQ layout."""
+    from fastergpt.checkpoint import _hf_config
+    from fastergpt.pretrained import resolve_model_path
+
+    config = _hf_config(resolve_model_path(path))
+    return config.vocab_size % 8 == 0 and (config.embed_size or config.n_embd) % 8 == 0

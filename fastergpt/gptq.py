@@ -25,8 +25,9 @@ layer 0 are caught, then for each layer the inputs of its linear modules (nn.Lin
 transformers' Conv1D) accumulate their Hessians over all calibration windows, each
 module is quantized (GPTQ or round-to-nearest) and its dequantized weights written back,
 and the layer is run again to give the next layer its (quantized-model) inputs.
-Embeddings and the LM head stay float. The result is written in the GPTQ checkpoint
-layout (fastergpt.gptq_format).
+Embeddings and the LM head stay float, unless `lm_head` asks for the head too: it is
+quantized last, GPTQ on its inputs from the quantized layers (the whole model run up to
+it). The result is written in the GPTQ checkpoint layout (fastergpt.gptq_format).
 """
 from __future__ import annotations
 
@@ -290,8 +291,6 @@ class _Caught(Exception):
 
 def _layer_inputs(model, layer0, windows: np.ndarray, batch: int) -> list:
     """[(args, kwargs)] of decoder layer 0 for each batch of windows (the model stops there)."""
-    import torch
-
     caught = []
 
     def catcher(module, args, kwargs):
@@ -300,17 +299,25 @@ def _layer_inputs(model, layer0, windows: np.ndarray, batch: int) -> list:
 
     handle = layer0.register_forward_pre_hook(catcher, with_kwargs=True)
     try:
-        for b in range(0, len(windows), batch):
-            try:
-                ids = torch.from_numpy(windows[b:b + batch])
-                model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)
-            except _Caught:
-                pass
-            else:
-                raise RuntimeError("the model ran past its first decoder layer; cannot catch its inputs")
+        _run_to_catcher(model, windows, batch, "its first decoder layer")
     finally:
         handle.remove()
     return caught
+
+
+def _run_to_catcher(model, windows: np.ndarray, batch: int, where: str) -> None:
+    """Runs the model on each batch of windows up to the hook at `where`, which raises
+    _Caught once it has what it needs."""
+    import torch
+
+    for b in range(0, len(windows), batch):
+        try:
+            ids = torch.from_numpy(windows[b:b + batch])
+            model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)
+        except _Caught:
+            pass
+        else:
+            raise RuntimeError(f"the model ran past {where}; cannot catch its inputs")
 
 
 def _hidden(args, kwargs):
@@ -330,6 +337,29 @@ def _run_layer(layer, inputs: list) -> list:
         out = layer(*args, **kwargs)
         outs.append(out[0] if isinstance(out, (tuple, list)) else out)
     return outs
+
+
+def _head_hessian(model, head, windows: np.ndarray, batch: int) -> np.ndarray:
+    """2/n sum x x^T of the LM head's input rows over the calibration windows, the model
+    (its layers already quantized) run up to the head, which is never multiplied."""
+    import torch
+
+    total, rows = None, 0
+
+    def catcher(module, args):
+        nonlocal total, rows
+        x = args[0].detach().reshape(-1, args[0].shape[-1]).to(torch.float32)
+        product = (x.T @ x).to(torch.float64)  # float32 per batch, as _Hessians sums them
+        total = product if total is None else total + product
+        rows += x.shape[0]
+        raise _Caught
+
+    handle = head.register_forward_pre_hook(catcher)
+    try:
+        _run_to_catcher(model, windows, batch, "its LM head")
+    finally:
+        handle.remove()
+    return total.numpy() * (2.0 / max(rows, 1))
 
 
 class _Hessians:
@@ -411,13 +441,17 @@ def quantize_model(model_dir, output_dir, method: str = "gptq", bits: int = BITS
                    act_order: bool = False, calibration=None, nsamples: int = DEFAULT_NSAMPLES,
                    seqlen: int = DEFAULT_SEQLEN, damp: float = DEFAULT_DAMP,
                    block_size: int = DEFAULT_BLOCK_SIZE, clip_search: Optional[bool] = None,
-                   overwrite: bool = False,
+                   lm_head: bool = False, overwrite: bool = False,
                    progress: Optional[Callable[[str], None]] = None) -> Path:
     """Quantizes the linear modules of a HuggingFace checkpoint's decoder layers to 4 bits
     (GPTQ on calibration text, or round-to-nearest) and writes a GPTQ checkpoint to
     `output_dir`; see the module docstring. `model_dir` may be "default". clip_search
-    (fastergpt.int4.find_params): None takes the method's default (int4.CLIP_SEARCH). `progress`
-    receives one line per layer (default: stderr). Returns the output directory."""
+    (fastergpt.int4.find_params): None takes the method's default (int4.CLIP_SEARCH).
+    lm_head: quantize the LM head too, last, the same way (GPTQ: on its inputs from the
+    quantized layers; never act-order, as the engine takes a vocabulary matrix's columns
+    in order); a head tied to the token table becomes a module of its own, the table
+    staying float. `progress` receives one line per layer (default: stderr). Returns the
+    output directory."""
     from fastergpt.checkpoint import _hf_config, detect_layout
     from fastergpt.gptq_format import (check_output_dir, gptq_config, quantization_config,
                                        write_gptq_checkpoint)
@@ -465,8 +499,17 @@ def quantize_model(model_dir, output_dir, method: str = "gptq", bits: int = BITS
                 if N % 8 or K % 8:
                     raise ValueError(f"{prefix}.{i}.{name} is [{N}, {K}] (out, in); the GPTQ layout "
                                      "needs both in multiples of 8")
+        head = model.get_output_embeddings() if lm_head else None
+        if head is not None:
+            head_name = next(n for n, m in model.named_modules() if m is head)
+            N, K = head.weight.shape
+            if N % 8 or K % 8:
+                raise ValueError(f"lm_head: the LM head ({head_name}) is [{N}, {K}] (out, in); "
+                                 "the GPTQ layout needs both in multiples of 8: leave lm_head "
+                                 "out (--vocab_dtype int4 then rounds it to nearest at load)")
         quantized = {}
-        meta = {"quantizer": ["fastergpt"], "method": method, "clip_search": clip_search}
+        meta = {"quantizer": ["fastergpt"], "method": method, "clip_search": clip_search,
+                "lm_head": bool(lm_head)}
         if method == "rtn":
             for i, modules in enumerate(per_layer):
                 t = time.perf_counter()
@@ -523,9 +566,25 @@ def quantize_model(model_dir, output_dir, method: str = "gptq", bits: int = BITS
                 log(f"layer {i + 1}/{len(layers)}: {len(modules)} modules (gptq) in "
                     f"{t_end - t:.1f} s (inputs and Hessians {t_hessians - t:.1f} s, GPTQ "
                     f"{t_gptq - t_hessians:.1f} s, quantized layer {t_end - t_gptq:.1f} s)")
+        if head is not None:
+            t = time.perf_counter()
+            W = head.weight.detach().numpy().astype(np.float32)
+            if method == "rtn":
+                qm = quantize_rtn(W, group_size, sym=sym, clip_search=clip_search)
+            else:
+                H = _head_hessian(model, head, windows, batch)
+                qm = _gptq_with_retries(W, H, log, head_name, group_size=group_size, sym=sym,
+                                        act_order=False, damp=damp, block_size=block_size,
+                                        clip_search=clip_search)
+            qm.transposed = False  # an nn.Linear: [out, in] as stored
+            quantized[f"{head_name}.weight"] = qm
+            log(f"LM head ({head_name}, {W.shape[0]} x {W.shape[1]}, {method}) in "
+                f"{time.perf_counter() - t:.1f} s")
     qconfig = quantization_config(group_size, desc_act=act_order, sym=sym, damp_percent=damp,
-                                  meta=meta)
-    out = write_gptq_checkpoint(out, src, config, quantized, qconfig, overwrite=overwrite)
+                                  lm_head=lm_head, meta=meta)
+    tied = f"{head_name}.weight" if head is not None and config.tie_word_embeddings else None
+    out = write_gptq_checkpoint(out, src, config, quantized, qconfig, overwrite=overwrite,
+                                tied_head=tied)
     log(f"wrote {out} ({method}, {len(quantized)} modules, group size {group_size}) in "
         f"{time.perf_counter() - start:.1f} s")
     return out

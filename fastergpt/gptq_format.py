@@ -199,11 +199,12 @@ def module_tensors(module: str, m: QuantizedMatrix, checkpoint_format: str = "gp
 
 def quantization_config(group_size: int, desc_act: bool = False, sym: bool = False,
                         damp_percent: float = 0.01, checkpoint_format: str = "gptq",
-                        meta: dict | None = None) -> dict:
-    """The `quantization_config` of config.json (also written as quantize_config.json)."""
+                        lm_head: bool = False, meta: dict | None = None) -> dict:
+    """The `quantization_config` of config.json (also written as quantize_config.json).
+    lm_head: the LM head is quantized too (GPTQModel's key of that name)."""
     cfg = {"quant_method": "gptq", "bits": BITS, "group_size": int(group_size),
            "desc_act": bool(desc_act), "sym": bool(sym), "damp_percent": float(damp_percent),
-           "true_sequential": False, "static_groups": False,
+           "true_sequential": False, "static_groups": False, "lm_head": bool(lm_head),
            "checkpoint_format": checkpoint_format, "model_file_base_name": "model"}
     if meta:
         cfg["meta"] = meta
@@ -441,18 +442,32 @@ def check_output_dir(output_dir, overwrite: bool = False, source_dir=None) -> Pa
 
 
 def write_gptq_checkpoint(output_dir, source_dir, config, quantized: dict, qconfig: dict,
-                          overwrite: bool = False) -> Path:
+                          overwrite: bool = False, tied_head: str | None = None) -> Path:
     """Writes a GPTQ checkpoint: `quantized` {HF weight name: QuantizedMatrix} replaces those
     weights of the float checkpoint in `source_dir` (whose config is `config`), every other
     tensor is copied as stored; config.json gains `qconfig` as its quantization_config, a
     quantize_config.json holds the same keys, tokenizer and generation files are copied.
-    Written to a temporary directory beside the output, then moved into place."""
+    tied_head: the name in `quantized` of an LM head the source ties to its token table:
+    it becomes a module of its own (config.json: tie_word_embeddings false), the table
+    staying as stored. Written to a temporary directory beside the output, then moved
+    into place."""
     source_dir = Path(os.fspath(source_dir))
     out = check_output_dir(output_dir, overwrite, source_dir)
     fmt = qconfig.get("checkpoint_format", "gptq")
     if fmt not in FORMATS:
         raise ValueError(f"checkpoint_format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    from fastergpt.models import family
+
     tensors = source_tensors(source_dir, config)
+    raw_config = read_json_object(source_dir / "config.json", CheckpointError)
+    table = family(config.model_type).TOKEN_EMBEDDING
+    if tied_head is not None:
+        if not config.tie_word_embeddings or tied_head not in quantized:
+            raise ValueError(f"tied_head {tied_head!r}: the source must tie its LM head, and "
+                             "the head must be among the quantized tensors")
+        # (A tied checkpoint stores the table alone; the head's values are the table's.)
+        tensors.setdefault(tied_head, tensors[table])
+        raw_config["tie_word_embeddings"] = False
     for name, m in quantized.items():
         if not name.endswith(".weight"):
             raise ValueError(f"{name}: a quantized tensor must be a module's .weight")
@@ -463,7 +478,6 @@ def write_gptq_checkpoint(output_dir, source_dir, config, quantized: dict, qconf
                              f"tensor {tuple(tensors[name][1].shape)}")
         del tensors[name]
         tensors.update(module_tensors(name[: -len(".weight")], m, fmt))
-    raw_config = read_json_object(source_dir / "config.json", CheckpointError)
     raw_config["quantization_config"] = qconfig
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.quantizing-", dir=out.parent))

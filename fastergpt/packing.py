@@ -135,6 +135,10 @@ def _engine_tensors(config: GPTConfig, state: dict, fmt: str) -> tuple[dict, dic
 
     floats = {k: oriented(v, v.dequantize()) if k in quantized else v for k, v in state.items()}
     tensors = fam.engine_tensors(config, floats)
+    if config.tie_word_embeddings and "token_embedding" in tensors:
+        # A tied head whose table is kept in another format (ModelConfig::separate_lm_head:
+        # an int4 vocabulary) is packed as a matrix of its own, from the same values.
+        tensors.setdefault("lm_head.weight", tensors["token_embedding"])
     if not quantized or fmt != "int4":
         return tensors, {}
     group_sizes = {m.group_size for m in quantized.values()}

@@ -6,6 +6,8 @@ fastergpt.export (its packed parameters are read back as they are).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import re
 from pathlib import Path
@@ -119,7 +121,8 @@ def load_packed(model_name_or_path, dtype: Optional[str] = None,
     dtype None means float32 for a checkpoint and the stored format for an
     exported directory (which cannot change format without a new export).
     vocab_dtype: the token table's and LM head's format (None: the weight format's
-    own, which for int4 is int8); the config records it."""
+    own, which for int4 is int8, or int4 for a checkpoint whose LM head is 4-bit); the
+    config records it."""
     dtype = None if dtype is None else normalize_dtype(dtype)
     vocab_dtype = None if vocab_dtype is None else normalize_dtype(vocab_dtype, "vocab_dtype")
     path = resolve_model_path(model_name_or_path)
@@ -136,13 +139,25 @@ def load_packed(model_name_or_path, dtype: Optional[str] = None,
         return config, packed, exported
     config, state = load_checkpoint(path)
     dtype = dtype or "float32"
+    if vocab_dtype is None and dtype == "int4" and _has_4bit_head(config, state):
+        vocab_dtype = "int4"  # a GPTQ checkpoint's quantized LM head keeps its 4 bits
     config = config.with_vocab_dtype(vocab_dtype)
     return config, pack_weights(config, state, dtype), dtype
 
 
+def _has_4bit_head(config: GPTConfig, state: dict) -> bool:
+    """Whether the checkpoint's LM head is a 4-bit matrix (fastergpt quantize --lm_head)."""
+    from fastergpt import int4
+    from fastergpt.models import family
+
+    return isinstance(state.get(family(config.model_type).LM_HEAD), int4.QuantizedMatrix)
+
+
 def vocabulary_dtype(config: GPTConfig, dtype: str) -> str:
-    """The format the token table and LM head take under weight format `dtype`."""
-    return next(e.format for e in weight_spec(config, dtype) if e.name == "token_embedding")
+    """The format the LM head (and, but for an int4 vocabulary, which keeps its token
+    table in int8, the token table) takes under weight format `dtype`."""
+    formats = {e.name: e.format for e in weight_spec(config, dtype) if e.matrix}
+    return formats.get("lm_head.weight", formats["token_embedding"])
 
 
 def load_state_dict(model_name_or_path) -> tuple[GPTConfig, dict]:
@@ -150,7 +165,11 @@ def load_state_dict(model_name_or_path) -> tuple[GPTConfig, dict]:
     path = resolve_model_path(model_name_or_path)
     if is_export_dir(path):
         config, packed, _ = _packed_from_export(path)
-        return config, unpack_weights(packed, config)
+        state = unpack_weights(packed, config)
+        if config.tie_word_embeddings and "lm_head.weight" in state:
+            # an int4 vocabulary's head, packed apart from its int8 table: no longer the same
+            config = dataclasses.replace(config, tie_word_embeddings=False)
+        return config, state
     return load_checkpoint(path)
 
 

@@ -689,6 +689,10 @@ def test_cli_rtn_and_calibration_file(tmp_path, capsys):
     assert isinstance(state["transformer.h.3.mlp.c_proj.weight"], QuantizedMatrix)
     assert json.loads((tmp_path / "rtn" / "config.json").read_text())[
         "quantization_config"]["meta"]["clip_search"] is False  # round-to-nearest's default
+    code, err = run_cli(["--method", "rtn", "--lm_head", "--output", str(tmp_path / "head"),
+                         "--quiet"], capsys)
+    assert code == 0, err
+    assert isinstance(load_checkpoint(tmp_path / "head")[1]["lm_head.weight"], QuantizedMatrix)
     code, err = run_cli(["--method", "rtn", "--clip_search", "--output",
                          str(tmp_path / "rtn-clip"), "--quiet"], capsys)
     assert code == 0, err
@@ -758,3 +762,77 @@ def test_quantize_model_refuses_a_quantized_source(quantized_default, tmp_path):
     assert str(e.value) == ("clip_search must be True, False or None (the method's default), "
                             "got 'false'")
     assert not (tmp_path / "x").exists()
+
+
+# ---- the LM head (quantize --lm_head) ------------------------------------------------------
+
+def test_head_hessian_is_that_of_the_final_hidden_states():
+    """_head_hessian: 2/n sum h h^T over the LM head's input rows, the model stopped there."""
+    torch = pytest.importorskip("torch")
+    from transformers import GPT2LMHeadModel
+
+    from fastergpt.gptq import _head_hessian
+    from fastergpt.pretrained import DEFAULT_MODEL_DIR
+
+    model = GPT2LMHeadModel.from_pretrained(str(DEFAULT_MODEL_DIR), dtype=torch.float32).eval()
+    windows = np.random.default_rng(0).integers(0, 4096, (5, 24))
+    with torch.no_grad():
+        H = _head_hessian(model, model.lm_head, windows, batch=2)
+        h = model.transformer(torch.from_numpy(windows)).last_hidden_state.reshape(-1, 256).double()
+    want = (h.T @ h).numpy() * 2.0 / h.shape[0]
+    np.testing.assert_allclose(H, want, rtol=1e-4, atol=1e-6 * np.abs(want).max())
+
+
+def test_quantize_lm_head(tmp_path):
+    """GPTQ with --lm_head: the tied head becomes a module of its own (config untied,
+    quantization_config lm_head true), quantized last near the float table, which stays as
+    stored; round-to-nearest's head is quantize_rtn of the table, exactly."""
+    from fastergpt.gptq import quantize_model
+    from fastergpt.pretrained import DEFAULT_MODEL_DIR
+
+    lines = []
+    out = quantize_model("default", tmp_path / "g", nsamples=8, seqlen=64, lm_head=True,
+                         progress=lines.append)
+    raw = json.loads((out / "config.json").read_text())
+    assert raw["tie_word_embeddings"] is False
+    assert raw["quantization_config"]["lm_head"] is True
+    assert json.loads((out / "quantize_config.json").read_text())["lm_head"] is True
+    assert re.match(r"LM head \(lm_head, 4096 x 256, gptq\) in [\d.]+ s$", lines[-2]), lines
+    config, state = load_checkpoint(out)
+    _, float_state = load_checkpoint(DEFAULT_MODEL_DIR)
+    assert set(state) == set(float_state) | {"lm_head.weight"} and not config.tie_word_embeddings
+    table = float_state["transformer.wte.weight"]
+    np.testing.assert_array_equal(state["transformer.wte.weight"], table)
+    head = state["lm_head.weight"]
+    assert isinstance(head, QuantizedMatrix) and not head.transposed and head.g_idx is None
+    assert head.shape == table.shape and head.group_size == 128
+    assert np.abs(head.dequantize() - table).max() < 16 * head.scales.max()
+    rtn = quantize_model("default", tmp_path / "r", method="rtn", lm_head=True,
+                         progress=lambda s: None)
+    got, want = load_checkpoint(rtn)[1]["lm_head.weight"], quantize_rtn(table)
+    assert_same_matrix(got, want, "lm_head.weight")
+
+
+def test_quantize_lm_head_refusals(tmp_path):
+    """A head the GPTQ layout cannot hold (dimensions not multiples of 8) is refused before
+    anything is quantized; tied_head must name a quantized head of a tied source."""
+    from fastergpt.gptq import quantize_model
+
+    source = float_checkpoint(tmp_path / "src", GPT2_CONFIG)  # a vocabulary of 24 ...
+    odd = float_checkpoint(tmp_path / "odd", dict(GPT2_CONFIG, vocab_size=27))  # ... and 27
+    with pytest.raises(ValueError) as e:
+        quantize_model(odd, tmp_path / "out", method="rtn", lm_head=True)
+    assert str(e.value) == ("lm_head: the LM head (lm_head) is [27, 16] (out, in); the GPTQ "
+                            "layout needs both in multiples of 8: leave lm_head out "
+                            "(--vocab_dtype int4 then rounds it to nearest at load)")
+    assert not (tmp_path / "out").exists()
+    config = _hf_config(source)
+    quantized = quantize_all(source)
+    with pytest.raises(ValueError, match="tied_head 'lm_head.weight': the source must tie"):
+        write_gptq_checkpoint(tmp_path / "q", source, config, quantized, quantization_config(8),
+                              tied_head="lm_head.weight")  # not among the quantized
+    llama = float_checkpoint(tmp_path / "llama", LLAMA_CONFIG)
+    quantized = {"lm_head.weight": random_quantized(np.random.default_rng(2), 24, 16, 8)}
+    with pytest.raises(ValueError, match="the source must tie its LM head"):
+        write_gptq_checkpoint(tmp_path / "q", llama, _hf_config(llama), quantized,
+                              quantization_config(8), tied_head="lm_head.weight")  # untied

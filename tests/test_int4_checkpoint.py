@@ -51,3 +51,43 @@ def test_act_order_needs_the_configs_act_order(rtn_dir):
     columns = packed["layers.0.fc.columns"]
     assert sorted(columns.tolist()) == list(range(m.cols)) and columns.tolist() != list(range(m.cols))
     assert packed["layers.1.fc.columns"].tolist() == list(range(m.cols))  # a plain one: in order
+
+
+@pytest.fixture(scope="module")
+def head_dir(tmp_path_factory):
+    """The default model rounded to nearest with its (tied) LM head: quantize --lm_head."""
+    out = tmp_path_factory.mktemp("q") / "rtn-head"
+    quantize_model(DEFAULT_MODEL_DIR, out, method="rtn", lm_head=True, progress=lambda s: None)
+    return out
+
+
+def test_quantized_lm_head_runs_in_4_bits(head_dir):
+    """A checkpoint whose LM head is 4-bit runs it in int4 by default under --dtype int4,
+    its values, scales and zero points kept; the float token table goes to int8 rows (an
+    int4 vocabulary's table); asked for an int8 vocabulary, the head is dequantized."""
+    from fastergpt import Engine
+    from fastergpt.quantize import pack_matrix
+
+    config, state = load_checkpoint(head_dir)
+    assert not config.tie_word_embeddings  # the tied head became a module of its own
+    head = state["lm_head.weight"]
+    assert isinstance(head, int4.QuantizedMatrix) and not head.transposed
+    assert not isinstance(state["transformer.wte.weight"], int4.QuantizedMatrix)
+    engine = Engine.from_pretrained(head_dir, "int4")
+    assert engine.config.vocab_dtype == "int4"
+    packed = dict(engine._packed)
+    got = int4.unpack_engine(packed["lm_head.weight"], packed["lm_head.scale"], head.rows, head.cols)
+    np.testing.assert_array_equal(got.q, head.q)
+    np.testing.assert_array_equal(got.scales, head.scales)
+    np.testing.assert_array_equal(got.zeros, head.zeros)
+    table, scale = pack_matrix(state["transformer.wte.weight"], "int8")
+    np.testing.assert_array_equal(packed["token_embedding"], table)
+    np.testing.assert_array_equal(packed["token_embedding.scale"], scale)
+    ids = np.array([[5, 17, 3, 99, 42, 8, 64, 2]])
+    four = engine.logits(ids)
+    eight = Engine.from_pretrained(head_dir, "int4", vocab_dtype="int8")
+    assert eight.config.vocab_dtype == "int8"
+    floats = Engine.from_pretrained(head_dir, "float32").logits(ids)  # every matrix dequantized
+    # (the int4 engine multiplies int8 activations: 0.039 apart on average when written)
+    assert np.abs(four - floats).mean() < 0.06
+    assert np.abs(four - eight.logits(ids)).max() > 0  # the head's format took effect

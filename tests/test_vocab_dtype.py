@@ -1,5 +1,6 @@
 """vocab_dtype: the token table and LM head in a format of their own (int4 keeps them in
-int8 unless asked), through every front end, an export and a save."""
+int8 unless asked; an int4 vocabulary keeps its token table in int8), through every front
+end, an export and a save."""
 import dataclasses
 import json
 
@@ -9,7 +10,7 @@ import pytest
 from fastergpt import Engine, FasterGPT, int4
 from fastergpt.packing import weight_spec
 from fastergpt.pretrained import DEFAULT_MODEL_DIR, vocabulary_dtype
-from fastergpt.quantize import format_names
+from fastergpt.quantize import format_names, quantize_int8_rows
 from helpers import PROMPTS, padded_batch, tiny_config, tiny_model
 
 # tied (GPT-2) and untied (a separate LM head) vocabularies, vocabulary 64 rows = 4 blocks
@@ -22,34 +23,46 @@ def model(request):
 
 
 def test_spec_follows_vocab_dtype():
-    config = tiny_config(tie_word_embeddings=False)
-    for dtype in format_names():
-        default = {"int4": "int8"}.get(dtype, dtype)
-        assert vocabulary_dtype(config, dtype) == default
-        for vocab in format_names():
-            c = dataclasses.replace(config, vocab_dtype=vocab)
-            formats = {e.name: e.format for e in weight_spec(c, dtype) if e.matrix}
-            assert formats["token_embedding"] == formats["lm_head.weight"] == vocab
-            assert formats["layers.0.qkv.weight"] == dtype
+    """The LM head takes vocab_dtype; the token table too, but for an int4 vocabulary,
+    whose table stays int8 (a lookup reads one row: 4 bits would cost precision, not
+    time), and whose tied head is then packed as a matrix of its own."""
+    for tied in (False, True):
+        config = tiny_config(tie_word_embeddings=tied)
+        for dtype in format_names():
+            default = {"int4": "int8"}.get(dtype, dtype)
+            assert vocabulary_dtype(config, dtype) == default
+            for vocab in format_names():
+                c = dataclasses.replace(config, vocab_dtype=vocab)
+                formats = {e.name: e.format for e in weight_spec(c, dtype) if e.matrix}
+                assert vocabulary_dtype(c, dtype) == vocab
+                assert formats["token_embedding"] == ("int8" if vocab == "int4" else vocab)
+                if tied and vocab != "int4":
+                    assert "lm_head.weight" not in formats  # the table serves as the head
+                else:
+                    assert formats["lm_head.weight"] == vocab
+                assert formats["layers.0.qkv.weight"] == dtype
 
 
 def _with_dequantized_vocabulary(model):
-    """The model's float state with its vocabulary matrices replaced by their int4 values
-    (round to nearest in groups of 128, as --vocab_dtype int4 packs them)."""
+    """(config, float state) of the model as --vocab_dtype int4 packs its vocabulary: the
+    LM head rounded to 4 bits (to nearest, in groups of 128), the token table to int8 rows
+    (a tied head becomes a matrix of its own)."""
     state = model.state_dict_numpy()
-    for name in ("transformer.wte.weight", "lm_head.weight"):
-        if name in state:
-            state[name] = int4.quantize_rtn(state[name]).dequantize()
-    return state
+    table = state["transformer.wte.weight"]
+    head = state.get("lm_head.weight", table)
+    q, scale = quantize_int8_rows(table)
+    state["transformer.wte.weight"] = q.astype(np.float32) * scale[:, None]
+    state["lm_head.weight"] = int4.quantize_rtn(head).dequantize()
+    return dataclasses.replace(model.config, tie_word_embeddings=False), state
 
 
 def test_int4_vocabulary_computes_the_dequantized_model(model):
-    """Every other matrix float32: the logits are the float model's with the vocabulary
-    rounded to 4 bits, up to the int8 activations the LM head's int4 kernel multiplies
-    (the token table's rows are dequantized exactly)."""
+    """Every other matrix float32: the logits are the float model's with the LM head
+    rounded to 4 bits and the token table to int8, up to the int8 activations the LM
+    head's int4 kernel multiplies (the table's rows are dequantized exactly)."""
     ids, mask = padded_batch(PROMPTS)
     got = Engine.from_model(model, "float32", vocab_dtype="int4").logits(ids, mask)
-    want = Engine(model.config, _with_dequantized_vocabulary(model), "float32").logits(ids, mask)
+    want = Engine(*_with_dequantized_vocabulary(model), "float32").logits(ids, mask)
     real = mask.astype(bool)
     err = np.abs(got - want)[real].max()
     assert err < 0.02, err
@@ -78,13 +91,20 @@ def test_save_and_load_keep_it(tmp_path):
     np.testing.assert_array_equal(loaded.logits(ids, mask), engine.logits(ids, mask))
 
 
-def test_packed_bytes_shrink():
+def test_head_bytes_shrink():
+    """What every step streams, the LM head, about halves in int4; the int8 token table
+    stays as it was (a step reads one row of it per token), the tied head packed beside it."""
     sizes = {}
     for vocab in (None, "int4"):
         engine = Engine.from_pretrained(DEFAULT_MODEL_DIR, dtype="int4", vocab_dtype=vocab)
-        sizes[vocab] = sum(a.nbytes for _, a in engine._packed)
+        sizes[vocab] = {name: a.nbytes for name, a in engine._packed}
+    table = lambda s: s["token_embedding"] + s["token_embedding.scale"]  # noqa: E731
+    head = sizes["int4"]["lm_head.weight"] + sizes["int4"]["lm_head.scale"]
     # default model: 4096 x 256 vocabulary, 1 MB in int8, about half that in int4
-    assert sizes["int4"] < sizes[None] - 400_000, sizes
+    assert "lm_head.weight" not in sizes[None]  # int8: the tied table is the head
+    assert table(sizes["int4"]) == table(sizes[None]) > 1_000_000
+    assert head < 0.6 * table(sizes[None]), (head, table(sizes[None]))
+    assert sum(sizes["int4"].values()) == sum(sizes[None].values()) + head
 
 
 def test_export_records_it_and_refuses_another(tmp_path):
@@ -174,17 +194,19 @@ def test_server_options_carry_it():
 def test_other_families_against_transformers(tmp_path_factory, name):
     """OPT with a projected embedding (E != D) and LLaMA with an untied head: with
     vocab_dtype int4 the engine's logits are transformers' on the same model with its
-    token table and LM head rounded to 4 bits (groups of 128, as the packer rounds them),
-    up to the int8 activations of the LM head's kernel."""
+    LM head rounded to 4 bits (groups of 128, as the packer rounds them) and its token
+    table to int8 rows, up to the int8 activations of the LM head's kernel."""
     torch = pytest.importorskip("torch")
     from families import saved_hf
 
     hf, directory = saved_hf(name, tmp_path_factory)
     engine = Engine.from_pretrained(directory, "float32", vocab_dtype="int4")
     with torch.no_grad():
-        for module in {id(m): m for m in (hf.get_input_embeddings(), hf.get_output_embeddings())}.values():
-            w = module.weight.numpy()
-            module.weight.copy_(torch.from_numpy(int4.quantize_rtn(w).dequantize()))
+        table, head = hf.get_input_embeddings().weight, hf.get_output_embeddings()
+        w = head.weight.numpy().copy()  # tied: the table's values
+        head.weight = torch.nn.Parameter(torch.from_numpy(int4.quantize_rtn(w).dequantize()))
+        q, scale = quantize_int8_rows(table.numpy())  # (a tied table is no longer the head's)
+        table.copy_(torch.from_numpy(q.astype(np.float32) * scale[:, None]))
         ids = np.array([[5, 17, 3, 99, 42, 8, 64, 2]])
         want = hf(torch.from_numpy(ids)).logits.numpy()
     got = engine.logits(ids)

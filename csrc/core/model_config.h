@@ -116,6 +116,16 @@ struct ModelConfig {
                ? format_info(layers).vocabulary
                : static_cast<WeightFormat>(static_cast<int64_t>(vocabulary_format) - 1);
   }
+  // The token table's format when the layers use `layers`: the vocabulary format's own
+  // token_table (an int4 vocabulary keeps its table in int8).
+  WeightFormat token_table(WeightFormat layers) const {
+    return format_info(vocabulary(layers)).token_table;
+  }
+  // Whether the LM head is a matrix of its own: untied, or tied to a table kept in
+  // another format.
+  bool separate_lm_head(WeightFormat layers) const {
+    return !tied_lm_head || token_table(layers) != vocabulary(layers);
+  }
   // Throws Error naming the first inconsistent field.
   void validate() const;
 };

@@ -353,6 +353,7 @@ py::list weight_formats() {
     static const char* scales[] = {"none", "per_row", "per_group"};
     d["scales"] = scales[static_cast<int>(f.scales)];
     d["vocabulary"] = fastergpt::format_info(f.vocabulary).name;
+    d["token_table"] = fastergpt::format_info(f.token_table).name;
     d["description"] = f.description;
     out.append(d);
   }

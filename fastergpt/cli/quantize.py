@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     clip.add_argument("--no_clip_search", dest="clip_search", action="store_false",
                       help="keep each group's full range (the default for rtn)")
     p.set_defaults(clip_search=None)  # neither flag: the method's own default
+    p.add_argument("--lm_head", action="store_true",
+                   help="quantize the LM head too, last (gptq: on its inputs from the quantized "
+                        "layers); a tied head becomes a module of its own, the token table "
+                        "stays float. --dtype int4 then runs it in 4 bits")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier quantized checkpoint in --output")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -100,7 +104,8 @@ def main(argv=None) -> int:
         quantize_model(model, args.output, method=args.method, bits=args.bits,
                        group_size=args.group_size, sym=args.sym, act_order=args.act_order,
                        calibration=args.calibration, nsamples=args.nsamples, seqlen=args.seqlen,
-                       damp=args.damp, clip_search=args.clip_search, overwrite=args.overwrite,
+                       damp=args.damp, clip_search=args.clip_search, lm_head=args.lm_head,
+                       overwrite=args.overwrite,
                        progress=(lambda s: None) if args.quiet else None)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -9,6 +9,7 @@ A family module provides:
 - config_from_hf(raw) -> GPTConfig;
 - expected_shapes(config) -> {checkpoint name: shape}, every tensor it needs;
 - IGNORED: name suffixes of non-weight buffers some files hold;
+- TOKEN_EMBEDDING, LM_HEAD: the names of the token table and of an untied LM head;
 - engine_tensors(config, state) -> {engine name: float32 array}.
 """
 from __future__ import annotations

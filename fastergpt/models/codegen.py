@@ -11,6 +11,7 @@ from fastergpt.models.common import stack_rows
 MODEL_TYPES = ("codegen",)
 IGNORED = gptj.IGNORED + ("causal_mask",)
 TOKEN_EMBEDDING = gptj.TOKEN_EMBEDDING
+LM_HEAD = gptj.LM_HEAD  # the untied LM head's weight (fastergpt quantize --lm_head writes it)
 MP_NUM = 4  # transformers' CodeGenAttention.mp_num
 
 

@@ -13,6 +13,7 @@ from fastergpt.models.common import f32
 MODEL_TYPES = ("gpt2",)
 IGNORED = (".attn.bias", ".attn.masked_bias")  # causal-mask buffers some HF versions save
 TOKEN_EMBEDDING = "transformer.wte.weight"
+LM_HEAD = "lm_head.weight"  # the untied LM head's weight (fastergpt quantize --lm_head writes it)
 
 # engine key -> (state-dict name, transpose); tensors outside the layers.
 GLOBAL_SOURCES = {

@@ -12,6 +12,7 @@ from fastergpt.models.common import ArchitectureError, f32, rope_fields, stack_r
 MODEL_TYPES = ("gpt_neox",)
 IGNORED = (".attention.bias", ".attention.masked_bias", "rotary_emb.inv_freq")
 TOKEN_EMBEDDING = "gpt_neox.embed_in.weight"
+LM_HEAD = "embed_out.weight"  # the untied LM head's weight (fastergpt quantize --lm_head writes it)
 
 
 def config_from_hf(raw: dict) -> GPTConfig:

@@ -9,6 +9,7 @@ from fastergpt.models.common import ArchitectureError, f32, stack_rows
 MODEL_TYPES = ("gptj",)
 IGNORED = (".attn.bias", ".attn.masked_bias", "embed_positions")
 TOKEN_EMBEDDING = "transformer.wte.weight"
+LM_HEAD = "lm_head.weight"  # the untied LM head's weight (fastergpt quantize --lm_head writes it)
 
 
 def config_from_hf(raw: dict) -> GPTConfig:

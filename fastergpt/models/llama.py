@@ -10,6 +10,7 @@ from fastergpt.models.common import ArchitectureError, f32, rope_fields, stack_r
 MODEL_TYPES = ("llama", "mistral", "qwen2")
 IGNORED = ("rotary_emb.inv_freq",)
 TOKEN_EMBEDDING = "model.embed_tokens.weight"
+LM_HEAD = "lm_head.weight"  # the untied LM head's weight (fastergpt quantize --lm_head writes it)
 
 
 def config_from_hf(raw: dict) -> GPTConfig:

@@ -10,6 +10,7 @@ from fastergpt.models.common import ArchitectureError, f32, stack_rows
 MODEL_TYPES = ("opt",)
 IGNORED = ()
 TOKEN_EMBEDDING = "model.decoder.embed_tokens.weight"
+LM_HEAD = "lm_head.weight"  # the untied LM head's weight (fastergpt quantize --lm_head writes it)
 POSITION_OFFSET = 2  # transformers' OPTLearnedPositionalEmbedding.offset
 
 

@@ -182,7 +182,7 @@ class Decoder final : public Model {
       lnf_gamma_ = vector("final_ln.gamma", D);
       if (c.norm == Norm::kLayerNorm) lnf_beta_ = vector("final_ln.beta", D);
     }
-    lm_head_ = c.tied_lm_head ? token_embedding_ : matrix("lm_head.weight");
+    lm_head_ = c.separate_lm_head(format) ? matrix("lm_head.weight") : token_embedding_;
     if (c.lm_head_bias) lm_head_bias_ = vector("lm_head.bias", c.vocab_size);
     if (c.positions == Positions::kRotary) {
       angles_ = shared_rotary_angles(c);
@@ -391,7 +391,7 @@ std::vector<WeightSpec> decoder_weight_spec(const ModelConfig& c, WeightFormat f
   const int64_t D = c.hidden_size, E = c.embed_dim();
   const WeightFormat vocabulary = c.vocabulary(format);
   std::vector<WeightSpec> spec;
-  add_matrix(spec, -1, "token_embedding", c.vocab_size, E, vocabulary);
+  add_matrix(spec, -1, "token_embedding", c.vocab_size, E, c.token_table(format));
   if (c.positions == Positions::kLearned)
     add_vector(spec, -1, "position_embedding", {c.max_positions, D});
   // Act-order orders the columns of the matrices a GPTQ checkpoint quantizes: the layers'
@@ -410,7 +410,8 @@ std::vector<WeightSpec> decoder_weight_spec(const ModelConfig& c, WeightFormat f
     if (c.norm == Norm::kLayerNorm) add_vector(spec, -1, "final_ln.beta", {D});
   }
   if (E != D) add_matrix(spec, -1, "project_out.weight", E, D, format, order);
-  if (!c.tied_lm_head) add_matrix(spec, -1, "lm_head.weight", c.vocab_size, E, vocabulary);
+  if (c.separate_lm_head(format))
+    add_matrix(spec, -1, "lm_head.weight", c.vocab_size, E, vocabulary);
   if (c.lm_head_bias) add_vector(spec, -1, "lm_head.bias", {c.vocab_size});
   return spec;
 }
