@@ -123,8 +123,8 @@ def _draft(seq, max_ngram, max_tokens):
 
 def _schedule(prompt, out, K, max_ngram=2):
     """Drafted and accepted counts of one row, replayed from plain greedy's output: a row's
-    draft budget starts at 1 and grows by 2 after a draft accepted whole, shrinks by 1 (to
-    1) after a miss, capped at K; each pass adds the accepted drafts and one token."""
+    draft budget starts at 1, becomes K after a draft accepted whole and shrinks by 1 (to
+    1) after a miss; each pass adds the accepted drafts and one token."""
     hist, n, budget, drafted, accepted = list(prompt) + out[:1], 1, 1, 0, 0
     while n < len(out):
         d = _draft(hist, max_ngram, min(budget, len(out) - n - 1)) if len(out) - n > 1 else []
@@ -135,7 +135,7 @@ def _schedule(prompt, out, K, max_ngram=2):
         n += m + 1
         drafted, accepted = drafted + len(d), accepted + m
         if d:
-            budget = min(K, budget + 2) if m == len(d) else max(1, budget - 1)
+            budget = K if m == len(d) else max(1, budget - 1)
     return drafted, accepted
 
 

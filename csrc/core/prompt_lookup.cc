@@ -52,10 +52,12 @@ GenerationResult PromptLookup::run(const GenerationInput& in,
   std::vector<int64_t> tokens, first;   // the pass; where each active row's tokens start
   std::vector<TokenSlot> slots;
   std::vector<std::vector<int64_t>> drafts(rows);
-  // Each row's draft length adapts (transformers' "heuristic" schedule for assistant
-  // models): +2 after a draft accepted whole, -1 (down to 1) after a miss. A position
-  // whose draft is rejected costs compute for nothing; one that is accepted saves a pass.
-  // A row starts at 1, a probe: its first copy is as likely a miss as a hit.
+  // Each row's draft length adapts: up to K after a draft accepted whole (a copy that
+  // held so far tends to go on), -1 (down to 1) after a miss. A position whose draft is
+  // rejected costs compute for nothing; one that is accepted saves a pass. A row starts
+  // at 1, a probe: its first copy is as likely a miss as a hit. (Replayed on the greedy
+  // output of bench_prompt_lookup's 12 prompts and of 32 other docstrings, up to K cut
+  // the modelled time per token by 0.7-1.3% against transformers' +2.)
   std::vector<int64_t> budget(rows, 1);
   std::vector<int64_t> order, still;
   while (!active.empty() && !deadline.passed()) {
@@ -110,7 +112,7 @@ GenerationResult PromptLookup::run(const GenerationInput& in,
     still.clear();
     for (int64_t i = 0; i < n_active; ++i) {
       const int64_t r = active[i], n = static_cast<int64_t>(drafts[r].size());
-      if (n > 0) budget[r] = taken[i] == n ? std::min(K, budget[r] + 2) : std::max<int64_t>(1, budget[r] - 1);
+      if (n > 0) budget[r] = taken[i] == n ? K : std::max<int64_t>(1, budget[r] - 1);
       accepted += taken[i];
       if (!s.rows[active[i]].finished) still.push_back(active[i]);
     }
