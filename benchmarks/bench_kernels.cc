@@ -24,6 +24,7 @@
 #include "../csrc/core/context.h"
 #include "../csrc/core/kernels.h"
 #include "../csrc/core/logits_processor.h"
+#include "../csrc/cpu/cpu_ops.h"
 #include "../csrc/cpu/huge_pages.h"
 #include "../csrc/cpu/simd_kernels.h"
 
@@ -437,12 +438,9 @@ int main(int argc, char** argv) {
             simd.attend_queries(q.data(), Dh, K, V, n0, T, Dh, 0.125f, out.data(), Dh, work.data());
           }, seconds / 8);
           const double lone = seconds_per_call([&] {
-            for (int64_t t = 0; t < T; ++t) {
-              const int64_t keys = n0 + t + 1;
-              const float mx = simd.dot_rows(q.data() + t * Dh, K, Dh, keys, Dh, 0.125f, work.data());
-              const float inv = static_cast<float>(1.0 / simd.exp_shift(work.data(), keys, mx));
-              simd.weighted_rows(work.data(), inv, V, Dh, keys, Dh, out.data() + t * Dh);
-            }
+            for (int64_t t = 0; t < T; ++t)
+              cpu::attend(q.data() + t * Dh, K, V, n0 + t + 1, Dh, 0.125f, out.data() + t * Dh,
+                          work.data());
           }, seconds / 8);
           std::printf("  %lld: %.2f %.2f", (long long)T, block * 1e6, lone * 1e6);
         }
