@@ -1,9 +1,11 @@
 """FASTERGPT_PROFILE=1: the engine's per-op wall-time table (csrc/core/op_profile.h).
 
 It must count exactly the ops the decoder runs: for P prompt tokens and N new greedy
-tokens of an L-layer model, each layer op runs once per layer on the prompt's P rows and
-once per layer on 1 row for each of the N - 1 later steps; the LM head runs on 1 row N
-times (the prompt pass needs only its last row's logits). Off, nothing is printed.
+tokens of an L-layer model, each layer op runs once per layer on 1 row for each of the
+N - 1 later steps; in the prompt pass the first L - 1 layers run on the prompt's P rows,
+and the last computes Q/K/V and stores K/V for the P rows, then runs on the last row
+alone (only its logits are wanted); the LM head runs on 1 row N times. Off, nothing is
+printed.
 """
 import re
 
@@ -40,12 +42,16 @@ def test_profile_counts_every_op(monkeypatch):
     assert "fastergpt op profile (FASTERGPT_PROFILE)" in proc.stderr
     table = _table(proc.stderr)
     prompt_rows = "17-32"  # 20 rows: up to the next power of two
-    for op in ("qkv", "attention", "attn_out", "fc", "proj"):
-        assert table[(op, "1")] == LAYERS * (NEW - 1), (op, table)
-        assert table[(op, prompt_rows)] == LAYERS, (op, table)
-    # Two norms per layer per pass, and the final one before the LM head (1 row each time).
-    assert table[("norm", "1")] == 2 * LAYERS * (NEW - 1) + NEW, table
-    assert table[("norm", prompt_rows)] == 2 * LAYERS, table
+    assert table[("qkv", "1")] == LAYERS * (NEW - 1), table
+    assert table[("qkv", prompt_rows)] == LAYERS, table
+    assert table[("store_kv", prompt_rows)] == 1 and ("store_kv", "1") not in table, table
+    for op in ("attention", "attn_out", "fc", "proj"):
+        assert table[(op, "1")] == LAYERS * (NEW - 1) + 1, (op, table)
+        assert table[(op, prompt_rows)] == LAYERS - 1, (op, table)
+    # Two norms per layer per pass (the last layer's second on the prompt's last row), and
+    # the final one before the LM head (1 row each time).
+    assert table[("norm", "1")] == 2 * LAYERS * (NEW - 1) + 1 + NEW, table
+    assert table[("norm", prompt_rows)] == 2 * LAYERS - 1, table
     assert table[("embed", "1")] == NEW - 1 and table[("embed", prompt_rows)] == 1, table
     assert table[("lm_head", "1")] == NEW, table
     assert ("rotary", "1") not in table and ("all_reduce", "1") not in table  # GPT-2, one shard

@@ -168,7 +168,7 @@ GenerationResult BeamSearch::run(const GenerationInput& in,
   for (int64_t b = 0; b < B; ++b) live[b] = b;
   std::vector<Candidate> candidates;
   std::vector<std::vector<Candidate>> best(B);
-  std::vector<int64_t> tokens, order;
+  std::vector<int64_t> tokens;
   std::vector<TokenSlot> slots;
   for (int64_t step = 0;; ++step) {
     // Each live beam's best K continuations, in parallel over beams.
@@ -215,9 +215,7 @@ GenerationResult BeamSearch::run(const GenerationInput& in,
       }
     const int64_t Mn = static_cast<int64_t>(tokens.size());
     model_.forward(ctx_, tokens.data(), slots.data(), Mn);
-    order.resize(Mn);
-    for (int64_t i = 0; i < Mn; ++i) order[i] = i;
-    model_.logits(ctx_, order.data(), Mn);
+    model_.logits(ctx_, Mn);
   }
   // The best R hypotheses of each prompt.
   for (const Group& g : groups)

@@ -150,19 +150,25 @@ void Generator::forward_prompts(const std::vector<int64_t>& tokens,
   DeviceArray<float> last_hidden(&device);
   last_hidden.grow(B * D);
   const int64_t total = static_cast<int64_t>(tokens.size());
+  std::vector<int64_t> keep, owner;  // a chunk's last tokens, and their prompts
   for (int64_t start = 0; start < total; start += kPrefillChunk) {
     const int64_t M = std::min(kPrefillChunk, total - start);
-    model_.forward(ctx_, tokens.data() + start, slots.data() + start, M);
+    keep.clear();
+    owner.clear();
     for (int64_t b = 0; b < B; ++b)
-      if (last_token[b] >= start && last_token[b] < start + M)
-        device.copy(last_hidden.data() + b * D, a.x.data() + (last_token[b] - start) * D,
-                    row_bytes, CopyKind::kDeviceToDevice);
+      if (last_token[b] >= start && last_token[b] < start + M) {
+        keep.push_back(last_token[b] - start);  // (prompts go in order: keep rises)
+        owner.push_back(b);
+      }
+    // The other tokens are wanted for their K/V alone.
+    model_.forward(ctx_, tokens.data() + start, slots.data() + start, M, &keep);
+    for (size_t i = 0; i < keep.size(); ++i)
+      device.copy(last_hidden.data() + owner[i] * D, a.x.data() + i * D, row_bytes,
+                  CopyKind::kDeviceToDevice);
   }
   a.reserve(B, c_);
   device.copy(a.x.data(), last_hidden.data(), B * row_bytes, CopyKind::kDeviceToDevice);
-  std::vector<int64_t> first_rows(B);
-  for (int64_t b = 0; b < B; ++b) first_rows[b] = b;
-  model_.logits(ctx_, first_rows.data(), B);  // into logits rows 0..B-1
+  model_.logits(ctx_, B);  // into logits rows 0..B-1
   if (first_logits_row > 0)
     std::copy_backward(a.logits.begin(), a.logits.begin() + B * c_.vocab_size,
                        a.logits.begin() + (first_logits_row + B) * c_.vocab_size);
@@ -275,8 +281,10 @@ bool Generator::forward(BatchState& s) {
   const int64_t pass = static_cast<int64_t>(s.tokens.size());
   if (pass > 0) {  // (none when every chosen row was finished before its pass)
     if (pass > M) ctx_.activations().reserve(pass, c_);
-    model_.forward(ctx_, s.tokens.data(), s.slots.data(), pass);
-    model_.logits(ctx_, s.order.data(), static_cast<int64_t>(s.order.size()));
+    // The running rows and each joining prompt's last token (s.order rises); the
+    // prompts' other tokens are wanted for their K/V alone.
+    model_.forward(ctx_, s.tokens.data(), s.slots.data(), pass, &s.order);
+    model_.logits(ctx_, static_cast<int64_t>(s.order.size()));
   }
   for (size_t k = 0; k < taken; ++k) s.active.push_back(s.pending[k].row);
   s.pending.erase(s.pending.begin(), s.pending.begin() + taken);
@@ -455,12 +463,10 @@ std::vector<float> Generator::score(const GenerationInput& in) {
   const int64_t total = static_cast<int64_t>(tokens.size());
   const std::vector<float>& logits = ctx_.activations().logits;
   std::vector<float> out(B * L * V, 0.0f);
-  std::vector<int64_t> rows(std::min(kPrefillChunk, total));
-  for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int64_t>(i);
   for (int64_t start = 0; start < total; start += kPrefillChunk) {  // bounded memory, as prefill
     const int64_t M = std::min(kPrefillChunk, total - start);
     model_.forward(ctx_, tokens.data() + start, slots.data() + start, M);
-    model_.logits(ctx_, rows.data(), M);
+    model_.logits(ctx_, M);
     for (int64_t i = 0; i < M; ++i)
       std::copy(logits.begin() + i * V, logits.begin() + (i + 1) * V,
                 out.begin() + where[start + i] * V);

@@ -131,6 +131,13 @@ struct Backend {
   // out[M, F] = act(in[m, :F]) * in[m, F:2F]: a gated MLP's activation.
   void (*glu)(Context& ctx, const float* in, int64_t M, int64_t F, Activation act, float* out);
 
+  // Stores the K/V of M tokens (in qkv rows laid out as attention() reads them) at their
+  // slots in `layer`, attending nothing: the last layer of a pass that wants only some
+  // tokens' hidden states (a prompt's last) stores every token's K/V, then attends for
+  // those alone.
+  void (*store_kv)(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const float* qkv,
+                   const TokenSlot* slots, int64_t M);
+
   // Causal attention of M tokens over their rows' caches in `layer`: token m's
   // K/V (in qkv[m] = q (H heads) | k (KVH heads) | v (KVH heads), Dh each) are
   // stored at slots[m] first, then each query head h attends with KV head

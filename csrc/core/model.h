@@ -47,11 +47,15 @@ class Model {
 
   // Embeds the M tokens at their slots and runs every layer: each token's K/V
   // go into the context's cache at its slot, its hidden state ends in act.x.
-  virtual void forward(Context& ctx, const int64_t* tokens, const TokenSlot* slots,
-                       int64_t M) const = 0;
-  // Final norm and LM head for the listed rows of act.x into act.logits [n, V]
-  // (rows are moved to the front of act.x first).
-  virtual void logits(Context& ctx, const int64_t* token_rows, int64_t n) const = 0;
+  // With `keep` (indices into the pass, rising strictly), only those tokens' hidden
+  // states are wanted: the last layer stores every token's K/V, then finishes just the
+  // kept tokens, whose states end in act.x rows 0..keep->size()-1. A prompt's tokens
+  // before its last are wanted for their K/V alone, and that layer's attention output,
+  // MLP and norms are then one row's work instead of the prompt's.
+  virtual void forward(Context& ctx, const int64_t* tokens, const TokenSlot* slots, int64_t M,
+                       const std::vector<int64_t>* keep = nullptr) const = 0;
+  // Final norm and LM head for act.x rows 0..n-1 into act.logits [n, V].
+  virtual void logits(Context& ctx, int64_t n) const = 0;
 
   // Tensor parallelism: this model is one shard (its config counts the shard's heads
   // and MLP width) and sums its sublayers' outputs over `collective`'s processes.

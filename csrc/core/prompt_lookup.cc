@@ -59,7 +59,7 @@ GenerationResult PromptLookup::run(const GenerationInput& in,
   // output of bench_prompt_lookup's 12 prompts and of 32 other docstrings, up to K cut
   // the modelled time per token by 0.7-1.3% against transformers' +2.)
   std::vector<int64_t> budget(rows, 1);
-  std::vector<int64_t> order, still;
+  std::vector<int64_t> still;
   while (!active.empty() && !deadline.passed()) {
     // Each row's newest token, then its draft, at the positions after its cache.
     tokens.clear();
@@ -83,9 +83,7 @@ GenerationResult PromptLookup::run(const GenerationInput& in,
     ctx_.activations().reserve(pass, c_);
     ctx_.activations().reserve_logits(pass, c_);
     model_.forward(ctx_, tokens.data(), slots.data(), pass);
-    order.resize(pass);
-    for (int64_t i = 0; i < pass; ++i) order[i] = i;
-    model_.logits(ctx_, order.data(), pass);  // every position: each may be the row's next
+    model_.logits(ctx_, pass);  // every position: each may be the row's next
     logits = ctx_.activations().logits.data();
     // Per row, in order: choose at each position with the state the tokens before it
     // left; go on while the choice is the draft's next token.

@@ -113,12 +113,11 @@ void rotary(Context& ctx, float* qkv, const TokenSlot* slots, int64_t M, int64_t
 namespace {
 
 template <typename Elem>
-void attention_of(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const float* qkv,
-                  const TokenSlot* slots, int64_t M, float* out) {
+void store_kv_of(KVCache& cache, int64_t layer, int64_t H, const float* qkv,
+                 const TokenSlot* slots, int64_t M) {
   using E = CacheElements<Elem>;
-  const int64_t KVH = cache.heads(), Dh = cache.head_size(), group = H / KVH;
+  const int64_t KVH = cache.heads(), Dh = cache.head_size();
   const int64_t stride = (H + 2 * KVH) * Dh, Q = H * Dh;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
   for (int64_t m = 0; m < M; ++m) {
     const float* t = qkv + m * stride;
     for (int64_t h = 0; h < KVH; ++h) {
@@ -127,6 +126,16 @@ void attention_of(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const 
                E::value(cache, layer, slots[m].row, h, slots[m].slot));
     }
   }
+}
+
+template <typename Elem>
+void attention_of(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const float* qkv,
+                  const TokenSlot* slots, int64_t M, float* out) {
+  using E = CacheElements<Elem>;
+  const int64_t KVH = cache.heads(), Dh = cache.head_size(), group = H / KVH;
+  const int64_t stride = (H + 2 * KVH) * Dh, Q = H * Dh;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
+  store_kv_of<Elem>(cache, layer, H, qkv, slots, M);
   // Runs of tokens of one row at consecutive slots (a prompt, or a prompt-lookup draft),
   // cut into blocks of at most `lanes`: a block of several queries goes through
   // attend_queries (each key read once for the block), a lone token through attend();
@@ -198,6 +207,14 @@ void attention_of(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const 
 }
 
 }  // namespace
+
+void store_kv(Context&, KVCache& cache, int64_t layer, int64_t H, const float* qkv,
+              const TokenSlot* slots, int64_t M) {
+  if (cache.dtype() == KVDtype::kFloat16)
+    store_kv_of<uint16_t>(cache, layer, H, qkv, slots, M);
+  else
+    store_kv_of<float>(cache, layer, H, qkv, slots, M);
+}
 
 void attention(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const float* qkv,
                const TokenSlot* slots, int64_t M, float* out) {

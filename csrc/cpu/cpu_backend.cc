@@ -10,7 +10,8 @@ const Backend& cpu_backend() {
       cpu::allocate,   cpu::deallocate,
       cpu::copy,       cpu::bind_matrix,     cpu::bind_vector, cpu::place_weights, cpu::add,
       cpu::add_positions, cpu::linear,       cpu::embed,       cpu::layer_norm,
-      cpu::rms_norm,   cpu::rotary,          cpu::glu,         cpu::attention};
+      cpu::rms_norm,   cpu::rotary,          cpu::glu,         cpu::store_kv,
+      cpu::attention};
   return backend;
 }
 

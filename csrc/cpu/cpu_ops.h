@@ -31,6 +31,8 @@ void rms_norm(Context& ctx, const float* x, int64_t M, int64_t D, const float* g
 void rotary(Context& ctx, float* qkv, const TokenSlot* slots, int64_t M, int64_t H, int64_t KVH,
             int64_t Dh, const RotaryTable& table);
 void glu(Context& ctx, const float* in, int64_t M, int64_t F, Activation act, float* out);
+void store_kv(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const float* qkv,
+              const TokenSlot* slots, int64_t M);
 void attention(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const float* qkv,
                const TokenSlot* slots, int64_t M, float* out);
 

@@ -26,7 +26,7 @@ struct CacheView {
   }
 };
 
-__global__ void store_kv(const float* __restrict__ qkv, int64_t stride, int64_t q_size,
+__global__ void write_kv(const float* __restrict__ qkv, int64_t stride, int64_t q_size,
                          int64_t KVH, const TokenSlot* __restrict__ slots, CacheView c) {
   const int64_t m = blockIdx.x, kv = KVH * c.Dh;
   const float* k = qkv + m * stride + q_size;
@@ -103,6 +103,20 @@ __global__ void attend_heads(const float* __restrict__ qkv, int64_t stride, int6
 
 }  // namespace
 
+void store_kv(Context&, KVCache& cache, int64_t layer, int64_t H, const float* qkv,
+              const TokenSlot* slots, int64_t M) {
+  if (M == 0) return;
+  const int64_t KVH = cache.heads(), Dh = cache.head_size(), L = cache.max_length();
+  EnqueueLock lock(enqueue_mutex());
+  cudaStream_t stream = state().stream;
+  const TokenSlot* d_slots = upload(Scratch::kSlots, slots, M);
+  CacheView view{cache.key(layer, 0, 0, 0), cache.value(layer, 0, 0, 0), KVH * L * Dh, L * Dh,
+                 L, Dh};
+  write_kv<<<static_cast<unsigned>(M), kThreads, 0, stream>>>(qkv, (H + 2 * KVH) * Dh, H * Dh,
+                                                              KVH, d_slots, view);
+  check_launch("storing K/V");
+}
+
 void attention(Context&, KVCache& cache, int64_t layer, int64_t H, const float* qkv,
                const TokenSlot* slots, int64_t M, float* out) {
   if (M == 0) return;
@@ -116,7 +130,7 @@ void attention(Context&, KVCache& cache, int64_t layer, int64_t H, const float* 
   float* keys0 = cache.key(layer, 0, 0, 0);
   CacheView view{keys0, cache.value(layer, 0, 0, 0), KVH * L * Dh, L * Dh, L, Dh};
   const int64_t stride = (H + 2 * KVH) * Dh;
-  store_kv<<<static_cast<unsigned>(M), kThreads, 0, stream>>>(qkv, stride, H * Dh, KVH, d_slots,
+  write_kv<<<static_cast<unsigned>(M), kThreads, 0, stream>>>(qkv, stride, H * Dh, KVH, d_slots,
                                                               view);
   check_launch("attention (storing K/V)");
   // The score rows of at most 64M floats at a time.

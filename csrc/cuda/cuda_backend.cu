@@ -190,7 +190,8 @@ const Backend& cuda_backend() {
       cuda::allocate,   cuda::deallocate,
       cuda::copy,       cuda::bind_matrix,     cuda::bind_vector, cuda::place_weights, cuda::add,
       cuda::add_positions, cuda::linear,       cuda::embed,       cuda::layer_norm,
-      cuda::rms_norm,   cuda::rotary,          cuda::glu,         cuda::attention};
+      cuda::rms_norm,   cuda::rotary,          cuda::glu,         cuda::store_kv,
+      cuda::attention};
   return backend;
 }
 

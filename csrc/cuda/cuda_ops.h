@@ -29,6 +29,8 @@ void add_positions(Context& ctx, const float* positions, const TokenSlot* slots,
 void to_half(const float* in, int64_t n, void* out);
 
 // attention_cuda.cu
+void store_kv(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const float* qkv,
+              const TokenSlot* slots, int64_t M);
 void attention(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const float* qkv,
                const TokenSlot* slots, int64_t M, float* out);
 

@@ -134,6 +134,11 @@ void glu(Context& c, const float* in, int64_t M, int64_t F, Activation a, float*
   Open o;
   cpu::glu(c, in, M, F, a, out);
 }
+void store_kv(Context& c, KVCache& cache, int64_t l, int64_t H, const float* qkv, const TokenSlot* s,
+              int64_t M) {
+  Open o;
+  cpu::store_kv(c, cache, l, H, qkv, s, M);
+}
 void attention(Context& c, KVCache& cache, int64_t l, int64_t H, const float* qkv, const TokenSlot* s,
                int64_t M, float* out) {
   Open o;
@@ -144,7 +149,7 @@ const Backend& emulated_device() {
   static const Backend b{"emulated",  /*host_memory=*/false, /*half_kv_cache=*/false, /*bf16_matmul=*/false,
                          allocate,    deallocate, copy,
                          bind_matrix, bind_vector, place_weights, add, add_positions, linear, embed,
-                         layer_norm, rms_norm, rotary, glu, attention};
+                         layer_norm, rms_norm, rotary, glu, store_kv, attention};
   return b;
 }
 

@@ -53,7 +53,53 @@ static void expect_error(F f, const std::string& fragment) {
   }
 }
 
+// forward() keeping some rows: every token's K/V and the kept rows' hidden states are
+// those of the full pass, bit for bit, in every residual layout; bad keep lists throw.
+static void check_forward_keep() {
+  for (Residual residual : {Residual::kSequential, Residual::kParallel,
+                            Residual::kParallelTwoNorms, Residual::kPostNorm}) {
+    ModelConfig c = tiny_config();
+    c.residual = residual;
+    c.num_layers = 3;
+    fgpt_test::RandomWeights weights{c, WeightFormat::kF32, 4};
+    std::unique_ptr<Model> model = make_model(c, WeightFormat::kF32, weights.views);
+    // Two prompts in one pass: row 0 at slots 0..4, row 1 at slots 0..2.
+    const std::vector<int64_t> tokens = {3, 9, 1, 30, 7, 12, 5, 40};
+    const std::vector<TokenSlot> slots = {{0, 0}, {0, 1}, {0, 2}, {0, 3}, {0, 4},
+                                          {1, 0}, {1, 1}, {1, 2}};
+    const int64_t M = 8, D = c.hidden_size, Dh = c.head_dim();
+    auto pass = [&](Context& ctx, const std::vector<int64_t>* keep) {
+      ctx.kv_cache().allocate(c, 2, 8);
+      model->forward(ctx, tokens.data(), slots.data(), M, keep);
+    };
+    Context full(cpu_backend(), 2);
+    pass(full, nullptr);
+    const std::vector<std::vector<int64_t>> keeps = {{4, 7}, {7}, {0, 2, 3}, {}};
+    for (const std::vector<int64_t>& keep : keeps) {
+      Context kept(cpu_backend(), 2);
+      pass(kept, &keep);
+      for (size_t i = 0; i < keep.size(); ++i)
+        for (int64_t d = 0; d < D; ++d)
+          CHECK(kept.activations().x.data()[i * D + d] ==
+                full.activations().x.data()[keep[i] * D + d]);
+      for (int64_t l = 0; l < c.num_layers; ++l)
+        for (const TokenSlot& s : slots)
+          for (int64_t h = 0; h < c.kv_heads(); ++h)
+            for (int64_t d = 0; d < Dh; ++d) {
+              CHECK(kept.kv_cache().key(l, s.row, h, s.slot)[d] ==
+                    full.kv_cache().key(l, s.row, h, s.slot)[d]);
+              CHECK(kept.kv_cache().value(l, s.row, h, s.slot)[d] ==
+                    full.kv_cache().value(l, s.row, h, s.slot)[d]);
+            }
+    }
+    Context bad(cpu_backend(), 1);
+    for (const std::vector<int64_t>& keep : std::vector<std::vector<int64_t>>{{3, 3}, {5, 2}, {8}})
+      expect_error([&] { pass(bad, &keep); }, "the rows to keep must rise strictly");
+  }
+}
+
 int main() {
+  check_forward_keep();
   TinyModel m;
   GenerationOptions o;
   o.max_new_tokens = 6;

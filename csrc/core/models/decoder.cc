@@ -193,8 +193,8 @@ class Decoder final : public Model {
     }
   }
 
-  void forward(Context& ctx, const int64_t* tokens, const TokenSlot* slots,
-               int64_t M) const override {
+  void forward(Context& ctx, const int64_t* tokens, const TokenSlot* slots, int64_t M,
+               const std::vector<int64_t>* keep) const override {
     const ModelConfig& c = config_;
     const Backend& k = ctx.backend();
     Activations& a = ctx.activations();
@@ -210,19 +210,24 @@ class Decoder final : public Model {
       OpTimer t("embed", M);
       k.embed(ctx, token_embedding_, position_embedding_, tokens, slots, M, x);
     }
-    for (int64_t l = 0; l < c.num_layers; ++l) block(ctx, layers_[l], l, slots, M);
+    if (keep) {
+      for (size_t i = 0; i < keep->size(); ++i)
+        FGPT_CHECK((*keep)[i] >= (i ? (*keep)[i - 1] + 1 : 0) && (*keep)[i] < M,
+                   "forward: the rows to keep must rise strictly within the pass of ", M);
+      if (static_cast<int64_t>(keep->size()) == M) keep = nullptr;  // every row
+    }
+    // The last layer of a pass that keeps some rows runs on those rows alone after its
+    // K/V (see attention()), at the slots of kept_slots.
+    std::vector<TokenSlot> kept_slots;
+    for (int64_t l = 0; l < c.num_layers; ++l)
+      block(ctx, layers_[l], l, slots, M, l + 1 == c.num_layers ? keep : nullptr, kept_slots);
   }
 
-  void logits(Context& ctx, const int64_t* token_rows, int64_t n) const override {
+  void logits(Context& ctx, int64_t n) const override {
     const ModelConfig& c = config_;
     const Backend& k = ctx.backend();
     Activations& a = ctx.activations();
     a.reserve_logits(n, c);
-    const int64_t D = c.hidden_size;
-    for (int64_t i = 0; i < n; ++i)
-      if (token_rows[i] != i)
-        k.copy(a.x.data() + i * D, a.x.data() + token_rows[i] * D, D * sizeof(float),
-               CopyKind::kDeviceToDevice);
     const float* h = a.x.data();
     if (lnf_gamma_) {
       norm(ctx, a.x.data(), n, lnf_gamma_, lnf_beta_, a.h.data());
@@ -255,9 +260,13 @@ class Decoder final : public Model {
       ctx.backend().layer_norm(ctx, x, M, c.hidden_size, gamma, beta, c.norm_epsilon, y);
   }
 
-  // x += attention(in) (on a shard: see project_out).
-  void attention(Context& ctx, const LayerWeights& lw, int64_t l, const float* in,
-                 const TokenSlot* slots, int64_t M, bool first) const {
+  // x += attention(in) (on a shard: see project_out). Returns the rows that go on: M,
+  // or with `keep` (the pass's last layer, see forward()) the kept rows alone, which it
+  // moves to the front of x, of the qkv rows and of the norm outputs the MLP reads
+  // next, after every row's K/V are stored; their slots go to kept_slots.
+  int64_t attention(Context& ctx, const LayerWeights& lw, int64_t l, const float* in,
+                    const TokenSlot* slots, int64_t M, bool first,
+                    const std::vector<int64_t>* keep, std::vector<TokenSlot>& kept_slots) const {
     const ModelConfig& c = config_;
     const Backend& k = ctx.backend();
     Activations& a = ctx.activations();
@@ -269,12 +278,36 @@ class Decoder final : public Model {
       OpTimer t("rotary", M);
       k.rotary(ctx, a.qkv.data(), slots, M, c.num_heads, c.kv_heads(), c.head_dim(), rotary_);
     }
+    if (keep) {
+      {
+        OpTimer t("store_kv", M);
+        k.store_kv(ctx, ctx.kv_cache(), l, c.num_heads, a.qkv.data(), slots, M);
+      }
+      const int64_t n = static_cast<int64_t>(keep->size()), D = c.hidden_size;
+      kept_slots.resize(n);
+      for (int64_t i = 0; i < n; ++i) kept_slots[i] = slots[(*keep)[i]];
+      // (The rows rise strictly: a row moves down onto one already read, or stays.)
+      auto gather = [&](float* p, int64_t width) {
+        for (int64_t i = 0; i < n; ++i)
+          if ((*keep)[i] != i)
+            k.copy(p + i * width, p + (*keep)[i] * width, width * sizeof(float),
+                   CopyKind::kDeviceToDevice);
+      };
+      gather(a.qkv.data(), c.qkv_size());
+      gather(a.x.data(), D);
+      if (c.residual == Residual::kParallel) gather(a.h.data(), D);
+      if (c.residual == Residual::kParallelTwoNorms) gather(a.h2.data(), D);
+      M = n;
+      slots = kept_slots.data();
+      if (M == 0) return 0;
+    }
     {
       OpTimer t("attention", M);
       k.attention(ctx, ctx.kv_cache(), l, c.num_heads, a.qkv.data(), slots, M, a.attn.data());
     }
     OpTimer t("attn_out", M);
     project_out(ctx, a.attn.data(), M, lw.attn_out, lw.attn_out_bias, first);
+    return M;
   }
 
   // x += mlp(in) (on a shard: see project_out).
@@ -331,8 +364,9 @@ class Decoder final : public Model {
     ctx.backend().add(ctx, p, n, a.x.data());
   }
 
-  void block(Context& ctx, const LayerWeights& lw, int64_t l, const TokenSlot* slots,
-             int64_t M) const {
+  // `keep`: see forward(); from the attention on, the layer runs on the kept rows.
+  void block(Context& ctx, const LayerWeights& lw, int64_t l, const TokenSlot* slots, int64_t M,
+             const std::vector<int64_t>* keep, std::vector<TokenSlot>& kept_slots) const {
     Activations& a = ctx.activations();
     float* x = a.x.data();
     float* h = a.h.data();
@@ -340,7 +374,8 @@ class Decoder final : public Model {
     switch (config_.residual) {
       case Residual::kSequential:
         norm(ctx, x, M, lw.ln1_gamma, lw.ln1_beta, h);
-        attention(ctx, lw, l, h, slots, M, true);
+        M = attention(ctx, lw, l, h, slots, M, true, keep, kept_slots);
+        if (M == 0) return;
         reduce_into_x(ctx, M);
         norm(ctx, x, M, lw.ln2_gamma, lw.ln2_beta, h);
         mlp(ctx, lw, h, M, true);
@@ -348,20 +383,23 @@ class Decoder final : public Model {
         break;
       case Residual::kParallel:  // one norm feeds both; both add to the old x
         norm(ctx, x, M, lw.ln1_gamma, lw.ln1_beta, h);
-        attention(ctx, lw, l, h, slots, M, true);
+        M = attention(ctx, lw, l, h, slots, M, true, keep, kept_slots);
+        if (M == 0) return;
         mlp(ctx, lw, h, M, false);
         reduce_into_x(ctx, M);
         break;
       case Residual::kParallelTwoNorms:  // both norms read the old x
         norm(ctx, x, M, lw.ln1_gamma, lw.ln1_beta, h);
         norm(ctx, x, M, lw.ln2_gamma, lw.ln2_beta, a.h2.data());
-        attention(ctx, lw, l, h, slots, M, true);
+        M = attention(ctx, lw, l, h, slots, M, true, keep, kept_slots);
+        if (M == 0) return;
         mlp(ctx, lw, a.h2.data(), M, false);
         reduce_into_x(ctx, M);
         break;
       case Residual::kPostNorm:  // the sublayers read x; the norms follow the adds
         ctx.backend().copy(h, x, M * row_bytes, CopyKind::kDeviceToDevice);
-        attention(ctx, lw, l, h, slots, M, true);
+        M = attention(ctx, lw, l, h, slots, M, true, keep, kept_slots);
+        if (M == 0) return;
         reduce_into_x(ctx, M);
         norm(ctx, x, M, lw.ln1_gamma, lw.ln1_beta, x);
         ctx.backend().copy(h, x, M * row_bytes, CopyKind::kDeviceToDevice);
