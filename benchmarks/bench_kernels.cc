@@ -8,7 +8,7 @@
 // vpdpbusd (int8, 64 multiply-adds each) and vfmadd231ps (fp32, 16 each), one
 // thread per core at once, so clock speed and how many 512-bit units a core
 // has are what the loop finds.
-// Usage: bench_kernels [seconds_per_case] [attention]  (attention: that section only)
+// Usage: bench_kernels [seconds_per_case] [attention|norm]  (that section only)
 #include <immintrin.h>
 
 #include <algorithm>
@@ -110,7 +110,9 @@ static double measure_peak(double (*loop)(int64_t), int threads) {
 
 int main(int argc, char** argv) {
   const double seconds = argc > 1 ? std::atof(argv[1]) : 0.5;
-  const bool all = argc <= 2 || std::strcmp(argv[2], "attention") != 0;
+  const char* section = argc > 2 ? argv[2] : "";
+  const bool all = std::strcmp(section, "attention") != 0 && std::strcmp(section, "norm") != 0;
+  const bool attention_section = all || std::strcmp(section, "attention") == 0;
   std::printf("ISA: %s\n", cpu_isa_name());
   std::mt19937 rng(0);
   std::normal_distribution<float> d;
@@ -377,11 +379,11 @@ int main(int argc, char** argv) {
                 per / 50257 * 1e9);
   }
   // LayerNorm / RMSNorm rows (simd_norm.inc), one thread: a decoding step runs 2 per layer
-  // + 1 at M = 1; a prompt-lookup pass or a batch at M = a few.
-  if (all) {
+  // + 1 at M = 1; a prompt-lookup pass or a batch at M = a few; a prompt at M = its length.
+  if (all || std::strcmp(section, "norm") == 0) {
     const auto& simd = cpu::simd();
     for (int64_t D : {256, 768, 4096})
-      for (int64_t M : {1, 8}) {
+      for (int64_t M : {1, 8, 128}) {
         std::vector<float> x(M * D), g(D), b(D), y(M * D);
         for (auto& v : x) v = d(rng);
         for (auto& v : g) v = d(rng);
@@ -395,6 +397,7 @@ int main(int argc, char** argv) {
                     (long long)D, (long long)M, ln * 1e6, rms * 1e6);
       }
   }
+  if (!attention_section) return 0;
   // Attention over a prompt, one head: blocks of consecutive queries through
   // attend_queries, as attention() runs a prompt. GFLOP/s counts the causal work only
   // (q.k and p.v, 2 x Dh multiply-adds per query-key pair the mask keeps).
