@@ -524,6 +524,31 @@ int main(int argc, char** argv) {
                   M > 1 ? (per - one) / (M - 1) * 1e6 : 0.0);
     }
   }
+  // A prompt's attention through the backend op, one layer of the default model's 4 heads
+  // of 64, 2 threads: the K/V stores, then the (block, head) items split between the
+  // threads by their query-key pairs.
+  {
+    ModelConfig c;
+    c.num_layers = 1;
+    c.num_heads = 4;
+    c.hidden_size = 256;
+    c.inner_size = c.vocab_size = 1;
+    c.max_positions = 512;
+    const int64_t H = 4, Dh = 64, S = 3 * H * Dh;
+    Context ctx(cpu_backend(), 2);
+    ctx.kv_cache().allocate(c, 1, 512);
+    std::vector<float> qkv(512 * S), out(512 * H * Dh);
+    for (auto& v : qkv) v = d(rng);
+    std::vector<TokenSlot> slots(512);
+    for (int64_t j = 0; j < 512; ++j) slots[j] = {0, j};
+    for (int64_t P : {25, 73, 147, 512}) {
+      const double per = seconds_per_call([&] {
+        cpu_backend().attention(ctx, ctx.kv_cache(), 0, H, qkv.data(), slots.data(), P, out.data());
+      }, seconds / 4);
+      std::printf("prompt attention P=%-3lld 4 heads of 64, 2 threads: %8.2f us\n", (long long)P,
+                  per * 1e6);
+    }
+  }
   if (!all) return 0;
   // Sampling cost over a GPT-2 vocabulary.
   std::vector<float> logits(50257);
