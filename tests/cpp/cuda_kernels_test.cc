@@ -213,12 +213,15 @@ void test_positions_embed_rotary(Context& cpu, Context& gpu) {
 }
 
 // Two passes (a prompt of several tokens per row, then one token each) over both
-// caches, with grouped KV heads; then the same with beam search's source tables.
+// caches, with grouped KV heads; then the same with beam search's source tables; and
+// with the first pass's K/V stored alone (store_kv, as a prompt's last layer does), which
+// the second pass then reads.
 void test_attention(Context& cpu, Context& gpu) {
   std::mt19937 rng(4);
   for (int64_t KVH : {4, 2, 1})
     for (int64_t Dh : {16, 64, 128})
-      for (bool sources : {false, true}) {
+      for (int variant = 0; variant < 3; ++variant) {
+        const bool sources = variant == 1, store_first = variant == 2;
         const ModelConfig c = fgpt_test::attention_config(2, 4, KVH, Dh);
         const int64_t H = 4, rows = 3, L = 40;
         cpu.kv_cache().allocate(c, rows, L);
@@ -242,6 +245,11 @@ void test_attention(Context& cpu, Context& gpu) {
           const auto qkv = random_vec(M * (H + 2 * KVH) * Dh, rng);
           std::vector<float> want(M * H * Dh);
           float* out = d.put(want);
+          if (store_first && pass == &first) {
+            cpu.backend().store_kv(cpu, cpu.kv_cache(), 1, H, qkv.data(), pass->data(), M);
+            gpu.backend().store_kv(gpu, gpu.kv_cache(), 1, H, d.put(qkv), pass->data(), M);
+            continue;
+          }
           cpu.backend().attention(cpu, cpu.kv_cache(), 1, H, qkv.data(), pass->data(), M, want.data());
           gpu.backend().attention(gpu, gpu.kv_cache(), 1, H, d.put(qkv), pass->data(), M, out);
           check_close(d.get(out, M * H * Dh), want, 1e-5, "attention");
