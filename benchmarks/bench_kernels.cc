@@ -80,6 +80,35 @@ __attribute__((target("avx512f,avx512bf16"))) static double peak_bf16_loop(int64
 }
 
 // Seconds per call of `fn`, after one warm-up call, over at least `seconds` of calls.
+// A model config for the attention cases: `layers` layers of `heads` heads of 64 and a KV
+// cache of up to `positions`; nothing else is used (sizes 1).
+static ModelConfig attention_shape(int64_t layers, int64_t heads, int64_t positions) {
+  ModelConfig c;
+  c.num_layers = layers;
+  c.num_heads = heads;
+  c.hidden_size = heads * 64;
+  c.inner_size = c.vocab_size = 1;
+  c.max_positions = positions;
+  return c;
+}
+
+// A 2-thread context whose KV cache holds one row of c.max_positions, with random
+// q / k / v rows for that many tokens at slots 0, 1, ... (the attention cases below).
+struct AttentionRun {
+  AttentionRun(const ModelConfig& c, std::mt19937& rng) : ctx(cpu_backend(), 2) {
+    const int64_t n = c.max_positions, H = c.num_heads, Dh = c.head_dim();
+    ctx.kv_cache().allocate(c, 1, n);
+    std::normal_distribution<float> d;
+    qkv.resize(n * 3 * H * Dh);
+    for (auto& v : qkv) v = d(rng);
+    out.resize(n * H * Dh);
+    for (int64_t j = 0; j < n; ++j) slots.push_back({0, j});
+  }
+  Context ctx;
+  std::vector<float> qkv, out;
+  std::vector<TokenSlot> slots;
+};
+
 template <typename F>
 static double seconds_per_call(F&& fn, double seconds) {
   fn();
@@ -455,12 +484,7 @@ int main(int argc, char** argv) {
   // (kv_cache_dtype): 2 threads, GB/s of cache read. At batch 1 these bytes come on top of
   // the weights; from n = 512 (37.7 MB in float32) the cache no longer fits in L3.
   {
-    ModelConfig c;
-    c.num_layers = 12;
-    c.num_heads = 12;
-    c.hidden_size = 768;
-    c.inner_size = c.vocab_size = 1;
-    c.max_positions = 1024;
+    const ModelConfig c = attention_shape(12, 12, 1024);
     const int64_t H = 12, Dh = 64, S = 3 * H * Dh;
     for (int64_t n : {128, 512, 1024}) {
       double ms[2] = {0, 0};
@@ -496,18 +520,13 @@ int main(int argc, char** argv) {
   // one costs its own pass over the keys; from there the block's lanes layout costs about
   // the same for any count up to the lanes.
   for (const int64_t shape : {4, 12}) {
-    ModelConfig c;
-    c.num_layers = c.num_heads = shape;
-    c.hidden_size = shape * 64;
-    c.inner_size = c.vocab_size = 1;
-    c.max_positions = 256;
-    const int64_t H = shape, Dh = 64, S = 3 * H * Dh, n0 = 200;
-    Context ctx(cpu_backend(), 2);
-    ctx.kv_cache().allocate(c, 1, 256);
-    std::vector<float> qkv(256 * S), out(256 * H * Dh);
-    for (auto& v : qkv) v = d(rng);
-    std::vector<TokenSlot> slots(256);
-    for (int64_t j = 0; j < 256; ++j) slots[j] = {0, j};
+    const ModelConfig c = attention_shape(shape, shape, 256);
+    const int64_t H = shape, n0 = 200;
+    AttentionRun run(c, rng);
+    Context& ctx = run.ctx;
+    const std::vector<float>& qkv = run.qkv;
+    std::vector<float>& out = run.out;
+    const std::vector<TokenSlot>& slots = run.slots;
     for (int64_t l = 0; l < c.num_layers; ++l)  // the prompt fills the cache
       cpu_backend().attention(ctx, ctx.kv_cache(), l, H, qkv.data(), slots.data(), n0, out.data());
     double one = 0;
@@ -528,22 +547,11 @@ int main(int argc, char** argv) {
   // of 64, 2 threads: the K/V stores, then the (block, head) items split between the
   // threads by their query-key pairs.
   {
-    ModelConfig c;
-    c.num_layers = 1;
-    c.num_heads = 4;
-    c.hidden_size = 256;
-    c.inner_size = c.vocab_size = 1;
-    c.max_positions = 512;
-    const int64_t H = 4, Dh = 64, S = 3 * H * Dh;
-    Context ctx(cpu_backend(), 2);
-    ctx.kv_cache().allocate(c, 1, 512);
-    std::vector<float> qkv(512 * S), out(512 * H * Dh);
-    for (auto& v : qkv) v = d(rng);
-    std::vector<TokenSlot> slots(512);
-    for (int64_t j = 0; j < 512; ++j) slots[j] = {0, j};
+    AttentionRun run(attention_shape(1, 4, 512), rng);
     for (int64_t P : {25, 73, 147, 512}) {
       const double per = seconds_per_call([&] {
-        cpu_backend().attention(ctx, ctx.kv_cache(), 0, H, qkv.data(), slots.data(), P, out.data());
+        cpu_backend().attention(run.ctx, run.ctx.kv_cache(), 0, 4, run.qkv.data(),
+                                run.slots.data(), P, run.out.data());
       }, seconds / 4);
       std::printf("prompt attention P=%-3lld 4 heads of 64, 2 threads: %8.2f us\n", (long long)P,
                   per * 1e6);
