@@ -72,7 +72,8 @@ def load_entry(entry: str, path, workdir, group_size: Optional[int] = None,
 def _head_fits_gptq(path) -> bool:
     """Whether the checkpoint's LM head ([vocab, width]) fits the GPTQ layout."""
     from fastergpt.checkpoint import _hf_config
+    from fastergpt.gptq_format import fits_layout
     from fastergpt.pretrained import resolve_model_path
 
     config = _hf_config(resolve_model_path(path))
-    return config.vocab_size % 8 == 0 and (config.embed_size or config.n_embd) % 8 == 0
+    return fits_layout(config.vocab_size, config.embed_size or config.n_embd)

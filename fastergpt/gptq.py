@@ -453,8 +453,8 @@ def quantize_model(model_dir, output_dir, method: str = "gptq", bits: int = BITS
     staying float. `progress` receives one line per layer (default: stderr). Returns the
     output directory."""
     from fastergpt.checkpoint import _hf_config, detect_layout
-    from fastergpt.gptq_format import (check_output_dir, gptq_config, quantization_config,
-                                       write_gptq_checkpoint)
+    from fastergpt.gptq_format import (check_output_dir, fits_layout, gptq_config,
+                                       quantization_config, write_gptq_checkpoint)
     from fastergpt.pretrained import resolve_model_path
 
     log = progress or _stderr
@@ -496,14 +496,14 @@ def quantize_model(model_dir, output_dir, method: str = "gptq", bits: int = BITS
         for i, modules in enumerate(per_layer):
             for name, m in modules:
                 N, K = linear_weight(m).shape
-                if N % 8 or K % 8:
+                if not fits_layout(N, K):
                     raise ValueError(f"{prefix}.{i}.{name} is [{N}, {K}] (out, in); the GPTQ layout "
                                      "needs both in multiples of 8")
         head = model.get_output_embeddings() if lm_head else None
         if head is not None:
             head_name = next(n for n, m in model.named_modules() if m is head)
             N, K = head.weight.shape
-            if N % 8 or K % 8:
+            if not fits_layout(N, K):
                 raise ValueError(f"lm_head: the LM head ({head_name}) is [{N}, {K}] (out, in); "
                                  "the GPTQ layout needs both in multiples of 8: leave lm_head "
                                  "out (--vocab_dtype int4 then rounds it to nearest at load)")

@@ -138,6 +138,12 @@ def write_safetensors(path: Path, tensors: dict, metadata: dict | None = None) -
 _SHIFTS = (4 * np.arange(8)).astype(np.uint32)
 
 
+def fits_layout(rows: int, cols: int) -> bool:
+    """Whether a [rows, cols] (out, in) matrix fits the layout: eight 4-bit values per int32
+    word along the inputs (qweight) and along the outputs (qzeros)."""
+    return rows % 8 == 0 and cols % 8 == 0
+
+
 def _pack_rows(values: np.ndarray) -> np.ndarray:
     """int32 [R/8, C]: eight 4-bit values of each column per word, value j of word i
     from row 8i + j in bits 4j..4j+3."""
@@ -183,7 +189,7 @@ def module_tensors(module: str, m: QuantizedMatrix, checkpoint_format: str = "gp
     """{"<module>.qweight": ..., ".qzeros", ".scales", ".g_idx"} of a quantized matrix."""
     m.check(module)
     N, K = m.rows, m.cols
-    if N % 8 or K % 8:
+    if not fits_layout(N, K):
         raise ValueError(f"{module}: GPTQ's layout needs outputs and inputs in multiples of 8, "
                          f"this matrix is [{N}, {K}] (out, in)")
     try:
@@ -299,7 +305,7 @@ def _quantized_matrix(file: Path, module: str, wname: str, expected: tuple, part
     else:
         transposed = _default_in_out(model_type, wname)
     N, K = (b, a) if transposed else (a, b)
-    if K % 8 or N % 8:
+    if not fits_layout(N, K):
         raise CheckpointError(f"{file}: {wname} is [{N}, {K}] (out, in); GPTQ's layout needs "
                               "both in multiples of 8")
     G = K if cfg["group_size"] == -1 else cfg["group_size"]
