@@ -7,7 +7,6 @@ fastergpt.export (its packed parameters are read back as they are).
 from __future__ import annotations
 
 import dataclasses
-
 import os
 import re
 from pathlib import Path
