@@ -16,6 +16,7 @@ void layer_norm(Context& ctx, const float* x, int64_t M, int64_t D, const float*
   const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, D));
   const auto rows = simd().layer_norm_rows;
   ctx.pool().parallel_for(M, grain, [&](int64_t m0, int64_t m1) {
+    request_lines(x + m0 * D, (m1 - m0) * D * 4);
     rows(x + m0 * D, m1 - m0, D, gamma, beta, eps, y + m0 * D);
   });
 }
@@ -27,6 +28,7 @@ void rms_norm(Context& ctx, const float* x, int64_t M, int64_t D, const float* g
   const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, D));
   const auto rows = simd().rms_norm_rows;
   ctx.pool().parallel_for(M, grain, [&](int64_t m0, int64_t m1) {
+    request_lines(x + m0 * D, (m1 - m0) * D * 4);
     rows(x + m0 * D, m1 - m0, D, gamma, eps, y + m0 * D);
   });
 }

@@ -4,7 +4,8 @@
 // A format whose row says kInt8Rows gets its activations quantised per row
 // once per call (read in an act-order matrix's column order, matrix.h),
 // then multiplies int8 x int8 -> int32; a float format under
-// matmul_precision=bfloat16 gets them as bfloat16 pairs.
+// matmul_precision=bfloat16 gets them as bfloat16 pairs. Each thread first requests
+// every line of its input at once (request_lines, cpu_ops.h).
 #include <algorithm>
 #include <vector>
 
@@ -32,17 +33,20 @@ void linear(Context& ctx, const float* x, int64_t M, const Matrix& W, const floa
     thread_local std::vector<float> sx;
     if (static_cast<int64_t>(xs.size()) < M * K) xs.resize(M * K);
     if (static_cast<int64_t>(sx.size()) < M) sx.resize(M);
+    request_lines(x, M * K * 4);
     simd().quantize_rows(x, M, K, W.columns, xs.data(), sx.data());
     // Plain pointers: inside the lambda, `xs` would name the worker's own thread_local.
     const int8_t* xq = xs.data();
     const float* xscale = sx.data();
     if (input == ActivationInput::kInt8Groups) {
       pool.parallel_for(N, grain, [&](int64_t n0, int64_t n1) {
+        request_lines(xq, M * K);
         k.int8_groups(xq, xscale, M, W, n0, n1, bias, epilogue, y);
       });
       return;
     }
     pool.parallel_for(N, grain, [&](int64_t n0, int64_t n1) {
+      request_lines(xq, M * K);
       k.int8_rows(xq, xscale, M, W, n0, n1, bias, epilogue, y);
     });
     return;
@@ -55,11 +59,13 @@ void linear(Context& ctx, const float* x, int64_t M, const Matrix& W, const floa
     simd().to_bf16_pairs(x, M, K, pairs.data());
     const uint32_t* xb = pairs.data();
     pool.parallel_for(N, grain, [&](int64_t n0, int64_t n1) {
+      request_lines(xb, M * bf16_pair_words(K) * 4);
       k.bf16_rows(xb, M, W, n0, n1, bias, epilogue, y);
     });
     return;
   }
   pool.parallel_for(N, grain, [&](int64_t n0, int64_t n1) {
+    request_lines(x, M * K * 4);
     k.float_rows(x, M, W, n0, n1, bias, epilogue, y);
   });
 }
