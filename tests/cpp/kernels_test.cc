@@ -755,7 +755,8 @@ static void test_dot_rows_bit_identical() {
 // A block of consecutive queries (attend_queries) gives, bit for bit, what the
 // per-query kernels give each query alone, on every ISA: the prompt pass and decoding
 // agree exactly. Head sizes with and without a tail, blocks at the start of a row and
-// further in, every block length up to the lanes.
+// further in (from 40, blocks of keys that every query of the block sees, which are
+// scored for several queries at once), every block length up to the lanes.
 static void test_attend_queries_bit_identical() {
   std::mt19937 rng(21);
   for (const char* isa : cpu::kIsaNames) {
@@ -763,7 +764,7 @@ static void test_attend_queries_bit_identical() {
     if (!k) continue;
     const int64_t lanes = k->attention_lanes();
     for (int64_t Dh : {1, 16, 33, 64, 80, 128}) {
-      for (int64_t n0 : {0, 1, 7, 40}) {
+      for (int64_t n0 : {0, 1, 7, 40, 101}) {
         for (int64_t T = 1; T <= lanes; ++T) {
           const int64_t ldq = Dh + 3, ldo = Dh + 5, n = n0 + T;
           auto Q = random_vec(T * ldq, rng, 2.0f), K = random_vec(n * Dh, rng, 2.0f),
