@@ -5,7 +5,9 @@ given (the standard library's docstrings, the default model's own domain), where
 the output copies spans of the input. Every setting is timed interleaved with the
 others, `--repeats` times, and the median is kept; the output of every setting is
 checked to equal plain greedy's, token for token. Prints tokens/s, the ratio to
-plain greedy, and the drafts' acceptance rate, with the CPU model; tokens/s counts the
+plain greedy (the median of the rounds' ratios: each round runs every setting back to
+back, every other round in reverse order, so that the host's drift between rounds
+cancels), and the drafts' acceptance rate, with the CPU model; tokens/s counts the
 whole generate() call, prompt pass included, and again after the prompt pass (the
 tokens after the first over the time after a 1-token generate() of the same prompts),
 where prompt lookup acts.
@@ -71,12 +73,13 @@ def main():
     times = {k: [] for k in a.drafts}
     prompt_times = []
     stats = {}
-    for _ in range(a.repeats):
+    for r in range(a.repeats):
         t0 = time.perf_counter()
         for ids in batch:
             engine.generate(ids, **first)
         prompt_times.append(time.perf_counter() - t0)
-        for k in a.drafts:  # interleaved, so that drift hits every setting alike
+        # Interleaved, every other round in reverse, so that drift hits every setting alike.
+        for k in (a.drafts if r % 2 == 0 else a.drafts[::-1]):
             t0 = time.perf_counter()
             outs = [engine.generate(ids, **settings[k]) for ids in batch]
             times[k].append(time.perf_counter() - t0)
@@ -85,29 +88,42 @@ def main():
             stats[k] = (sum(o.get("drafted_tokens", 0) for o in outs),
                         sum(o.get("accepted_tokens", 0) for o in outs))
     tokens = a.new_tokens * len(batch)
-    base = tokens / statistics.median(times[0]) if 0 in times else None
     # The same after the prompt pass: the tokens after the first, over the time after it.
     prompt_s = statistics.median(prompt_times)
     later = {k: (tokens - len(batch)) / (statistics.median(times[k]) - prompt_s) for k in a.drafts}
+
+    def paired(k, after_prompt=False):
+        """The ratio to plain greedy round by round (each round's calls ran back to back, so
+        the host's drift between rounds, which moved the medians' ratio by 0.1x or more
+        here, cancels): the median and the range of the rounds."""
+        if 0 not in times:
+            return None, None, None
+        cut = prompt_times if after_prompt else [0.0] * a.repeats
+        ratios = sorted((g - c) / (t - c) for g, t, c in zip(times[0], times[k], cut))
+        return statistics.median(ratios), ratios[0], ratios[-1]
     print(f"prompt lookup, {path.name if a.model != 'default' else 'default model'} ({a.dtype}, "
           f"matmul_precision {a.matmul_precision}), "
           f"{len(batch)} prompts, {a.new_tokens} new tokens each, batch 1, {a.threads} threads, "
-          f"median of {a.repeats}; CPU {cpu_model()}")
+          f"median of {a.repeats}; the ratios to greedy are medians of per-round ratios (their "
+          f"range in brackets); CPU {cpu_model()}")
     rows = []
     for k in a.drafts:
         tps = tokens / statistics.median(times[k])
         drafted, accepted = stats[k]
+        vs, vs_lo, vs_hi = paired(k)
+        vs_after, after_lo, after_hi = paired(k, after_prompt=True)
         row = {"prompt_lookup_num_tokens": k, "tokens_per_s": tps,
-               "vs_greedy": tps / base if base else None,
+               "vs_greedy": vs, "vs_greedy_rounds": [vs_lo, vs_hi],
                "tokens_per_s_after_prompt": later[k],
-               "vs_greedy_after_prompt": later[k] / later[0] if 0 in later else None,
+               "vs_greedy_after_prompt": vs_after, "vs_greedy_after_prompt_rounds": [after_lo, after_hi],
                "drafted": drafted, "accepted": accepted,
                "acceptance": accepted / drafted if drafted else None,
                "tokens_per_pass": tokens / (tokens - accepted)}
         rows.append(row)
-        after = (f"; after the prompt pass {later[k]:8.1f} tok/s {row['vs_greedy_after_prompt']:.2f}x"
-                 if 0 in later else "")
-        print(f"  K={k:2d}: {tps:8.1f} tok/s  {row['vs_greedy']:.2f}x greedy{after}  drafted {drafted:5d} "
+        ratio = f"  {vs:.2f}x ({vs_lo:.2f}-{vs_hi:.2f}) greedy" if vs else ""
+        after = (f"; after the prompt pass {later[k]:8.1f} tok/s {vs_after:.2f}x "
+                 f"({after_lo:.2f}-{after_hi:.2f})" if vs_after else "")
+        print(f"  K={k:2d}: {tps:8.1f} tok/s{ratio}{after}  drafted {drafted:5d} "
               f"accepted {accepted:5d} ({100 * (row['acceptance'] or 0):.0f}%)  "
               f"{row['tokens_per_pass']:.2f} tokens per pass")
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
