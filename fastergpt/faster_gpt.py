@@ -31,6 +31,10 @@ class GenerationOutput:
     # float32 [B*R]: beam search, transformers' sequences_scores (sum of logprobs /
     # length^length_penalty); the other strategies, the sum of logprobs
     scores: Optional[paddle.Tensor] = None
+    # prompt_lookup_num_tokens > 0: the tokens drafted and those accepted over the batch
+    # (as Engine.generate returns them); 0 and 0 without prompt lookup.
+    drafted_tokens: int = 0
+    accepted_tokens: int = 0
 
     def __iter__(self):  # ids, lengths = model.generate(...)
         return iter((self.ids, self.lengths))
@@ -135,8 +139,9 @@ class FasterGPT(paddle.nn.Layer):
         """input_ids, attention_mask: int64 [B, L]; settings: float64 [S], one value per
         name of `fastergpt.settings.setting_names()` (what `generate` builds);
         end_token_ids int64 [K] and stop_strings int32 [S, N] as `fastergpt.stops`
-        builds them. Returns (ids, lengths, logprobs, scores); a to_static export has
-        these four outputs."""
+        builds them. Returns (ids, lengths, logprobs, scores, prompt_lookup_counts), the
+        last int64 [2]: prompt lookup's drafted and accepted tokens; a to_static export has
+        these five outputs."""
         return fastergpt_generate(
             input_ids, attention_mask, settings, end_token_ids, stop_strings, self.vocab_bytes,
             self.vocab_offsets, self.packed_weights(),
@@ -182,10 +187,11 @@ class FasterGPT(paddle.nn.Layer):
         ends = paddle.to_tensor(end_ids_array(end_token_ids))
         stops = paddle.to_tensor(stop_strings_array(stop))
         try:
-            out_ids, lengths, logprobs, scores = self.forward(ids, mask, vector, ends, stops)
+            out_ids, lengths, logprobs, scores, counts = self.forward(ids, mask, vector, ends, stops)
         except OSError as e:
             raise op_error_to_value_error(e) from None
-        return GenerationOutput(out_ids, lengths, logprobs, scores)
+        drafted, accepted = (int(v) for v in counts.numpy())
+        return GenerationOutput(out_ids, lengths, logprobs, scores, drafted, accepted)
 
 
 def _engine_of(model: "FasterGPT"):

@@ -31,6 +31,10 @@ class PredictorOutput:
     ids: np.ndarray  # int64 [B*R, T]
     lengths: np.ndarray  # int64 [B*R]
     scores: Optional[np.ndarray] = None  # float32 [B*R], as GenerationOutput.scores
+    # Prompt lookup's drafted and accepted tokens over the batch, as GenerationOutput's;
+    # None from a directory exported before the graph had them as an output.
+    drafted_tokens: Optional[int] = None
+    accepted_tokens: Optional[int] = None
 
 
 class Predictor:
@@ -132,10 +136,11 @@ class Predictor:
                  "settings": settings_vector(values, self.settings_layout),
                  "end_token_ids": end_ids_array(ends), "stop_strings": stop_strings_array(stops)}
         with self._lock:
-            out_ids, lengths, scores = self._run(feeds)
+            out_ids, lengths, scores, counts = self._run(feeds)
         texts = [cut_at_stop(self.tokenizer.decode(row[:n]), stops)
                  for row, n in zip(out_ids, lengths)]
-        return PredictorOutput(texts, out_ids, lengths, scores)
+        drafted, accepted = (None, None) if counts is None else (int(v) for v in counts)
+        return PredictorOutput(texts, out_ids, lengths, scores, drafted, accepted)
 
     def _run(self, feeds: dict):
         for name in self._inputs:
@@ -151,7 +156,10 @@ class Predictor:
             raise PredictorError(f"{self.dir}: the predictor failed ({e}); check the inputs "
                                  "and settings against the model's config.json") from None
         names = self._predictor.get_output_names()
-        return tuple(self._predictor.get_output_handle(names[i]).copy_to_cpu() for i in (0, 1, 3))
+        out = [self._predictor.get_output_handle(names[i]).copy_to_cpu() for i in (0, 1, 3)]
+        # (An export made before the operator had its fifth output, prompt_lookup_counts.)
+        counts = self._predictor.get_output_handle(names[4]).copy_to_cpu() if len(names) > 4 else None
+        return (*out, counts)
 
 
 def check_request(ids: np.ndarray, mask: np.ndarray, values: dict, architecture: str,

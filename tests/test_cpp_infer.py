@@ -78,6 +78,8 @@ PROMPTS = ["The function returns", "café", "日本語のテキスト and more w
     # Settings added after the export format: flags derived from the engine's table.
     {"decode_strategy": "sampling", "typical_p": 0.7, "min_p": 0.05, "seed": 11,
      "max_new_tokens": 10},
+    # Prompt lookup: the drafts' counts as well.
+    {"decode_strategy": "greedy_search", "max_new_tokens": 12, "prompt_lookup_num_tokens": 3},
 ])
 def test_gpt_infer_matches_python_predictor(cpp_build, exported, settings):
     from fastergpt.predictor import Predictor
@@ -95,6 +97,9 @@ def test_gpt_infer_matches_python_predictor(cpp_build, exported, settings):
     want = Predictor(exported).generate(PROMPTS, **settings)
     assert got["ids"] == want.ids.tolist()
     assert got["texts"] == want.texts
+    assert (got["drafted_tokens"], got["accepted_tokens"]) == (want.drafted_tokens, want.accepted_tokens)
+    if settings.get("prompt_lookup_num_tokens"):
+        assert got["drafted_tokens"] > 0
 
 
 def test_prompt_file_and_batches(cpp_build, exported, tmp_path):

@@ -3,6 +3,8 @@ from n-grams already in the prompt or output and checks them in one pass. Its ou
 must be plain greedy's token for token (and transformers' with the same setting),
 with every processor and stop condition, in every front end; it is refused where it
 cannot be exact (sampling, beam search, streams)."""
+import re
+
 import numpy as np
 import pytest
 
@@ -86,11 +88,36 @@ def test_stop_conditions_and_every_front_end(tmp_path):
         got = engine.generate(ids, mask, stop=stops, end_token_ids=[13], prompt_lookup_num_tokens=5, **kw)
         np.testing.assert_array_equal(got["ids"], want["ids"])
         assert got["accepted_tokens"] > 0
+    # Every front end reports the drafts' counts, the Engine's.
+    counts = engine.generate(ids, mask, prompt_lookup_num_tokens=5, **kw)
+    counts = (counts["drafted_tokens"], counts["accepted_tokens"])
+    assert counts[1] > 0
     faster = FasterGPT.from_pretrained().generate(ids, mask, prompt_lookup_num_tokens=5, **kw)
     np.testing.assert_array_equal(faster.ids.numpy(), engine.generate(ids, mask, **kw)["ids"])
+    assert (faster.drafted_tokens, faster.accepted_tokens) == counts
+    plain = FasterGPT.from_pretrained().generate(ids, mask, **kw)
+    assert (plain.drafted_tokens, plain.accepted_tokens) == (0, 0)
     export = export_model("default", tmp_path / "export", log=lambda s: None)
     p = Predictor(export).generate(prompts, prompt_lookup_num_tokens=5, **kw)
     np.testing.assert_array_equal(p.ids, engine.generate(ids, mask, **kw)["ids"])
+    assert (p.drafted_tokens, p.accepted_tokens) == counts
+
+
+@pytest.mark.parametrize("exported", [False, True])
+def test_infer_command_line_reports_the_drafts(exported, tmp_path, capsys):
+    """infer.py prints how many drafted tokens were accepted, from the Paddle op in
+    dygraph and from an exported directory alike."""
+    from fastergpt.cli.infer import main as infer_main
+    from fastergpt.export import export_model
+
+    source = (["--inference_model_dir", str(export_model("default", tmp_path / "e", log=lambda s: None))]
+              if exported else [])
+    prompt = " ".join(str.split.__doc__.split()) + "\n\nIn short: Return a list"
+    assert infer_main([*source, "--prompt", prompt, "--max_length", "24", "--decode_strategy",
+                       "greedy_search", "--prompt_lookup_num_tokens", "4"]) == 0
+    found = re.search(r"^prompt lookup: (\d+) of (\d+) drafted tokens accepted \(\d+%\)$",
+                      capsys.readouterr().out, re.M)
+    assert found and 0 < int(found[1]) <= int(found[2])
 
 
 def test_refused_where_it_cannot_be_exact(family):

@@ -23,7 +23,9 @@
 //             what `settings` holds, recorded in the graph so any later engine
 //             reads an export correctly).
 // Outputs: output_ids int64 [B*R, T], lengths int64 [B*R], logprobs float32 [B*R, T],
-// scores float32 [B*R] (beam search: transformers' sequences_scores; else sum of logprobs).
+// scores float32 [B*R] (beam search: transformers' sequences_scores; else sum of logprobs),
+// prompt_lookup_counts int64 [2] (prompt lookup's drafted and accepted tokens over the
+// batch; 0 and 0 without it).
 #include <string>
 #include <vector>
 
@@ -147,11 +149,14 @@ std::vector<paddle::Tensor> generate_kernel(
     auto lengths = paddle::empty({r.rows}, paddle::DataType::INT64, paddle::CPUPlace());
     auto logprobs = paddle::empty({r.rows, r.steps}, paddle::DataType::FLOAT32, paddle::CPUPlace());
     auto scores = paddle::empty({r.rows}, paddle::DataType::FLOAT32, paddle::CPUPlace());
+    auto counts = paddle::empty({2}, paddle::DataType::INT64, paddle::CPUPlace());
+    counts.data<int64_t>()[0] = r.drafted_tokens;
+    counts.data<int64_t>()[1] = r.accepted_tokens;
     std::copy(r.scores.begin(), r.scores.end(), scores.data<float>());
     std::copy(r.ids.begin(), r.ids.end(), ids.data<int64_t>());
     std::copy(r.lengths.begin(), r.lengths.end(), lengths.data<int64_t>());
     std::copy(r.logprobs.begin(), r.logprobs.end(), logprobs.data<float>());
-    return {ids, lengths, logprobs, scores};
+    return {ids, lengths, logprobs, scores, counts};
   } catch (const Error& e) {
     PD_THROW("fastergpt_generate: ", e.what());
   } catch (const std::bad_alloc&) {
@@ -169,7 +174,7 @@ std::vector<std::vector<int64_t>> generate_shape(const std::vector<int64_t>&,
                                                  const std::vector<int64_t>&,
                                                  const std::vector<int64_t>&,
                                                  const std::vector<std::vector<int64_t>>&) {
-  return {{-1, -1}, {-1}, {-1, -1}, {-1}};
+  return {{-1, -1}, {-1}, {-1, -1}, {-1}, {2}};
 }
 
 std::vector<paddle::DataType> generate_dtype(const paddle::DataType&, const paddle::DataType&,
@@ -178,7 +183,7 @@ std::vector<paddle::DataType> generate_dtype(const paddle::DataType&, const padd
                                              const paddle::DataType&,
                                              const std::vector<paddle::DataType>&) {
   return {paddle::DataType::INT64, paddle::DataType::INT64, paddle::DataType::FLOAT32,
-          paddle::DataType::FLOAT32};
+          paddle::DataType::FLOAT32, paddle::DataType::INT64};
 }
 
 }  // namespace
@@ -186,7 +191,7 @@ std::vector<paddle::DataType> generate_dtype(const paddle::DataType&, const padd
 PD_BUILD_OP(fastergpt_generate)
     .Inputs({"input_ids", "attention_mask", "settings", "end_token_ids", "stop_strings",
              "vocab_bytes", "vocab_offsets", paddle::Vec("weights")})
-    .Outputs({"output_ids", "lengths", "logprobs", "scores"})
+    .Outputs({"output_ids", "lengths", "logprobs", "scores", "prompt_lookup_counts"})
     .Attrs({"architecture: std::string", "weight_format: std::string",
             "settings_layout: std::string"})
     .SetKernelFn(PD_KERNEL(generate_kernel))

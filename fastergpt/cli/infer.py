@@ -156,15 +156,19 @@ class Runner:
             self.label = f"{name} (FasterGPT, dygraph)"
 
     def generate(self, ids, mask, s, stop=None, end_token_ids=None):
+        """(ids, lengths, (drafted, accepted) tokens of prompt lookup, or None where the
+        exported directory predates that output)."""
         if self.engine is not None:
             out = self.engine.generate(ids, mask, stop=stop, end_token_ids=end_token_ids, **s)
-            return out["ids"], out["lengths"]
+            return (out["ids"], out["lengths"],
+                    (out.get("drafted_tokens", 0), out.get("accepted_tokens", 0)))
         if self.predictor is not None:
             out = self.predictor.generate(input_ids=ids, attention_mask=mask, stop=stop,
                                           end_token_ids=end_token_ids, **s)
-            return out.ids, out.lengths
+            counts = None if out.drafted_tokens is None else (out.drafted_tokens, out.accepted_tokens)
+            return out.ids, out.lengths, counts
         out = self.model.generate(ids, mask, stop=stop, end_token_ids=end_token_ids, **s)
-        return out.ids.numpy(), out.lengths.numpy()
+        return out.ids.numpy(), out.lengths.numpy(), (out.drafted_tokens, out.accepted_tokens)
 
 
 def run_benchmark(runner, ids, mask, s, n: int) -> None:
@@ -180,7 +184,7 @@ def run_benchmark(runner, ids, mask, s, n: int) -> None:
             t.append(time.perf_counter() - t0)
         return float(np.mean(t)), out
 
-    fast_s, (out_ids, lengths) = timed(lambda: runner.generate(ids, mask, s))
+    fast_s, (out_ids, lengths, _) = timed(lambda: runner.generate(ids, mask, s))
     config, state = load_state_dict(runner.source if runner.predictor is None else runner.predictor.dir)
     ref = GPTLMHeadModel(config)
     ref.load_numpy_state_dict(state)
@@ -223,17 +227,22 @@ def _main(argv) -> int:
     print(f"settings: {', '.join(f'{k}={v}' for k, v in s.items())}\n")
     batch = args.batch_size or len(prompts)
     total_tokens, total_time = 0, 0.0
+    drafted = accepted = 0  # prompt lookup's, over every batch (None: not reported)
     for start in range(0, len(prompts), batch):
         chunk = prompts[start:start + batch]
         try:
             ids, mask = tok.encode_batch(chunk)
             t0 = time.perf_counter()
-            out_ids, lengths = runner.generate(ids, mask, s, stops, end_ids)
+            out_ids, lengths, counts = runner.generate(ids, mask, s, stops, end_ids)
             total_time += time.perf_counter() - t0
         except (ValueError, RuntimeError) as e:  # RuntimeError: PredictorError
             print(f"error: {e}", file=sys.stderr)
             return 2
         total_tokens += int(lengths.sum())
+        if counts is None or drafted is None:
+            drafted = accepted = None
+        else:
+            drafted, accepted = drafted + counts[0], accepted + counts[1]
         R = s.get("num_return_sequences", 1)
         for i, row in enumerate(out_ids):
             prompt = chunk[i // R]
@@ -242,6 +251,13 @@ def _main(argv) -> int:
             print(f"[{start + i // R}{'.' + str(i % R) if R > 1 else ''}] {shown}\033[1m{text}\033[0m"
                   if sys.stdout.isatty() else f"[{start + i // R}{'.' + str(i % R) if R > 1 else ''}] {shown}{text}")
     print(f"\n{total_tokens} tokens in {total_time * 1e3:.1f} ms: {total_tokens / total_time:.1f} tokens/s")
+    if s.get("prompt_lookup_num_tokens", 0) > 0:
+        if drafted is None:
+            print("prompt lookup: this exported directory does not report its drafts (exported "
+                  "before the graph had them as an output)")
+        else:
+            share = f" ({100 * accepted / drafted:.0f}%)" if drafted else ""
+            print(f"prompt lookup: {accepted} of {drafted} drafted tokens accepted{share}")
     if args.benchmark > 0:
         ids, mask = tok.encode_batch(prompts[:batch])
         try:

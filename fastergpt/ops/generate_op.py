@@ -21,7 +21,9 @@ def fastergpt_generate(input_ids, attention_mask, settings, end_token_ids, stop_
                        weight_format: str, settings_layout: str):
     """Runs the fused generation. `settings` is a float64 [S] tensor holding one value
     per name of `settings_layout` ("name,name,..."); the stop conditions are tensors as
-    `fastergpt.stops` builds them; returns (output_ids, lengths, logprobs, scores)."""
+    `fastergpt.stops` builds them; returns (output_ids, lengths, logprobs, scores,
+    prompt_lookup_counts): prompt_lookup_counts int64 [2] holds prompt lookup's drafted and
+    accepted tokens over the batch."""
     load_ops()
     from paddle import _C_ops
     from paddle.framework import in_dynamic_or_pir_mode
@@ -45,11 +47,13 @@ def fastergpt_generate(input_ids, attention_mask, settings, end_token_ids, stop_
         "lengths": helper.create_variable(dtype="int64"),
         "logprobs": helper.create_variable(dtype="float32"),
         "scores": helper.create_variable(dtype="float32"),
+        "prompt_lookup_counts": helper.create_variable(dtype="int64"),
     }
     helper.append_op(type=OP_NAME, inputs=ins, outputs=outs,
                      attrs={"architecture": attrs[0], "weight_format": attrs[1],
                             "settings_layout": attrs[2]})
-    return outs["output_ids"], outs["lengths"], outs["logprobs"], outs["scores"]
+    return (outs["output_ids"], outs["lengths"], outs["logprobs"], outs["scores"],
+            outs["prompt_lookup_counts"])
 
 
 def op_error_to_value_error(err: OSError) -> Exception:

@@ -253,7 +253,12 @@ class Runner {
     ids_out_ = predictor_->GetOutputHandle(outs.at(0)).release();
     len_out_ = predictor_->GetOutputHandle(outs.at(1)).release();
     scores_out_ = predictor_->GetOutputHandle(outs.at(3)).release();
+    // (A directory exported before the operator had its fifth output has none.)
+    if (outs.size() > 4) counts_out_ = predictor_->GetOutputHandle(outs.at(4)).release();
   }
+
+  // Whether the graph reports prompt lookup's drafted and accepted tokens.
+  bool reports_counts() const { return counts_out_ != nullptr; }
 
   // ids/mask [B, L], settings [S] in the export's layout; returns ids [B', T] and lengths [B'].
   // The stop conditions as the graph takes them (csrc/paddle/fastergpt_op.cc): end ids
@@ -277,7 +282,8 @@ class Runner {
 
   void run(const std::vector<int64_t>& ids, const std::vector<int64_t>& mask, int B, int L,
            const std::vector<double>& settings, std::vector<int64_t>* out_ids,
-           std::vector<int64_t>* lengths, std::vector<float>* scores, int* T) {
+           std::vector<int64_t>* lengths, std::vector<float>* scores, int* T,
+           int64_t* drafted = nullptr, int64_t* accepted = nullptr) {
     feed("input_ids", {B, L}, ids.data());
     feed("attention_mask", {B, L}, mask.data());
     feed("settings", {static_cast<int>(settings.size())}, settings.data());
@@ -296,6 +302,12 @@ class Runner {
     len_out_->CopyToCpu(lengths->data());
     scores->resize(lengths->size());
     scores_out_->CopyToCpu(scores->data());
+    if (counts_out_ && drafted && accepted) {  // added to: a run may take several batches
+      int64_t counts[2] = {0, 0};
+      counts_out_->CopyToCpu(counts);
+      *drafted += counts[0];
+      *accepted += counts[1];
+    }
   }
 
  private:
@@ -315,6 +327,7 @@ class Runner {
   paddle_infer::Tensor* ids_out_ = nullptr;
   paddle_infer::Tensor* len_out_ = nullptr;
   paddle_infer::Tensor* scores_out_ = nullptr;
+  paddle_infer::Tensor* counts_out_ = nullptr;
 };
 
 // Every setting's value: the export's config.json "generation" defaults, then
@@ -460,7 +473,7 @@ int run_main(int argc, char** argv) {
   std::vector<std::string> texts;
   std::vector<float> scores;  // one per output row, as the op's scores output
   double seconds = 0;
-  int64_t tokens = 0;
+  int64_t tokens = 0, drafted = 0, accepted = 0;  // drafted / accepted: prompt lookup's
   std::vector<int64_t> bench_ids, bench_mask;
   int bench_B = 0, bench_L = 0;
   const int64_t vocab = static_cast<int64_t>(info.at("model").at("vocab_size").number);
@@ -512,7 +525,8 @@ int run_main(int argc, char** argv) {
     std::vector<float> row_scores;
     int T = 0;
     const auto t0 = std::chrono::steady_clock::now();
-    runner.run(ids, mask, B, static_cast<int>(L), settings, &out, &lengths, &row_scores, &T);
+    runner.run(ids, mask, B, static_cast<int>(L), settings, &out, &lengths, &row_scores, &T,
+               &drafted, &accepted);
     scores.insert(scores.end(), row_scores.begin(), row_scores.end());
     seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     for (size_t r = 0; r < lengths.size(); ++r) {
@@ -538,7 +552,11 @@ int run_main(int argc, char** argv) {
       std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(scores[r]));
       js += (r ? ", " : "") + std::string(buf);
     }
-    std::printf("%s]}\n", js.c_str());
+    js += "]";
+    if (runner.reports_counts())
+      js += ", \"drafted_tokens\": " + std::to_string(drafted) + ", \"accepted_tokens\": " +
+            std::to_string(accepted);
+    std::printf("%s}\n", js.c_str());
   } else {
     for (size_t r = 0; r < texts.size(); ++r) {
       if (tok) {
@@ -551,6 +569,17 @@ int run_main(int argc, char** argv) {
     }
     std::printf("\n%lld tokens in %.1f ms: %.1f tokens/s\n", static_cast<long long>(tokens),
                 seconds * 1e3, tokens / seconds);
+    if (options.prompt_lookup_num_tokens > 0) {
+      if (!runner.reports_counts())
+        std::printf("prompt lookup: this exported directory does not report its drafts "
+                    "(exported before the graph had them as an output)\n");
+      else if (drafted > 0)
+        std::printf("prompt lookup: %lld of %lld drafted tokens accepted (%.0f%%)\n",
+                    static_cast<long long>(accepted), static_cast<long long>(drafted),
+                    100.0 * accepted / drafted);
+      else
+        std::printf("prompt lookup: 0 of 0 drafted tokens accepted\n");
+    }
   }
 
   if (o.benchmark > 0) {
