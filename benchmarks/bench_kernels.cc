@@ -2,7 +2,7 @@
 // decoding) at GPT-2-small shapes in every weight format, reporting GB/s of
 // weights streamed and GFLOP/s at 1..N threads; the machine's read bandwidth;
 // the activations (GELU epilogues, the gated MLP's, sum_exp); and the sampler over a
-// GPT-2 vocabulary.
+// GPT-2 vocabulary, and greedy search's choice.
 // The GFLOP/s figures are against the machine's arithmetic peak, which this
 // benchmark measures rather than quotes: register-only loops of independent
 // vpdpbusd (int8, 64 multiply-adds each) and vfmadd231ps (fp32, 16 each), one
@@ -567,6 +567,15 @@ int main(int argc, char** argv) {
   // a nucleus of about 42000.)
   std::vector<float> flat(50257);
   for (auto& v : flat) v = d(rng) * 0.3f;
+  // Greedy search's choice (the top logit's lowest id, max_first, then the log-softmax
+  // mass for its log-probability), the top near the end: the default model's vocabulary
+  // and GPT-2's.
+  for (int64_t V : {4096, 50257}) {
+    std::vector<float> x(logits.begin(), logits.begin() + V);
+    x[V - 7] = 100.0f;
+    const double per = seconds_per_call([&] { choose_greedy(x.data(), V); }, seconds / 4);
+    std::printf("greedy choice over %lld logits, 1 thread: %.3f us\n", (long long)V, per * 1e6);
+  }
   for (auto cfg : {std::pair<int64_t, float>{4, 1.0f}, {50, 1.0f}, {50, 0.95f}, {0, 0.9f}, {0, 1.0f},
                    {-1, 0.9f}}) {
     const bool near_flat = cfg.first < 0;

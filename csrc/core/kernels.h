@@ -162,6 +162,9 @@ const Backend& backend_for_device(const std::string& device);
 // Single-row helpers of the CPU kernels that the logits processors and tests use.
 // sum_i exp(x[i] - shift) over n floats, SIMD (~2 ulp per term); shift >= max(x).
 double sum_exp(const float* x, int64_t n, float shift);
+// The largest of n floats (NaNs skipped) and, in *first, the lowest index holding it, SIMD
+// in one pass (-inf when nothing is larger; *first = -1 when every value is NaN).
+float max_first(const float* x, int64_t n, int64_t* first);
 // x[i] = exp(x[i]) in place over n floats <= 0, SIMD (within 1 ulp; from -87 down the vector
 // exp's floor, e^-87, which a caller that needs 0 there sets itself): the sampler's weights.
 void exp_in_place(float* x, int64_t n);

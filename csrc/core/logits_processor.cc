@@ -37,14 +37,8 @@ void ban_repeated_ngrams(float* logits, const int64_t* tokens, int64_t count, in
 // The largest of n floats, NaN aside (-inf if every one is NaN or -inf): 8 independent
 // maxima, which the compiler keeps in vector lanes, then theirs.
 static float max_of(const float* x, int64_t n) {
-  float m[8];
-  for (float& v : m) v = -INFINITY;
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; ++j) m[j] = x[i + j] > m[j] ? x[i + j] : m[j];
-  for (; i < n; ++i) m[0] = x[i] > m[0] ? x[i] : m[0];
-  for (int j = 1; j < 8; ++j) m[0] = m[j] > m[0] ? m[j] : m[0];
-  return m[0];
+  int64_t first;
+  return max_first(x, n, &first);
 }
 
 static bool any_nan(const float* x, int64_t n) {
@@ -54,11 +48,10 @@ static bool any_nan(const float* x, int64_t n) {
 }
 
 TokenChoice choose_greedy(const float* logits, int64_t vocab) {
-  const float top = max_of(logits, vocab);
+  int64_t best;  // the lowest id with the top logit
+  const float top = max_first(logits, vocab, &best);
   FGPT_CHECK(top > -INFINITY || !any_nan(logits, vocab), kNonFinite);
   FGPT_CHECK(top > -INFINITY, "every token is masked at this step (is min_length forcing out the only token?)");
-  int64_t best = 0;  // the lowest id with the top logit
-  while (!(logits[best] == top)) ++best;
   const double mass = sum_exp(logits, vocab, top);
   // A NaN anywhere makes the sum NaN: argmax over the rest would quietly pick a wrong token.
   FGPT_CHECK(std::isfinite(top) && std::isfinite(mass), kNonFinite);

@@ -1,6 +1,7 @@
 // attention() on the CPU: stores each token's keys/values in the cache, then runs
 // each (block of consecutive queries, head) pair, the pairs split between threads.
-// Also sum_exp() and exp_in_place(), the softmax sums and weights the logits processors use.
+// Also sum_exp(), exp_in_place() and max_first(), the softmax sums, weights and top logit
+// the logits processors use.
 //
 // The cache holds float32 or float16 elements (kv_cache_dtype); one body serves both,
 // through CacheElements<T>: a float16 cache rounds what it stores, and from there the
@@ -232,6 +233,9 @@ void attention(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const flo
 }  // namespace cpu
 
 double sum_exp(const float* x, int64_t n, float shift) { return cpu::simd().sum_exp(x, n, shift); }
+float max_first(const float* x, int64_t n, int64_t* first) {
+  return cpu::simd().max_first(x, n, first);
+}
 void exp_in_place(float* x, int64_t n) { cpu::simd().exp_floats(x, n); }
 
 }  // namespace fastergpt

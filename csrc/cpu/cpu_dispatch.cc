@@ -20,7 +20,8 @@ static_assert(kNumWeightFormats == 5, "a new weight format needs its kernels her
          {nullptr, ns::linear_q8_rows, nullptr, ns::dequantize_i8_row, nullptr},      \
          {nullptr, nullptr, ns::linear_q4_rows, ns::dequantize_i4_row, nullptr},      \
          {ns::linear_bf16_rows, nullptr, nullptr, ns::dequantize_bf16_row, bf16_bf16}}, \
-        ns::dot, ns::axpy, ns::sum_exp, ns::dot_rows, ns::exp_shift, ns::exp_floats, \
+        ns::dot, ns::axpy, ns::sum_exp, ns::max_first, ns::dot_rows, ns::exp_shift,  \
+        ns::exp_floats,                                                               \
         ns::weighted_rows, ns::attend_queries, ns::attention_lanes,                  \
         ns::quantize_rows, ns::store_half, ns::dot_f16, ns::axpy_f16,                \
         ns::dot_rows_f16, ns::weighted_rows_f16, ns::attend_queries_f16, bf16_pairs, \

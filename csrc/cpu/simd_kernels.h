@@ -44,6 +44,7 @@ using DequantizeRowFn = void (*)(const Matrix& W, int64_t row, float* out);
   float dot(const float* a, const float* b, int64_t n);                                 \
   void axpy(float a, const float* x, float* y, int64_t n);                              \
   double sum_exp(const float* x, int64_t n, float shift);                               \
+  float max_first(const float* x, int64_t n, int64_t* first);                           \
   float dot_rows(const float* q, const float* K, int64_t ld, int64_t n, int64_t Dh,     \
                  float scale, float* scores);                                           \
   double exp_shift(float* x, int64_t n, float shift);                                   \
@@ -132,6 +133,7 @@ struct SimdKernels {
   float (*dot)(const float*, const float*, int64_t);
   void (*axpy)(float, const float*, float*, int64_t);
   double (*sum_exp)(const float*, int64_t, float);  // sum exp(x[i] - shift)
+  float (*max_first)(const float*, int64_t, int64_t*);  // max(x), its lowest index
   // Attention over contiguous key / value rows (csrc/cpu/attention_cpu.cc).
   float (*dot_rows)(const float*, const float*, int64_t, int64_t, int64_t, float, float*);
   double (*exp_shift)(float*, int64_t, float);  // x = exp(x - shift) in place; their sum

@@ -494,6 +494,55 @@ static void test_sum_exp() {
   }
 }
 
+// max_first on every ISA against a scalar scan: the largest value (NaNs skipped) and the
+// lowest index holding it, with ties inside one lane, across lanes and in the tail,
+// NaNs before and after the top, -inf everywhere, NaN everywhere and nothing at all.
+static void test_max_first() {
+  std::mt19937 rng(12);
+  auto reference = [](const std::vector<float>& x, int64_t* first) {
+    float top = -INFINITY;
+    for (float v : x) top = v > top ? v : top;
+    *first = -1;
+    for (size_t i = 0; i < x.size(); ++i)
+      if (x[i] == top) {
+        *first = static_cast<int64_t>(i);
+        break;
+      }
+    return top;
+  };
+  for (const char* isa : cpu::kIsaNames) {
+    const cpu::SimdKernels* k = cpu::simd_by_name(isa);
+    if (!k) continue;
+    std::vector<std::vector<float>> cases = {{}, {std::nanf("")}, {-INFINITY, -INFINITY},
+                                             std::vector<float>(37, std::nanf(""))};
+    for (int64_t n : {1, 15, 16, 17, 33, 100, 4096, 50257}) {
+      auto x = random_vec(n, rng, 3.0f);
+      cases.push_back(x);
+      for (int64_t at : {int64_t(0), n / 2, n - 1}) {  // a tie with a later equal value
+        auto t = x;
+        t[at] = 50.0f;
+        for (int64_t later : {at + 1, at + 16, at + 17, n - 1})
+          if (later > at && later < n) t[later] = 50.0f;
+        cases.push_back(t);
+        if (at > 0) {  // NaNs before and after the top
+          t[at - 1] = std::nanf("");
+          if (at + 2 < n) t[at + 2] = std::nanf("");
+          cases.push_back(t);
+        }
+      }
+      cases.push_back(std::vector<float>(n, -INFINITY));
+      cases.push_back(std::vector<float>(n, 1.0f));  // every one the top: index 0
+    }
+    for (const auto& x : cases) {
+      int64_t got_i = -7, want_i = -7;
+      const float got = k->max_first(x.data(), static_cast<int64_t>(x.size()), &got_i);
+      const float want = reference(x, &want_i);
+      CHECK(std::memcmp(&got, &want, sizeof(float)) == 0);
+      CHECK(got_i == want_i);
+    }
+  }
+}
+
 // The vector exp, gelu_tanh, silu and gelu_erf (simd_kernels.inc's exp_vec, gelu_tanh_vec,
 // silu_vec and gelu_erf_vec) on every ISA against double precision over their whole range.
 // exp through sum_exp of 16 equal values (16 exp(x), the lane sums exact) and exp_floats:
@@ -1134,6 +1183,7 @@ int main() {
   test_attend_queries_bit_identical();
   test_half_conversion();
   test_sum_exp();
+  test_max_first();
   test_exp_gelu_accuracy();
   test_int8_linear();
   test_float_blocks_are_bit_identical();
