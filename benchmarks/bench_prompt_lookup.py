@@ -5,8 +5,8 @@ given (the standard library's docstrings, the default model's own domain), where
 the output copies spans of the input. Every setting is timed interleaved with the
 others, `--repeats` times, and the median is kept; the output of every setting is
 checked to equal plain greedy's, token for token. Prints tokens/s, the ratio to
-plain greedy (the median of the rounds' ratios: each round runs every setting back to
-back, every other round in reverse order, so that the host's drift between rounds
+plain greedy (the median of the rounds' ratios: a round runs each prompt through every
+setting back to back, every other prompt in reverse order, so that the host's drift
 cancels), and the drafts' acceptance rate, with the CPU model; tokens/s counts the
 whole generate() call, prompt pass included, and again after the prompt pass (the
 tokens after the first over the time after a 1-token generate() of the same prompts),
@@ -74,28 +74,39 @@ def main():
     prompt_times = []
     stats = {}
     for r in range(a.repeats):
-        t0 = time.perf_counter()
-        for ids in batch:
-            engine.generate(ids, **first)
-        prompt_times.append(time.perf_counter() - t0)
-        # Interleaved, every other round in reverse, so that drift hits every setting alike.
-        for k in (a.drafts if r % 2 == 0 else a.drafts[::-1]):
-            t0 = time.perf_counter()
-            outs = [engine.generate(ids, **settings[k]) for ids in batch]
-            times[k].append(time.perf_counter() - t0)
-            for got, ref in zip(outs, want):
+        # A round: every prompt through every setting (and the 1-token call), the calls of
+        # one prompt back to back, every other prompt in reverse order, so that the host's
+        # drift, which moves within a second, hits every setting alike; a round's time for
+        # a setting is the sum over the prompts.
+        spent = {k: 0.0 for k in a.drafts}
+        spent_prompt, outs = 0.0, {k: [] for k in a.drafts}
+        for i, ids in enumerate(batch):
+            order = [None, *a.drafts] if (r + i) % 2 == 0 else [*a.drafts[::-1], None]
+            for k in order:
+                t0 = time.perf_counter()
+                out = engine.generate(ids, **(first if k is None else settings[k]))
+                dt = time.perf_counter() - t0
+                if k is None:
+                    spent_prompt += dt
+                else:
+                    spent[k] += dt
+                    outs[k].append(out)
+        prompt_times.append(spent_prompt)
+        for k in a.drafts:
+            times[k].append(spent[k])
+            for got, ref in zip(outs[k], want):
                 assert np.array_equal(got["ids"], ref), f"prompt_lookup_num_tokens={k} changed the output"
-            stats[k] = (sum(o.get("drafted_tokens", 0) for o in outs),
-                        sum(o.get("accepted_tokens", 0) for o in outs))
+            stats[k] = (sum(o.get("drafted_tokens", 0) for o in outs[k]),
+                        sum(o.get("accepted_tokens", 0) for o in outs[k]))
     tokens = a.new_tokens * len(batch)
     # The same after the prompt pass: the tokens after the first, over the time after it.
     prompt_s = statistics.median(prompt_times)
     later = {k: (tokens - len(batch)) / (statistics.median(times[k]) - prompt_s) for k in a.drafts}
 
     def paired(k, after_prompt=False):
-        """The ratio to plain greedy round by round (each round's calls ran back to back, so
-        the host's drift between rounds, which moved the medians' ratio by 0.1x or more
-        here, cancels): the median and the range of the rounds."""
+        """The ratio to plain greedy round by round (a round's calls of one prompt ran back
+        to back, so the host's drift, which moved the medians' ratio by 0.1x or more here,
+        cancels): the median and the range of the rounds."""
         if 0 not in times:
             return None, None, None
         cut = prompt_times if after_prompt else [0.0] * a.repeats
