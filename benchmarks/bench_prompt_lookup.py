@@ -126,7 +126,8 @@ def main():
         row = {"prompt_lookup_num_tokens": k, "tokens_per_s": tps,
                "vs_greedy": vs, "vs_greedy_rounds": [vs_lo, vs_hi],
                "tokens_per_s_after_prompt": later[k],
-               "vs_greedy_after_prompt": vs_after, "vs_greedy_after_prompt_rounds": [after_lo, after_hi],
+               "vs_greedy_after_prompt": vs_after,
+               "vs_greedy_after_prompt_rounds": [after_lo, after_hi],
                "drafted": drafted, "accepted": accepted,
                "acceptance": accepted / drafted if drafted else None,
                "tokens_per_pass": tokens / (tokens - accepted)}

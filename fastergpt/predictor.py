@@ -158,7 +158,8 @@ class Predictor:
         names = self._predictor.get_output_names()
         out = [self._predictor.get_output_handle(names[i]).copy_to_cpu() for i in (0, 1, 3)]
         # (An export made before the operator had its fifth output, prompt_lookup_counts.)
-        counts = self._predictor.get_output_handle(names[4]).copy_to_cpu() if len(names) > 4 else None
+        counts = (self._predictor.get_output_handle(names[4]).copy_to_cpu()
+                  if len(names) > 4 else None)
         return (*out, counts)
 
 

@@ -97,7 +97,8 @@ def test_gpt_infer_matches_python_predictor(cpp_build, exported, settings):
     want = Predictor(exported).generate(PROMPTS, **settings)
     assert got["ids"] == want.ids.tolist()
     assert got["texts"] == want.texts
-    assert (got["drafted_tokens"], got["accepted_tokens"]) == (want.drafted_tokens, want.accepted_tokens)
+    assert (got["drafted_tokens"], got["accepted_tokens"]) == \
+        (want.drafted_tokens, want.accepted_tokens)
     if settings.get("prompt_lookup_num_tokens"):
         assert got["drafted_tokens"] > 0
 

@@ -110,8 +110,10 @@ def test_infer_command_line_reports_the_drafts(exported, tmp_path, capsys):
     from fastergpt.cli.infer import main as infer_main
     from fastergpt.export import export_model
 
-    source = (["--inference_model_dir", str(export_model("default", tmp_path / "e", log=lambda s: None))]
-              if exported else [])
+    source = []
+    if exported:
+        source = ["--inference_model_dir",
+                  str(export_model("default", tmp_path / "e", log=lambda s: None))]
     prompt = " ".join(str.split.__doc__.split()) + "\n\nIn short: Return a list"
     assert infer_main([*source, "--prompt", prompt, "--max_length", "24", "--decode_strategy",
                        "greedy_search", "--prompt_lookup_num_tokens", "4"]) == 0

@@ -165,7 +165,8 @@ class Runner:
         if self.predictor is not None:
             out = self.predictor.generate(input_ids=ids, attention_mask=mask, stop=stop,
                                           end_token_ids=end_token_ids, **s)
-            counts = None if out.drafted_tokens is None else (out.drafted_tokens, out.accepted_tokens)
+            counts = (None if out.drafted_tokens is None
+                      else (out.drafted_tokens, out.accepted_tokens))
             return out.ids, out.lengths, counts
         out = self.model.generate(ids, mask, stop=stop, end_token_ids=end_token_ids, **s)
         return out.ids.numpy(), out.lengths.numpy(), (out.drafted_tokens, out.accepted_tokens)
