@@ -101,20 +101,30 @@ __global__ void attend_heads(const float* __restrict__ qkv, int64_t stride, int6
   }
 }
 
+// `layer` of the cache as the kernels index it.
+CacheView cache_view(KVCache& cache, int64_t layer) {
+  const int64_t KVH = cache.heads(), Dh = cache.head_size(), L = cache.max_length();
+  return {cache.key(layer, 0, 0, 0), cache.value(layer, 0, 0, 0), KVH * L * Dh, L * Dh, L, Dh};
+}
+
+// Enqueues the store of M tokens' K/V (qkv rows of H query heads and view's KV heads;
+// their slots already on the device) at their slots; `what` names it in a launch error.
+void enqueue_write_kv(const float* qkv, int64_t H, int64_t KVH, const TokenSlot* d_slots,
+                      int64_t M, const CacheView& view, cudaStream_t stream, const char* what) {
+  write_kv<<<static_cast<unsigned>(M), kThreads, 0, stream>>>(qkv, (H + 2 * KVH) * view.Dh,
+                                                              H * view.Dh, KVH, d_slots, view);
+  check_launch(what);
+}
+
 }  // namespace
 
 void store_kv(Context&, KVCache& cache, int64_t layer, int64_t H, const float* qkv,
               const TokenSlot* slots, int64_t M) {
   if (M == 0) return;
-  const int64_t KVH = cache.heads(), Dh = cache.head_size(), L = cache.max_length();
   EnqueueLock lock(enqueue_mutex());
-  cudaStream_t stream = state().stream;
   const TokenSlot* d_slots = upload(Scratch::kSlots, slots, M);
-  CacheView view{cache.key(layer, 0, 0, 0), cache.value(layer, 0, 0, 0), KVH * L * Dh, L * Dh,
-                 L, Dh};
-  write_kv<<<static_cast<unsigned>(M), kThreads, 0, stream>>>(qkv, (H + 2 * KVH) * Dh, H * Dh,
-                                                              KVH, d_slots, view);
-  check_launch("storing K/V");
+  enqueue_write_kv(qkv, H, cache.heads(), d_slots, M, cache_view(cache, layer), state().stream,
+                   "storing K/V");
 }
 
 void attention(Context&, KVCache& cache, int64_t layer, int64_t H, const float* qkv,
@@ -127,12 +137,9 @@ void attention(Context&, KVCache& cache, int64_t layer, int64_t H, const float* 
   const TokenSlot* d_slots = upload(Scratch::kSlots, slots, M);
   const int32_t* d_sources =
       cache.has_sources() ? upload(Scratch::kSources, cache.sources(), cache.rows() * L) : nullptr;
-  float* keys0 = cache.key(layer, 0, 0, 0);
-  CacheView view{keys0, cache.value(layer, 0, 0, 0), KVH * L * Dh, L * Dh, L, Dh};
+  const CacheView view = cache_view(cache, layer);
   const int64_t stride = (H + 2 * KVH) * Dh;
-  write_kv<<<static_cast<unsigned>(M), kThreads, 0, stream>>>(qkv, stride, H * Dh, KVH, d_slots,
-                                                              view);
-  check_launch("attention (storing K/V)");
+  enqueue_write_kv(qkv, H, KVH, d_slots, M, view, stream, "attention (storing K/V)");
   // The score rows of at most 64M floats at a time.
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(M, (int64_t(64) << 20) / (H * L)));
   float* scores = static_cast<float*>(scratch(Scratch::kScores, chunk * H * L * 4));
