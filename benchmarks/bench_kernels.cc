@@ -79,7 +79,6 @@ __attribute__((target("avx512f,avx512bf16"))) static double peak_bf16_loop(int64
   return double(iters) * kPeakChains * 32 * 2;
 }
 
-// Seconds per call of `fn`, after one warm-up call, over at least `seconds` of calls.
 // A model config for the attention cases: `layers` layers of `heads` heads of 64 and a KV
 // cache of up to `positions`; nothing else is used (sizes 1).
 static ModelConfig attention_shape(int64_t layers, int64_t heads, int64_t positions) {
@@ -109,6 +108,7 @@ struct AttentionRun {
   std::vector<TokenSlot> slots;
 };
 
+// Seconds per call of `fn`, after one warm-up call, over at least `seconds` of calls.
 template <typename F>
 static double seconds_per_call(F&& fn, double seconds) {
   fn();

@@ -34,8 +34,8 @@ void ban_repeated_ngrams(float* logits, const int64_t* tokens, int64_t count, in
     if (std::equal(prefix, prefix + (n - 1), tokens + i)) logits[tokens[i + n - 1]] = -INFINITY;
 }
 
-// The largest of n floats, NaN aside (-inf if every one is NaN or -inf): 8 independent
-// maxima, which the compiler keeps in vector lanes, then theirs.
+// The largest of n floats, NaN aside (-inf if every one is NaN or -inf): max_first's
+// (one SIMD pass), its index unused.
 static float max_of(const float* x, int64_t n) {
   int64_t first;
   return max_first(x, n, &first);
