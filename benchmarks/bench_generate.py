@@ -17,7 +17,9 @@ Prints tokens/s, time to first token and peak resident memory per engine, the
 ratio of each fastergpt run to the best other engine of the same dtype, and the
 roofline: this machine's read bandwidth divided by the bytes of weights read per
 generated token (the bandwidth is measured just before and just after each fastergpt
-batch-1 run, and the run is held to the higher reading: it wanders over minutes).
+batch-1 run, and the run is held to the higher reading: it wanders over minutes; the
+probe reads as 1, 2, 4 and 8 streams per thread and keeps the best, since a core's
+reads grow with the streams its prefetchers follow, csrc/cpu/bandwidth_cpu.cc).
 Writes JSON and a PNG chart.
 
     python benchmarks/bench_generate.py                       # GPT-2 small, batch 1 and 8
@@ -204,7 +206,7 @@ def main() -> None:
     # each fastergpt batch-1 run is held to the higher of the readings just before and
     # just after it.
     def measure_bandwidth():
-        bandwidths.append(engine_module().measure_read_bandwidth(1024, args.threads, 5))
+        bandwidths.append(engine_module().measure_read_bandwidth(1024, args.threads, 2))
         return bandwidths[-1]
 
     bandwidths = []
