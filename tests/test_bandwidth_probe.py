@@ -1,6 +1,7 @@
-"""The read-bandwidth probe behind bench_generate's and bench_kernels' roofline
-(csrc/cpu/bandwidth_cpu.cc): it reads its buffer as 1, 2, 4 and 8 streams per thread
-and returns the best, a finite figure in GB/s, at any size and thread count."""
+"""The roofline of bench_generate and bench_kernels: the read-bandwidth probe
+(csrc/cpu/bandwidth_cpu.cc), which reads its buffer as 1, 2, 4 and 8 streams per thread
+and returns the best, a finite figure in GB/s at any size and thread count; and the KV
+cache bytes a decoding step reads, which bench_generate's second roofline counts."""
 import math
 
 import pytest
@@ -17,3 +18,26 @@ def test_probe_reads_at_a_plausible_rate(megabytes, threads):
     # Any machine that runs the suite reads memory faster than 0.1 GB/s; no memory reads
     # 10 TB/s (a figure that high would mean the reads were skipped).
     assert 0.1 < gb_s < 10_000
+
+
+def test_kv_cache_bytes_in_the_roofline(tmp_path):
+    # bench_generate's roofline with the KV cache: a batch-1 step over p + i positions reads
+    # layers x (K + V) x kv width x element bytes; the mean over n new tokens is at p + n/2.
+    import argparse
+    import json
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+    from bench_generate import kv_bytes_per_token
+
+    (tmp_path / "hf").mkdir()
+    gpt2 = dict(n_layer=12, n_embd=768, n_head=12)
+    (tmp_path / "hf" / "config.json").write_text(json.dumps(gpt2))
+    args = argparse.Namespace(prompt=32, new_tokens=64, kv_cache_dtype="float32")
+    assert kv_bytes_per_token(str(tmp_path), args) == 12 * 2 * 768 * 4 * 64
+    # Grouped-query attention reads its KV heads only; a float16 cache half the bytes.
+    llama = dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12,
+                 num_key_value_heads=4)
+    (tmp_path / "hf" / "config.json").write_text(json.dumps(llama))
+    args.kv_cache_dtype = "float16"
+    assert kv_bytes_per_token(str(tmp_path), args) == 12 * 2 * 4 * 64 * 2 * 64
