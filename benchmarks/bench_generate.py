@@ -36,6 +36,7 @@ import argparse
 import importlib.util
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -257,7 +258,9 @@ def main() -> None:
                     and not (key in BATCH1_ENGINES and batch > 1)]
             rounds = {}  # (key, dtype) -> every round's result
             for round_ in range(args.rounds):
-                for key, dtype in here:
+                # Every other round in reverse order, so that a drift within a round
+                # favours no engine.
+                for key, dtype in (here if round_ % 2 == 0 else here[::-1]):
                     held = batch == 1 and key.startswith("fastergpt") and dtype in step_bytes
                     before = measure_bandwidth() if held else None
                     r = run_one(key, dtype, work, args, batch, top_k)
@@ -267,6 +270,7 @@ def main() -> None:
                         r["roofline_with_kv_tokens_per_s"] = (r["bandwidth_gb_s"] * 1e9
                                                               / (step_bytes[dtype] + kv_bytes))
                     if r is not None:
+                        r["round"] = round_
                         rounds.setdefault((key, dtype), []).append(r)
                         if args.rounds > 1:
                             print(f"    round {round_ + 1}: {r['engine']} {dtype} "
@@ -278,6 +282,7 @@ def main() -> None:
                 r = dict(max(every, key=lambda o: o["tokens_per_s"]))
                 r["ttft_ms"] = min(o["ttft_ms"] for o in every)
                 r["rounds_tokens_per_s"] = [o["tokens_per_s"] for o in every]
+                r["rounds_tokens_per_s_by_round"] = {o["round"]: o["tokens_per_s"] for o in every}
                 group.append(r)
                 note = ""
                 if "bandwidth_gb_s" in r:
@@ -311,6 +316,17 @@ def main() -> None:
                         r["best_same_dtype"] = f"{best['engine']} {best['dtype']}"
                         r["ttft_vs_best_same_dtype"] = r["ttft_ms"] / min(o["ttft_ms"] for o in same)
                         r["rss_vs_same_dtype"] = {o["engine"]: r["peak_rss_mb"] / o["peak_rss_mb"] for o in same}
+                        # Over rounds, the ratio to the best other engine of the same round,
+                        # round by round: the host's speed moves by up to 1.5x within minutes,
+                        # and a best of rounds can pair one engine's fast stretch with
+                        # another's slow one.
+                        mine = r["rounds_tokens_per_s_by_round"]
+                        rounds_ratio = [
+                            mine[i] / max(o["rounds_tokens_per_s_by_round"][i] for o in same)
+                            for i in sorted(mine)
+                            if all(i in o["rounds_tokens_per_s_by_round"] for o in same)]
+                        if len(rounds_ratio) > 1:
+                            r["rounds_vs_best_same_dtype"] = rounds_ratio
                     if ref:
                         r["vs_reference"] = r["tokens_per_s"] / ref[0]["tokens_per_s"]
                     if r["dtype"].startswith("int4"):  # also against int8 (its own and CTranslate2's)
@@ -323,6 +339,10 @@ def main() -> None:
                     parts = []
                     if "vs_best_same_dtype" in r:
                         parts.append(f"{r['vs_best_same_dtype']:.2f}x {r['best_same_dtype']}")
+                        if "rounds_vs_best_same_dtype" in r:
+                            rr = r["rounds_vs_best_same_dtype"]
+                            parts.append(f"round by round {statistics.median(rr):.2f}x the best "
+                                         f"other (median; {min(rr):.2f}-{max(rr):.2f})")
                         parts.append(f"TTFT {r['ttft_vs_best_same_dtype']:.2f}x of the best")
                     if "vs_reference" in r:
                         parts.append(f"{r['vs_reference']:.1f}x reference")
