@@ -20,14 +20,13 @@ def test_probe_reads_at_a_plausible_rate(megabytes, threads):
     assert 0.1 < gb_s < 10_000
 
 
-def test_kv_cache_bytes_in_the_roofline(tmp_path):
+def test_kv_cache_bytes_in_the_roofline(tmp_path, monkeypatch):
     # bench_generate's roofline with the KV cache: a batch-1 step over p + i positions reads
     # layers x (K + V) x kv width x element bytes; the mean over n new tokens is at p + n/2.
     import argparse
     import json
     import os
-    import sys
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
     from bench_generate import kv_bytes_per_token
 
     (tmp_path / "hf").mkdir()
