@@ -104,17 +104,19 @@ def weight_bytes_per_token(work: str, dtype: str) -> int:
     return total
 
 
-def kv_bytes_per_token(work: str, args) -> float:
+def kv_bytes_per_token(work: str, dtype: str, args) -> float:
     """Bytes of KV cache one batch-1 step reads, on average over a call: a step attends over
     every position so far (the prompt and the tokens before it), so the mean over the
-    --new-tokens steps is layers x (keys + values) x their width x (prompt + new / 2)."""
-    cfg = json.load(open(os.path.join(work, "hf", "config.json")))
-    layers = cfg.get("num_hidden_layers", cfg.get("n_layer"))
-    hidden = cfg.get("hidden_size", cfg.get("n_embd"))
-    heads = cfg.get("num_attention_heads", cfg.get("n_head"))
-    kv_heads = cfg.get("num_key_value_heads") or heads
+    --new-tokens steps is layers x (keys + values) x their width x (prompt + new / 2).
+    The shape is the packed engine's own (its config.json's "model", every family's
+    names already mapped to GPT-2's)."""
+    from fastergpt.config import GPTConfig
+
+    info = json.load(open(os.path.join(work, f"fastergpt_{dtype}", "engine_config.json")))
+    c = GPTConfig.from_dict(info["model"])
     element = 2 if args.kv_cache_dtype == "float16" else 4
-    return layers * 2 * kv_heads * (hidden // heads) * element * (args.prompt + args.new_tokens / 2)
+    width = (c.n_kv_head or c.n_head) * c.head_size
+    return c.n_layer * 2 * width * element * (args.prompt + args.new_tokens / 2)
 
 
 def run_one(key, dtype, work, args, batch, top_k):
@@ -240,11 +242,12 @@ def main() -> None:
     # A step must read its KV cache too: the roofline "with the KV cache" counts it (fastergpt's
     # cache, --kv-cache-dtype; at 64 tokens after 32 on GPT-2 small, 1% of the float32
     # weights, 4% of the int8 ones, 6% of int4).
-    kv_bytes = kv_bytes_per_token(work, args)
+    kv_bytes = {dtype: kv_bytes_per_token(work, dtype, args) for dtype in step_bytes}
     for dtype, b in step_bytes.items():
         print(f"  {dtype}: {b / 1e6:7.1f} MB of weights per step -> batch-1 roofline "
               f"{roofline[dtype]:6.1f} tokens/s (at this bandwidth); with the KV cache's "
-              f"{kv_bytes / 1e6:.1f} MB a step on average, {bandwidth * 1e9 / (b + kv_bytes):6.1f}")
+              f"{kv_bytes[dtype] / 1e6:.1f} MB a step on average, "
+              f"{bandwidth * 1e9 / (b + kv_bytes[dtype]):6.1f}")
 
     results = []
     for batch in args.batch:
@@ -269,7 +272,7 @@ def main() -> None:
                         r["bandwidth_gb_s"] = max(before, measure_bandwidth())
                         r["roofline_tokens_per_s"] = r["bandwidth_gb_s"] * 1e9 / step_bytes[dtype]
                         r["roofline_with_kv_tokens_per_s"] = (r["bandwidth_gb_s"] * 1e9
-                                                              / (step_bytes[dtype] + kv_bytes))
+                                                              / (step_bytes[dtype] + kv_bytes[dtype]))
                     if r is not None:
                         r["round"] = round_
                         rounds.setdefault((key, dtype), []).append(r)

@@ -29,14 +29,17 @@ def test_kv_cache_bytes_in_the_roofline(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
     from bench_generate import kv_bytes_per_token
 
-    (tmp_path / "hf").mkdir()
-    gpt2 = dict(n_layer=12, n_embd=768, n_head=12)
-    (tmp_path / "hf" / "config.json").write_text(json.dumps(gpt2))
+    engine = tmp_path / "fastergpt_int8"
+    engine.mkdir()
+
+    def write(model):  # the packed engine's config, its "model" in the engine's names
+        (engine / "engine_config.json").write_text(json.dumps({"model": model}))
+
+    write(dict(n_layer=12, n_embd=768, n_head=12))
     args = argparse.Namespace(prompt=32, new_tokens=64, kv_cache_dtype="float32")
-    assert kv_bytes_per_token(str(tmp_path), args) == 12 * 2 * 768 * 4 * 64
-    # Grouped-query attention reads its KV heads only; a float16 cache half the bytes.
-    llama = dict(num_hidden_layers=12, hidden_size=768, num_attention_heads=12,
-                 num_key_value_heads=4)
-    (tmp_path / "hf" / "config.json").write_text(json.dumps(llama))
+    assert kv_bytes_per_token(str(tmp_path), "int8", args) == 12 * 2 * 768 * 4 * 64
+    # Grouped-query attention reads its KV heads only (of head_dim, where a family sets it
+    # apart from n_embd / n_head); a float16 cache half the bytes.
+    write(dict(n_layer=12, n_embd=768, n_head=12, n_kv_head=4, head_dim=80))
     args.kv_cache_dtype = "float16"
-    assert kv_bytes_per_token(str(tmp_path), args) == 12 * 2 * 4 * 64 * 2 * 64
+    assert kv_bytes_per_token(str(tmp_path), "int8", args) == 12 * 2 * 4 * 80 * 2 * 64
