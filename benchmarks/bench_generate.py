@@ -286,7 +286,6 @@ def main() -> None:
                 r = dict(max(every, key=lambda o: o["tokens_per_s"]))
                 r["ttft_ms"] = min(o["ttft_ms"] for o in every)
                 r["rounds_tokens_per_s"] = [o["tokens_per_s"] for o in every]
-                r["rounds_tokens_per_s_by_round"] = {o["round"]: o["tokens_per_s"] for o in every}
                 group.append(r)
                 note = ""
                 if "bandwidth_gb_s" in r:
@@ -324,11 +323,12 @@ def main() -> None:
                         # round by round: the host's speed moves by up to 1.5x within minutes,
                         # and a best of rounds can pair one engine's fast stretch with
                         # another's slow one.
-                        mine = r["rounds_tokens_per_s_by_round"]
-                        rounds_ratio = [
-                            mine[i] / max(o["rounds_tokens_per_s_by_round"][i] for o in same)
-                            for i in sorted(mine)
-                            if all(i in o["rounds_tokens_per_s_by_round"] for o in same)]
+                        def by_round(o):
+                            every = rounds[(o["key"], o["dtype"])]
+                            return {x["round"]: x["tokens_per_s"] for x in every}
+                        mine, theirs = by_round(r), [by_round(o) for o in same]
+                        rounds_ratio = [mine[i] / max(t[i] for t in theirs) for i in sorted(mine)
+                                        if all(i in t for t in theirs)]
                         if len(rounds_ratio) > 1:
                             r["rounds_vs_best_same_dtype"] = rounds_ratio
                     if ref:
