@@ -211,10 +211,13 @@ int main(int argc, char** argv) {
       ctx.set_matmul_precision(fmt.precision);
       const WeightFormat f = fmt.f;
       const std::vector<int64_t> stored = storage_shape(f, s.N, s.K);
-      std::vector<float> x(s.M * s.K), w(s.N * s.K), y(s.M * s.N), scales(s.N, 0.01f);
-      std::vector<uint16_t> w16(s.N * s.K, 0x3c00);  // 1.0 in half
-      std::vector<uint16_t> wbf(stored[0] * stored[1], 0x3f80);  // 1.0 in bfloat16
-      std::vector<int8_t> w8(stored[0] * stored[1], 3);
+      // The weight buffers hold the whole storage: the last block of 16 rows is read whole
+      // (a row count that is no multiple of 16, as the LM head's 50257, pads it).
+      const int64_t stored_elements = stored[0] * stored[1];
+      std::vector<float> x(s.M * s.K), w(stored_elements), y(s.M * s.N), scales(s.N, 0.01f);
+      std::vector<uint16_t> w16(stored_elements, 0x3c00);  // 1.0 in half
+      std::vector<uint16_t> wbf(stored_elements, 0x3f80);  // 1.0 in bfloat16
+      std::vector<int8_t> w8(stored_elements, 3);
       const int64_t groups = fmt.group_size ? (s.K + fmt.group_size - 1) / fmt.group_size : 0;
       std::vector<uint16_t> params(q4_blocks(s.N) * groups * 32, 0x2000);  // small halves
       for (auto& v : x) v = d(rng);
@@ -241,11 +244,7 @@ int main(int argc, char** argv) {
       // (38.6 / 19 MB) would partly stay in the 32 MB L3: calls take turns over copies of
       // it that add up to over 128 MB. The other shapes are timed in cache, as labelled.
       const bool from_memory = s.N > 10000;
-      const int64_t weight_bytes =  // the whole buffer `data` points into
-          f == WeightFormat::kF32   ? int64_t(w.size() * sizeof(float))
-          : f == WeightFormat::kF16 ? int64_t(w16.size() * sizeof(uint16_t))
-          : f == WeightFormat::kBF16 ? int64_t(wbf.size() * sizeof(uint16_t))
-                                     : int64_t(w8.size());
+      const int64_t weight_bytes = stored_elements * element_bytes(format_info(f).element);
       const int copies = from_memory ? int((int64_t(128) << 20) / weight_bytes + 1) : 1;
       std::vector<std::vector<char>> copy_store(copies - 1);
       std::vector<Matrix> Ws(1, W);
