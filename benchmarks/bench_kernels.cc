@@ -43,8 +43,14 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static double peak_int8_l
 #pragma GCC unroll 12
     for (int i = 0; i < kPeakChains; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], a, b);
   }
-  int32_t sink = 0;
-  for (int i = 0; i < kPeakChains; ++i) sink += _mm512_reduce_add_epi32(acc[i]);
+  // (Summed as unsigned words: the lanes' int32 sums wrap, which is no error here, and
+  // _mm512_reduce_add_epi32's signed additions would overflow.)
+  uint32_t sink = 0;
+  for (int i = 0; i < kPeakChains; ++i) {
+    alignas(64) uint32_t lanes[16];
+    _mm512_store_si512(lanes, acc[i]);
+    for (uint32_t v : lanes) sink += v;
+  }
   __asm__ volatile("" : : "r"(sink));
   return double(iters) * kPeakChains * 64 * 2;
 }
