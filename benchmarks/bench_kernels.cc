@@ -292,8 +292,7 @@ int main(int argc, char** argv) {
         for (const auto& nk : layer) {
           const int64_t N = nk[0], K = nk[1];
           const std::vector<int64_t> st = storage_shape(f, N, K);
-          const int64_t n = st[0] * st[1] * (f == WeightFormat::kF32 ? 4
-                                             : f == WeightFormat::kF16 || f == WeightFormat::kBF16 ? 2 : 1);
+          const int64_t n = st[0] * st[1] * element_bytes(format_info(f).element);
           store.emplace_back(n, f == WeightFormat::kF16 ? 0 : 0x11);  // small values, no NaN
           scales.emplace_back(N, 0.01f);
           const int64_t groups = f == WeightFormat::kI4 ? (K + fmt.group_size - 1) / fmt.group_size : 0;
