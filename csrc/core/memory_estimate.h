@@ -28,6 +28,8 @@ MemoryEstimate estimate_memory(const ModelConfig& c, int64_t batch, int64_t max_
 
 // MemAvailable from /proc/meminfo in bytes (or a large figure where unknown).
 int64_t available_memory();
+// The same, from a reading under a second old while `need` is at most half of it.
+int64_t recent_available_memory(int64_t need);
 
 // Throws Error with the figures when the estimate exceeds the budget.
 void check_memory(const MemoryEstimate& need, const GenerationOptions& o);
