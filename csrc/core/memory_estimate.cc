@@ -1,9 +1,9 @@
 #include "memory_estimate.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <fstream>
-#include <mutex>
 #include <sstream>
 
 #include "error.h"
@@ -64,17 +64,21 @@ int64_t available_memory() {
 // second old and the request needs at most half of it, else a new one. A reading costs
 // 10-12 us (the kernel writes out the whole of /proc/meminfo; AMD EPYC family 26), a
 // twentieth of a one-token generate() call on the default model; an old reading only ever
-// answers requests far inside it.
+// answers requests far inside it. (Atomics, not a mutex: a fork() while another thread
+// held one would leave it held in the child. Two calls at once may both read the file.)
 int64_t recent_available_memory(int64_t need) {
-  static std::mutex mutex;
-  static int64_t last = 0;
-  static std::chrono::steady_clock::time_point read_at;
-  std::lock_guard<std::mutex> lock(mutex);
-  const auto now = std::chrono::steady_clock::now();
-  if (last > 0 && now - read_at < std::chrono::seconds(1) && need <= last / 2) return last;
-  last = available_memory();
-  read_at = now;
-  return last;
+  static std::atomic<int64_t> last{0}, read_at_ns{0};
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  // (The time is stored after the reading and loaded before it: a fresh time comes with
+  // its reading or a later one.)
+  const int64_t at = read_at_ns.load(), seen = last.load();
+  if (seen > 0 && now - at < 1000000000 && need <= seen / 2) return seen;
+  const int64_t fresh = available_memory();
+  last.store(fresh);
+  read_at_ns.store(now);
+  return fresh;
 }
 
 void check_memory(const MemoryEstimate& need, const GenerationOptions& o) {
