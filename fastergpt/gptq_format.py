@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fastergpt.checkpoint import CheckpointError
+from fastergpt.checkpoint import (FLOATS, NP_TO_ST, CheckpointError, read_safetensors_typed,
+                                  to_float32, write_safetensors)
 from fastergpt.int4 import BITS, MAXQ, QuantizedMatrix
 from fastergpt.jsonfile import read_json_object
 
@@ -43,94 +44,6 @@ COPIED_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "special_tokens_ma
                 "tokenizer_config.json", "added_tokens.json", "generation_config.json")
 # Families whose decoder weights HF stores [in, out] (transformers' Conv1D).
 CONV1D_FAMILIES = ("gpt2",)
-
-
-# ---- safetensors by its specification, any dtype -----------------------------------
-
-# safetensors dtype -> numpy dtype of the stored bytes (BF16: the raw 16 bits).
-ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16,
-             "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8,
-             "U64": np.uint64, "U32": np.uint32, "U16": np.uint16, "U8": np.uint8,
-             "BOOL": np.bool_}
-FLOATS = ("F64", "F32", "F16", "BF16")
-_NP_TO_ST = {np.dtype(np.float64): "F64", np.dtype(np.float32): "F32",
-             np.dtype(np.float16): "F16", np.dtype(np.int64): "I64", np.dtype(np.int32): "I32",
-             np.dtype(np.int16): "I16", np.dtype(np.int8): "I8", np.dtype(np.uint8): "U8",
-             np.dtype(np.bool_): "BOOL"}
-
-
-def read_safetensors_typed(path: Path) -> dict:
-    """{name: (safetensors dtype, array of the stored values)}: a safetensors file read by
-    its specification, keeping each tensor's dtype (BF16 as its raw uint16 bits). A header
-    or offset that does not fit the file is reported as corrupt or truncated."""
-    path = Path(path)
-    data = path.read_bytes()
-    try:
-        n = int.from_bytes(data[:8], "little")
-        if len(data) < 8 or n > len(data) - 8:
-            raise ValueError(f"header of {n} bytes in a file of {len(data)}")
-        header = json.loads(data[8:8 + n])
-        if not isinstance(header, dict):
-            raise ValueError("the header is not a JSON object")
-    except (ValueError, RecursionError) as e:
-        raise CheckpointError(f"{path} is corrupt or truncated: {e}") from None
-    body = memoryview(data)[8 + n:]
-    out = {}
-    for name, meta in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            dtype, shape, (begin, end) = meta["dtype"], [int(d) for d in meta["shape"]], meta["data_offsets"]
-            begin, end = int(begin), int(end)
-        except (TypeError, KeyError, ValueError):
-            raise CheckpointError(f"{path} is corrupt or truncated: bad header entry for {name!r}") from None
-        if dtype not in ST_DTYPES:
-            raise CheckpointError(f"{path}: tensor {name!r} has dtype {dtype!r}, which fastergpt "
-                                  f"does not read ({', '.join(ST_DTYPES)})")
-        np_dtype = np.dtype(ST_DTYPES[dtype]).newbyteorder("<")
-        count = int(np.prod(shape)) if shape else 1
-        if (min(shape, default=1) < 0 or not (0 <= begin <= end <= len(body))
-                or end - begin != count * np_dtype.itemsize):
-            raise CheckpointError(f"{path} is corrupt or truncated: tensor {name!r} ({dtype} "
-                                  f"{shape}) does not fit bytes [{begin}, {end}) of {len(body)}")
-        arr = np.frombuffer(body[begin:end], dtype=np_dtype).reshape(shape)
-        out[name] = (dtype, np.ascontiguousarray(arr, dtype=np_dtype.newbyteorder("=")))
-    return out
-
-
-def to_float32(dtype: str, arr: np.ndarray) -> np.ndarray:
-    """float32 values of a float tensor read by read_safetensors_typed."""
-    if dtype == "BF16":
-        return (arr.astype(np.uint32) << 16).view(np.float32)
-    return np.ascontiguousarray(arr, dtype=np.float32)
-
-
-def write_safetensors(path: Path, tensors: dict, metadata: dict | None = None) -> None:
-    """Writes {name: array or (safetensors dtype, array)} by the specification: larger
-    elements first so every tensor is aligned, no holes, header padded to 8 bytes."""
-    entries = []
-    for name, value in tensors.items():
-        dtype, arr = value if isinstance(value, tuple) else (None, value)
-        arr = np.ascontiguousarray(arr)
-        dtype = dtype or _NP_TO_ST.get(arr.dtype)
-        if dtype is None:
-            raise ValueError(f"tensor {name!r}: dtype {arr.dtype} cannot be stored in safetensors")
-        entries.append((-arr.dtype.itemsize, name, dtype, arr))
-    entries.sort(key=lambda e: (e[0], e[1]))
-    header, offset = {}, 0
-    if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    for _, name, dtype, arr in entries:
-        header[name] = {"dtype": dtype, "shape": list(arr.shape),
-                        "data_offsets": [offset, offset + arr.nbytes]}
-        offset += arr.nbytes
-    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    raw += b" " * (-len(raw) % 8)
-    with open(path, "wb") as f:
-        f.write(len(raw).to_bytes(8, "little"))
-        f.write(raw)
-        for _, _, _, arr in entries:
-            f.write(arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
 
 
 # ---- the bit layout -----------------------------------------------------------------
@@ -412,7 +325,7 @@ def source_tensors(source_dir: Path, config) -> dict:
                 tensors[k] = ("BF16", v.contiguous().view(torch.int16).numpy().view(np.uint16))
             else:
                 arr = v.contiguous().numpy()
-                tensors[k] = (_NP_TO_ST[arr.dtype], arr)
+                tensors[k] = (NP_TO_ST[arr.dtype], arr)
     tensors = {k: v for k, v in tensors.items() if not any(ig in k for ig in fam.IGNORED)}
     return fam.from_hf_tensors(tensors)
 

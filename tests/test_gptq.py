@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from fastergpt.checkpoint import CheckpointError, _hf_config, load_checkpoint
+from fastergpt.checkpoint import read_safetensors_typed, write_safetensors
 from fastergpt.gptq_format import (module_tensors, pack_qzeros, quantization_config,
-                                   read_safetensors_typed, write_gptq_checkpoint,
-                                   write_safetensors)
+                                   write_gptq_checkpoint)
 from fastergpt.int4 import QuantizedMatrix, quantize_rtn, to_float16_values
 from fastergpt.models import family
 

@@ -57,6 +57,16 @@ def test_safetensors_truncated_and_bad_offsets(tmp_path):
     f.write_bytes(b"\xff" * 8 + b"{}")
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
         read_safetensors(f)
+    # Offsets that are not numbers, and a header nested past Python's recursion limit
+    # (these had escaped as TypeError and RecursionError).
+    bad = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": ["zero", "8"]}}).encode()
+    f.write_bytes(len(bad).to_bytes(8, "little") + bad + bytes(8))
+    with pytest.raises(CheckpointError, match="corrupt or truncated: bad header entry for 'w'"):
+        read_safetensors(f)
+    deep = b"[" * 100000 + b"]" * 100000
+    f.write_bytes(len(deep).to_bytes(8, "little") + deep)
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        read_safetensors(f)
 
 
 def test_weights_that_overflow_float16_are_refused(model):
