@@ -152,6 +152,7 @@ def test_concurrent_requests_return_what_each_returns_alone(server, reference):
 @pytest.mark.parametrize("body, raw, message", [
     (None, b"{not json", "not valid JSON"),
     (None, b"[1, 2]", "must be a JSON object"),
+    pytest.param(None, b"[" * 100000 + b"]" * 100000, "nested too deeply", id="nested-json"),
     ({"prompt": "x", "colour": "red"}, None, "unknown field"),
     ({"prompt": "x", "max_tokens": -3}, None, "max_tokens must be in"),
     ({"prompt": "x", "max_tokens": 10**12}, None, "max_tokens must be in"),

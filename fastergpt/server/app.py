@@ -111,6 +111,8 @@ def create_app(scheduler: Scheduler, model_name: str, chat_template: Optional[st
     async def body_of(http: HTTPRequest, fields: set) -> dict:
         try:
             body = json.loads(await http.body())
+        except RecursionError:
+            raise BadRequest("the request body is not valid JSON: nested too deeply")
         except (ValueError, UnicodeDecodeError) as e:
             raise BadRequest(f"the request body is not valid JSON: {e}")
         if not isinstance(body, dict):

@@ -94,6 +94,6 @@ def chat_template_of(path) -> Optional[str]:
         return None
     try:
         template = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return None
     return template if isinstance(template, str) else None
