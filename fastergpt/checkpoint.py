@@ -67,7 +67,7 @@ def _hf_config(path: Path) -> GPTConfig:
 
     raw = _read_json(path / "config.json")
     model_type = raw.get("model_type")
-    if model_type not in FAMILIES:
+    if not isinstance(model_type, str) or model_type not in FAMILIES:
         arch = raw.get("architectures")
         raise CheckpointError(f"{path / 'config.json'}: unsupported architecture model_type="
                               f"{model_type!r} architectures={arch!r}; fastergpt runs "
@@ -259,6 +259,11 @@ def check_state_dict(config: GPTConfig, state: dict, source: str) -> dict:
             raise CheckpointError(f"{source}: config says tie_word_embeddings but lm_head.weight "
                                   "differs from the token embedding")
         del state["lm_head.weight"]
+    # (Every layer holds tensors: a count past them is refused before the table of
+    # expected tensors, which grows with it, is built.)
+    if config.n_layer > len(state):
+        raise CheckpointError(f"{source}: the config's n_layer={config.n_layer} is more than "
+                              f"the {len(state)} tensors the checkpoint holds")
     want = fam.expected_shapes(config)
     missing = sorted(set(want) - set(state))
     unexpected = sorted(set(state) - set(want))

@@ -152,6 +152,26 @@ def test_config_not_json(tmp_path, good_model):
         FasterGPT.from_pretrained(tmp_path)
 
 
+@pytest.mark.parametrize("model_type", [["gpt2"], {"a": 1}, 7])
+def test_config_model_type_that_is_not_a_name(tmp_path, good_model, model_type):
+    write_hf_numpy(tmp_path, good_model)
+    config = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
+    (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": model_type}),
+                                          encoding="utf-8")
+    with pytest.raises(CheckpointError, match=r"unsupported architecture model_type="):
+        load_checkpoint(tmp_path)
+
+
+def test_config_with_more_layers_than_the_checkpoint_has_tensors(tmp_path, good_model):
+    """(2**70 layers had built the table of expected tensors until memory ran out.)"""
+    write_hf_numpy(tmp_path, good_model)
+    config = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
+    (tmp_path / "config.json").write_text(json.dumps({**config, "n_layer": 2**70}),
+                                          encoding="utf-8")
+    with pytest.raises(CheckpointError, match=r"n_layer=1180591620717411303424 .* tensors"):
+        load_checkpoint(tmp_path)
+
+
 def test_truncated_safetensors(tmp_path, good_model):
     write_hf_numpy(tmp_path, good_model)
     f = tmp_path / "model.safetensors"
