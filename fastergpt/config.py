@@ -152,8 +152,9 @@ class GPTConfig:
             raise ValueError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
             )
-        if not 0 < self.layer_norm_epsilon < float("inf"):
-            raise ValueError(f"layer_norm_epsilon must be > 0, got {self.layer_norm_epsilon!r}")
+        eps = self.layer_norm_epsilon
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < float("inf"):
+            raise ValueError(f"layer_norm_epsilon must be a positive number, got {eps!r}")
         self.activation_function = normalize_activation(self.activation_function)
         self._validate_architecture()
         for name in ("bos_token_id", "eos_token_id", "pad_token_id"):

@@ -121,6 +121,10 @@ class Engine:
         d = Path(os.fspath(directory))
         try:
             info = json.loads((d / PACKED_CONFIG).read_text(encoding="utf-8"))
+            if not isinstance(info, dict) or not isinstance(info.get("model"), dict):
+                raise ValueError(f"{d / PACKED_CONFIG}: not a saved engine's description "
+                                 "(an object whose 'model' is an object)")
+            config = GPTConfig.from_dict(info["model"])
             # One tensor at a time: peak memory stays at the packed size (load_file
             # would hold the whole file and its arrays at once).
             with safe_open(str(d / PACKED_FILE), framework="np") as f:
@@ -137,8 +141,7 @@ class Engine:
             raise
         except Exception as e:
             raise ValueError(f"{d}: the saved engine is unreadable: {e}") from None
-        return cls(GPTConfig.from_dict(info["model"]), dtype=info["dtype"], packed=packed,
-                   device=device)
+        return cls(config, dtype=info["dtype"], packed=packed, device=device)
 
     def generate(self, input_ids, attention_mask=None, return_logprobs: bool = False,
                  stop=None, end_token_ids=None, **settings) -> dict:

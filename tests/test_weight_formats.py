@@ -231,6 +231,21 @@ def test_engine_save_and_load(tmp_path, dtype):
         Engine.load(tmp_path / "e")
 
 
+@pytest.mark.parametrize("change, message", [
+    (lambda info: {**info, "model": [1]}, "not a saved engine's description"),
+    (lambda info: [info], "not a saved engine's description"),
+    (lambda info: {**info, "model": {**info["model"], "layer_norm_epsilon": "x"}},
+     "layer_norm_epsilon must be a positive number"),
+])
+def test_saved_engine_description_of_the_wrong_shape_is_refused(tmp_path, change, message):
+    """(These had escaped as AttributeError and TypeError.)"""
+    Engine.from_model(tiny_model(seed=4), "float32").save(tmp_path / "e")
+    f = tmp_path / "e" / "engine_config.json"
+    f.write_text(json.dumps(change(json.loads(f.read_text(encoding="utf-8")))), encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        Engine.load(tmp_path / "e")
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16", "int8"])
 def test_matrix_in_the_old_row_major_layout_is_refused_by_name(tmp_path, dtype):
     """A saved engine from before the blocked layouts holds [rows, cols] matrices: loading
