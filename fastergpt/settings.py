@@ -165,10 +165,20 @@ def settings_vector(values: dict, layout: Optional[Sequence[str]] = None) -> np.
 
 
 def check_int_array(x, name: str) -> np.ndarray:
-    """A 2-D int64 array from an integer array-like; floats are refused, not truncated."""
-    arr = np.asarray(x)
+    """A 2-D int64 array from an integer array-like; floats are refused, not truncated, and
+    so are unsigned values past int64's range (a cast would wrap them)."""
+    if x is None:
+        raise ValueError(f"{name}: got None, not an integer array [batch, length]")
+    try:
+        arr = np.asarray(x)
+    except ValueError:  # nested sequences of different lengths
+        raise ValueError(f"{name}: its rows have different lengths; pad them on the left to "
+                         "one length and pass an attention_mask") from None
     if arr.dtype.kind not in "iub":
         raise ValueError(f"{name}: dtype must be an integer type, got {arr.dtype}")
     if arr.ndim != 2:
         raise ValueError(f"{name}: must be 2-D [batch, length], got shape {list(arr.shape)}")
+    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+        at = np.unravel_index(int(arr.argmax()), arr.shape)
+        raise ValueError(f"{name}: value {int(arr.max())} at {list(map(int, at))} is past int64's range")
     return arr.astype(np.int64)
