@@ -69,7 +69,34 @@ def read_export_config(path: Path) -> dict:
     if EXPORT_MARKER not in info:
         raise CheckpointError(f"{path} is not a fastergpt inference directory (no "
                               f"'{EXPORT_MARKER}' entry in config.json); export it with export_model.py")
+    _check_export_entries(path / "config.json", info)
     return info
+
+
+# The types of the entries the readers of an export take from its config.json (an entry
+# an older export lacks is left to them); a damaged or hand-edited file is refused here,
+# by name, rather than failing somewhere in them.
+_EXPORT_ENTRIES = {"model": dict, "files": dict, "op_library": dict, "generation": dict,
+                   "settings": list, "dtype": str}
+_EXPORT_FILES = ("prefix", "model", "params", "op_library")
+_JSON_NAMES = {dict: "object", list: "array", str: "string"}
+
+
+def _check_export_entries(file: Path, info: dict) -> None:
+    def refuse(what):
+        raise CheckpointError(f"{file}: {what}; re-export the model with export_model.py")
+
+    for key, kind in _EXPORT_ENTRIES.items():
+        if key in info and not isinstance(info[key], kind):
+            refuse(f"'{key}' must be a JSON {_JSON_NAMES[kind]}, got {type(info[key]).__name__}")
+    for key in _EXPORT_FILES:
+        if key in info.get("files", {}) and not isinstance(info["files"][key], str):
+            refuse(f"'files.{key}' must be a file name")
+    for key in ("model", "params", "op_library"):
+        if "files" in info and key not in info["files"]:
+            refuse(f"'files' names no '{key}'")
+    if not all(isinstance(name, str) for name in info.get("settings", [])):
+        refuse("'settings' must be setting names")
 
 
 def _packed_from_export(path: Path) -> tuple[GPTConfig, list, str]:

@@ -364,6 +364,25 @@ def test_not_an_export(tmp_path, src_dir):
         Predictor(src_dir)  # a checkpoint, not an export
 
 
+@pytest.mark.parametrize("entry, value, message", [
+    ("files", None, r"'files' must be a JSON object, got NoneType"),
+    ("files", {"a": 1}, r"'files' names no 'model'"),
+    ("model", [1], r"'model' must be a JSON object, got list"),
+    ("op_library", "x", r"'op_library' must be a JSON object, got str"),
+    ("settings", 5, r"'settings' must be a JSON array, got int"),
+    ("settings", [1], r"'settings' must be setting names"),
+    ("generation", [1], r"'generation' must be a JSON object, got list"),
+])
+def test_export_description_of_the_wrong_shape_is_refused(tmp_path, exported, entry, value, message):
+    """(These had escaped from the Predictor as TypeError, AttributeError or KeyError.)"""
+    d = tmp_path / "copy"
+    shutil.copytree(exported["pir"], d)
+    info = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**info, entry: value}))
+    with pytest.raises(CheckpointError, match=r"config\.json: " + message + ".*re-export"):
+        Predictor(d)
+
+
 def test_predictor_shared_by_threads(exported):
     """One Predictor used by 4 threads at once gives every call its own result."""
     from concurrent.futures import ThreadPoolExecutor
