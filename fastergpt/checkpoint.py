@@ -87,9 +87,9 @@ ST_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np
              "BOOL": np.bool_}
 FLOATS = ("F64", "F32", "F16", "BF16")
 NP_TO_ST = {np.dtype(np.float64): "F64", np.dtype(np.float32): "F32",
-             np.dtype(np.float16): "F16", np.dtype(np.int64): "I64", np.dtype(np.int32): "I32",
-             np.dtype(np.int16): "I16", np.dtype(np.int8): "I8", np.dtype(np.uint8): "U8",
-             np.dtype(np.bool_): "BOOL"}
+            np.dtype(np.float16): "F16", np.dtype(np.int64): "I64", np.dtype(np.int32): "I32",
+            np.dtype(np.int16): "I16", np.dtype(np.int8): "I8", np.dtype(np.uint8): "U8",
+            np.dtype(np.bool_): "BOOL"}
 
 
 def read_safetensors_typed(path: Path) -> dict:
@@ -209,6 +209,19 @@ def _hf_names(config: GPTConfig, tensors: dict) -> dict:
 # The key and name mapping of each family lives in fastergpt/models/paddlenlp_layout.py
 # (shared with live PaddleNLP models, fastergpt/paddlenlp.py).
 
+def _paddlenlp_init_args(raw: dict, file: Path) -> dict:
+    """The model's arguments from PaddleNLP 2.x's {"init_args": [{...}], ...}, where the
+    first argument may wrap them once more in an "init_args" of its own."""
+    def first(args) -> dict:
+        if not isinstance(args, list) or not all(isinstance(a, dict) for a in args[:1]):
+            raise CheckpointError(f"{file}: 'init_args' must be a list whose first entry is "
+                                  "the model's arguments (a JSON object)")
+        return args[0] if args else {}
+
+    args = first(raw["init_args"])
+    return dict(first(args["init_args"])) if "init_args" in args else dict(args)
+
+
 def _paddlenlp_config(path: Path) -> GPTConfig:
     from fastergpt.models.paddlenlp_layout import LayoutError, config_from_paddlenlp
 
@@ -219,8 +232,7 @@ def _paddlenlp_config(path: Path) -> GPTConfig:
     else:
         raise CheckpointError(f"{path}: model_config.json or config.json is missing")
     if "init_args" in raw:  # PaddleNLP 2.x wrote {"init_args": [{...}], "init_class": ...}
-        args = raw["init_args"][0] if raw["init_args"] else {}
-        raw = dict(args.get("init_args", [args])[0]) if "init_args" in args else dict(args)
+        raw = _paddlenlp_init_args(raw, path / name)
     model_type = raw.get("model_type", "gpt")
     try:
         return config_from_paddlenlp(raw)

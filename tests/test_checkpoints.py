@@ -145,6 +145,25 @@ def test_missing_paddlenlp_config(tmp_path, good_model):
         FasterGPT.from_pretrained(tmp_path)
 
 
+def test_paddlenlp_2x_config_with_init_args(tmp_path, good_model):
+    """PaddleNLP 2.x wrapped the model's arguments in "init_args" (once, or twice for a
+    model that wraps another): both read as the plain config; a wrapping of another shape
+    is refused by name (it had escaped as TypeError or KeyError)."""
+    write_paddlenlp(tmp_path, good_model)
+    f = tmp_path / "model_config.json"
+    plain = json.loads(f.read_text(encoding="utf-8"))
+    want, _ = load_checkpoint(tmp_path)
+    for wrapped in ({"init_args": [plain], "init_class": "GPTModel"},
+                    {"init_args": [{"init_args": [plain], "init_class": "GPTModel"}],
+                     "init_class": "GPTForPretraining"}):
+        f.write_text(json.dumps(wrapped), encoding="utf-8")
+        assert load_checkpoint(tmp_path)[0] == want
+    for bad in (5, {"a": 1}, [5], [{"init_args": 3}]):
+        f.write_text(json.dumps({"init_args": bad}), encoding="utf-8")
+        with pytest.raises(CheckpointError, match=r"'init_args' must be a list"):
+            load_checkpoint(tmp_path)
+
+
 def test_config_not_json(tmp_path, good_model):
     write_hf_numpy(tmp_path, good_model)
     (tmp_path / "config.json").write_text("{not json", encoding="utf-8")
