@@ -308,6 +308,17 @@ def test_hostile_files_and_numbers_exit_2(cpp_build, exported, tmp_path):
     shutil.copytree(exported, deep)
     (deep / "config.json").write_text("[" * 100000 + "]" * 100000)
     bad(cpp_build, ["--model_dir", deep, "--prompt", "x"], "nesting deeper than 64 levels")
+    # The engine's architecture entry, which sizes the memory check: not a string, or a
+    # string without the sizes (it had divided by a head count of 0).
+    for architecture, message in ((None, "'architecture' must be a string"),
+                                  ("", "'architecture': num_layers must be >= 1"),
+                                  ("num_layers=2;", "'architecture': num_heads must be >= 1")):
+        d = tmp_path / f"architecture_{len(str(architecture))}"
+        shutil.copytree(exported, d)
+        info = json.loads((d / "config.json").read_text(encoding="utf-8"))
+        (d / "config.json").write_text(json.dumps({**info, "architecture": architecture}),
+                                       encoding="utf-8")
+        bad(cpp_build, ["--model_dir", d, "--prompt", "x"], message)
     bad(cpp_build, ["--model_dir", exported, "--prompt", "x", "--max_length", "1e30"],
         "max_new_tokens must be <= 1073741824")
     bad(cpp_build, ["--model_dir", exported, "--prompt", "x", "--max_length", "nan"],

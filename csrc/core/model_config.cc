@@ -68,7 +68,11 @@ ModelConfig parse_architecture(const std::string& text) {
     FGPT_CHECK(eq != std::string::npos, "architecture: expected name=value, got '", item, "'");
     fields[item.substr(0, eq)] = item.substr(eq + 1);
   }
-  return architecture_from_map(fields);
+  // Checked here, where text becomes a config: an empty or partial string gave zeros
+  // (num_heads = 0), and a caller that sized memory from it divided by them.
+  ModelConfig c = architecture_from_map(fields);
+  c.validate();
+  return c;
 }
 
 std::string format_architecture(const ModelConfig& c) {

@@ -141,7 +141,8 @@ struct ArchitectureField {
 const std::vector<ArchitectureField>& architecture_table();
 
 // "name=value;..." <-> ModelConfig (choices by name). Unknown names and bad
-// values throw Error naming them; fields not given keep their defaults.
+// values throw Error naming them; fields not given keep their defaults, and the
+// parsed config must pass ModelConfig::validate.
 ModelConfig parse_architecture(const std::string& text);
 std::string format_architecture(const ModelConfig& c);
 ModelConfig architecture_from_map(const std::map<std::string, std::string>& fields);

@@ -497,13 +497,21 @@ int run_main(int argc, char** argv) {
     }
     const int B = static_cast<int>(enc.size());
     if (info.has("architecture")) {  // the engine's memory check, before the predictor allocates
+      if (info.at("architecture").kind != JsonValue::Kind::kString)
+        throw UsageError(o.model_dir + "/config.json: 'architecture' must be a string; re-export the model");
+      fastergpt::ModelConfig architecture;
+      try {
+        architecture = fastergpt::parse_architecture(info.at("architecture").string);
+      } catch (const fastergpt::Error& e) {
+        throw UsageError(o.model_dir + "/config.json: 'architecture': " + e.what() +
+                         "; re-export the model");
+      }
       int64_t total = 0;
       for (const auto& e : enc) total += static_cast<int64_t>(e.size());
       try {
         fastergpt::check_memory(
-            fastergpt::estimate_memory(fastergpt::parse_architecture(info.at("architecture").string),
-                                       B, static_cast<int64_t>(L), total, static_cast<int64_t>(L),
-                                       options, options.max_new_tokens),
+            fastergpt::estimate_memory(architecture, B, static_cast<int64_t>(L), total,
+                                       static_cast<int64_t>(L), options, options.max_new_tokens),
             options);
       } catch (const fastergpt::Error& e) {
         throw UsageError(e.what());
