@@ -176,6 +176,11 @@ def test_perplexity_cli(tmp_path, capsys):
     assert "unknown format(s) ['int4@int3']" in capsys.readouterr().err
     assert main(["perplexity", str(f), "--compare", "int4", "--vocab_dtype", "int4"]) == 2
     assert "exclude each other" in capsys.readouterr().err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    for extra in ([], ["--compare", "float32,int8"]):
+        assert main(["perplexity", str(empty), *extra]) == 2
+        assert "empty.txt: the text gives 1 token(s); a perplexity needs at least 2" in capsys.readouterr().err
 
 
 def test_server_options_carry_it():

@@ -14,6 +14,19 @@ import sys
 import numpy as np
 
 
+def document_ids(tok, file) -> np.ndarray:
+    """The file's tokens, after an end-of-text token where the tokenizer has one (the
+    document starts there); at least 2, or an error that says the text is too short."""
+    with open(file, encoding="utf-8") as f:
+        ids = tok.encode(f.read())
+    if tok.eos_token_id is not None:
+        ids = [tok.eos_token_id] + ids
+    if len(ids) < 2:
+        raise ValueError(f"{file}: the text gives {len(ids)} token(s); a perplexity needs at "
+                         "least 2 (one to predict the next from)")
+    return np.asarray(ids)
+
+
 def main(argv=None) -> int:
     from fastergpt.cli.format_args import add_format_arguments
     from fastergpt.settings import choice_names
@@ -52,13 +65,8 @@ def main(argv=None) -> int:
     try:
         path = resolve_model_path(args.model_name_or_path)
         engine = Engine.from_pretrained(path, dtype=args.dtype, vocab_dtype=args.vocab_dtype)
-        tok = Tokenizer.from_dir(path)
-        with open(args.file, encoding="utf-8") as f:
-            text = f.read()
-        ids = tok.encode(text)
-        if tok.eos_token_id is not None:  # the document starts after an end-of-text token
-            ids = [tok.eos_token_id] + ids
-        nll, count = negative_log_likelihood(engine, np.asarray(ids), args.block_size, args.stride,
+        ids = document_ids(Tokenizer.from_dir(path), args.file)
+        nll, count = negative_log_likelihood(engine, ids, args.block_size, args.stride,
                                              num_threads=args.threads,
                                              matmul_precision=args.matmul_precision)
     except (OSError, ValueError) as e:
@@ -88,12 +96,7 @@ def compare(args) -> int:
         return 2
     try:
         path = resolve_model_path(args.model_name_or_path)
-        tok = Tokenizer.from_dir(path)
-        with open(args.file, encoding="utf-8") as f:
-            ids = tok.encode(f.read())
-        if tok.eos_token_id is not None:
-            ids = [tok.eos_token_id] + ids
-        ids = np.asarray(ids)
+        ids = document_ids(Tokenizer.from_dir(path), args.file)
         rows = []
         with tempfile.TemporaryDirectory(prefix="fastergpt-compare-") as tmp:
             for name in names:
