@@ -17,6 +17,8 @@ from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
+from fastergpt.tokenizer import check_unicode
+
 StopArg = Union[None, str, Sequence[str]]
 
 
@@ -33,6 +35,7 @@ def normalize_stops(stop: StopArg) -> list:
             raise ValueError(f"stop: item {i} is a {type(s).__name__}, not a string")
         if not s:
             raise ValueError(f"stop: string {i} is empty")
+        check_unicode(s, f"stop: string {i}")  # (a lone surrogate has no bytes to match)
     return list(stop)
 
 
@@ -47,6 +50,8 @@ def normalize_end_ids(end_token_ids: Optional[Iterable]) -> list:
             raise ValueError(f"end_token_ids: {t!r} is not an integer id")
         if t < 0:  # the operator reads -1 as "no id": refused here, as the engine does
             raise ValueError(f"end_token_ids: {int(t)} is outside the vocabulary (ids are >= 0)")
+        if t >= 2**63:  # (the engine checks the vocabulary; this would not reach it)
+            raise ValueError(f"end_token_ids: {int(t)} is outside the vocabulary (too large for an id)")
         out.append(int(t))
     return out
 

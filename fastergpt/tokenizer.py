@@ -33,6 +33,15 @@ def left_pad(rows, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return ids, mask
 
 
+
+def check_unicode(text: str, what: str) -> None:
+    """Text that has no UTF-8 form (a lone surrogate, as from a mis-decoded file or a JSON
+    escape) is refused by name: the tokenizer and the engine take UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{what}: not valid Unicode at character {e.start} ({e.reason})") from None
+
 class TokenizerError(ValueError):
     """Tokenizer files are missing or unreadable."""
 
@@ -167,6 +176,7 @@ class Tokenizer:
     def encode(self, text: str) -> list[int]:
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
+        check_unicode(text, "text")
         if self.kind == "bpe":
             ids = self._backend.encode(text, add_special_tokens=self._template).ids
         else:
@@ -187,6 +197,11 @@ class Tokenizer:
 
     def decode(self, ids, skip_special_tokens: bool = True) -> str:
         ids = [int(i) for i in ids]
+        # (An id the vocabulary lacks but an unsigned 32-bit id can hold is the backend's
+        # to skip, as a model whose table is padded past its tokenizer can produce one.)
+        bad = next((i for i in ids if not 0 <= i < 2**32), None)
+        if bad is not None:
+            raise ValueError(f"decode: {bad} is not a token id")
         if self.kind == "bpe":
             return self._backend.decode(ids, skip_special_tokens=skip_special_tokens)
         if skip_special_tokens:

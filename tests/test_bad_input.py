@@ -105,6 +105,10 @@ BAD = [
     ("stop-empty-string", dict(stop=["ok", ""]), r"stop: string 1 is empty"),
     ("stop-not-strings", dict(stop=[b"x"]), r"stop: item 0 is a bytes, not a string"),
     ("stop-not-a-list", dict(stop=5), r"stop: expected a string or a list of strings, got int"),
+    ("stop-lone-surrogate", dict(stop=["ok", "\ud800"]),
+     r"stop: string 1: not valid Unicode at character 0 \(surrogates not allowed\)"),
+    ("end_token_ids-past-int64", dict(end_token_ids=[2**70]),
+     r"end_token_ids: 1180591620717411303424 is outside the vocabulary \(too large for an id\)"),
 ]
 
 FRONT_ENDS = ("FasterGPT", "Engine", "Predictor")

@@ -164,6 +164,8 @@ def test_concurrent_requests_return_what_each_returns_alone(server, reference):
     ({"prompt": "x", "temperature": "hot"}, None, "temperature must be a number"),
     ({"prompt": "x", "stop": ["a", "b", "c", "d", "e"]}, None, "stop must be"),
     ({"prompt": "x", "stream": "yes"}, None, "stream must be true or false"),
+    ({"prompt": "x \ud800"}, None, "prompt: not valid Unicode at character 2"),
+    ({"prompt": "x", "stop": ["\udfff"]}, None, "stop: string 0: not valid Unicode"),
 ])
 def test_bad_requests_get_400_and_the_server_goes_on(server, body, raw, message):
     status, out = post(server, "/v1/completions", body, raw)

@@ -67,6 +67,20 @@ def test_endoftext_by_name(bpe, form):
 
 
 @pytest.mark.parametrize("form", ["json", "vocab"])
+def test_text_without_utf8_and_ids_out_of_range_are_refused(bpe, form):
+    """(A lone surrogate had escaped from the tokenizer library as TypeError, a negative
+    id as OverflowError.)"""
+    tok = bpe[form]
+    with pytest.raises(ValueError, match=r"text: not valid Unicode at character 3 \(surrogates not allowed\)"):
+        tok.encode("abc\ud800")
+    with pytest.raises(ValueError, match=r"text: not valid Unicode"):
+        tok.encode_batch(["fine", "\udfff"])
+    for bad in (-3, 2**32):
+        with pytest.raises(ValueError, match=rf"decode: {bad} is not a token id"):
+            tok.decode([1, bad])
+
+
+@pytest.mark.parametrize("form", ["json", "vocab"])
 def test_encode_batch_left_pads(bpe, form):
     tok = bpe[form]
     texts = [TEXTS["ascii"], "hi", TEXTS["cjk"], ENDOFTEXT]

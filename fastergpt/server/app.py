@@ -15,6 +15,8 @@ from fastapi import Request as HTTPRequest
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 
 from fastergpt.server.scheduler import QueueFull, Request, Scheduler
+from fastergpt.stops import normalize_stops
+from fastergpt.tokenizer import check_unicode
 
 MAX_STOP = 4
 COMPLETION_FIELDS = {"model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "n", "stop",
@@ -67,6 +69,10 @@ def _settings(body, scheduler: Scheduler, prompt_len: int) -> tuple:
     stop = [] if stop is None else [stop] if isinstance(stop, str) else stop
     if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop) or len(stop) > MAX_STOP:
         raise BadRequest(f"stop must be a non-empty string or a list of at most {MAX_STOP} of them", "stop")
+    try:
+        normalize_stops(stop)  # (what else a stop string must be: valid Unicode)
+    except ValueError as e:
+        raise BadRequest(str(e), "stop")
     tok = scheduler.tokenizer
     settings = dict(max_new_tokens=max_tokens, repetition_penalty=penalty,
                     eos_token_id=-1 if tok.eos_token_id is None else tok.eos_token_id)
@@ -124,7 +130,11 @@ def create_app(scheduler: Scheduler, model_name: str, chat_template: Optional[st
             raise BadRequest("stream must be true or false", "stream")
         return body
 
-    def encode(text: str) -> list:
+    def encode(text: str, field: str) -> list:
+        try:
+            check_unicode(text, field)  # (a lone surrogate the JSON escaped)
+        except ValueError as e:
+            raise BadRequest(str(e), field)
         ids, mask = tok.encode_batch([text])
         return [int(i) for i, m in zip(ids[0], mask[0]) if m]
 
@@ -147,7 +157,7 @@ def create_app(scheduler: Scheduler, model_name: str, chat_template: Optional[st
     async def run(http: HTTPRequest, body: dict, prompts: list, chat: bool):
         requests = []
         for text in prompts:
-            ids = encode(text)
+            ids = encode(text, "messages" if chat else "prompt")
             if not ids:
                 raise BadRequest("the prompt encodes to no tokens", "prompt")
             settings, n, stop = _settings(body, scheduler, len(ids))
