@@ -33,7 +33,6 @@ def left_pad(rows, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return ids, mask
 
 
-
 def check_unicode(text: str, what: str) -> None:
     """Text that has no UTF-8 form (a lone surrogate, as from a mis-decoded file or a JSON
     escape) is refused by name: the tokenizer and the engine take UTF-8."""
@@ -41,6 +40,7 @@ def check_unicode(text: str, what: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
         raise ValueError(f"{what}: not valid Unicode at character {e.start} ({e.reason})") from None
+
 
 class TokenizerError(ValueError):
     """Tokenizer files are missing or unreadable."""
