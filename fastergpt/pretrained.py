@@ -78,7 +78,7 @@ def read_export_config(path: Path) -> dict:
 # by name, rather than failing somewhere in them.
 _EXPORT_ENTRIES = {"model": dict, "files": dict, "op_library": dict, "generation": dict,
                    "settings": list, "dtype": str}
-_EXPORT_FILES = ("prefix", "model", "params", "op_library")
+_EXPORT_FILES = ("model", "params", "op_library", "prefix")
 _JSON_NAMES = {dict: "object", list: "array", str: "string"}
 
 
@@ -89,12 +89,12 @@ def _check_export_entries(file: Path, info: dict) -> None:
     for key, kind in _EXPORT_ENTRIES.items():
         if key in info and not isinstance(info[key], kind):
             refuse(f"'{key}' must be a JSON {_JSON_NAMES[kind]}, got {type(info[key]).__name__}")
-    for key in _EXPORT_FILES:
-        if key in info.get("files", {}) and not isinstance(info["files"][key], str):
-            refuse(f"'files.{key}' must be a file name")
-    for key in ("model", "params", "op_library"):
-        if "files" in info and key not in info["files"]:
+    files = info.get("files", {})
+    for key in _EXPORT_FILES:  # (every export has written all four)
+        if key not in files:
             refuse(f"'files' names no '{key}'")
+        if not isinstance(files[key], str):
+            refuse(f"'files.{key}' must be a file name")
     if not all(isinstance(name, str) for name in info.get("settings", [])):
         refuse("'settings' must be setting names")
 

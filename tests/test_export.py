@@ -367,6 +367,8 @@ def test_not_an_export(tmp_path, src_dir):
 @pytest.mark.parametrize("entry, value, message", [
     ("files", None, r"'files' must be a JSON object, got NoneType"),
     ("files", {"a": 1}, r"'files' names no 'model'"),
+    ("files", {"model": "model.json", "params": "model.pdiparams",
+               "op_library": "libfastergpt_ops.so"}, r"'files' names no 'prefix'"),
     ("model", [1], r"'model' must be a JSON object, got list"),
     ("op_library", "x", r"'op_library' must be a JSON object, got str"),
     ("settings", 5, r"'settings' must be a JSON array, got int"),
@@ -374,7 +376,8 @@ def test_not_an_export(tmp_path, src_dir):
     ("generation", [1], r"'generation' must be a JSON object, got list"),
 ])
 def test_export_description_of_the_wrong_shape_is_refused(tmp_path, exported, entry, value, message):
-    """(These had escaped from the Predictor as TypeError, AttributeError or KeyError.)"""
+    """(These had escaped from the Predictor as TypeError, AttributeError or KeyError; a
+    missing prefix, from FasterGPT.from_pretrained as KeyError.)"""
     d = tmp_path / "copy"
     shutil.copytree(exported["pir"], d)
     info = json.loads((d / "config.json").read_text())
