@@ -147,6 +147,15 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, RangeFn fn) {
   if (error) std::rethrow_exception(error);
 }
 
+int64_t ThreadPool::even_grain(int64_t n, int64_t min_grain, int64_t align) const {
+  min_grain = std::max<int64_t>(1, min_grain);
+  align = std::max<int64_t>(1, align);
+  if (n <= 0) return min_grain;
+  const int64_t shares = std::min<int64_t>(num_threads_, (n + min_grain - 1) / min_grain);
+  const int64_t share = (n + shares - 1) / shares;
+  return (share + align - 1) / align * align;
+}
+
 int default_num_threads() {
 #ifdef __linux__
   cpu_set_t set;

@@ -13,7 +13,7 @@ namespace cpu {
 void layer_norm(Context& ctx, const float* x, int64_t M, int64_t D, const float* gamma,
                 const float* beta, float eps, float* y) {
   // Rows of a few thousand elements are too cheap to hand to another thread.
-  const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, D));
+  const int64_t grain = ctx.pool().even_grain(M, 8192 / std::max<int64_t>(1, D));
   const auto rows = simd().layer_norm_rows;
   ctx.pool().parallel_for(M, grain, [&](int64_t m0, int64_t m1) {
     request_lines(x + m0 * D, (m1 - m0) * D * 4);
@@ -25,7 +25,7 @@ void layer_norm(Context& ctx, const float* x, int64_t M, int64_t D, const float*
 // (the sum in double here), then times gamma.
 void rms_norm(Context& ctx, const float* x, int64_t M, int64_t D, const float* gamma, float eps,
               float* y) {
-  const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, D));
+  const int64_t grain = ctx.pool().even_grain(M, 8192 / std::max<int64_t>(1, D));
   const auto rows = simd().rms_norm_rows;
   ctx.pool().parallel_for(M, grain, [&](int64_t m0, int64_t m1) {
     request_lines(x + m0 * D, (m1 - m0) * D * 4);
@@ -35,7 +35,7 @@ void rms_norm(Context& ctx, const float* x, int64_t M, int64_t D, const float* g
 
 // act(gate) * up, the rows of a gated MLP (LLaMA's SiLU).
 void glu(Context& ctx, const float* in, int64_t M, int64_t F, Activation act, float* out) {
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, F));
+  const int64_t grain = ctx.pool().even_grain(M, 16384 / std::max<int64_t>(1, F));
   const auto rows = simd().glu_rows;
   ctx.pool().parallel_for(M, grain, [&](int64_t m0, int64_t m1) {
     rows(in + m0 * 2 * F, m1 - m0, F, act, out + m0 * F);

@@ -24,9 +24,11 @@ void linear(Context& ctx, const float* x, int64_t M, const Matrix& W, const floa
   ThreadPool& pool = ctx.pool();
   // Each thread's share is a multiple of 16 output rows (the tile width) and
   // at least kMinMacs of work, so small layers run inline instead of paying
-  // for a thread hand-off that costs more than the arithmetic.
+  // for a thread hand-off that costs more than the arithmetic; the shares as even
+  // as that allows.
   constexpr int64_t kMinMacs = 1 << 16;
-  const int64_t grain = std::max<int64_t>(16, (kMinMacs / std::max<int64_t>(1, M * K) + 15) / 16 * 16);
+  const int64_t grain =
+      pool.even_grain(N, std::max<int64_t>(16, (kMinMacs / std::max<int64_t>(1, M * K) + 15) / 16 * 16), 16);
   const ActivationInput input = format_info(W.format).activations;
   if (input != ActivationInput::kFloat) {
     thread_local std::vector<int8_t> xs;

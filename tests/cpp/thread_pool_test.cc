@@ -1,9 +1,11 @@
 // The thread pool (csrc/core/thread_pool.h): every index of a region is run exactly once,
 // and workers that went to sleep between regions are woken for the next one.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <future>
+#include <mutex>
 #include <random>
 #include <thread>
 #include <vector>
@@ -56,8 +58,43 @@ static void test_shares_cover_once() {
   }
 }
 
+// even_grain: as many shares as the minimum grain gives, each a multiple of `align`,
+// the largest at most `align` more than the smallest (bar a last short one that the
+// alignment leaves), covering every index once.
+static void test_even_grain() {
+  for (int threads : {1, 2, 3, 4}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {1, 12, 20, 300, 768, 2304, 50257})
+      for (int64_t min_grain : {1, 5, 16, 96, 256, 100000})
+        for (int64_t align : {1, 16}) {
+          const int64_t grain = pool.even_grain(n, min_grain, align);
+          CHECK(grain % align == 0);
+          std::vector<int64_t> sizes;
+          std::mutex m;
+          std::vector<int> hits(n, 0);
+          pool.parallel_for(n, grain, [&](int64_t b, int64_t e) {
+            for (int64_t j = b; j < e; ++j) ++hits[j];
+            std::lock_guard<std::mutex> lock(m);
+            sizes.push_back(e - b);
+          });
+          for (int h : hits) CHECK(h == 1);
+          const int64_t old_units = (n + min_grain - 1) / min_grain;
+          CHECK(static_cast<int64_t>(sizes.size()) <= std::min<int64_t>(threads, old_units));
+          const int64_t big = *std::max_element(sizes.begin(), sizes.end());
+          CHECK(big <= (n + static_cast<int64_t>(sizes.size()) - 1) /
+                           static_cast<int64_t>(sizes.size()) + align - 1);
+        }
+  }
+  // The case that asked for it: 768 rows, a grain of 256, 2 threads: 384 each.
+  ThreadPool two(2);
+  CHECK(two.even_grain(768, 256, 16) == 384);
+  CHECK(two.even_grain(12, 5) == 6);
+  CHECK(two.even_grain(300, 1000) >= 300);  // one share: runs inline
+}
+
 int main() {
   test_shares_cover_once();
+  test_even_grain();
   test_wakes_sleepers();
   TEST_MAIN_END();
 }
