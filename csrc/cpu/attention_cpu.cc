@@ -113,15 +113,17 @@ void rotary(Context& ctx, float* qkv, const TokenSlot* slots, int64_t M, int64_t
 
 namespace {
 
+// The keys and values of key/value heads [h0, h1) (all of them by default) of the M tokens.
 template <typename Elem>
 void store_kv_of(KVCache& cache, int64_t layer, int64_t H, const float* qkv,
-                 const TokenSlot* slots, int64_t M) {
+                 const TokenSlot* slots, int64_t M, int64_t h0 = 0, int64_t h1 = -1) {
   using E = CacheElements<Elem>;
   const int64_t KVH = cache.heads(), Dh = cache.head_size();
   const int64_t stride = (H + 2 * KVH) * Dh, Q = H * Dh;
+  if (h1 < 0) h1 = KVH;
   for (int64_t m = 0; m < M; ++m) {
     const float* t = qkv + m * stride;
-    for (int64_t h = 0; h < KVH; ++h) {
+    for (int64_t h = h0; h < h1; ++h) {
       E::store(t + Q + h * Dh, Dh, E::key(cache, layer, slots[m].row, h, slots[m].slot));
       E::store(t + Q + KVH * Dh + h * Dh, Dh,
                E::value(cache, layer, slots[m].row, h, slots[m].slot));
@@ -136,7 +138,6 @@ void attention_of(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const 
   const int64_t KVH = cache.heads(), Dh = cache.head_size(), group = H / KVH;
   const int64_t stride = (H + 2 * KVH) * Dh, Q = H * Dh;
   const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
-  store_kv_of<Elem>(cache, layer, H, qkv, slots, M);
   // Runs of tokens of one row at consecutive slots (a prompt, or a prompt-lookup draft),
   // cut into blocks of at most `lanes`: a block of several queries goes through
   // attend_queries (each key read once for the block), a lone token through attend();
@@ -157,10 +158,14 @@ void attention_of(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const 
     m += T;
   }
   // The threads take contiguous ranges of items, and a block's cost grows with its
-  // position (a late block of a prompt sees every earlier key): in prompt order the
-  // second of 2 threads got 3/4 of a long prompt's work. Ordered largest, smallest,
-  // second largest, second smallest, ... any contiguous range holds near-equal pairs.
-  // (Which thread runs a block changes no number.)
+  // position (a late block of a prompt sees every earlier key). The items go head by
+  // head, each head over every block: all heads cost the same, so a range of whole heads
+  // is an even share, and each thread reads only its own heads' keys and values. Within
+  // a head the blocks go largest, smallest, second largest, second smallest, ..., so
+  // that a range ending inside a head (heads not a multiple of the threads) still takes
+  // about its share of that head. (Block by block, in that order, a 147-token prompt of
+  // 4 heads gave one of 2 threads 57% of the work; which thread runs an item changes
+  // no number.)
   // A block's work: its queries times the keys the last of them sees.
   auto cost = [&](const Block& b) { return b.T * (slots[b.m].slot + b.T); };
   if (blocks.size() > 2) {
@@ -174,21 +179,30 @@ void attention_of(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const 
     }
     blocks.swap(zigzag);
   }
-  const int64_t items = static_cast<int64_t>(blocks.size()) * H;
+  const int64_t n_blocks = static_cast<int64_t>(blocks.size()), items = n_blocks * H;
   // Enough (block, head) items per thread to outweigh the hand-off, by an item's work
   // (counted by the first token's slot alone, an 84-token prompt's block was one key's
   // work: the grain took 18 of its 24 items, 79% of the work, to one thread).
   int64_t pairs = 0;
   for (const Block& b : blocks) pairs += cost(b);
-  const int64_t per_item = std::max<int64_t>(1, pairs / static_cast<int64_t>(blocks.size()));
-  const int64_t grain = std::max<int64_t>(1, 16384 / (Dh * per_item));
+  const int64_t per_item = std::max<int64_t>(1, pairs / n_blocks);
+  const int64_t grain = ctx.pool().even_grain(items, 16384 / (Dh * per_item));
+  // Where every share is whole key/value heads (one share, or as many as the threads when
+  // they divide the key/value heads), each thread stores its own heads' new keys and
+  // values, which then stay in its core's cache for the attention that reads them; else
+  // one thread stores them all first. (Stored by the other thread, a decoding step's new
+  // keys and values crossed between the cores twice.)
+  const int64_t threads = ctx.pool().num_threads(), per_kv_head = group * n_blocks;
+  const bool own_stores = grain >= items || (KVH % threads == 0 && grain == items / threads);
+  if (!own_stores) store_kv_of<Elem>(cache, layer, H, qkv, slots, M);
   ctx.pool().parallel_for(items, grain, [&](int64_t i0, int64_t i1) {
+    if (own_stores) store_kv_of<Elem>(cache, layer, H, qkv, slots, M, i0 / per_kv_head, i1 / per_kv_head);
     thread_local std::vector<float> work;
     const size_t need = static_cast<size_t>((Dh + cache.max_length()) * std::max<int64_t>(lanes, 1));
     if (work.size() < need) work.resize(need);
     for (int64_t i = i0; i < i1; ++i) {
-      const Block& b = blocks[i / H];
-      const int64_t h = i % H;
+      const Block& b = blocks[i % n_blocks];
+      const int64_t h = i / n_blocks;
       const TokenSlot& s = slots[b.m];
       if (b.T >= block_min) {
         (k.*E::attend_queries)(qkv + b.m * stride + h * Dh, stride,

@@ -885,6 +885,42 @@ static void test_attention(Context& ctx) {
   }
 }
 
+// The attention op's split between threads changes no bit: a prompt long enough to be
+// shared out, then one more token, on 1, 2 and 3 threads, with key/value heads that the
+// threads divide (each thread stores its own heads' keys and values) and that they do
+// not (one thread stores them all first); every key and value lands in the cache.
+static void test_attention_split_by_threads() {
+  std::mt19937 rng(14);
+  for (int64_t KVH : {4, 2, 1}) {
+    const int64_t H = 4, Dh = 64, Q = H * Dh, S = (H + 2 * KVH) * Dh, P = 200;
+    const ModelConfig c = fgpt_test::attention_config(1, H, KVH, Dh);
+    const auto qkv = random_vec((P + 1) * S, rng);
+    std::vector<TokenSlot> slots;
+    for (int64_t j = 0; j <= P; ++j) slots.push_back({0, j});
+    std::vector<float> first;
+    for (int threads : {1, 2, 3}) {
+      Context ctx(cpu_backend(), threads);
+      KVCache& cache = ctx.kv_cache();
+      cache.allocate(c, 1, P + 1);
+      std::vector<float> out((P + 1) * Q);
+      ctx.backend().attention(ctx, cache, 0, H, qkv.data(), slots.data(), P, out.data());
+      ctx.backend().attention(ctx, cache, 0, H, qkv.data() + P * S, slots.data() + P, 1,
+                              out.data() + P * Q);
+      for (int64_t j = 0; j <= P; ++j)
+        for (int64_t h = 0; h < KVH; ++h) {
+          CHECK(std::equal(cache.key(0, 0, h, j), cache.key(0, 0, h, j) + Dh,
+                           qkv.begin() + j * S + Q + h * Dh));
+          CHECK(std::equal(cache.value(0, 0, h, j), cache.value(0, 0, h, j) + Dh,
+                           qkv.begin() + j * S + Q + (KVH + h) * Dh));
+        }
+      if (first.empty())
+        first = out;
+      else
+        CHECK(out == first);
+    }
+  }
+}
+
 // Attention over histories shared through the cache's source rows (beam search):
 // row 2 reads its positions from rows [0, 1, 0, 2] and then its own new token;
 // the result equals scalar attention over the gathered keys and values.
@@ -1176,6 +1212,7 @@ int main() {
     }
   }
   test_simd_paths();
+  test_attention_split_by_threads();
   test_linear_deterministic();
   test_attend();
   test_norm_rows_bit_identical();
