@@ -196,7 +196,8 @@ void attention_of(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const 
   const bool own_stores = grain >= items || (KVH % threads == 0 && grain == items / threads);
   if (!own_stores) store_kv_of<Elem>(cache, layer, H, qkv, slots, M);
   ctx.pool().parallel_for(items, grain, [&](int64_t i0, int64_t i1) {
-    if (own_stores) store_kv_of<Elem>(cache, layer, H, qkv, slots, M, i0 / per_kv_head, i1 / per_kv_head);
+    if (own_stores)
+      store_kv_of<Elem>(cache, layer, H, qkv, slots, M, i0 / per_kv_head, i1 / per_kv_head);
     thread_local std::vector<float> work;
     const size_t need = static_cast<size_t>((Dh + cache.max_length()) * std::max<int64_t>(lanes, 1));
     if (work.size() < need) work.resize(need);

@@ -27,8 +27,8 @@ void linear(Context& ctx, const float* x, int64_t M, const Matrix& W, const floa
   // for a thread hand-off that costs more than the arithmetic; the shares as even
   // as that allows.
   constexpr int64_t kMinMacs = 1 << 16;
-  const int64_t grain =
-      pool.even_grain(N, std::max<int64_t>(16, (kMinMacs / std::max<int64_t>(1, M * K) + 15) / 16 * 16), 16);
+  const int64_t min_rows = std::max<int64_t>(16, (kMinMacs / std::max<int64_t>(1, M * K) + 15) / 16 * 16);
+  const int64_t grain = pool.even_grain(N, min_rows, 16);
   const ActivationInput input = format_info(W.format).activations;
   if (input != ActivationInput::kFloat) {
     thread_local std::vector<int8_t> xs;
