@@ -235,7 +235,7 @@ bool Generator::step(BatchState& s) { return choose_tokens(s) && forward(s); }
 bool Generator::choose_tokens(BatchState& s) {
   const int64_t V = c_.vocab_size, n_active = static_cast<int64_t>(s.active.size());
   float* logits = ctx_.activations().logits.data();
-  const int64_t choose_grain = std::max<int64_t>(1, 65536 / V);
+  const int64_t choose_grain = ctx_.pool().even_grain(n_active, 65536 / V);
   ctx_.pool().parallel_for(n_active, choose_grain, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i)
       s.chosen[i] = choose(s.rows[s.active[i]], s.active[i], logits + i * V);
