@@ -187,13 +187,13 @@ void attention_of(Context& ctx, KVCache& cache, int64_t layer, int64_t H, const 
   for (const Block& b : blocks) pairs += cost(b);
   const int64_t per_item = std::max<int64_t>(1, pairs / n_blocks);
   const int64_t grain = ctx.pool().even_grain(items, 16384 / (Dh * per_item));
-  // Where every share is whole key/value heads (one share, or as many as the threads when
-  // they divide the key/value heads), each thread stores its own heads' new keys and
-  // values, which then stay in its core's cache for the attention that reads them; else
-  // one thread stores them all first. (Stored by the other thread, a decoding step's new
-  // keys and values crossed between the cores twice.)
-  const int64_t threads = ctx.pool().num_threads(), per_kv_head = group * n_blocks;
-  const bool own_stores = grain >= items || (KVH % threads == 0 && grain == items / threads);
+  // Where every share is whole key/value heads (the grain a multiple of a head's items),
+  // each thread stores its own heads' new keys and values, which then stay in its core's
+  // cache for the attention that reads them; else one thread stores them all first.
+  // (Stored by the other thread, a decoding step's new keys and values crossed between
+  // the cores twice.)
+  const int64_t per_kv_head = group * n_blocks;
+  const bool own_stores = grain % per_kv_head == 0;
   if (!own_stores) store_kv_of<Elem>(cache, layer, H, qkv, slots, M);
   ctx.pool().parallel_for(items, grain, [&](int64_t i0, int64_t i1) {
     if (own_stores)
