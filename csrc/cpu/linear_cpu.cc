@@ -21,6 +21,7 @@ void linear(Context& ctx, const float* x, int64_t M, const Matrix& W, const floa
             Epilogue epilogue, float* y) {
   const int64_t N = W.rows, K = W.cols;
   const FormatKernels& k = simd().of(W.format);
+  const WeightFormatInfo& format = format_info(W.format);
   ThreadPool& pool = ctx.pool();
   // Each thread's share is a multiple of 16 output rows (the tile width) and
   // at least kMinMacs of arithmetic or kMinBytes of weights to read (what paces a
@@ -29,11 +30,11 @@ void linear(Context& ctx, const float* x, int64_t M, const Matrix& W, const floa
   // allows. (By arithmetic alone, the default model's 256 x 256 float32 attention
   // output ran on one thread at batch 1: 3.2 us, against 2.1 us on two at 2 rows.)
   constexpr int64_t kMinMacs = 1 << 16, kMinBytes = 1 << 16;
-  const int64_t row_bytes = std::max<int64_t>(1, K * format_info(W.format).bits / 8);
+  const int64_t row_bytes = std::max<int64_t>(1, K * format.bits / 8);
   const int64_t by_work = std::min(kMinMacs / std::max<int64_t>(1, M * K), kMinBytes / row_bytes);
   const int64_t min_rows = std::max<int64_t>(16, (by_work + 15) / 16 * 16);
   const int64_t grain = pool.even_grain(N, min_rows, 16);
-  const ActivationInput input = format_info(W.format).activations;
+  const ActivationInput input = format.activations;
   if (input != ActivationInput::kFloat) {
     thread_local std::vector<int8_t> xs;
     thread_local std::vector<float> sx;
